@@ -1,0 +1,308 @@
+#include "shape_checks.h"
+
+#include <c10/util/Exception.h>
+#include <c10/util/irange.h>
+
+#include <algorithm>
+#include <array>
+#include <sstream>
+
+namespace fastconv {
+
+namespace {
+
+// torch's legacy type names, e.g. "torch.FloatTensor", "torch.cuda.HalfTensor".
+std::string legacy_type_name(const at::Tensor& t) {
+  std::string name = "torch.";
+  if (t.is_cuda()) {
+    name += "cuda.";
+  }
+  return name + c10::toString(t.scalar_type()) + "Tensor";
+}
+
+bool any_of(at::IntArrayRef values, bool (*pred)(int64_t)) {
+  return std::any_of(values.begin(), values.end(), pred);
+}
+
+// Floor division that rounds towards negative infinity, as torch's pooling shape formula does.
+int64_t div_round_down(int64_t a, int64_t b) {
+  const int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+int64_t pooling_output_size(
+    int64_t input, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation, bool ceil_mode) {
+  TORCH_CHECK(stride != 0, "stride should not be zero");
+  TORCH_CHECK(pad >= 0, "pad must be non-negative, but got pad: ", pad);
+  TORCH_CHECK(
+      pad <= ((kernel - 1) * dilation + 1) / 2,
+      "pad should be at most half of effective kernel size, but got pad=", pad,
+      ", kernel_size=", kernel, " and dilation=", dilation);
+  int64_t out =
+      div_round_down(
+          input + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0), stride) +
+      1;
+  // In ceil mode the last window must still start inside the (left-padded) input.
+  if (ceil_mode && (out - 1) * stride >= input + pad) {
+    --out;
+  }
+  return out;
+}
+
+} // namespace
+
+int64_t Conv2dGeometry::rows_per_band(int64_t element_size, int64_t workspace_bytes) const {
+  const int64_t row_bytes = std::max<int64_t>(1, column_rows() * out_w * element_size);
+  return std::clamp<int64_t>(workspace_bytes / row_bytes, 1, std::max<int64_t>(out_h, 1));
+}
+
+bool is_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() &&
+      t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::MemoryFormat conv2d_output_memory_format(const at::Tensor& input, const at::Tensor& weight) {
+  return (is_channels_last(input) || is_channels_last(weight)) ? at::MemoryFormat::ChannelsLast
+                                                               : at::MemoryFormat::Contiguous;
+}
+
+namespace {
+
+// The shape checks of torch's check_shape_forward, in its order, on sizes alone.
+Conv2dGeometry conv2d_geometry(
+    at::IntArrayRef input, at::IntArrayRef w, const at::Tensor* bias, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(w.size() >= 3, "weight should have at least three dimensions");
+  TORCH_CHECK(groups > 0, "non-positive groups is not supported");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
+              "fastconv conv2d expects stride, padding and dilation of two values each");
+  TORCH_CHECK(!any_of(padding, [](int64_t p) { return p < 0; }),
+              "negative padding is not supported");
+  TORCH_CHECK(!any_of(stride, [](int64_t s) { return s <= 0; }),
+              "non-positive stride is not supported");
+  TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d <= 0; }),
+              "dilation should be greater than zero, but got ", dilation);
+  TORCH_CHECK(
+      input.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
+      "-dimensional weight ", w, ", but got ", input.size(), "-dimensional input of size ",
+      input, " instead");
+  TORCH_CHECK(w.size() == 4, "fastconv conv2d expects a 4-dimensional weight, got ", w);
+  TORCH_CHECK(
+      w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
+      " at dimension 0, but got weight of size ", w, " instead");
+  TORCH_CHECK(
+      w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
+      groups, " at dimension 0, but got weight of size [", w, "] instead");
+  TORCH_CHECK(
+      input[1] == w[1] * groups, "Given groups=", groups, ", weight of size ", w,
+      ", expected input", input, " to have ", w[1] * groups, " channels, but got ", input[1],
+      " channels instead");
+  TORCH_CHECK(
+      bias == nullptr || (bias->dim() == 1 && bias->size(0) == w[0]), "Given weight of size ", w,
+      ", expected bias to be 1-dimensional with ", w[0], " elements, but got bias of size ",
+      bias->sizes(), " instead");
+
+  const int64_t padded_h = input[2] + 2 * padding[0];
+  const int64_t padded_w = input[3] + 2 * padding[1];
+  const int64_t span_h = dilation[0] * (w[2] - 1) + 1;
+  const int64_t span_w = dilation[1] * (w[3] - 1) + 1;
+  TORCH_CHECK(
+      padded_h >= span_h && padded_w >= span_w, "Calculated padded input size per channel: (",
+      padded_h, " x ", padded_w, "). Kernel size: (", span_h, " x ", span_w,
+      "). Kernel size can't be greater than actual input size");
+
+  Conv2dGeometry g{};
+  g.batch = input[0];
+  g.in_channels = input[1];
+  g.in_h = input[2];
+  g.in_w = input[3];
+  g.out_channels = w[0];
+  g.kernel_h = w[2];
+  g.kernel_w = w[3];
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
+  g.groups = groups;
+  g.out_h = (padded_h - span_h) / g.stride_h + 1;
+  g.out_w = (padded_w - span_w) / g.stride_w + 1;
+  return g;
+}
+
+} // namespace
+
+Conv2dGeometry check_conv2d(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  // torch's conv2d checks the bias dtype first, then the shapes, and the backend the rest.
+  const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
+  TORCH_CHECK(
+      b == nullptr || b->dtype() == input.dtype(), "Input type (", input.dtype().name(),
+      ") and bias type (", b->dtype().name(), ") should be the same");
+  const auto g =
+      conv2d_geometry(input.sizes(), weight.sizes(), b, stride, padding, dilation, groups);
+
+  if (input.scalar_type() != weight.scalar_type() || input.device() != weight.device()) {
+    const auto dtype = input.scalar_type();
+    const bool onednn_dtype =
+        dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf;
+    if (input.is_cpu() && weight.is_cpu() && !onednn_dtype) {
+      TORCH_CHECK(false, "expected scalar type ", input.scalar_type(), " but found ",
+                  weight.scalar_type());
+    }
+    TORCH_CHECK(
+        false, "Input type (", legacy_type_name(input), ") and weight type (",
+        legacy_type_name(weight), ") should be the same",
+        input.is_cpu() ? " or input should be a MKLDNN tensor and weight is a dense tensor" : "");
+  }
+  TORCH_CHECK(
+      b == nullptr || b->device() == input.device(), "Input type (", legacy_type_name(input),
+      ") and bias type (", legacy_type_name(*b), ") should be the same");
+  return g;
+}
+
+Conv2dGeometry conv2d_backward_geometry(
+    const at::Tensor& grad_output, at::IntArrayRef input_size, at::IntArrayRef weight_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const auto g =
+      conv2d_geometry(input_size, weight_size, nullptr, stride, padding, dilation, groups);
+  const std::array<int64_t, 4> expected{g.batch, g.out_channels, g.out_h, g.out_w};
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
+              "conv2d backward: expected grad_output of size ", at::IntArrayRef(expected),
+              ", but got ", grad_output.sizes());
+  return g;
+}
+
+Pool2dGeometry check_max_pool2d(
+    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2,
+              "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
+  const bool channels_last = is_channels_last(input);
+  if (channels_last) {
+    TORCH_CHECK(input.dim() == 4,
+                "non-empty 4D (batch mode) tensor expected for input with channels_last layout");
+  } else {
+    TORCH_CHECK(input.dim() == 3 || input.dim() == 4,
+                "non-empty 3D or 4D (batch mode) tensor expected for input");
+  }
+  Pool2dGeometry g{};
+  g.batch = input.dim() == 4 ? input.size(0) : 1;
+  g.channels = input.size(-3);
+  g.in_h = input.size(-2);
+  g.in_w = input.size(-1);
+  g.kernel_h = kernel_size[0];
+  g.kernel_w = kernel_size[1];
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.dilation_h = dilation[0];
+  g.dilation_w = dilation[1];
+  g.out_h = pooling_output_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, g.dilation_h, ceil_mode);
+  g.out_w = pooling_output_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, g.dilation_w, ceil_mode);
+
+  // torch's pool2d_shape_check, in its order.
+  TORCH_CHECK(g.kernel_w > 0 && g.kernel_h > 0,
+              "kernel size should be greater than zero, but got kH: ", g.kernel_h,
+              " kW: ", g.kernel_w);
+  TORCH_CHECK(g.stride_w > 0 && g.stride_h > 0,
+              "stride should be greater than zero, but got dH: ", g.stride_h, " dW: ", g.stride_w);
+  TORCH_CHECK(g.dilation_h > 0 && g.dilation_w > 0,
+              "dilation should be greater than zero, but got dilationH: ", g.dilation_h,
+              " dilationW: ", g.dilation_w);
+  const bool valid_dims = input.size(1) != 0 && input.size(2) != 0;
+  if (channels_last) {
+    TORCH_CHECK(input.dim() == 4 && valid_dims && input.size(3) != 0,
+                "Expected 4D (batch mode) tensor expected for input with channels_last layout"
+                " with optional 0 dim batch size for input, but got: ",
+                input.sizes());
+  } else {
+    TORCH_CHECK((input.dim() == 3 && input.size(0) != 0 && valid_dims) ||
+                    (input.dim() == 4 && valid_dims && input.size(3) != 0),
+                "Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
+                "but got:",
+                input.sizes());
+  }
+  TORCH_CHECK(g.out_w >= 1 && g.out_h >= 1, "Given input size: (", g.channels, "x", g.in_h, "x",
+              g.in_w, "). Calculated output size: (", g.channels, "x", g.out_h, "x", g.out_w,
+              "). Output size is too small");
+  return g;
+}
+
+Pool2dGeometry check_max_pool2d_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
+    at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, bool ceil_mode) {
+  const auto g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  auto expected = input.sizes().vec();
+  expected[expected.size() - 2] = g.out_h;
+  expected[expected.size() - 1] = g.out_w;
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
+              "max_pool2d backward: expected grad_output of size ", at::IntArrayRef(expected),
+              ", but got ", grad_output.sizes());
+  TORCH_CHECK(indices.sizes() == at::IntArrayRef(expected),
+              "max_pool2d backward: expected indices of size ", at::IntArrayRef(expected),
+              ", but got ", indices.sizes());
+  TORCH_CHECK(indices.scalar_type() == at::kLong,
+              "elements in indices should be type int64 but got: ", indices.scalar_type());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
+              "expected grad_output of type ", input.scalar_type(), " but got ",
+              grad_output.scalar_type());
+  return g;
+}
+
+Unpool2dGeometry check_max_unpool2d(
+    const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef output_size,
+    const char* kernel_name) {
+  // The checks and their order follow torch's max_unpooling2d_forward_out.
+  TORCH_CHECK(indices.scalar_type() == at::kLong,
+              "elements in indices should be type int64 but got: ", indices.scalar_type());
+  TORCH_CHECK(output_size.size() == 2,
+              "There should be exactly two elements (height, width) in output_size, but got ",
+              output_size.size(), " elements.");
+  TORCH_CHECK(input.dim() == 3 || input.dim() == 4,
+              "Input to max_unpooling2d should be a 3d or 4d Tensor, but got a tensor with ",
+              input.dim(), " dimensions.");
+  TORCH_CHECK(input.sizes() == indices.sizes(),
+              "Expected shape of indices to be same as that of the input tensor (", input.sizes(),
+              ") but got indices tensor with shape: ", indices.sizes());
+  for (const auto i : c10::irange(1, input.dim())) {
+    TORCH_CHECK(input.size(i) > 0, kernel_name,
+                "(): Expected input to have non-zero size for non-batch dimensions, but got ",
+                input.sizes(), " with dimension ", i, " being empty.");
+  }
+  TORCH_CHECK(output_size[0] >= 0 && output_size[1] >= 0,
+              "max_unpool2d: output_size must be non-negative, but got ", output_size);
+  Unpool2dGeometry g{};
+  g.batch = input.dim() == 4 ? input.size(0) : 1;
+  g.channels = input.size(-3);
+  g.in_h = input.size(-2);
+  g.in_w = input.size(-1);
+  g.out_h = output_size[0];
+  g.out_w = output_size[1];
+  return g;
+}
+
+void check_gather_by_switches(const at::Tensor& source, const at::Tensor& indices) {
+  TORCH_CHECK(indices.scalar_type() == at::kLong,
+              "elements in indices should be type int64 but got: ", indices.scalar_type());
+  TORCH_CHECK(source.dim() == indices.dim() && source.dim() >= 3,
+              "gather by switches: expected source and indices of the same rank (3 or 4), got ",
+              source.sizes(), " and ", indices.sizes());
+  for (int64_t d = 0; d < source.dim() - 2; ++d) {
+    TORCH_CHECK(source.size(d) == indices.size(d),
+                "gather by switches: leading dims of source ", source.sizes(),
+                " and indices ", indices.sizes(), " differ");
+  }
+}
+
+void throw_invalid_switch(int64_t index, int64_t height, int64_t width) {
+  TORCH_CHECK(false, "Found an invalid max index: ", index, " (output volumes are of size ",
+              height, "x", width, ")");
+}
+
+} // namespace fastconv

@@ -1,0 +1,246 @@
+"""Fake (meta) and autograd implementations of the ops that fastconv._C defines.
+
+Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda); here are only
+- the fake implementations: output shapes and layouts for torch.compile and meta tensors;
+- the autograd formulas, written with the fastconv ops themselves, so that gradients of any order
+  run on fastconv kernels.
+"""
+
+import torch
+
+ops = torch.ops.fastconv
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    # The same rule as is_channels_last in csrc/ops/shape_checks.cpp.
+    return (
+        t.dim() == 4
+        and not t.is_contiguous()
+        and t.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def _layout(channels_last: bool):
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def conv_output_size(size, kernel, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:  # last window must start in the input
+        out -= 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------- conv2d
+
+
+@torch.library.register_fake("fastconv::conv2d")
+def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    n, _, h, w = input.shape
+    k, _, r, s = weight.shape
+    size = (
+        n,
+        k,
+        conv_output_size(h, r, stride[0], padding[0], dilation[0]),
+        conv_output_size(w, s, stride[1], padding[1], dilation[1]),
+    )
+    layout = _layout(_is_channels_last(input) or _is_channels_last(weight))
+    return input.new_empty(size).contiguous(memory_format=layout)
+
+
+@torch.library.register_fake("fastconv::conv2d_input_backward")
+def _conv2d_input_backward_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
+    layout = _layout(_is_channels_last(grad_output))
+    return grad_output.new_empty(input_size).contiguous(memory_format=layout)
+
+
+@torch.library.register_fake("fastconv::conv2d_weight_backward")
+def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+    return grad_output.new_empty(weight_size)
+
+
+def _conv2d_setup(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.conv_args = (stride, padding, dilation, groups)
+
+
+def _conv2d_backward(ctx, grad_output):
+    input, weight = ctx.saved_tensors
+    needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+    grad_input = grad_weight = grad_bias = None
+    if needs_input:
+        grad_input = ops.conv2d_input_backward(grad_output, weight, input.shape, *ctx.conv_args)
+    if needs_weight:
+        grad_weight = ops.conv2d_weight_backward(grad_output, input, weight.shape, *ctx.conv_args)
+    if needs_bias:
+        grad_bias = grad_output.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+torch.library.register_autograd("fastconv::conv2d", _conv2d_backward, setup_context=_conv2d_setup)
+
+
+# grad_input = conv2d_input_backward(grad_output, weight) is bilinear: its derivative towards
+# grad_output is the forward convolution, towards weight the weight gradient taken with the
+# incoming gradient as input.
+def _conv2d_input_backward_setup(ctx, inputs, output):
+    grad_output, weight, input_size, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(grad_output, weight)
+    ctx.conv_args = (stride, padding, dilation, groups)
+
+
+def _conv2d_input_backward_backward(ctx, grad_grad_input):
+    grad_output, weight = ctx.saved_tensors
+    d_grad_output = d_weight = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(grad_grad_input, weight, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_weight = ops.conv2d_weight_backward(grad_output, grad_grad_input, weight.shape, *ctx.conv_args)
+    return d_grad_output, d_weight, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fastconv::conv2d_input_backward",
+    _conv2d_input_backward_backward,
+    setup_context=_conv2d_input_backward_setup,
+)
+
+
+# grad_weight = conv2d_weight_backward(grad_output, input) is bilinear too: towards grad_output it
+# is the forward convolution of input with the incoming gradient as weight, towards input the
+# input gradient with the incoming gradient as weight.
+def _conv2d_weight_backward_setup(ctx, inputs, output):
+    grad_output, input, weight_size, stride, padding, dilation, groups = inputs
+    ctx.save_for_backward(grad_output, input)
+    ctx.conv_args = (stride, padding, dilation, groups)
+
+
+def _conv2d_weight_backward_backward(ctx, grad_grad_weight):
+    grad_output, input = ctx.saved_tensors
+    d_grad_output = d_input = None
+    if ctx.needs_input_grad[0]:
+        d_grad_output = ops.conv2d(input, grad_grad_weight, None, *ctx.conv_args)
+    if ctx.needs_input_grad[1]:
+        d_input = ops.conv2d_input_backward(grad_output, grad_grad_weight, input.shape, *ctx.conv_args)
+    return d_grad_output, d_input, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fastconv::conv2d_weight_backward",
+    _conv2d_weight_backward_backward,
+    setup_context=_conv2d_weight_backward_setup,
+)
+
+
+# ------------------------------------------------------------------------------------ max_pool2d
+
+
+@torch.library.register_fake("fastconv::max_pool2d_with_indices")
+def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    size = list(input.shape)
+    for d in (0, 1):
+        size[d - 2] = pool_output_size(
+            size[d - 2], kernel_size[d], stride[d], padding[d], dilation[d], ceil_mode
+        )
+    layout = _layout(_is_channels_last(input))
+    output = input.new_empty(size).contiguous(memory_format=layout)
+    indices = input.new_empty(size, dtype=torch.int64).contiguous(memory_format=layout)
+    return output, indices
+
+
+@torch.library.register_fake("fastconv::max_pool2d_with_indices_backward")
+def _max_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
+
+
+def _max_pool2d_setup(ctx, inputs, output):
+    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
+    indices = output[1]
+    ctx.mark_non_differentiable(indices)
+    ctx.save_for_backward(input, indices)
+    ctx.pool_args = (kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _max_pool2d_backward(ctx, grad_output, _grad_indices):
+    input, indices = ctx.saved_tensors
+    grad_input = ops.max_pool2d_with_indices_backward(grad_output, input, *ctx.pool_args, indices)
+    return grad_input, None, None, None, None, None
+
+
+torch.library.register_autograd(
+    "fastconv::max_pool2d_with_indices", _max_pool2d_backward, setup_context=_max_pool2d_setup
+)
+
+
+# The backward is linear in grad_output: its own derivative gathers through the same switches.
+def _max_pool2d_backward_setup(ctx, inputs, output):
+    indices = inputs[-1]
+    ctx.save_for_backward(indices)
+
+
+def _max_pool2d_backward_backward(ctx, grad_grad_input):
+    (indices,) = ctx.saved_tensors
+    return (ops.max_unpool2d_backward(grad_grad_input, indices),) + (None,) * 7
+
+
+torch.library.register_autograd(
+    "fastconv::max_pool2d_with_indices_backward",
+    _max_pool2d_backward_backward,
+    setup_context=_max_pool2d_backward_setup,
+)
+
+
+# ---------------------------------------------------------------------------------- max_unpool2d
+
+
+@torch.library.register_fake("fastconv::max_unpool2d")
+def _max_unpool2d_fake(input, indices, output_size):
+    size = list(input.shape[:-2]) + list(output_size)
+    return input.new_empty(size).contiguous(memory_format=_layout(_is_channels_last(input)))
+
+
+@torch.library.register_fake("fastconv::max_unpool2d_backward")
+def _max_unpool2d_backward_fake(grad_output, indices):
+    return grad_output.new_empty(indices.shape).contiguous(memory_format=_layout(_is_channels_last(indices)))
+
+
+def _max_unpool2d_setup(ctx, inputs, output):
+    input, indices, output_size = inputs
+    ctx.save_for_backward(indices)
+
+
+def _max_unpool2d_backward(ctx, grad_output):
+    (indices,) = ctx.saved_tensors
+    return ops.max_unpool2d_backward(grad_output, indices), None, None
+
+
+torch.library.register_autograd(
+    "fastconv::max_unpool2d", _max_unpool2d_backward, setup_context=_max_unpool2d_setup
+)
+
+
+# The gather's adjoint adds every gathered gradient back where it came from. Where switches repeat
+# (overlapping pooling windows) the values must add up, so this uses scatter_add, not the
+# assigning max_unpool2d; only derivatives of third order and above come through here.
+def _gather_setup(ctx, inputs, output):
+    grad_output, indices = inputs
+    ctx.save_for_backward(indices)
+    ctx.source_shape = grad_output.shape
+
+
+def _gather_backward(ctx, grad):
+    (indices,) = ctx.saved_tensors
+    plane = ctx.source_shape[-2] * ctx.source_shape[-1]
+    source = grad.new_zeros(*ctx.source_shape[:-2], plane)
+    source = source.scatter_add(-1, indices.flatten(-2), grad.flatten(-2))
+    return source.view(ctx.source_shape), None
+
+
+torch.library.register_autograd(
+    "fastconv::max_unpool2d_backward", _gather_backward, setup_context=_gather_setup
+)

@@ -1,0 +1,181 @@
+"""fastconv's functional API: the signatures, semantics and errors of torch.nn.functional.
+
+These wrappers turn Python-level arguments (ints or pairs, padding strings, unbatched input) into
+the fixed arguments of the ops in torch.ops.fastconv, raising torch's errors for malformed ones;
+the ops check everything else in C++ (csrc/ops/shape_checks.cpp).
+"""
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import _ops  # noqa: F401  autograd and fake implementations must be registered
+
+ops = torch.ops.fastconv
+IntOrPair = Union[int, Sequence[int]]
+
+
+def _conv_param(name: str, value: IntOrPair, spatial_dims: int) -> List[int]:
+    """torch's expand_param_if_needed: an int, or a list of one value or one per spatial dim."""
+    values = [value] * 2 if isinstance(value, int) else list(value)
+    if len(values) == 1:
+        return values * spatial_dims
+    if len(values) != spatial_dims:
+        raise RuntimeError(
+            f"expected {name} to be a single integer value or a list of {spatial_dims} values to "
+            f"match the convolution dimensions, but got {name}={values}"
+        )
+    return values
+
+
+def _same_padding(input, weight, dilation) -> Tuple[torch.Tensor, List[int]]:
+    """padding='same': symmetric padding, plus one more row/column at the end where the total is
+    odd (as torch does, by padding a copy of the input)."""
+    padding = []
+    extra = [0, 0, 0, 0]  # F.pad order: left, right, top, bottom
+    for d in range(2):
+        total = dilation[d] * (weight.shape[d + 2] - 1)
+        padding.append(total // 2)
+        extra[2 * (1 - d) + 1] = total - 2 * (total // 2)
+    if any(extra):
+        input = F.pad(input, extra)
+    return input, padding
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntOrPair = 1,
+    padding: Union[str, IntOrPair] = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """2-D convolution (cross-correlation) as torch.nn.functional.conv2d, by im2col and GEMM.
+
+    input: (N, C, H, W) or unbatched (C, H, W); weight: (K, C / groups, R, S); bias: (K,) or None.
+    padding: int, pair, 'valid' or 'same' (stride 1 only). Dilation > 1 gives dilated convolution.
+    """
+    if input.dim() not in (3, 4):
+        raise RuntimeError(
+            "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+            f"{list(input.shape)}"
+        )
+    if bias is not None and bias.dtype != input.dtype:
+        raise RuntimeError(
+            f"Input type ({_dtype_name(input)}) and bias type ({_dtype_name(bias)}) should be the same"
+        )
+    if weight.dim() < 3:
+        raise RuntimeError("weight should have at least three dimensions")
+    spatial_dims = weight.dim() - 2  # torch takes the convolution's rank from the weight
+    stride = _conv_param("stride", stride, spatial_dims)
+    dilation = _conv_param("dilation", dilation, spatial_dims)
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = [0, 0]
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            input, padding = _same_padding(input, weight, dilation)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        padding = _conv_param("padding", padding, spatial_dims)
+    output = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return output.squeeze(0) if unbatched else output
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:
+    if isinstance(value, int):
+        return [value, value]
+    values = list(value)
+    if allow_empty and not values:
+        return None
+    if len(values) == 1:
+        return values * 2
+    if len(values) != 2:
+        raise RuntimeError(message)
+    return values
+
+
+def max_pool2d(
+    input: torch.Tensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair] = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """2-D max pooling as torch.nn.functional.max_pool2d, recording the switches.
+
+    With return_indices=True returns (output, indices): int64, for each output the flat position
+    h * W + w of its maximum within its (n, c) plane, identical to torch's.
+    """
+    kernel_size = _pool_pair(
+        kernel_size, "max_pool2d: kernel_size must either be a single int, or a tuple of two ints"
+    )
+    if stride is not None:
+        stride = _pool_pair(
+            stride,
+            "max_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
+            allow_empty=True,
+        )
+    stride = kernel_size if stride is None else stride
+    padding = _pool_pair(padding, "max_pool2d: padding must either be a single int, or a tuple of two ints")
+    dilation = _pool_pair(dilation, "max_pool2d: dilation must be either a single int, or a tuple of two ints")
+    output, indices = ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return (output, indices) if return_indices else output
+
+
+def _unpool_output_size(input, kernel_size, stride, padding, output_size) -> List[int]:
+    """torch's rule: the size max_pool2d came from, or output_size, which must lie within a stride
+    of it (it may carry the batch and channel dims too)."""
+    default = [
+        (input.shape[d - 2] - 1) * stride[d] + kernel_size[d] - 2 * padding[d] for d in range(2)
+    ]
+    if output_size is None:
+        return default
+    if len(output_size) == 4:
+        output_size = output_size[2:]
+    if len(output_size) != 2:
+        raise ValueError(
+            "output_size should be a sequence containing 2 or 4 elements, but it has a length "
+            f"of '{len(output_size)}'"
+        )
+    for d in range(2):
+        low, high = default[d] - stride[d], default[d] + stride[d]
+        if not low < output_size[d] < high:
+            raise ValueError(
+                f'invalid output_size "{output_size}" (dim {d} must be between {low} and {high})'
+            )
+    return [int(s) for s in output_size]
+
+
+def _pair(value) -> List[int]:
+    return [value, value] if isinstance(value, int) else list(value)
+
+
+def max_unpool2d(
+    input: torch.Tensor,
+    indices: torch.Tensor,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair] = None,
+    padding: IntOrPair = 0,
+    output_size: Optional[Sequence[int]] = None,
+) -> torch.Tensor:
+    """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d: each value goes to the
+    position its switch names in a zero-filled plane; everything else stays zero."""
+    kernel_size = _pair(kernel_size)
+    stride = kernel_size if stride is None else _pair(stride)
+    padding = _pair(padding)
+    size = _unpool_output_size(input, kernel_size, stride, padding, output_size)
+    return ops.max_unpool2d(input, indices, size)
