@@ -1,7 +1,10 @@
 // The extension module fastconv._C. Loading it registers the ops of the `fastconv` namespace with
 // PyTorch's dispatcher (schemas in ops/*.cpp, kernels in ops/cpu and ops/cuda); the module itself
-// only reports how it was built.
+// only reports how it was built and the CPU conv2d's workspace size.
 #include <torch/extension.h>
+
+#include "ops/cpu/conv2d_kernel.h"
+#include "ops/shape_checks.h"
 
 #ifndef FASTCONV_TORCH_VERSION
 #error "setup.py defines FASTCONV_TORCH_VERSION"
@@ -31,4 +34,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
     return info;
   }, "How this build of fastconv was compiled: torch version, CUDA, archs, OpenMP.");
+
+  m.def("conv2d_cpu_workspace_bytes",
+        [](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
+           std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
+          const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
+                                                dilation, groups);
+          return fastconv::cpu::conv2d_workspace_bytes(g, input.element_size());
+        },
+        "Peak im2col workspace in bytes of the CPU conv2d forward for these arguments (meta "
+        "tensors are enough), with the current thread count.");
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../shape_checks.h"
+#include "conv2d_kernel.h"
 #include "gemm.h"
 #include "im2col.h"
 
@@ -102,6 +103,16 @@ void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const sca
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
   return g.is_pointwise() ? 0 : g.column_rows() * band_rows * g.out_w;
 }
+
+} // namespace
+
+int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, int64_t element_size) {
+  const int64_t buffers = std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(g.batch, 1));
+  return buffers * element_size *
+      workspace_elements(g, g.rows_per_band(element_size, kWorkspaceBytes));
+}
+
+namespace {
 
 at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
