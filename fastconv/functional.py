@@ -62,10 +62,6 @@ def conv2d(
             "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
             f"{list(input.shape)}"
         )
-    if bias is not None and bias.dtype != input.dtype:
-        raise RuntimeError(
-            f"Input type ({_dtype_name(input)}) and bias type ({_dtype_name(bias)}) should be the same"
-        )
     if weight.dim() < 3:
         raise RuntimeError("weight should have at least three dimensions")
     spatial_dims = weight.dim() - 2  # torch takes the convolution's rank from the weight
@@ -87,10 +83,6 @@ def conv2d(
         padding = _conv_param("padding", padding, spatial_dims)
     output = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return output.squeeze(0) if unbatched else output
-
-
-def _dtype_name(t: torch.Tensor) -> str:
-    return str(t.dtype).replace("torch.", "")
 
 
 def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:

@@ -8,6 +8,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -144,27 +145,33 @@ at::Tensor max_pool2d_with_indices_backward_kernel(
     const at::Tensor& indices) {
   const auto g = check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride,
                                            padding, dilation, ceil_mode);
-  auto grad_input = at::zeros(input.sizes(), grad_output.options());
+  auto grad_input = at::empty(input.sizes(), grad_output.options());
   const auto memory_format =
       is_channels_last(input) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   if (grad_output.numel() == 0) {
-    return grad_input.contiguous(memory_format);
+    return grad_input.zero_().contiguous(memory_format);
   }
   const auto gy = grad_output.contiguous();
   const auto switches = indices.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "max_pool2d_backward", [&] {
-    // A plane per task, its outputs in order: each plane's sums have a fixed order.
+    using acc_t = at::opmath_type<scalar_t>;
+    // A plane per task, its outputs in order: each plane's sums have a fixed order. Half types
+    // add up in float and round once.
     at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> sums(g.in_plane());
       for (int64_t plane = begin; plane < end; ++plane) {
         const scalar_t* gy_p = gy.const_data_ptr<scalar_t>() + plane * g.out_plane();
         const int64_t* s_p = switches.const_data_ptr<int64_t>() + plane * g.out_plane();
-        scalar_t* gx_p = grad_input.mutable_data_ptr<scalar_t>() + plane * g.in_plane();
+        std::fill(sums.begin(), sums.end(), acc_t(0));
         for (int64_t o = 0; o < g.out_plane(); ++o) {
           if (s_p[o] >= 0 && s_p[o] < g.in_plane()) {  // a window with no tap inside the input
-            gx_p[s_p[o]] += gy_p[o];                    // points outside it; it gets nothing
+            sums[s_p[o]] += static_cast<acc_t>(gy_p[o]);  // points outside it: no gradient
           }
         }
+        scalar_t* gx_p = grad_input.mutable_data_ptr<scalar_t>() + plane * g.in_plane();
+        std::transform(sums.begin(), sums.end(), gx_p,
+                       [](acc_t v) { return static_cast<scalar_t>(v); });
       }
     });
   });
