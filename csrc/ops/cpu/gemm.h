@@ -4,6 +4,7 @@
 // as each matrix has unit stride along one dimension, which all of ours do.
 #pragma once
 
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
 
@@ -34,6 +35,8 @@ Matrix<T> transposed(Matrix<T> m) {
 // c = a * b, or c += a * b when `accumulate`. c is rows(a) x cols(b), row-major with stride ldc.
 template <typename T>
 void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
+  // Plain buffers inside a kernel: no autograd to record, so skip its dispatch layer.
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
   const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   auto out = at::from_blob(c, {a.rows, b.cols}, {ldc, 1}, options);
   if (accumulate) {
