@@ -6,6 +6,10 @@
 #include "ops/cpu/conv2d_kernel.h"
 #include "ops/shape_checks.h"
 
+#ifdef FASTCONV_WITH_CUDA
+#include <cuda.h>  // CUDA_VERSION
+#endif
+
 #ifndef FASTCONV_TORCH_VERSION
 #error "setup.py defines FASTCONV_TORCH_VERSION"
 #endif
