@@ -443,18 +443,7 @@ ERROR_CASES = {
 
 # fastconv/functional.py spells the dtypes of this message as "float32"/"float64" where torch says
 # "float"/"double" (typeMeta names); the CPU path has the same mismatch.
-KNOWN_MISMATCHES = {"conv-bias-dtype": "functional.conv2d names dtypes 'float32', torch says 'float'"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_MISMATCHES[name], strict=True))
-        if name in KNOWN_MISMATCHES
-        else name
-        for name in ERROR_CASES
-    ],
-)
+@pytest.mark.parametrize("name", list(ERROR_CASES))
 def test_errors_match_torch_on_cuda(name):
     expected = raised(lambda: ERROR_CASES[name](F))
     ours = raised(lambda: ERROR_CASES[name](fastconv))
