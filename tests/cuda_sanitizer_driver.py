@@ -1,7 +1,7 @@
 """Runs every fastconv CUDA kernel once or twice on small shapes, forward and backward, for
 compute-sanitizer (memcheck, racecheck):
 
-    compute-sanitizer --tool memcheck python bench/cuda_sanitize_ops.py
+    compute-sanitizer --tool memcheck python tests/cuda_sanitizer_driver.py   (and --tool racecheck)
 """
 import torch
 
