@@ -1,0 +1,83 @@
+"""What machine the benchmark ran on, and its practical peaks measured in the same run: a large
+GEMM's FLOP rate (what a convolution could reach) and a large copy's bandwidth (what a memory-bound
+pooling could reach). Measuring them alongside the cases keeps "fraction of peak" honest on a
+shared machine whose speed drifts."""
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+import fastconv
+
+from .timing import Candidate, Timer, interleaved
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_commit() -> Optional[str]:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": str(device),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_version": torch.__version__,
+        "mkldnn_available": torch.backends.mkldnn.is_available(),
+        "fastconv_version": fastconv.__version__,
+        "fastconv_build_info": fastconv.build_info(),
+        "git_commit": git_commit(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory,
+                    gpu_multiprocessors=props.multi_processor_count,
+                    cudnn_version=torch.backends.cudnn.version())
+    return info
+
+
+def measure_peaks(device: torch.device, dtype: torch.dtype, timer: Timer, repeats: int) -> dict:
+    """GFLOP/s of a square GEMM (2048 on the CPU, 8192 on a GPU) and GB/s of a 256 MiB copy
+    (bytes read plus bytes written), each the median of `repeats` samples."""
+    size = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    source = torch.empty(64 << 20, device=device, dtype=torch.float32)
+    target = torch.empty_like(source)
+    source.normal_()
+    timings = interleaved(
+        {"gemm": Candidate(lambda: torch.mm(a, b, out=out)), "copy": Candidate(lambda: target.copy_(source))},
+        timer, repeats=repeats, warmup=1, min_sample_seconds=0.1,
+    )
+    return {
+        "gemm_size": size,
+        "gemm_dtype": str(dtype).replace("torch.", ""),
+        "gemm_gflops": 2 * size**3 / timings["gemm"].median / 1e9,
+        "copy_bytes": 2 * source.numel() * source.element_size(),
+        "copy_gbs": 2 * source.numel() * source.element_size() / timings["copy"].median / 1e9,
+    }
