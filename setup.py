@@ -14,12 +14,25 @@ import sysconfig
 
 from setuptools import setup
 
-# torch derives CUDA_HOME from the nvcc on PATH without resolving links (/usr/local/bin/nvcc gives
-# /usr/local), so resolve it here, before torch.utils.cpp_extension reads it.
-if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH"):
+
+
+def find_cuda_home():
+    """The CUDA toolkit: nvcc's own folder, resolved through links, or /usr/local/cuda. torch takes
+    the parent of the nvcc found on PATH as is, which is wrong where that nvcc is a link or a
+    wrapper script in /usr/local/bin."""
     nvcc = shutil.which("nvcc")
-    if nvcc:
-        os.environ["CUDA_HOME"] = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+    candidates = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
+    candidates.append("/usr/local/cuda")
+    for folder in candidates:
+        if os.path.exists(os.path.join(folder, "include", "cuda_runtime.h")):
+            return folder
+    return None
+
+
+# Set before torch.utils.cpp_extension reads it.
+_cuda_home = None if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") else find_cuda_home()
+if _cuda_home:
+    os.environ["CUDA_HOME"] = _cuda_home
 
 import torch  # noqa: E402
 from torch.utils.cpp_extension import (  # noqa: E402
