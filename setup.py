@@ -15,7 +15,6 @@ import sysconfig
 from setuptools import setup
 
 
-
 def find_cuda_home():
     """The CUDA toolkit: nvcc's own folder, resolved through links, or /usr/local/cuda. torch takes
     the parent of the nvcc found on PATH as is, which is wrong where that nvcc is a link or a

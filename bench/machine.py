@@ -60,10 +60,19 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
+def gemm_size(device: torch.device, dtype: torch.dtype) -> int:
+    """The square GEMM whose rate is the peak: large enough to run at full speed, small enough to
+    take a fraction of a second. Half types get a smaller one on the CPU, where without native
+    support (AVX2) they run at about 1 GFLOP/s."""
+    if device.type == "cuda":
+        return 8192
+    return 512 if dtype in (torch.float16, torch.bfloat16) else 2048
+
+
 def measure_peaks(device: torch.device, dtype: torch.dtype, timer: Timer, repeats: int) -> dict:
-    """GFLOP/s of a square GEMM (2048 on the CPU, 8192 on a GPU) and GB/s of a 256 MiB copy
-    (bytes read plus bytes written), each the median of `repeats` samples."""
-    size = 8192 if device.type == "cuda" else 2048
+    """GFLOP/s of a square GEMM in the benchmark's dtype (see gemm_size) and GB/s of a 256 MiB
+    float32 copy (bytes read plus bytes written), each the median of `repeats` samples."""
+    size = gemm_size(device, dtype)
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     out = torch.empty(size, size, device=device, dtype=dtype)

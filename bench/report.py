@@ -116,7 +116,8 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
     backends = defaultdict(set)
     for row in rows:
         backends[row["impl"]].add(row["backend"])
-    peak = (f"GEMM {peaks['gemm_gflops']:.0f} GFLOP/s" if op == "conv2d" else f"copy {peaks['copy_gbs']:.1f} GB/s")
+    peak = (f"{peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s" if op == "conv2d"
+            else f"copy {peaks['copy_gbs']:.3g} GB/s")
     caption = (f"vs REF = REF's time / fastconv's time (>1: fastconv faster). Peak: {peak}. "
                + "; ".join(f"{ref} ran on {', '.join(sorted(backends[ref]))}" for ref in refs if ref in backends))
     return Table(f"{suite} ({context})", headers, table_rows, caption)
@@ -165,7 +166,7 @@ def summary_tables(summary: List[dict], context: str) -> List[Table]:
                  f"{e['fastconv_rate_geomean']:.1f}", _percent(e["fastconv_fraction_of_peak_geomean"]),
                  *[_percent(e[f"{ref}_fraction_of_peak_geomean"]) for ref in refs]]
                 for e in entries]
-        peak = "a 2048^3 GEMM (8192^3 on a GPU)" if op == "conv2d" else "a 256 MiB copy's bandwidth"
+        peak = "a large GEMM's rate in this dtype" if op == "conv2d" else "a 256 MiB copy's bandwidth"
         caption = ("vs REF: REF's time / fastconv's time, >1 means fastconv is faster; geomean over the "
                    "distinct layers, network = whole network's time (layers weighted by how often they "
                    f"occur). Of peak: geomean fraction of {peak}, the best of the measurements taken "

@@ -195,8 +195,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     peaks = remeasure_peaks()
     hardware = machine.get("gpu_name") or machine["cpu_model"]
     context = f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, {machine['date'][:10]}"
-    print(f"fastconv benchmark on {context}; peaks: GEMM {peaks['gemm_gflops']:.0f} GFLOP/s, "
-          f"copy {peaks['copy_gbs']:.1f} GB/s")
+    print(f"fastconv benchmark on {context}; peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} "
+          f"GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s")
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 and args.device == "cpu":
         print(f"note: load average {load[0]:.1f} before starting: other work is running on this machine; "
@@ -271,8 +271,8 @@ def write_outputs(args, rows, summary, tables, failures, machine, peaks, context
               f"{machine['cpu_capability']})" + (f", {machine['gpu_name']}" if "gpu_name" in machine else "")
               + f"; torch {machine['torch_version']}, fastconv {machine['fastconv_version']}"
               + (f" @ {machine['git_commit']}" if machine["git_commit"] else "")
-              + f". Peaks measured in the run: GEMM {peaks['gemm_gflops']:.0f} GFLOP/s, copy "
-              f"{peaks['copy_gbs']:.1f} GB/s. Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
+              + f". Peaks (best seen in the run): {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, "
+              f"copy {peaks['copy_gbs']:.3g} GB/s. Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
               + f" ({elapsed / 60:.1f} min).")
     report.write_markdown(tables, header, args.out / "summary.md")
 
