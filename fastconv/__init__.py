@@ -7,8 +7,6 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
     model = torch.nn.Sequential(fastconv.nn.Conv2d(3, 64, 3), fastconv.nn.MaxPool2d(2))
 """
 
-import torch
-
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
 from .functional import conv2d, max_pool2d, max_unpool2d
