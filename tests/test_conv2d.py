@@ -32,21 +32,21 @@ def make_conv_inputs(case, dtype=torch.float64, bias=True):
     return x, weight, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def grads(fn, tensors, grad_output):
+def grads(fn, tensors, grad_output=None):
+    """fn's output, the gradients of its tensor arguments, and the grad_output used (random if none
+    is given)."""
     tensors = [t.detach().requires_grad_() if t is not None else None for t in tensors]
     out = fn(*tensors)
+    grad_output = torch.randn_like(out) if grad_output is None else grad_output
     out.backward(grad_output)
-    return out, [t.grad if t is not None else None for t in tensors]
+    return out, [t.grad if t is not None else None for t in tensors], grad_output
 
 
 def check_against_torch(x, weight, bias, kwargs, dtype=None):
     """Forward values, output layout and all three gradients equal torch's."""
-    expected, expected_grads = None, None
     reference = lambda x, w, b: F.conv2d(x, w, b, **kwargs)  # noqa: E731
-    expected = reference(x, weight, bias)
-    grad_output = torch.randn_like(expected)
-    expected, expected_grads = grads(reference, (x, weight, bias), grad_output)
-    actual, actual_grads = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
+    expected, expected_grads, grad_output = grads(reference, (x, weight, bias))
+    actual, actual_grads, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     assert is_channels_last(actual) == is_channels_last(expected)
     assert_close(actual, expected, dtype)
@@ -82,9 +82,9 @@ def test_dtypes(case, dtype):
     x, weight, bias, kwargs = make_conv_inputs(case, dtype)
     grad_output = torch.randn_like(F.conv2d(x.double(), weight.double(), bias.double(), **kwargs))
     fast = lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs)  # noqa: E731
-    actual, actual_grads = grads(fast, (x, weight, bias), grad_output.to(dtype))
+    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output.to(dtype))
     assert actual.dtype == dtype and all(g.dtype == dtype for g in actual_grads)
-    exact, exact_grads = grads(fast, (x.double(), weight.double(), bias.double()), grad_output)
+    exact, exact_grads, _ = grads(fast, (x.double(), weight.double(), bias.double()), grad_output)
     assert_close(actual.double(), exact, dtype)
     assert_close(actual, F.conv2d(x, weight, bias, **kwargs), dtype)
     for a, e in zip(actual_grads, exact_grads):
@@ -135,8 +135,8 @@ def test_gradcheck(case):
 def test_backward_is_deterministic():
     x, weight, bias, kwargs = make_conv_inputs((4, 8, 12, 12, 8, 3, 3, 1, 1, 1, 2), torch.float32)
     grad_output = torch.randn(4, 8, 12, 12)
-    _, first = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
-    _, second = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
+    _, first, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
+    _, second, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
