@@ -9,6 +9,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 from . import _ops  # noqa: F401  autograd and fake implementations must be registered
 
@@ -150,10 +151,6 @@ def _unpool_output_size(input, kernel_size, stride, padding, output_size) -> Lis
                 f'invalid output_size "{output_size}" (dim {d} must be between {low} and {high})'
             )
     return [int(s) for s in output_size]
-
-
-def _pair(value) -> List[int]:
-    return [value, value] if isinstance(value, int) else list(value)
 
 
 def max_unpool2d(
