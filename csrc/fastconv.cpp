@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 
 #include "ops/cpu/conv2d_kernel.h"
+#include "ops/cpu/gemm_microkernel.h"
 #include "ops/shape_checks.h"
 
 #ifdef FASTCONV_WITH_CUDA
@@ -36,16 +37,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
         false;
 #endif
+    // Chosen at run time from the CPU and ATen's capability (ATEN_CPU_CAPABILITY).
+    info["cpu_gemm_kernel"] = fastconv::cpu::microkernel_uses_avx2() ? "avx2_fma" : "portable";
     return info;
-  }, "How this build of fastconv was compiled: torch version, CUDA, archs, OpenMP.");
+  }, "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
+     "GEMM kernel it runs.");
 
   m.def("conv2d_cpu_workspace_bytes",
         [](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
            std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
           const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
                                                 dilation, groups);
-          return fastconv::cpu::conv2d_workspace_bytes(g, input.element_size());
+          return fastconv::cpu::conv2d_workspace_bytes(g, input.scalar_type());
         },
-        "Peak im2col workspace in bytes of the CPU conv2d forward for these arguments (meta "
+        "Peak workspace in bytes of the CPU conv2d forward for these arguments (meta "
         "tensors are enough), with the current thread count.");
 }

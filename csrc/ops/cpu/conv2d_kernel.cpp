@@ -1,6 +1,9 @@
-// CPU kernels of conv2d and its two backward ops: im2col on bands of output rows, then a GEMM
-// through ATen's BLAS (gemm.h). Layout is NCHW inside; channels_last in and out is
-// converted at the edges.
+// CPU kernels of conv2d and its two backward ops. Layout is NCHW inside; channels_last in and out
+// is converted at the edges.
+//
+// float32 forward: im2col packed block by block straight into our own GEMM (packed_gemm.h), so
+// the column matrix never leaves the cache. Other dtypes, and the backward ops: im2col on bands of
+// output rows, then a GEMM through ATen's BLAS (gemm.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -12,7 +15,9 @@
 #include "../shape_checks.h"
 #include "conv2d_kernel.h"
 #include "gemm.h"
+#include "gemm_microkernel.h"
 #include "im2col.h"
+#include "packed_gemm.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -100,13 +105,87 @@ void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const sca
   }
 }
 
+// Output pixels per task of the packed forward: its B block, kKC x kPixelBlock floats (128 KiB),
+// stays in L2 while every weight panel passes over it.
+constexpr int64_t kPixelBlock = 128;
+// At most this many weight rows per task, so that their kKC-deep slice (192 KiB) also fits in L2.
+constexpr int64_t kMaxRowBlock = 192;
+
+// The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
+// of the whole batch are numbered image after image, so a block may span small images. When there
+// are few pixel blocks the weight rows are split too, so that every thread gets work.
+struct ForwardTiling {
+  int64_t pixels, pixel_blocks, row_block, row_blocks;
+
+  explicit ForwardTiling(const Conv2dGeometry& g) {
+    const int64_t K = g.out_channels_per_group();
+    pixels = g.batch * g.out_plane();
+    pixel_blocks = (pixels + kPixelBlock - 1) / kPixelBlock;
+    const int64_t pixel_tasks = g.groups * pixel_blocks;
+    const int64_t wanted = 2 * at::get_num_threads();
+    int64_t splits = std::clamp<int64_t>((wanted + pixel_tasks - 1) / pixel_tasks, 1,
+                                         (K + kMR - 1) / kMR);
+    splits = std::max(splits, (K + kMaxRowBlock - 1) / kMaxRowBlock);
+    row_block = round_up((K + splits - 1) / splits, kMR);
+    row_blocks = (K + row_block - 1) / row_block;
+  }
+  int64_t tasks(const Conv2dGeometry& g) const { return g.groups * pixel_blocks * row_blocks; }
+};
+
+void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                    float* y) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
+                C = g.in_channels_per_group(), rows = g.column_rows();
+  std::vector<GemmA> weights;
+  weights.reserve(g.groups);
+  for (int64_t group = 0; group < g.groups; ++group) {
+    weights.emplace_back(w + group * K * rows, K, rows, rows);
+  }
+  const ForwardTiling tiling(g);
+  const MicroKernel kernel = select_microkernel();
+  at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
+    const AlignedBuffer packed_columns(packed_b_elements(kPixelBlock));
+    std::vector<float*> output_columns(kPixelBlock);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t row_block = task % tiling.row_blocks;
+      const int64_t pixel_block = task / tiling.row_blocks % tiling.pixel_blocks;
+      const int64_t group = task / (tiling.row_blocks * tiling.pixel_blocks);
+      const int64_t first = pixel_block * kPixelBlock;
+      const int64_t count = std::min(kPixelBlock, tiling.pixels - first);
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t n = (first + j) / P, p = (first + j) % P;
+        output_columns[j] = y + (n * g.out_channels + group * K) * P + p;
+      }
+      const int64_t row_begin = row_block * tiling.row_block;
+      const int64_t row_end = std::min(K, row_begin + tiling.row_block);
+      const float* group_input = x + group * C * g.in_plane();
+      const auto runs = pixel_runs(g, first, count);
+      packed_gemm(
+          kernel, weights[group], row_begin, row_end, count,
+          [&](int64_t k0, int64_t kc, float* packed) {
+            pack_columns(group_input, g, runs, count, k0, kc, packed);
+          },
+          packed_columns.data(), output_columns.data(), P,
+          bias != nullptr ? bias + group * K : nullptr, /*accumulate=*/false);
+    }
+  });
+}
+
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
   return g.is_pointwise() ? 0 : g.column_rows() * band_rows * g.out_w;
 }
 
 } // namespace
 
-int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, int64_t element_size) {
+int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype) {
+  const int64_t element_size = c10::elementSize(dtype);
+  if (dtype == at::kFloat) {
+    const ForwardTiling tiling(g);
+    const int64_t threads = std::min<int64_t>(at::get_num_threads(), tiling.tasks(g));
+    const int64_t K = g.out_channels_per_group();
+    const int64_t weight_tails = K % kMR == 0 ? 0 : g.groups * kMR * g.column_rows();
+    return element_size * (threads * packed_b_elements(kPixelBlock) + weight_tails);
+  }
   const int64_t buffers = std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(g.batch, 1));
   return buffers * element_size *
       workspace_elements(g, g.rows_per_band(element_size, kWorkspaceBytes));
@@ -134,6 +213,11 @@ at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const auto x = input.contiguous();
   const auto w = weight.contiguous();
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
+  if (input.scalar_type() == at::kFloat) {
+    forward_packed(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                   has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
+    return output.contiguous(memory_format);
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d", [&] {
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
     const int64_t in_image = g.in_channels * g.in_plane();

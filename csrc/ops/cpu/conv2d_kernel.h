@@ -4,8 +4,9 @@
 
 namespace fastconv::cpu {
 
-// Peak bytes of im2col workspace that the CPU conv2d forward allocates for this geometry with the
-// current thread count (one column buffer per thread working on an image).
-int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, int64_t element_size);
+// Peak bytes of workspace that the CPU conv2d forward allocates for this geometry and dtype with
+// the current thread count: a packed block of columns per thread for float32 (plus zero-padded
+// weight rows), an im2col band per thread working on an image for other dtypes.
+int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype);
 
 } // namespace fastconv::cpu

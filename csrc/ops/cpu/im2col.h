@@ -9,8 +9,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../shape_checks.h"
+#include "packed_gemm.h"
 
 namespace fastconv::cpu {
 
@@ -84,6 +86,72 @@ void col2im_gather(const T* columns, int64_t channels, const Conv2dGeometry& g, 
       }
     }
   });
+}
+
+// A stretch of a block's output pixels that lies in one output row of one image and in one B
+// panel: `length` pixels from (image, oh, ow), which are the block's columns from `column` on.
+struct PixelRun {
+  int64_t image, oh, ow, length, column;
+};
+
+// The runs of pixels [first, first + count) of the batch's output pixels, numbered image by image
+// and row by row (so that small images can share a GEMM).
+inline std::vector<PixelRun> pixel_runs(const Conv2dGeometry& g, int64_t first, int64_t count) {
+  std::vector<PixelRun> runs;
+  for (int64_t column = 0; column < count;) {
+    const int64_t q = first + column;
+    const int64_t p = q % g.out_plane(), ow = p % g.out_w;
+    const int64_t length = std::min({g.out_w - ow, count - column, kNR - column % kNR});
+    runs.push_back({q / g.out_plane(), p / g.out_w, ow, length, column});
+    column += length;
+  }
+  return runs;
+}
+
+// im2col straight into the packed-B order of packed_gemm.h: rows [k0, k0 + kc) of one group's
+// column matrix (`group_input` is the group's first channel of image 0), for the output pixels
+// that `runs` cover, `count` in all; the columns that pad the last panel are zero. The columns
+// never exist as a matrix, only a cache-sized block of them at a time.
+inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
+                         const std::vector<PixelRun>& runs, int64_t count, int64_t k0, int64_t kc,
+                         float* packed) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const int64_t image_size = g.in_channels * g.in_plane();
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t row = k0 + k;
+    const int64_t kh = (row / g.kernel_w) % g.kernel_h, kw = row % g.kernel_w;
+    const float* channel = group_input + (row / taps) * g.in_plane();
+    for (const PixelRun& run : runs) {
+      const float* plane = channel + run.image * image_size;
+      float* out = packed + packed_b_offset(k, run.column, kc);
+      const int64_t ih = run.oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+      if (ih < 0 || ih >= g.in_h) {
+        std::fill_n(out, run.length, 0.f);
+        continue;
+      }
+      const float* in_row = plane + ih * g.in_w;
+      const int64_t iw0 = run.ow * g.stride_w - g.pad_w + kw * g.dilation_w;
+      if (g.stride_w == 1 && iw0 >= 0 && iw0 + run.length <= g.in_w) {
+        for (int64_t t = 0; t < run.length; ++t) {  // inside the image: a short vector copy
+          out[t] = in_row[iw0 + t];
+        }
+        continue;
+      }
+      if (iw0 >= 0 && iw0 + (run.length - 1) * g.stride_w < g.in_w) {
+        for (int64_t t = 0; t < run.length; ++t) {
+          out[t] = in_row[iw0 + t * g.stride_w];
+        }
+        continue;
+      }
+      for (int64_t t = 0; t < run.length; ++t) {
+        const int64_t iw = iw0 + t * g.stride_w;
+        out[t] = (iw >= 0 && iw < g.in_w) ? in_row[iw] : 0.f;
+      }
+    }
+    for (int64_t column = count; column % kNR != 0; ++column) {
+      packed[packed_b_offset(k, column, kc)] = 0.f;
+    }
+  }
 }
 
 } // namespace fastconv::cpu

@@ -1,0 +1,116 @@
+#include "gemm_microkernel.h"
+
+#include <ATen/Version.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define FASTCONV_X86 1
+#endif
+
+namespace fastconv::cpu {
+namespace {
+
+// Plain C++ the compiler vectorizes for the baseline ISA; used where AVX2+FMA is missing or
+// switched off, and the reference the AVX2 kernel is tested against.
+void microkernel_portable(int64_t depth, const float* a, int64_t lda, const float* b,
+                          float* tile, int64_t ldc, const float* row_start, bool accumulate) {
+  float acc[kMR][kNR];
+  for (int64_t i = 0; i < kMR; ++i) {
+    for (int64_t j = 0; j < kNR; ++j) {
+      acc[i][j] = accumulate ? tile[i * ldc + j] : (row_start ? row_start[i] : 0.f);
+    }
+  }
+  for (int64_t k = 0; k < depth; ++k, b += kNR) {
+    for (int64_t i = 0; i < kMR; ++i) {
+      for (int64_t j = 0; j < kNR; ++j) {
+        acc[i][j] += a[i * lda + k] * b[j];
+      }
+    }
+  }
+  for (int64_t i = 0; i < kMR; ++i) {
+    for (int64_t j = 0; j < kNR; ++j) {
+      tile[i * ldc + j] = acc[i][j];
+    }
+  }
+}
+
+#ifdef FASTCONV_X86
+// Compiled for AVX2+FMA through the target attribute alone, so the rest of the library keeps the
+// baseline ISA and still loads on older CPUs.
+__attribute__((target("avx2,fma"))) void microkernel_avx2(
+    int64_t depth, const float* a, int64_t lda, const float* b, float* tile, int64_t ldc,
+    const float* row_start, bool accumulate) {
+  __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  if (accumulate) {
+    c00 = _mm256_loadu_ps(tile + 0 * ldc), c01 = _mm256_loadu_ps(tile + 0 * ldc + 8);
+    c10 = _mm256_loadu_ps(tile + 1 * ldc), c11 = _mm256_loadu_ps(tile + 1 * ldc + 8);
+    c20 = _mm256_loadu_ps(tile + 2 * ldc), c21 = _mm256_loadu_ps(tile + 2 * ldc + 8);
+    c30 = _mm256_loadu_ps(tile + 3 * ldc), c31 = _mm256_loadu_ps(tile + 3 * ldc + 8);
+    c40 = _mm256_loadu_ps(tile + 4 * ldc), c41 = _mm256_loadu_ps(tile + 4 * ldc + 8);
+    c50 = _mm256_loadu_ps(tile + 5 * ldc), c51 = _mm256_loadu_ps(tile + 5 * ldc + 8);
+  } else if (row_start != nullptr) {
+    c00 = c01 = _mm256_set1_ps(row_start[0]);
+    c10 = c11 = _mm256_set1_ps(row_start[1]);
+    c20 = c21 = _mm256_set1_ps(row_start[2]);
+    c30 = c31 = _mm256_set1_ps(row_start[3]);
+    c40 = c41 = _mm256_set1_ps(row_start[4]);
+    c50 = c51 = _mm256_set1_ps(row_start[5]);
+  } else {
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+  }
+  // One pointer per row of a, so that every broadcast is a plain load.
+  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda,
+              *a5 = a + 5 * lda;
+  for (int64_t k = 0; k < depth; ++k, b += kNR) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 ai = _mm256_broadcast_ss(a0 + k);
+    c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a1 + k);
+    c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a2 + k);
+    c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a3 + k);
+    c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a4 + k);
+    c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a5 + k);
+    c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+  }
+  _mm256_storeu_ps(tile + 0 * ldc, c00), _mm256_storeu_ps(tile + 0 * ldc + 8, c01);
+  _mm256_storeu_ps(tile + 1 * ldc, c10), _mm256_storeu_ps(tile + 1 * ldc + 8, c11);
+  _mm256_storeu_ps(tile + 2 * ldc, c20), _mm256_storeu_ps(tile + 2 * ldc + 8, c21);
+  _mm256_storeu_ps(tile + 3 * ldc, c30), _mm256_storeu_ps(tile + 3 * ldc + 8, c31);
+  _mm256_storeu_ps(tile + 4 * ldc, c40), _mm256_storeu_ps(tile + 4 * ldc + 8, c41);
+  _mm256_storeu_ps(tile + 5 * ldc, c50), _mm256_storeu_ps(tile + 5 * ldc + 8, c51);
+}
+#endif
+
+bool avx2_selected() {
+#ifdef FASTCONV_X86
+  // ATen's capability string honours ATEN_CPU_CAPABILITY; the cpuid check guards builds where
+  // ATen reports more than this CPU has.
+  const std::string capability = at::get_cpu_capability();
+  const bool allowed = capability == "AVX2" || capability == "AVX512";
+  return allowed && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+} // namespace
+
+bool microkernel_uses_avx2() {
+  static const bool selected = avx2_selected();
+  return selected;
+}
+
+MicroKernel select_microkernel() {
+#ifdef FASTCONV_X86
+  if (microkernel_uses_avx2()) {
+    return microkernel_avx2;
+  }
+#endif
+  return microkernel_portable;
+}
+
+} // namespace fastconv::cpu

@@ -1,0 +1,130 @@
+// A float GEMM whose B operand is never stored as a matrix: a packer writes each depth block of B
+// straight into the panel order the micro-kernel reads, so im2col's columns live only in a
+// cache-sized buffer. The A operand (the weights) is read in place.
+//
+//   c[m x n] = start + a[m x depth] * b[depth x n]
+//
+// Blocking, outermost first: depth blocks of kKC (B block and A panels stay in L2), B panels of
+// kNR columns (one in L1 at a time), A panels of kMR rows, each pair one micro-kernel call.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include <c10/util/Exception.h>
+
+#include "gemm_microkernel.h"
+
+namespace fastconv::cpu {
+
+constexpr int64_t kKC = 256;
+
+inline int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+// A 64-byte aligned float buffer: whole packed panels then sit on cache lines, and the
+// micro-kernel can use aligned loads.
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(int64_t elements)
+      : data_(static_cast<float*>(std::aligned_alloc(64, round_up(elements * 4, 64)))) {
+    TORCH_CHECK(data_ != nullptr, "fastconv: out of memory for a ", elements * 4,
+                "-byte GEMM workspace");
+  }
+  ~AlignedBuffer() { std::free(data_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  float* data() const { return data_; }
+
+ private:
+  float* data_;
+};
+
+// a[m x depth], row-major with row stride lda, read in place by the micro-kernel, kMR rows at a
+// time: packing it per block costs more than it saves when few columns share the block, and
+// packing it once per call doubles the weight traffic of a small batch. The rows of a last
+// partial panel are copied once into a zero-padded block so that no read passes the matrix.
+class GemmA {
+ public:
+  GemmA(const float* data, int64_t m, int64_t depth, int64_t lda)
+      : data_(data), depth_(depth), lda_(lda), full_rows_(m / kMR * kMR) {
+    if (full_rows_ < m) {
+      tail_.assign(kMR * depth, 0.f);
+      for (int64_t i = full_rows_; i < m; ++i) {
+        std::copy_n(data + i * lda, depth, tail_.data() + (i - full_rows_) * depth);
+      }
+    }
+  }
+
+  int64_t depth() const { return depth_; }
+  // The panel of rows [i0, i0 + kMR) from column k0, and its row stride.
+  const float* panel(int64_t i0, int64_t k0) const {
+    return i0 < full_rows_ ? data_ + i0 * lda_ + k0 : tail_.data() + k0;
+  }
+  int64_t panel_stride(int64_t i0) const { return i0 < full_rows_ ? lda_ : depth_; }
+
+ private:
+  const float* data_;
+  int64_t depth_, lda_, full_rows_;
+  std::vector<float> tail_;
+};
+
+// Where packers put b(k, j) of a depth block of kc rows: panel j / kNR, row k, lane j % kNR.
+inline int64_t packed_b_offset(int64_t k, int64_t j, int64_t kc) {
+  return (j / kNR) * kc * kNR + k * kNR + j % kNR;
+}
+
+// Elements of the B buffer a call with n columns needs.
+inline int64_t packed_b_elements(int64_t n) {
+  return round_up(n, kNR) * kKC;
+}
+
+// Rows [row_begin, row_end) (row_begin a multiple of kMR) and n columns of c = start + a * b,
+// start being c itself when `accumulate`, else row_start[i] per row, or zero. Column j of c starts
+// at columns[j] and its rows are ldc apart, so a block of columns may span several images.
+// pack_b(k0, kc, buffer) writes b's rows [k0, k0 + kc) for these n columns at packed_b_offset,
+// zero past n, into b_buffer (AlignedBuffer memory of packed_b_elements(n)).
+template <typename PackB>
+void packed_gemm(MicroKernel kernel, const GemmA& a, int64_t row_begin, int64_t row_end,
+                 int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,
+                 const float* row_start, bool accumulate) {
+  const int64_t n_panels = (n + kNR - 1) / kNR;
+  for (int64_t k0 = 0; k0 < a.depth(); k0 += kKC) {
+    const int64_t kc = std::min(kKC, a.depth() - k0);
+    pack_b(k0, kc, b_buffer);
+    const bool add_to_c = accumulate || k0 > 0;
+    for (int64_t jp = 0; jp < n_panels; ++jp) {
+      const float* b = b_buffer + jp * kc * kNR;
+      float* const* tile_columns = columns + jp * kNR;
+      const int64_t cols = std::min(kNR, n - jp * kNR);
+      const bool contiguous = cols == kNR && tile_columns[kNR - 1] == tile_columns[0] + kNR - 1;
+      for (int64_t i0 = row_begin; i0 < row_end; i0 += kMR) {
+        const float* a_panel = a.panel(i0, k0);
+        const int64_t lda = a.panel_stride(i0);
+        const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
+        const int64_t rows = std::min(kMR, row_end - i0);
+        if (rows == kMR && contiguous) {
+          kernel(kc, a_panel, lda, b, tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
+          continue;
+        }
+        // A partial or scattered tile: compute it whole in a scratch tile, then keep the part
+        // inside c.
+        float scratch[kMR * kNR];
+        kernel(kc, a_panel, lda, b, scratch, kNR, nullptr, false);
+        for (int64_t j = 0; j < cols; ++j) {
+          float* column = tile_columns[j] + i0 * ldc;
+          for (int64_t i = 0; i < rows; ++i) {
+            float& out = column[i * ldc];
+            const float base = add_to_c ? out : (start != nullptr ? start[i] : 0.f);
+            out = base + scratch[i * kNR + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+} // namespace fastconv::cpu
