@@ -1,9 +1,11 @@
 // CPU kernels of conv2d and its two backward ops. Layout is NCHW inside; channels_last in and out
 // is converted at the edges.
 //
-// float32 forward: im2col packed block by block straight into our own GEMM (packed_gemm.h), so
-// the column matrix never leaves the cache. Other dtypes, and the backward ops: im2col on bands of
-// output rows, then a GEMM through ATen's BLAS (gemm.h).
+// float32: im2col packed block by block straight into our own GEMM (packed_gemm.h), so the
+// column matrix never leaves the cache: the forward, the weight gradient, and the input gradient
+// of stride-1 convolutions (a convolution itself). Depthwise: direct stencils
+// (depthwise_conv2d.cpp). Other dtypes, and strided input gradients: im2col (or col2im) on bands
+// of output rows and a GEMM through ATen's BLAS (gemm.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
@@ -14,6 +16,7 @@
 
 #include "../shape_checks.h"
 #include "conv2d_kernel.h"
+#include "depthwise_conv2d.h"
 #include "gemm.h"
 #include "gemm_microkernel.h"
 #include "im2col.h"
@@ -171,6 +174,93 @@ void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, con
   });
 }
 
+// A stride-1 convolution's input gradient is itself a convolution: of grad_output with the
+// weights flipped and their in/out channels swapped, padded by dilation * (kernel - 1) - padding.
+// It then runs on the packed forward, with no col2im.
+bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_h <= g.dilation_h * (g.kernel_h - 1) &&
+      g.pad_w <= g.dilation_w * (g.kernel_w - 1);
+}
+
+Conv2dGeometry input_backward_geometry(const Conv2dGeometry& g) {
+  Conv2dGeometry t = g;
+  t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
+  t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
+  t.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  t.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  return t;
+}
+
+// weight[K, C/g, kh, kw] -> [C, K/g, kh, kw], flipped in both spatial dims, group by group.
+at::Tensor input_backward_weight(const at::Tensor& weight, const Conv2dGeometry& g) {
+  return weight
+      .view({g.groups, g.out_channels_per_group(), g.in_channels_per_group(), g.kernel_h,
+             g.kernel_w})
+      .transpose(1, 2)
+      .flip({3, 4})
+      .reshape({g.in_channels, g.out_channels_per_group(), g.kernel_h, g.kernel_w})
+      .contiguous();
+}
+
+// Weight-gradient columns per task (a multiple of kNR) and weight rows per task.
+constexpr int64_t kWeightColumnBlock = 128;
+
+// The packed weight gradient's tasks: (group, block of grad_weight rows, block of its columns).
+// Every task sums over all images and pixels in the same order, so the result does not depend on
+// how tasks fall to threads.
+struct WeightBackwardTiling {
+  int64_t row_block, row_blocks, column_block, column_blocks;
+
+  explicit WeightBackwardTiling(const Conv2dGeometry& g) {
+    const int64_t K = g.out_channels_per_group(), columns = g.column_rows();
+    row_block = std::min(round_up(K, kMR), kMaxRowBlock);
+    row_blocks = (K + row_block - 1) / row_block;
+    column_block = kWeightColumnBlock;
+    const int64_t wanted = 2 * at::get_num_threads();
+    while (column_block > kNR &&
+           g.groups * row_blocks * ((columns + column_block - 1) / column_block) < wanted) {
+      column_block /= 2;
+    }
+    column_blocks = (columns + column_block - 1) / column_block;
+  }
+  int64_t tasks(const Conv2dGeometry& g) const { return g.groups * row_blocks * column_blocks; }
+};
+
+void weight_backward_packed(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
+                C = g.in_channels_per_group(), rows = g.column_rows();
+  const WeightBackwardTiling tiling(g);
+  const MicroKernel kernel = select_microkernel();
+  at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
+    const AlignedBuffer packed_columns(packed_b_elements(tiling.column_block));
+    std::vector<float*> weight_columns(tiling.column_block);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t column_block = task % tiling.column_blocks;
+      const int64_t row_block = task / tiling.column_blocks % tiling.row_blocks;
+      const int64_t group = task / (tiling.column_blocks * tiling.row_blocks);
+      const int64_t first = column_block * tiling.column_block;
+      const int64_t count = std::min(tiling.column_block, rows - first);
+      const int64_t row_begin = row_block * tiling.row_block;
+      const int64_t row_count = std::min(K, row_begin + tiling.row_block) - row_begin;
+      float* gw_block = gw + (group * K + row_begin) * rows;
+      for (int64_t j = 0; j < count; ++j) {
+        weight_columns[j] = gw_block + first + j;
+      }
+      for (int64_t n = 0; n < g.batch; ++n) {
+        const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
+        const GemmA grad_rows(gy + (n * g.out_channels + group * K + row_begin) * P, row_count, P,
+                              P);
+        packed_gemm(
+            kernel, grad_rows, 0, row_count, count,
+            [&](int64_t k0, int64_t kc, float* packed) {
+              pack_columns_transposed(image, g, k0, kc, first, count, packed);
+            },
+            packed_columns.data(), weight_columns.data(), rows, nullptr, /*accumulate=*/n > 0);
+      }
+    }
+  });
+}
+
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
   return g.is_pointwise() ? 0 : g.column_rows() * band_rows * g.out_w;
 }
@@ -214,8 +304,9 @@ at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const auto w = weight.contiguous();
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
   if (input.scalar_type() == at::kFloat) {
-    forward_packed(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
-                   has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
+    const auto forward = is_depthwise(g) ? depthwise_forward : forward_packed;
+    forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+            has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
     return output.contiguous(memory_format);
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d", [&] {
@@ -247,12 +338,24 @@ at::Tensor conv2d_input_backward_kernel(const at::Tensor& grad_output, const at:
               grad_output.scalar_type(), " and ", weight.scalar_type());
   const auto memory_format =
       is_channels_last(grad_output) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  auto grad_input = at::zeros(input_size, grad_output.options());
+  auto grad_input = at::empty(input_size, grad_output.options());
   if (grad_input.numel() == 0 || grad_output.numel() == 0) {
-    return grad_input.contiguous(memory_format);
+    return grad_input.zero_().contiguous(memory_format);
   }
   const auto gy = grad_output.contiguous();
   const auto w = weight.contiguous();
+  if (gy.scalar_type() == at::kFloat && is_depthwise(g)) {
+    depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                             grad_input.mutable_data_ptr<float>());
+    return grad_input.contiguous(memory_format);
+  }
+  if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g)) {
+    const auto flipped = input_backward_weight(w, g);
+    forward_packed(input_backward_geometry(g), gy.const_data_ptr<float>(),
+                   flipped.const_data_ptr<float>(), nullptr, grad_input.mutable_data_ptr<float>());
+    return grad_input.contiguous(memory_format);
+  }
+  grad_input.zero_();  // col2im adds to it
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
@@ -280,12 +383,19 @@ at::Tensor conv2d_weight_backward_kernel(const at::Tensor& grad_output, const at
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
               "conv2d backward: grad_output and input must have the same dtype, got ",
               grad_output.scalar_type(), " and ", input.scalar_type());
-  auto grad_weight = at::zeros(weight_size, grad_output.options());
+  auto grad_weight = at::empty(weight_size, grad_output.options());
   if (grad_weight.numel() == 0 || grad_output.numel() == 0) {
-    return grad_weight;
+    return grad_weight.zero_();
   }
   const auto x = input.contiguous();
   const auto gy = grad_output.contiguous();
+  if (x.scalar_type() == at::kFloat) {
+    const auto weight_backward = is_depthwise(g) ? depthwise_weight_backward : weight_backward_packed;
+    weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                    grad_weight.mutable_data_ptr<float>());
+    return grad_weight;
+  }
+  grad_weight.zero_();  // the GEMMs accumulate into it
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d_weight_backward", [&] {
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);

@@ -154,4 +154,38 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
   }
 }
 
+// The transpose of pack_columns, for the weight gradient: b(k, j) = column-matrix row j0 + j at
+// output pixel p0 + k of one image, for pixels [p0, p0 + kc) and `count` rows from j0, in
+// packed-B order (packed_gemm.h); the columns that pad the last panel are zero.
+inline void pack_columns_transposed(const float* group_image, const Conv2dGeometry& g, int64_t p0,
+                                    int64_t kc, int64_t j0, int64_t count, float* packed) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t row = j0 + j;
+    const int64_t kh = (row / g.kernel_w) % g.kernel_h, kw = row % g.kernel_w;
+    const float* plane = group_image + (row / taps) * g.in_plane();
+    float* out = packed + packed_b_offset(0, j, kc);
+    for (int64_t k = 0; k < kc;) {  // one stretch of an output row at a time
+      const int64_t p = p0 + k, oh = p / g.out_w, ow = p % g.out_w;
+      const int64_t length = std::min(g.out_w - ow, kc - k);
+      const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+      if (ih < 0 || ih >= g.in_h) {
+        for (int64_t t = 0; t < length; ++t) out[(k + t) * kNR] = 0.f;
+      } else {
+        const float* in_row = plane + ih * g.in_w;
+        const int64_t iw0 = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
+        for (int64_t t = 0; t < length; ++t) {
+          const int64_t iw = iw0 + t * g.stride_w;
+          out[(k + t) * kNR] = (iw >= 0 && iw < g.in_w) ? in_row[iw] : 0.f;
+        }
+      }
+      k += length;
+    }
+  }
+  for (int64_t j = count; j % kNR != 0; ++j) {
+    float* out = packed + packed_b_offset(0, j, kc);
+    for (int64_t k = 0; k < kc; ++k) out[k * kNR] = 0.f;
+  }
+}
+
 } // namespace fastconv::cpu

@@ -1,0 +1,28 @@
+// Direct float32 kernels for convolutions whose groups have one input channel each (depthwise,
+// with any channel multiplier). Each output channel is a small stencil over one input plane, so
+// a GEMM would have one row of depth kh*kw: im2col-GEMM is the wrong tool here.
+//
+// All tensors are NCHW contiguous. Every output element is summed in a fixed order by one thread,
+// so the results do not depend on the thread count.
+#pragma once
+
+#include "../shape_checks.h"
+
+namespace fastconv::cpu {
+
+// True where these kernels apply: one input channel per group.
+inline bool is_depthwise(const Conv2dGeometry& g) { return g.in_channels_per_group() == 1; }
+
+// y = conv2d(x, w) + bias (bias may be null).
+void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
+                       float* y);
+
+// gx = the input gradient, written whole (gx need not be zeroed).
+void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w,
+                              float* gx);
+
+// gw = the weight gradient, written whole.
+void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
+                               float* gw);
+
+} // namespace fastconv::cpu
