@@ -304,7 +304,7 @@ at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const auto w = weight.contiguous();
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
   if (input.scalar_type() == at::kFloat) {
-    const auto forward = is_depthwise(g) ? depthwise_forward : forward_packed;
+    const auto forward = depthwise_supported(g) ? depthwise_forward : forward_packed;
     forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
             has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
     return output.contiguous(memory_format);
@@ -344,15 +344,17 @@ at::Tensor conv2d_input_backward_kernel(const at::Tensor& grad_output, const at:
   }
   const auto gy = grad_output.contiguous();
   const auto w = weight.contiguous();
-  if (gy.scalar_type() == at::kFloat && is_depthwise(g)) {
-    depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
-                             grad_input.mutable_data_ptr<float>());
+  if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g)) {
+    const auto t = input_backward_geometry(g);
+    const auto flipped = input_backward_weight(w, g);
+    const auto forward = depthwise_supported(t) ? depthwise_forward : forward_packed;
+    forward(t, gy.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
+            grad_input.mutable_data_ptr<float>());
     return grad_input.contiguous(memory_format);
   }
-  if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g)) {
-    const auto flipped = input_backward_weight(w, g);
-    forward_packed(input_backward_geometry(g), gy.const_data_ptr<float>(),
-                   flipped.const_data_ptr<float>(), nullptr, grad_input.mutable_data_ptr<float>());
+  if (gy.scalar_type() == at::kFloat && depthwise_supported(g)) {
+    depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                             grad_input.mutable_data_ptr<float>());
     return grad_input.contiguous(memory_format);
   }
   grad_input.zero_();  // col2im adds to it
@@ -390,7 +392,8 @@ at::Tensor conv2d_weight_backward_kernel(const at::Tensor& grad_output, const at
   const auto x = input.contiguous();
   const auto gy = grad_output.contiguous();
   if (x.scalar_type() == at::kFloat) {
-    const auto weight_backward = is_depthwise(g) ? depthwise_weight_backward : weight_backward_packed;
+    const auto weight_backward =
+        depthwise_supported(g) ? depthwise_weight_backward : weight_backward_packed;
     weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
                     grad_weight.mutable_data_ptr<float>());
     return grad_weight;

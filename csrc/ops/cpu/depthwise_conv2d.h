@@ -10,8 +10,8 @@
 
 namespace fastconv::cpu {
 
-// True where these kernels apply: one input channel per group.
-inline bool is_depthwise(const Conv2dGeometry& g) { return g.in_channels_per_group() == 1; }
+// True where these kernels apply: one input channel per group, and at most 64 kernel taps.
+bool depthwise_supported(const Conv2dGeometry& g);
 
 // y = conv2d(x, w) + bias (bias may be null).
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

@@ -1,14 +1,16 @@
-// im2col and its inverse for one group of one image, on a band of output rows.
+// im2col and its inverse for one group of one image, on a band of output rows; and im2col packed
+// for packed_gemm.h, straight or transposed.
 //
-// Column matrix layout (row-major): one row per (channel, kernel row, kernel column), one column per
-// output pixel of the band [oh_begin, oh_end). Working on bands keeps the workspace bounded however
-// large the image is.
+// Column matrix layout (row-major): one row per (channel, kernel row, kernel column), one column
+// per output pixel of the band [oh_begin, oh_end). Working on bands keeps the workspace bounded
+// however large the image is.
 #pragma once
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../shape_checks.h"
@@ -132,8 +134,11 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
       const float* in_row = plane + ih * g.in_w;
       const int64_t iw0 = run.ow * g.stride_w - g.pad_w + kw * g.dilation_w;
       if (g.stride_w == 1 && iw0 >= 0 && iw0 + run.length <= g.in_w) {
-        for (int64_t t = 0; t < run.length; ++t) {  // inside the image: a short vector copy
-          out[t] = in_row[iw0 + t];
+        // Inside the image: a copy, of constant size for a whole panel (two vector moves).
+        if (run.length == kNR) {
+          std::memcpy(out, in_row + iw0, kNR * sizeof(float));
+        } else {
+          std::memcpy(out, in_row + iw0, run.length * sizeof(float));
         }
         continue;
       }
