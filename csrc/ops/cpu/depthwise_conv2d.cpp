@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "gemm_microkernel.h"
 
@@ -13,6 +14,8 @@
 
 namespace fastconv::cpu {
 namespace {
+
+constexpr int64_t kMaxDepthwiseTaps = 64;
 
 // The output columns [begin, end) whose tap at input column ow * stride + offset lies inside a row
 // of `width` columns.
@@ -28,21 +31,18 @@ FASTCONV_ALWAYS_INLINE inline ColumnRange columns_inside(int64_t offset, int64_t
   return {begin, std::max(begin, end)};
 }
 
-// The sum over ow in the columns inside of a[ow] * b[ow * stride + offset], in 8 fixed lanes (a
-// sum the compiler may vectorize without reordering it between runs).
-FASTCONV_ALWAYS_INLINE inline float dot_tap(const float* __restrict a,
-                                            const float* __restrict b_row, int64_t offset,
-                                            int64_t stride, int64_t in_w, int64_t out_w) {
-  const auto [begin, end] = columns_inside(offset, stride, in_w, out_w);
-  const float* b = b_row + offset;
-  float lanes[8] = {};
-  int64_t ow = begin;
-  if (stride == 1) {
-    for (; ow + 8 <= end; ow += 8) {
-      for (int64_t l = 0; l < 8; ++l) lanes[l] += a[ow + l] * b[ow + l];
-    }
+// The sum over i < length of a[i] * b[i * stride], in 16 fixed lanes (a sum the compiler can
+// vectorize, in the same order on every run).
+template <int kStride>
+FASTCONV_ALWAYS_INLINE inline float dot(const float* __restrict a, const float* __restrict b,
+                                        int64_t length, int64_t stride) {
+  const int64_t s = kStride != 0 ? kStride : stride;
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= length; i += 16) {
+    for (int64_t l = 0; l < 16; ++l) lanes[l] += a[i + l] * b[(i + l) * s];
   }
-  for (; ow < end; ++ow) lanes[0] += a[ow] * b[ow * stride];
+  for (; i < length; ++i) lanes[0] += a[i] * b[i * s];
   float sum = 0.f;
   for (float lane : lanes) sum += lane;
   return sum;
@@ -52,89 +52,119 @@ FASTCONV_ALWAYS_INLINE inline float dot_tap(const float* __restrict a,
 
 namespace {
 
-constexpr int64_t kLanes = 16;  // output columns summed together in registers
-
-// One output row of one plane: out[ow] = start + the taps' weight * input, summed tap by tap in
-// the order of `taps` (kernel row, then column), for every column. Columns whose taps all lie in
-// the image are summed kLanes at a time in registers; the others one at a time, skipping taps
-// outside. kStride is the column stride when it is 1 or 2 (so that the compiler vectorizes the
-// loads), or 0 for any stride.
-struct RowTaps {
-  const float* rows[64];  // per tap: the input row, shifted by the tap's column offset
-  float weights[64];
-  int64_t offsets[64];
+// A stencil over a zero-padded input plane: out[i] = start + sum over taps t, in order, of
+// weights[t] * in[i * stride + offsets[t]], for i < length. Every tap is inside the padded plane,
+// so there are no bounds checks: outputs are summed 16 (or 8) at a time in registers, the last
+// group overlapping the one before rather than falling back to one at a time. kStride is the
+// stride when it is 1 or 2, so that the compiler vectorizes the loads, or 0 for any stride.
+struct Taps {
+  float weights[kMaxDepthwiseTaps];
+  int64_t offsets[kMaxDepthwiseTaps];
   int64_t count;
 };
 
-template <int kStride>
-FASTCONV_ALWAYS_INLINE inline void forward_row(const RowTaps& taps, float start, int64_t stride,
-                                               int64_t in_w, int64_t out_w, int64_t inside_begin,
-                                               int64_t inside_end, float* __restrict out) {
+template <int kStride, int kLanes>
+FASTCONV_ALWAYS_INLINE inline void stencil_lanes(const Taps& taps, float start, int64_t stride,
+                                                 const float* in, float* out, int64_t i) {
   const int64_t s = kStride != 0 ? kStride : stride;
-  auto one_column = [&](int64_t ow) {
-    float acc = start;
-    for (int64_t t = 0; t < taps.count; ++t) {
-      const int64_t iw = ow * s + taps.offsets[t];
-      if (iw >= 0 && iw < in_w) acc += taps.weights[t] * taps.rows[t][ow * s];
-    }
-    out[ow] = acc;
-  };
-  auto lanes_from = [&](int64_t ow) {
-    float acc[kLanes];
-    for (int64_t l = 0; l < kLanes; ++l) acc[l] = start;
-    for (int64_t t = 0; t < taps.count; ++t) {
-      const float weight = taps.weights[t];
-      const float* in = taps.rows[t] + ow * s;
-      for (int64_t l = 0; l < kLanes; ++l) acc[l] += weight * in[l * s];
-    }
-    for (int64_t l = 0; l < kLanes; ++l) out[ow + l] = acc[l];
-  };
-  int64_t ow = 0;
-  for (; ow < std::min(inside_begin, out_w); ++ow) one_column(ow);
-  if (inside_end - ow >= kLanes) {
-    for (; ow + kLanes <= inside_end; ow += kLanes) lanes_from(ow);
-    if (ow < inside_end) {
-      lanes_from(inside_end - kLanes);  // the last lanes again, overlapping: same values
-      ow = inside_end;
+  float acc[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) acc[l] = start;
+  for (int64_t t = 0; t < taps.count; ++t) {
+    const float weight = taps.weights[t];
+    const float* tap = in + i * s + taps.offsets[t];
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += weight * tap[l * s];
+  }
+  for (int64_t l = 0; l < kLanes; ++l) out[i + l] = acc[l];
+}
+
+template <int kStride, int kLanes>
+FASTCONV_ALWAYS_INLINE inline void stencil_groups(const Taps& taps, float start, int64_t stride,
+                                                  const float* in, float* out, int64_t length) {
+  int64_t i = 0;
+  for (; i + kLanes <= length; i += kLanes) {
+    stencil_lanes<kStride, kLanes>(taps, start, stride, in, out, i);
+  }
+  if (i < length) {  // the last kLanes again, overlapping: the same values
+    stencil_lanes<kStride, kLanes>(taps, start, stride, in, out, length - kLanes);
+  }
+}
+
+template <int kStride>
+FASTCONV_ALWAYS_INLINE inline void stencil(const Taps& taps, float start, int64_t stride,
+                                           const float* in, float* out, int64_t length) {
+  if (length >= 16) {
+    stencil_groups<kStride, 16>(taps, start, stride, in, out, length);
+  } else if (length >= 8) {
+    stencil_groups<kStride, 8>(taps, start, stride, in, out, length);
+  } else {
+    for (int64_t i = 0; i < length; ++i) {
+      stencil_lanes<kStride, 1>(taps, start, stride, in, out, i);
     }
   }
-  for (; ow < out_w; ++ow) one_column(ow);
 }
+
+FASTCONV_ALWAYS_INLINE inline void any_stride_stencil(const Taps& taps, float start,
+                                                      int64_t stride, const float* in,
+                                                      float* out, int64_t length) {
+  if (stride == 1) {
+    stencil<1>(taps, start, 1, in, out, length);
+  } else if (stride == 2) {
+    stencil<2>(taps, start, 2, in, out, length);
+  } else {
+    stencil<0>(taps, start, stride, in, out, length);
+  }
+}
+
+// The zero-padded plane the stencils read: (in_h + 2 pad_h) x (in_w + 2 pad_w), plus a zero tail
+// for the reads past the last row that a whole-plane stencil makes (see forward_planes).
+struct PaddedPlane {
+  int64_t height, width;
+  std::vector<float> data;
+
+  explicit PaddedPlane(const Conv2dGeometry& g)
+      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
+        data(height * width + (g.kernel_w - 1) * g.dilation_w + 16, 0.f) {}
+
+  void fill(const Conv2dGeometry& g, const float* plane) {
+    for (int64_t ih = 0; ih < g.in_h; ++ih) {
+      std::copy_n(plane + ih * g.in_w, g.in_w, data.data() + (ih + g.pad_h) * width + g.pad_w);
+    }
+  }
+};
 
 FASTCONV_ALWAYS_INLINE inline void forward_planes(const Conv2dGeometry& g, const float* x,
                                                   const float* w, const float* bias, float* y,
                                                   int64_t begin, int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps_per_plane = g.kernel_h * g.kernel_w;
-  // Output columns whose taps all lie inside the input row.
-  const int64_t first_offset = -g.pad_w, last_offset = (g.kernel_w - 1) * g.dilation_w - g.pad_w;
-  const int64_t inside_begin = columns_inside(first_offset, g.stride_w, g.in_w, g.out_w).begin;
-  const int64_t inside_end = columns_inside(last_offset, g.stride_w, g.in_w, g.out_w).end;
-  RowTaps taps;
+  PaddedPlane padded(g);
+  // With stride 1 both ways, the whole plane is one stencil over the padded plane's rows laid
+  // end to end: out_h rows of padded-width outputs, of which the first out_w of each are kept.
+  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
+  std::vector<float> rows(whole_plane ? g.out_h * padded.width : 0);
+  Taps taps;
+  taps.count = taps_per_plane;
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      taps.offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * padded.width + kw * g.dilation_w;
+    }
+  }
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, k = plane % g.out_channels;
-    const float* in = x + (n * g.in_channels + k / multiplier) * g.in_plane();
-    const float* weights = w + k * taps_per_plane;
+    padded.fill(g, x + (n * g.in_channels + k / multiplier) * g.in_plane());
+    std::copy_n(w + k * taps_per_plane, taps_per_plane, taps.weights);
     const float start = bias != nullptr ? bias[k] : 0.f;
+    float* out = y + plane * g.out_plane();
+    if (whole_plane) {
+      stencil<1>(taps, start, 1, padded.data.data(), rows.data(), g.out_h * padded.width);
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        std::copy_n(rows.data() + oh * padded.width, g.out_w, out + oh * g.out_w);
+      }
+      continue;
+    }
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      taps.count = 0;
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const int64_t offset = kw * g.dilation_w - g.pad_w;
-          taps.rows[taps.count] = in + ih * g.in_w + offset;
-          taps.weights[taps.count] = weights[kh * g.kernel_w + kw];
-          taps.offsets[taps.count++] = offset;
-        }
-      }
-      float* out = y + plane * g.out_plane() + oh * g.out_w;
-      if (g.stride_w == 1) {
-        forward_row<1>(taps, start, 1, g.in_w, g.out_w, inside_begin, inside_end, out);
-      } else if (g.stride_w == 2) {
-        forward_row<2>(taps, start, 2, g.in_w, g.out_w, inside_begin, inside_end, out);
-      } else {
-        forward_row<0>(taps, start, g.stride_w, g.in_w, g.out_w, inside_begin, inside_end, out);
-      }
+      any_stride_stencil(taps, start, g.stride_w,
+                         padded.data.data() + oh * g.stride_h * padded.width,
+                         out + oh * g.out_w, g.out_w);
     }
   }
 }
@@ -155,7 +185,7 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 } // namespace
 
 bool depthwise_supported(const Conv2dGeometry& g) {
-  return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= 64;
+  return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps;
 }
 
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
@@ -205,27 +235,47 @@ FASTCONV_ALWAYS_INLINE inline void input_backward_planes(const Conv2dGeometry& g
   }
 }
 
-// The weight gradient of output channels [begin, end), each summed over the images in order.
+// The weight gradient of output channels [begin, end), each summed over the images in order:
+// per tap, the dot product of grad_output with the padded input plane shifted by the tap (with
+// stride 1, over whole planes: grad_output's rows are spread to the padded width, zeros between).
 FASTCONV_ALWAYS_INLINE inline void weight_backward_channels(const Conv2dGeometry& g,
                                                             const float* x, const float* gy,
                                                             float* gw, int64_t begin,
                                                             int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
+  PaddedPlane padded(g);
+  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
+  std::vector<float> wide_grad(whole_plane ? g.out_h * padded.width : 0, 0.f);
+  int64_t offsets[kMaxDepthwiseTaps];
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * padded.width + kw * g.dilation_w;
+    }
+  }
   for (int64_t k = begin; k < end; ++k) {
     float* grad_weights = gw + k * taps;
     std::fill_n(grad_weights, taps, 0.f);
     for (int64_t n = 0; n < g.batch; ++n) {
-      const float* in = x + (n * g.in_channels + k / multiplier) * g.in_plane();
+      padded.fill(g, x + (n * g.in_channels + k / multiplier) * g.in_plane());
       const float* grad_out = gy + (n * g.out_channels + k) * g.out_plane();
+      if (whole_plane) {
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          std::copy_n(grad_out + oh * g.out_w, g.out_w, wide_grad.data() + oh * padded.width);
+        }
+        for (int64_t t = 0; t < taps; ++t) {
+          grad_weights[t] += dot<1>(wide_grad.data(), padded.data.data() + offsets[t],
+                                    g.out_h * padded.width, 1);
+        }
+        continue;
+      }
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-          if (ih < 0 || ih >= g.in_h) continue;
-          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-            grad_weights[kh * g.kernel_w + kw] +=
-                dot_tap(grad_out + oh * g.out_w, in + ih * g.in_w, kw * g.dilation_w - g.pad_w,
-                        g.stride_w, g.in_w, g.out_w);
-          }
+        const float* row = padded.data.data() + oh * g.stride_h * padded.width;
+        for (int64_t t = 0; t < taps; ++t) {
+          const float* grad_row = grad_out + oh * g.out_w;
+          grad_weights[t] += g.stride_w == 1 ? dot<1>(grad_row, row + offsets[t], g.out_w, 1)
+              : g.stride_w == 2              ? dot<2>(grad_row, row + offsets[t], g.out_w, 2)
+                                             : dot<0>(grad_row, row + offsets[t], g.out_w,
+                                                      g.stride_w);
         }
       }
     }
