@@ -5,12 +5,19 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
     y = fastconv.conv2d(x, w, b, stride=1, padding="same")
     y, switches = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
     model = torch.nn.Sequential(fastconv.nn.Conv2d(3, 64, 3), fastconv.nn.MaxPool2d(2))
+    model = fastconv.convert(torchvision.models.resnet18())   # torch.nn layers -> fastconv's
+    print(fastconv.summary(model, (1, 3, 224, 224)))          # shapes, FLOPs, memory, receptive fields
 """
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
 from .functional import conv2d, max_pool2d, max_unpool2d
 from . import nn
+from .convert import ConversionReport, conversion_report, convert, revert
+from .summary import ModelSummary, summary
 
-__all__ = ["conv2d", "max_pool2d", "max_unpool2d", "nn", "build_info", "check_torch_version"]
+__all__ = [
+    "conv2d", "max_pool2d", "max_unpool2d", "nn", "convert", "revert", "conversion_report",
+    "ConversionReport", "summary", "ModelSummary", "build_info", "check_torch_version",
+]
 __version__ = "0.1.0"

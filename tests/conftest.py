@@ -1,7 +1,13 @@
 """Shared helpers: compare fastconv with torch.nn.functional on values, errors and gradients."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The example networks (examples/architectures.py) are the ones the tests check.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 # (rtol, atol) per dtype for fastconv vs torch: the two sum in different orders.
 TOLERANCES = {

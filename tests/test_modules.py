@@ -91,12 +91,11 @@ def test_fully_convolutional_lenet_gives_a_class_map():
     assert_same_outputs_and_gradients(model, reference, x, train=True)
     # On a 32x32 image it computes exactly what LeNet-5 with the same weights does.
     lenet = LeNet5(fastconv.nn).double()
-    lenet.features.load_state_dict(model.features.state_dict())
-    for conv, linear in zip(model.classifier[::2], lenet.classifier[1::2]):
-        linear.weight.data.copy_(conv.weight.flatten(1))
-        linear.bias.data.copy_(conv.bias)
+    model = FullyConvolutionalLeNet.from_lenet5(lenet, fastconv.nn)
     digit = x[:, :, :32, :32]
     torch.testing.assert_close(model(digit).flatten(1), lenet(digit))
+    # and on a larger image, at every 4th position, what LeNet-5 computes on the 32x32 window there
+    torch.testing.assert_close(model(x)[:, :, 2, 5], lenet(x[:, :, 8:40, 20:52]))
 
 
 @pytest.mark.parametrize("train", [False, True])

@@ -36,6 +36,19 @@ class FullyConvolutionalLeNet(torch_nn.Module):
             nn.Conv2d(84, classes, 1),
         )
 
+    @classmethod
+    def from_lenet5(cls, lenet: LeNet5, nn):
+        """The network that computes what `lenet` computes, on every 32x32 window: the same
+        features, and its dense layers as convolutions with the same weights."""
+        classes = lenet.classifier[-1].out_features
+        model = cls(nn, classes).to(lenet.classifier[-1].weight.dtype)
+        model.features.load_state_dict(lenet.features.state_dict())
+        with torch.no_grad():
+            for conv, linear in zip(model.classifier[::2], lenet.classifier[1::2]):
+                conv.weight.copy_(linear.weight.view_as(conv.weight))  # Flatten's order is (C, H, W)
+                conv.bias.copy_(linear.bias)
+        return model
+
     def forward(self, x):
         return self.classifier(self.features(x))
 
