@@ -92,8 +92,11 @@ void packed_gemm(MicroKernel kernel, const GemmA& a, int64_t row_begin, int64_t 
                  int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,
                  const float* row_start, bool accumulate) {
   const int64_t n_panels = (n + kNR - 1) / kNR;
-  for (int64_t k0 = 0; k0 < a.depth(); k0 += kKC) {
-    const int64_t kc = std::min(kKC, a.depth() - k0);
+  // Depth blocks of equal size (at most kKC), rather than a short last one.
+  const int64_t depth_blocks = (a.depth() + kKC - 1) / kKC;
+  const int64_t block_depth = (a.depth() + depth_blocks - 1) / depth_blocks;
+  for (int64_t k0 = 0; k0 < a.depth(); k0 += block_depth) {
+    const int64_t kc = std::min(block_depth, a.depth() - k0);
     pack_b(k0, kc, b_buffer);
     const bool add_to_c = accumulate || k0 > 0;
     for (int64_t jp = 0; jp < n_panels; ++jp) {
