@@ -1,24 +1,57 @@
-// CPU kernels of max_pool2d_with_indices and its backward. The forward has one loop for NCHW
-// (a plane per task) and one for channels_last (a pixel per task, channels innermost).
+// CPU kernels of max_pool2d_with_indices and its backward.
+//
+// Forward, NCHW: a plane per task. Each output row splits into border columns (windows that reach
+// into the padding or past the edge), done one by one, and interior columns, done 8 at a time in
+// AVX2 registers (float32, column stride 1 or 2; a narrow interior gets one masked block, a wide
+// one ends with a block overlapping the previous). Rows of the window outside the input are
+// skipped, so top and bottom padding cost nothing.
+// Forward, channels_last: a band of output pixels per task, the channels of a pixel 8 (or 16) at
+// a time in AVX2 registers, the last partial group masked.
+// Both vector paths keep torch's switches exactly: they scan the window in torch's order (rows,
+// then columns), take a tap when `value > max || isnan(value)` (so ties keep the first index and
+// the last NaN wins), start from the first tap inside the input, and hold the flat h*W+w index in
+// int32 lanes (planes of up to 2^31 - 1 elements; larger ones take the generic path), widened to
+// int64 when stored.
+// The vector paths run where ATen's own kernels would use AVX2 (at::get_cpu_capability(), which
+// follows ATEN_CPU_CAPABILITY; also checked with cpuid) and are compiled per function
+// (__attribute__((target))), so the library still loads and runs on CPUs without AVX2; everything
+// else takes the generic loops, which define the semantics.
+//
+// Backward: each output's gradient is added at its switch, in a fixed order (deterministic).
+// NCHW: a plane per task, zeroed then scattered into while it sits in the cache (half types add
+// up in a per-thread float plane and round once). channels_last (float, double): a task is an
+// image and a group of channels, so batch 1 still runs in parallel.
 #include <ATen/Dispatch.h>
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
+#include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTCONV_POOL_X86 1
+#include <immintrin.h>
+#define FASTCONV_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FASTCONV_POOL_X86 0
+#endif
 
 #include "../shape_checks.h"
 
 namespace fastconv::cpu {
 namespace {
 
-// Taps of output position `o` along one dimension that fall inside the input: begin, end, step.
+// Taps of output position `o` along one dimension that fall inside the input: the first one
+// (begin) and a bound (end); taps are begin, begin + dilation, ... < end.
 struct WindowTaps {
   int64_t begin, end;
 };
@@ -27,8 +60,8 @@ inline WindowTaps window_taps(int64_t o, int64_t stride, int64_t pad, int64_t ke
                               int64_t dilation, int64_t size) {
   int64_t begin = o * stride - pad;
   const int64_t end = std::min(begin + (kernel - 1) * dilation + 1, size);
-  while (begin < 0) {
-    begin += dilation;
+  if (begin < 0) {
+    begin += (-begin + dilation - 1) / dilation * dilation;
   }
   return {begin, end};
 }
@@ -40,40 +73,329 @@ constexpr acc_t lowest_value() {
 }
 
 // torch's rule: a larger value or a NaN takes the switch, so ties keep the first index in window
-// order (row by row) and a NaN wins.
+// order (row by row) and the last NaN wins.
 template <typename scalar_t, typename acc_t>
 inline bool takes_switch(scalar_t value, acc_t best) {
   return static_cast<acc_t>(value) > best || at::_isnan(value);
 }
 
+// The vector paths hold in-plane indices in int32 lanes.
+bool vector_path_available(const Pool2dGeometry& g) {
+#if FASTCONV_POOL_X86
+  static const bool avx2 = [] {
+    const std::string capability = at::get_cpu_capability();
+    return (capability == "AVX2" || capability == "AVX512") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma");
+  }();
+  return avx2 && g.in_plane() <= std::numeric_limits<int32_t>::max();
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+// Tasks of at least about this many input elements: smaller ones cost more to hand out than they
+// take to run.
+constexpr int64_t kGrainElements = 32768;
+
+// ------------------------------------------------------------------------------- generic forward
+
+// One output of one plane: the window's maximum and its switch, torch's scan.
+template <typename scalar_t>
+inline void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows, int64_t ow,
+                     scalar_t* y, int64_t* switches) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+  acc_t best = lowest_value<acc_t>();
+  int64_t best_index = rows.begin * g.in_w + cols.begin;
+  for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
+    for (int64_t iw = cols.begin; iw < cols.end; iw += g.dilation_w) {
+      const scalar_t value = x[ih * g.in_w + iw];
+      if (takes_switch(value, best)) {
+        best = static_cast<acc_t>(value);
+        best_index = ih * g.in_w + iw;
+      }
+    }
+  }
+  *y = static_cast<scalar_t>(best);
+  *switches = best_index;
+}
+
+template <typename scalar_t>
+void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh, int64_t ow_begin,
+                      int64_t ow_end, scalar_t* y, int64_t* switches) {
+  const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+  for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+    pool_one(g, x, rows, ow, y + oh * g.out_w + ow, switches + oh * g.out_w + ow);
+  }
+}
+
+// Interior output columns [lo, hi): every tap of their windows lies inside the row.
+struct Interior {
+  int64_t lo, hi;
+};
+
+Interior interior_columns(const Pool2dGeometry& g) {
+  const int64_t lo = (g.pad_w + g.stride_w - 1) / g.stride_w;
+  const int64_t last = g.in_w - 1 + g.pad_w - (g.kernel_w - 1) * g.dilation_w;
+  const int64_t hi = last < 0 ? 0 : std::min(g.out_w, last / g.stride_w + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+#if FASTCONV_POOL_X86
+
+// --------------------------------------------------------------------- AVX2 forward, NCHW, float
+
+// Lane l of a block holds output column perm[l] of the block: [0..7] for stride 1, and for
+// stride 2 the order one shuffle of two overlapping loads gives, [0, 1, 4, 5, 2, 3, 6, 7]; the
+// block is put in order once, before it is stored.
+template <int S>
+FASTCONV_AVX2 inline __m256i lane_offsets() {
+  if constexpr (S == 1) {
+    return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  } else {
+    return _mm256_setr_epi32(0, 2, 8, 10, 4, 6, 12, 14);
+  }
+}
+
+// Load masks of a partial block of n outputs (reads no element past the last needed one).
+struct BlockMasks {
+  __m256i lo, hi;
+};
+
+template <int S>
+FASTCONV_AVX2 inline BlockMasks block_masks(int n) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  if constexpr (S == 1) {
+    return {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota), _mm256_setzero_si256()};
+  } else {
+    // Elements p[0 .. 2n-2] are needed: p[e] from the first load, p[7 + e] from the second.
+    const __m256i last = _mm256_set1_epi32(2 * n - 2);
+    const __m256i lo = _mm256_cmpgt_epi32(_mm256_add_epi32(last, _mm256_set1_epi32(1)), iota);
+    const __m256i hi = _mm256_cmpgt_epi32(
+        _mm256_add_epi32(last, _mm256_set1_epi32(1)),
+        _mm256_add_epi32(iota, _mm256_set1_epi32(7)));
+    return {lo, hi};
+  }
+}
+
+// The 8 inputs p[0], p[S], ..., p[7S], in lane order (see lane_offsets).
+template <int S, bool kPartial>
+FASTCONV_AVX2 inline __m256 load_taps(const float* p, const BlockMasks& masks) {
+  if constexpr (S == 1) {
+    return kPartial ? _mm256_maskload_ps(p, masks.lo) : _mm256_loadu_ps(p);
+  } else {
+    const __m256 a = kPartial ? _mm256_maskload_ps(p, masks.lo) : _mm256_loadu_ps(p);
+    const __m256 b = kPartial ? _mm256_maskload_ps(p + 7, masks.hi) : _mm256_loadu_ps(p + 7);
+    return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+}
+
+FASTCONV_AVX2 inline __m256 takes_switch_mask(__m256 value, __m256 best) {
+  return _mm256_or_ps(_mm256_cmp_ps(value, best, _CMP_GT_OQ),
+                      _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
+}
+
+// Outputs [ow0, ow0 + n) of row `oh` (n = 8 unless kPartial), all interior columns.
+template <int S, bool kPartial>
+FASTCONV_AVX2 inline void pool_block_nchw(const Pool2dGeometry& g, const float* x,
+                                          WindowTaps rows, int64_t ow0, int n, float* y,
+                                          int64_t* switches) {
+  const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
+  const __m256i offsets = lane_offsets<S>();
+  const int64_t col0 = ow0 * S - g.pad_w;
+  const int64_t kw = g.kernel_w, dw = g.dilation_w, W = g.in_w;
+  // The first tap starts the scan (as torch's -inf start would: a NaN or any value but -inf
+  // takes it, and -inf keeps its index, the first).
+  __m256 best = load_taps<S, kPartial>(x + rows.begin * W + col0, masks);
+  __m256i best_index =
+      _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(rows.begin * W + col0)), offsets);
+  for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
+    const float* row = x + ih * W + col0;
+    const int32_t row_index = static_cast<int32_t>(ih * W + col0);
+    for (int64_t t = ih == rows.begin ? 1 : 0; t < kw; ++t) {
+      const __m256 value = load_taps<S, kPartial>(row + t * dw, masks);
+      const __m256 take = takes_switch_mask(value, best);
+      const __m256i index = _mm256_add_epi32(
+          _mm256_set1_epi32(row_index + static_cast<int32_t>(t * dw)), offsets);
+      best = _mm256_blendv_ps(best, value, take);
+      best_index = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_index),
+                                                        _mm256_castsi256_ps(index), take));
+    }
+  }
+  if constexpr (S == 2) {  // lanes back in column order
+    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), _MM_SHUFFLE(3, 1, 2, 0)));
+    best_index = _mm256_permute4x64_epi64(best_index, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  const __m256i index_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index));
+  const __m256i index_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1));
+  float* y_out = y + ow0;
+  long long* s_out = reinterpret_cast<long long*>(switches + ow0);
+  if constexpr (kPartial) {
+    const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(y_out, lanes, best);
+    _mm256_maskstore_epi64(s_out, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(lanes)), index_lo);
+    _mm256_maskstore_epi64(s_out + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(lanes, 1)),
+                           index_hi);
+  } else {
+    _mm256_storeu_ps(y_out, best);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s_out), index_lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s_out + 4), index_hi);
+  }
+}
+
+template <int S>
+FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* input,
+                                         float* output, int64_t* indices, int64_t begin,
+                                         int64_t end) {
+  const Interior interior = interior_columns(g);
+  const int64_t width = interior.hi - interior.lo;
+  for (int64_t plane = begin; plane < end; ++plane) {
+    const float* x = input + plane * g.in_plane();
+    float* y_plane = output + plane * g.out_plane();
+    int64_t* s_plane = indices + plane * g.out_plane();
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+      if (rows.begin >= rows.end || width == 0) {  // no row inside the input, or no interior
+        pool_row_generic(g, x, oh, 0, g.out_w, y_plane, s_plane);
+        continue;
+      }
+      float* y = y_plane + oh * g.out_w;
+      int64_t* s = s_plane + oh * g.out_w;
+      pool_row_generic(g, x, oh, 0, interior.lo, y_plane, s_plane);
+      if (width < 8) {
+        pool_block_nchw<S, true>(g, x, rows, interior.lo, static_cast<int>(width), y, s);
+      } else {
+        int64_t ow = interior.lo;
+        for (; ow + 8 <= interior.hi; ow += 8) {
+          pool_block_nchw<S, false>(g, x, rows, ow, 8, y, s);
+        }
+        if (ow < interior.hi) {  // the last 8 interior columns, again in part: same results
+          pool_block_nchw<S, false>(g, x, rows, interior.hi - 8, 8, y, s);
+        }
+      }
+      pool_row_generic(g, x, oh, interior.hi, g.out_w, y_plane, s_plane);
+    }
+  }
+}
+
+// ----------------------------------------------------------- AVX2 forward, channels_last, float
+
+struct Tap {
+  int64_t offset;  // of the pixel in the image, in elements (pixel * C)
+  int32_t index;   // its switch, h * W + w
+};
+
+// K vectors of 8 channels (the last one masked when kMasked) of one output pixel.
+template <int K, bool kMasked>
+FASTCONV_AVX2 inline void pool_channels_cl(const float* x, const Tap* taps, int64_t num_taps,
+                                           int32_t first_index, __m256i mask, float* y,
+                                           int64_t* switches) {
+  __m256 best[K];
+  __m256i best_index[K];
+  for (int k = 0; k < K; ++k) {
+    best[k] = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    best_index[k] = _mm256_set1_epi32(first_index);
+  }
+  for (int64_t t = 0; t < num_taps; ++t) {
+    const float* p = x + taps[t].offset;
+    const __m256 index = _mm256_castsi256_ps(_mm256_set1_epi32(taps[t].index));
+    for (int k = 0; k < K; ++k) {
+      const __m256 value = kMasked ? _mm256_maskload_ps(p + 8 * k, mask) : _mm256_loadu_ps(p + 8 * k);
+      const __m256 take = takes_switch_mask(value, best[k]);
+      best[k] = _mm256_blendv_ps(best[k], value, take);
+      best_index[k] =
+          _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_index[k]), index, take));
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index[k]));
+    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index[k], 1));
+    long long* s = reinterpret_cast<long long*>(switches + 8 * k);
+    if (kMasked) {
+      _mm256_maskstore_ps(y + 8 * k, mask, best[k]);
+      _mm256_maskstore_epi64(s, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(mask)), lo);
+      _mm256_maskstore_epi64(s + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(mask, 1)), hi);
+    } else {
+      _mm256_storeu_ps(y + 8 * k, best[k]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + 4), hi);
+    }
+  }
+}
+
+FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* input, float* output,
+                                       int64_t* indices, int64_t begin, int64_t end) {
+  const int64_t C = g.channels;
+  std::vector<Tap> taps(g.kernel_h * g.kernel_w);
+  const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(C % 8)),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int64_t position = begin; position < end; ++position) {
+    const int64_t n = position / g.out_plane();
+    const int64_t oh = (position / g.out_w) % g.out_h;
+    const int64_t ow = position % g.out_w;
+    const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+    const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+    int64_t num_taps = 0;
+    for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
+      for (int64_t iw = cols.begin; iw < cols.end; iw += g.dilation_w) {
+        taps[num_taps++] = {(ih * g.in_w + iw) * C, static_cast<int32_t>(ih * g.in_w + iw)};
+      }
+    }
+    // A window with no tap inside the input: -inf at the first tap's position, as torch (that
+    // position may lie outside the plane; int64 here).
+    if (num_taps == 0) {
+      std::fill_n(output + position * C, C, -std::numeric_limits<float>::infinity());
+      std::fill_n(indices + position * C, C, rows.begin * g.in_w + cols.begin);
+      continue;
+    }
+    const float* x = input + n * g.in_plane() * C;
+    float* y = output + position * C;
+    int64_t* s = indices + position * C;
+    const int32_t first = taps[0].index;
+    int64_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+      pool_channels_cl<4, false>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+    }
+    for (; c + 8 <= C; c += 8) {
+      pool_channels_cl<1, false>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+    }
+    if (c < C) {
+      pool_channels_cl<1, true>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+    }
+  }
+}
+
+#endif  // FASTCONV_POOL_X86
+
+// ------------------------------------------------------------------------------ forward drivers
+
 template <typename scalar_t>
 void max_pool2d_nchw(const Pool2dGeometry& g, const scalar_t* input, scalar_t* output,
                      int64_t* indices) {
-  using acc_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, g.in_plane()));
+#if FASTCONV_POOL_X86
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (vector_path_available(g) && (g.stride_w == 1 || g.stride_w == 2)) {
+      at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
+        if (g.stride_w == 1) {
+          pool_planes_nchw_avx2<1>(g, input, output, indices, begin, end);
+        } else {
+          pool_planes_nchw_avx2<2>(g, input, output, indices, begin, end);
+        }
+      });
+      return;
+    }
+  }
+#endif
+  at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* x = input + plane * g.in_plane();
       scalar_t* y = output + plane * g.out_plane();
       int64_t* switches = indices + plane * g.out_plane();
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const auto cols =
-              window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
-          acc_t best = lowest_value<acc_t>();
-          int64_t best_index = rows.begin * g.in_w + cols.begin;
-          for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
-            for (int64_t iw = cols.begin; iw < cols.end; iw += g.dilation_w) {
-              const scalar_t value = x[ih * g.in_w + iw];
-              if (takes_switch(value, best)) {
-                best = static_cast<acc_t>(value);
-                best_index = ih * g.in_w + iw;
-              }
-            }
-          }
-          y[oh * g.out_w + ow] = static_cast<scalar_t>(best);
-          switches[oh * g.out_w + ow] = best_index;
-        }
+        pool_row_generic(g, x, oh, 0, g.out_w, y, switches);
       }
     }
   });
@@ -84,7 +406,18 @@ void max_pool2d_channels_last(const Pool2dGeometry& g, const scalar_t* input, sc
                               int64_t* indices) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t C = g.channels;
-  at::parallel_for(0, g.batch * g.out_plane(), 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, C * 4));
+#if FASTCONV_POOL_X86
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (vector_path_available(g)) {
+      at::parallel_for(0, g.batch * g.out_plane(), grain, [&](int64_t begin, int64_t end) {
+        pool_pixels_cl_avx2(g, input, output, indices, begin, end);
+      });
+      return;
+    }
+  }
+#endif
+  at::parallel_for(0, g.batch * g.out_plane(), grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> best(C);
     for (int64_t position = begin; position < end; ++position) {
       const int64_t n = position / g.out_plane();
@@ -139,43 +472,134 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_kernel(
   return {output, indices};
 }
 
+// ------------------------------------------------------------------------------------ backward
+
+// A switch outside the plane comes from a window with no tap inside the input (dilation and
+// padding): it passes no gradient.
+inline bool inside(int64_t index, int64_t size) {
+  return static_cast<uint64_t>(index) < static_cast<uint64_t>(size);
+}
+
+template <typename scalar_t>
+void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_output,
+                              const int64_t* switches, scalar_t* grad_input) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t in_plane = g.in_plane(), out_plane = g.out_plane();
+  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, in_plane));
+  // A plane per task, its outputs in order: each plane's sums have a fixed order.
+  at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<acc_t, scalar_t>) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const scalar_t* gy = grad_output + plane * out_plane;
+        const int64_t* s = switches + plane * out_plane;
+        scalar_t* gx = grad_input + plane * in_plane;
+        std::memset(static_cast<void*>(gx), 0, sizeof(scalar_t) * in_plane);
+        for (int64_t o = 0; o < out_plane; ++o) {
+          if (inside(s[o], in_plane)) {
+            gx[s[o]] += gy[o];
+          }
+        }
+      }
+    } else {  // half types add up in float and round once
+      std::vector<acc_t> sums(in_plane);
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const scalar_t* gy = grad_output + plane * out_plane;
+        const int64_t* s = switches + plane * out_plane;
+        std::fill(sums.begin(), sums.end(), acc_t(0));
+        for (int64_t o = 0; o < out_plane; ++o) {
+          if (inside(s[o], in_plane)) {
+            sums[s[o]] += static_cast<acc_t>(gy[o]);
+          }
+        }
+        std::transform(sums.begin(), sums.end(), grad_input + plane * in_plane,
+                       [](acc_t v) { return static_cast<scalar_t>(v); });
+      }
+    }
+  });
+}
+
+// channels_last, float and double: a task is (image, group of channels). Its part of grad_input
+// is zeroed, then every output pixel's gradients are added at their switches, pixels in order.
+template <typename scalar_t>
+void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* grad_output,
+                                       const int64_t* switches, scalar_t* grad_input) {
+  const int64_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
+  // Groups of whole cache lines, enough of them that both threads of a small batch get work.
+  const int64_t line = 64 / sizeof(scalar_t);
+  const int64_t tasks_wanted = 4 * at::get_num_threads();
+  int64_t group = C;
+  while (group > line && g.batch * ((C + group - 1) / group) < tasks_wanted) {
+    group = std::max(line, (group / 2 + line - 1) / line * line);
+  }
+  const int64_t groups = (C + group - 1) / group;
+  at::parallel_for(0, g.batch * groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / groups;
+      const int64_t c0 = (task % groups) * group;
+      const int64_t width = std::min(group, C - c0);
+      scalar_t* gx = grad_input + n * in_plane * C + c0;
+      if (width == C) {
+        std::memset(static_cast<void*>(gx), 0, sizeof(scalar_t) * in_plane * C);
+      } else {
+        for (int64_t i = 0; i < in_plane; ++i) {
+          std::memset(static_cast<void*>(gx + i * C), 0, sizeof(scalar_t) * width);
+        }
+      }
+      const scalar_t* gy = grad_output + n * out_plane * C + c0;
+      const int64_t* s = switches + n * out_plane * C + c0;
+      for (int64_t o = 0; o < out_plane; ++o) {
+        for (int64_t c = 0; c < width; ++c) {
+          const int64_t index = s[o * C + c];
+          if (inside(index, in_plane)) {
+            gx[index * C + c] += gy[o * C + c];
+          }
+        }
+      }
+    }
+  });
+}
+
 at::Tensor max_pool2d_with_indices_backward_kernel(
     const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
     const at::Tensor& indices) {
   const auto g = check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride,
                                            padding, dilation, ceil_mode);
-  auto grad_input = at::empty(input.sizes(), grad_output.options());
+  const bool channels_last = is_channels_last(input);
   const auto memory_format =
-      is_channels_last(input) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  auto grad_input = at::empty(input.sizes(), grad_output.options().memory_format(memory_format));
+  if (grad_input.numel() == 0) {
+    return grad_input;
+  }
   if (grad_output.numel() == 0) {
-    return grad_input.zero_().contiguous(memory_format);
+    return grad_input.zero_();
+  }
+  const bool native_channels_last = channels_last && (grad_output.scalar_type() == at::kFloat ||
+                                                      grad_output.scalar_type() == at::kDouble);
+  if (native_channels_last) {
+    const auto gy = grad_output.contiguous(at::MemoryFormat::ChannelsLast);
+    const auto switches = indices.contiguous(at::MemoryFormat::ChannelsLast);
+    AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "max_pool2d_backward", [&] {
+      max_pool2d_backward_channels_last(g, gy.const_data_ptr<scalar_t>(),
+                                        switches.const_data_ptr<int64_t>(),
+                                        grad_input.mutable_data_ptr<scalar_t>());
+    });
+    return grad_input;
   }
   const auto gy = grad_output.contiguous();
   const auto switches = indices.contiguous();
+  auto grad_nchw = channels_last ? at::empty(input.sizes(), grad_output.options()) : grad_input;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "max_pool2d_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    // A plane per task, its outputs in order: each plane's sums have a fixed order. Half types
-    // add up in float and round once.
-    at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> sums(g.in_plane());
-      for (int64_t plane = begin; plane < end; ++plane) {
-        const scalar_t* gy_p = gy.const_data_ptr<scalar_t>() + plane * g.out_plane();
-        const int64_t* s_p = switches.const_data_ptr<int64_t>() + plane * g.out_plane();
-        std::fill(sums.begin(), sums.end(), acc_t(0));
-        for (int64_t o = 0; o < g.out_plane(); ++o) {
-          if (s_p[o] >= 0 && s_p[o] < g.in_plane()) {  // a window with no tap inside the input
-            sums[s_p[o]] += static_cast<acc_t>(gy_p[o]);  // points outside it: no gradient
-          }
-        }
-        scalar_t* gx_p = grad_input.mutable_data_ptr<scalar_t>() + plane * g.in_plane();
-        std::transform(sums.begin(), sums.end(), gx_p,
-                       [](acc_t v) { return static_cast<scalar_t>(v); });
-      }
-    });
+    max_pool2d_backward_nchw(g, gy.const_data_ptr<scalar_t>(),
+                             switches.const_data_ptr<int64_t>(),
+                             grad_nchw.mutable_data_ptr<scalar_t>());
   });
-  return grad_input.contiguous(memory_format);
+  if (channels_last) {
+    grad_input.copy_(grad_nchw);
+  }
+  return grad_input;
 }
 
 } // namespace
