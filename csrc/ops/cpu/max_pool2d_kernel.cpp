@@ -480,6 +480,94 @@ inline bool inside(int64_t index, int64_t size) {
   return static_cast<uint64_t>(index) < static_cast<uint64_t>(size);
 }
 
+// Input rows [0, end) hold every tap of the windows of output rows [0, oh].
+inline int64_t rows_reached(const Pool2dGeometry& g, int64_t oh) {
+  const int64_t end = oh * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1;
+  return std::clamp<int64_t>(end, 0, g.in_h);
+}
+
+// Zeroes n elements. glibc's memset (which gcc also makes of a zeroing loop) takes `rep stosb`
+// from 2 KiB on, several times slower here (AMD Zen 3) than plain vector stores for the sizes
+// this file zeroes, which sit in the L1/L2 cache.
+template <typename scalar_t>
+void zero_fill(scalar_t* p, int64_t n) {
+#if FASTCONV_POOL_X86
+  auto* bytes = reinterpret_cast<char*>(p);
+  int64_t size = n * static_cast<int64_t>(sizeof(scalar_t));
+  const __m128i zero = _mm_setzero_si128();
+  for (; size >= 64; size -= 64, bytes += 64) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), zero);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 16), zero);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 32), zero);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes + 48), zero);
+  }
+  for (; size >= 16; size -= 16, bytes += 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), zero);
+  }
+  if (size > 0) {
+    std::memset(bytes, 0, size);
+  }
+#else
+  std::fill_n(p, n, scalar_t(0));
+#endif
+}
+
+// Sets gx[i * C + c] = 0 for positions i in [begin, end) and c < width.
+template <typename scalar_t>
+void zero_positions(scalar_t* gx, int64_t C, int64_t width, int64_t begin, int64_t end) {
+  if (width == C) {
+    zero_fill(gx + begin * C, (end - begin) * C);
+  } else {
+    for (int64_t i = begin; i < end; ++i) {
+      zero_fill(gx + i * C, width);
+    }
+  }
+}
+
+// Adds each output's gradient at its switch, outputs in order, into `gx`: a plane (C = width =
+// 1), or a group of `width` channels of a channels_last image (element (i, c) at gx[i * C + c]).
+// `gx` is zeroed as it goes, a band of input rows ahead of the output row whose windows reach
+// into them, so that zeroing and sums stay in the cache; a switch beyond the zeroed rows (not one
+// the forward gives) zeroes the rest first. `zeroed`: input positions already zero (all of them
+// when the caller zeroed grad_input). Kept out of line: inlined into the op, its loop counters
+// were spilled to the stack.
+template <typename scalar_t, bool kChannelsLast>
+C10_NOINLINE void scatter_plane(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
+                                scalar_t* gx, int64_t C, int64_t width, int64_t zeroed) {
+  if constexpr (!kChannelsLast) {
+    C = width = 1;
+  }
+  const int64_t in_plane = g.in_plane();
+  // Zeroing goes ahead by bands of at least 4 KiB (fewer, longer fills).
+  const int64_t band = std::max<int64_t>(1, 4096 / (width * static_cast<int64_t>(sizeof(scalar_t))));
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const int64_t reached = rows_reached(g, oh) * g.in_w;
+    if (reached > zeroed) {
+      const int64_t until = std::min(in_plane, std::max(reached, zeroed + band));
+      zero_positions(gx, C, width, zeroed, until);
+      zeroed = until;
+    }
+    const int64_t* s_row = s + oh * g.out_w * C;
+    const scalar_t* gy_row = gy + oh * g.out_w * C;
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      const int64_t* s_o = s_row + ow * C;
+      const scalar_t* gy_o = gy_row + ow * C;
+      for (int64_t c = 0; c < width; ++c) {
+        const int64_t index = s_o[c];
+        if (C10_LIKELY(inside(index, zeroed))) {
+          gx[index * C + c] += gy_o[c];
+        } else if (inside(index, in_plane)) {
+          // Not a switch of this output row's window: zero the rest of the plane first.
+          zero_positions(gx, C, width, zeroed, in_plane);
+          zeroed = in_plane;
+          gx[index * C + c] += gy_o[c];
+        }  // else a window with no tap inside the input: no gradient
+      }
+    }
+  }
+  zero_positions(gx, C, width, zeroed, in_plane);
+}
+
 template <typename scalar_t>
 void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_output,
                               const int64_t* switches, scalar_t* grad_input) {
@@ -490,15 +578,9 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<acc_t, scalar_t>) {
       for (int64_t plane = begin; plane < end; ++plane) {
-        const scalar_t* gy = grad_output + plane * out_plane;
-        const int64_t* s = switches + plane * out_plane;
-        scalar_t* gx = grad_input + plane * in_plane;
-        std::memset(static_cast<void*>(gx), 0, sizeof(scalar_t) * in_plane);
-        for (int64_t o = 0; o < out_plane; ++o) {
-          if (inside(s[o], in_plane)) {
-            gx[s[o]] += gy[o];
-          }
-        }
+        scatter_plane<scalar_t, false>(g, grad_output + plane * out_plane,
+                                       switches + plane * out_plane,
+                                       grad_input + plane * in_plane, 1, 1, 0);
       }
     } else {  // half types add up in float and round once
       std::vector<acc_t> sums(in_plane);
@@ -518,43 +600,36 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   });
 }
 
-// channels_last, float and double: a task is (image, group of channels). Its part of grad_input
-// is zeroed, then every output pixel's gradients are added at their switches, pixels in order.
+// channels_last, float and double: a task is an image, or with fewer images than threads an
+// image's group of channels (whole cache lines; grad_input is then zeroed beforehand). Each task
+// adds its outputs' gradients pixel by pixel in order: deterministic.
 template <typename scalar_t>
 void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* grad_output,
                                        const int64_t* switches, scalar_t* grad_input) {
   const int64_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
-  // Groups of whole cache lines, enough of them that both threads of a small batch get work.
   const int64_t line = 64 / sizeof(scalar_t);
-  const int64_t tasks_wanted = 4 * at::get_num_threads();
+  const int64_t threads = at::get_num_threads();
   int64_t group = C;
-  while (group > line && g.batch * ((C + group - 1) / group) < tasks_wanted) {
+  while (group > line && g.batch * ((C + group - 1) / group) < 2 * threads) {
     group = std::max(line, (group / 2 + line - 1) / line * line);
   }
   const int64_t groups = (C + group - 1) / group;
+  int64_t zeroed = 0;
+  if (groups > 1) {
+    const int64_t total = g.batch * in_plane * C;
+    at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
+      zero_fill(grad_input + begin, end - begin);
+    });
+    zeroed = in_plane;
+  }
   at::parallel_for(0, g.batch * groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / groups;
       const int64_t c0 = (task % groups) * group;
-      const int64_t width = std::min(group, C - c0);
-      scalar_t* gx = grad_input + n * in_plane * C + c0;
-      if (width == C) {
-        std::memset(static_cast<void*>(gx), 0, sizeof(scalar_t) * in_plane * C);
-      } else {
-        for (int64_t i = 0; i < in_plane; ++i) {
-          std::memset(static_cast<void*>(gx + i * C), 0, sizeof(scalar_t) * width);
-        }
-      }
-      const scalar_t* gy = grad_output + n * out_plane * C + c0;
-      const int64_t* s = switches + n * out_plane * C + c0;
-      for (int64_t o = 0; o < out_plane; ++o) {
-        for (int64_t c = 0; c < width; ++c) {
-          const int64_t index = s[o * C + c];
-          if (inside(index, in_plane)) {
-            gx[index * C + c] += gy[o * C + c];
-          }
-        }
-      }
+      scatter_plane<scalar_t, true>(g, grad_output + n * out_plane * C + c0,
+                                    switches + n * out_plane * C + c0,
+                                    grad_input + n * in_plane * C + c0, C,
+                                    std::min(group, C - c0), zeroed);
     }
   });
 }
