@@ -41,6 +41,9 @@
 #define FASTCONV_POOL_X86 1
 #include <immintrin.h>
 #define FASTCONV_AVX2 __attribute__((target("avx2,fma")))
+// Helpers of the vector paths, inlined into their (AVX2) callers whatever gcc's size heuristics
+// say: out of line, every __m256 argument and result goes through memory.
+#define FASTCONV_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
 #else
 #define FASTCONV_POOL_X86 0
 #endif
@@ -60,8 +63,8 @@ inline WindowTaps window_taps(int64_t o, int64_t stride, int64_t pad, int64_t ke
                               int64_t dilation, int64_t size) {
   int64_t begin = o * stride - pad;
   const int64_t end = std::min(begin + (kernel - 1) * dilation + 1, size);
-  if (begin < 0) {
-    begin += (-begin + dilation - 1) / dilation * dilation;
+  while (begin < 0) {  // a step or two: padding is at most half the kernel
+    begin += dilation;
   }
   return {begin, end};
 }
@@ -121,8 +124,11 @@ inline void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows
   *switches = best_index;
 }
 
+// Always inlined, so that in the AVX2 paths it is compiled for AVX2 too: called from there out of
+// line, each call cost as much as a vector block of 8 outputs (ymm state around the call).
 template <typename scalar_t>
-void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh, int64_t ow_begin,
+C10_ALWAYS_INLINE void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh,
+                                        int64_t ow_begin,
                       int64_t ow_end, scalar_t* y, int64_t* switches) {
   const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
@@ -150,7 +156,7 @@ Interior interior_columns(const Pool2dGeometry& g) {
 // stride 2 the order one shuffle of two overlapping loads gives, [0, 1, 4, 5, 2, 3, 6, 7]; the
 // block is put in order once, before it is stored.
 template <int S>
-FASTCONV_AVX2 inline __m256i lane_offsets() {
+FASTCONV_AVX2_INLINE __m256i lane_offsets() {
   if constexpr (S == 1) {
     return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   } else {
@@ -164,7 +170,7 @@ struct BlockMasks {
 };
 
 template <int S>
-FASTCONV_AVX2 inline BlockMasks block_masks(int n) {
+FASTCONV_AVX2_INLINE BlockMasks block_masks(int n) {
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   if constexpr (S == 1) {
     return {_mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota), _mm256_setzero_si256()};
@@ -181,7 +187,7 @@ FASTCONV_AVX2 inline BlockMasks block_masks(int n) {
 
 // The 8 inputs p[0], p[S], ..., p[7S], in lane order (see lane_offsets).
 template <int S, bool kPartial>
-FASTCONV_AVX2 inline __m256 load_taps(const float* p, const BlockMasks& masks) {
+FASTCONV_AVX2_INLINE __m256 load_taps(const float* p, const BlockMasks& masks) {
   if constexpr (S == 1) {
     return kPartial ? _mm256_maskload_ps(p, masks.lo) : _mm256_loadu_ps(p);
   } else {
@@ -191,61 +197,124 @@ FASTCONV_AVX2 inline __m256 load_taps(const float* p, const BlockMasks& masks) {
   }
 }
 
-FASTCONV_AVX2 inline __m256 takes_switch_mask(__m256 value, __m256 best) {
+// Stores the first n (< 8) lanes of values and of the switches (lo: lanes 0-3, hi: 4-7), piece by
+// piece: masked stores are microcoded and slow on AMD, and memcpy of a variable size is a call.
+FASTCONV_AVX2_INLINE void store_first(int n, __m256 values, __m256i lo, __m256i hi, float* y,
+                                      int64_t* switches) {
+  __m128 v = _mm256_castps256_ps128(values);
+  long long* s = reinterpret_cast<long long*>(switches);
+  if (n & 4) {
+    _mm_storeu_ps(y, v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), lo);
+    v = _mm256_extractf128_ps(values, 1);
+    lo = hi;
+    y += 4;
+    s += 4;
+  }
+  __m128i s2 = _mm256_castsi256_si128(lo);
+  if (n & 2) {
+    _mm_storel_pi(reinterpret_cast<__m64*>(y), v);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(s), s2);
+    v = _mm_movehl_ps(v, v);
+    s2 = _mm256_extracti128_si256(lo, 1);
+    y += 2;
+    s += 2;
+  }
+  if (n & 1) {
+    _mm_store_ss(y, v);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(s), s2);
+  }
+}
+
+FASTCONV_AVX2_INLINE __m256 takes_switch_mask(__m256 value, __m256 best) {
   return _mm256_or_ps(_mm256_cmp_ps(value, best, _CMP_GT_OQ),
                       _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
 }
 
-// Outputs [ow0, ow0 + n) of row `oh` (n = 8 unless kPartial), all interior columns.
+// A running maximum of 8 lanes and its switches.
+struct Best {
+  __m256 value;
+  __m256i index;
+};
+
+// torch's scan is a reduction with an associative rule: of two partial results, the later one (in
+// window order) wins when it is larger or NaN. So taps may be combined as a tree, provided the
+// earlier one is always on the left; this shortens the dependency chains.
+FASTCONV_AVX2_INLINE Best combine(const Best& earlier, const Best& later) {
+  const __m256 take = takes_switch_mask(later.value, earlier.value);
+  return {_mm256_blendv_ps(earlier.value, later.value, take),
+          _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(earlier.index),
+                                               _mm256_castsi256_ps(later.index), take))};
+}
+
 template <int S, bool kPartial>
-FASTCONV_AVX2 inline void pool_block_nchw(const Pool2dGeometry& g, const float* x,
-                                          WindowTaps rows, int64_t ow0, int n, float* y,
-                                          int64_t* switches) {
-  const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
-  const __m256i offsets = lane_offsets<S>();
-  const int64_t col0 = ow0 * S - g.pad_w;
-  const int64_t kw = g.kernel_w, dw = g.dilation_w, W = g.in_w;
-  // The first tap starts the scan (as torch's -inf start would: a NaN or any value but -inf
-  // takes it, and -inf keeps its index, the first).
-  __m256 best = load_taps<S, kPartial>(x + rows.begin * W + col0, masks);
-  __m256i best_index =
-      _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(rows.begin * W + col0)), offsets);
-  for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
-    const float* row = x + ih * W + col0;
-    const int32_t row_index = static_cast<int32_t>(ih * W + col0);
-    for (int64_t t = ih == rows.begin ? 1 : 0; t < kw; ++t) {
-      const __m256 value = load_taps<S, kPartial>(row + t * dw, masks);
-      const __m256 take = takes_switch_mask(value, best);
-      const __m256i index = _mm256_add_epi32(
-          _mm256_set1_epi32(row_index + static_cast<int32_t>(t * dw)), offsets);
-      best = _mm256_blendv_ps(best, value, take);
-      best_index = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_index),
-                                                        _mm256_castsi256_ps(index), take));
-    }
-  }
-  if constexpr (S == 2) {  // lanes back in column order
-    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), _MM_SHUFFLE(3, 1, 2, 0)));
-    best_index = _mm256_permute4x64_epi64(best_index, _MM_SHUFFLE(3, 1, 2, 0));
-  }
-  const __m256i index_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index));
-  const __m256i index_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index, 1));
-  float* y_out = y + ow0;
-  long long* s_out = reinterpret_cast<long long*>(switches + ow0);
-  if constexpr (kPartial) {
-    const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
-                                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(y_out, lanes, best);
-    _mm256_maskstore_epi64(s_out, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(lanes)), index_lo);
-    _mm256_maskstore_epi64(s_out + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(lanes, 1)),
-                           index_hi);
+FASTCONV_AVX2_INLINE Best tap(const float* row, int32_t row_index, int64_t offset,
+                              const BlockMasks& masks, __m256i lanes) {
+  return {load_taps<S, kPartial>(row + offset, masks),
+          _mm256_add_epi32(_mm256_set1_epi32(row_index + static_cast<int32_t>(offset)), lanes)};
+}
+
+// The taps of one window row: KW of them (KW = 0: g.kernel_w, one after the other).
+template <int S, int KW, bool kPartial>
+FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row,
+                                      int32_t row_index, const BlockMasks& masks,
+                                      __m256i lanes) {
+  const int64_t dw = g.dilation_w;
+  if constexpr (KW == 2) {
+    return combine(tap<S, kPartial>(row, row_index, 0, masks, lanes),
+                   tap<S, kPartial>(row, row_index, dw, masks, lanes));
+  } else if constexpr (KW == 3) {
+    const Best first = tap<S, kPartial>(row, row_index, 0, masks, lanes);
+    return combine(first, combine(tap<S, kPartial>(row, row_index, dw, masks, lanes),
+                                  tap<S, kPartial>(row, row_index, 2 * dw, masks, lanes)));
   } else {
-    _mm256_storeu_ps(y_out, best);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s_out), index_lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s_out + 4), index_hi);
+    Best best = tap<S, kPartial>(row, row_index, 0, masks, lanes);
+    for (int64_t t = 1; t < g.kernel_w; ++t) {
+      best = combine(best, tap<S, kPartial>(row, row_index, t * dw, masks, lanes));
+    }
+    return best;
   }
 }
 
-template <int S>
+// Outputs [ow0, ow0 + n) of one output row whose window rows are `rows` (n = 8 unless kPartial),
+// all interior columns.
+template <int S, int KW, bool kPartial>
+FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* x,
+                                          WindowTaps rows, int64_t ow0, int n, float* y,
+                                          int64_t* switches) {
+  const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
+  const __m256i lanes = lane_offsets<S>();
+  const int64_t col0 = ow0 * S - g.pad_w, W = g.in_w;
+#define FASTCONV_ROW(ih) \
+  row_maximum<S, KW, kPartial>(g, x + (ih) * W + col0, static_cast<int32_t>((ih) * W + col0), \
+                               masks, lanes)
+  Best best = FASTCONV_ROW(rows.begin);
+  int64_t ih = rows.begin + g.dilation_h;
+  for (; ih + g.dilation_h < rows.end; ih += 2 * g.dilation_h) {  // two rows at a time
+    best = combine(best, combine(FASTCONV_ROW(ih), FASTCONV_ROW(ih + g.dilation_h)));
+  }
+  if (ih < rows.end) {
+    best = combine(best, FASTCONV_ROW(ih));
+  }
+#undef FASTCONV_ROW
+  __m256 value = best.value;
+  __m256i index = best.index;
+  if constexpr (S == 2) {  // lanes back in column order
+    value = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(value), _MM_SHUFFLE(3, 1, 2, 0)));
+    index = _mm256_permute4x64_epi64(index, _MM_SHUFFLE(3, 1, 2, 0));
+  }
+  const __m256i index_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(index));
+  const __m256i index_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(index, 1));
+  if constexpr (kPartial) {
+    store_first(n, value, index_lo, index_hi, y + ow0, switches + ow0);
+  } else {
+    _mm256_storeu_ps(y + ow0, value);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + ow0), index_lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + ow0 + 4), index_hi);
+  }
+}
+
+template <int S, int KW>
 FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* input,
                                          float* output, int64_t* indices, int64_t begin,
                                          int64_t end) {
@@ -257,25 +326,37 @@ FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* i
     int64_t* s_plane = indices + plane * g.out_plane();
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+      {  // the input rows that the next output row adds, ahead of time
+        const int64_t first = std::max(rows.end, rows.begin + g.stride_h);
+        const int64_t last = std::min(g.in_h, rows.end + g.stride_h);
+        const float* end_ptr = x + last * g.in_w;
+        for (const float* p = x + first * g.in_w; p < end_ptr; p += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+        }
+      }
       if (rows.begin >= rows.end || width == 0) {  // no row inside the input, or no interior
         pool_row_generic(g, x, oh, 0, g.out_w, y_plane, s_plane);
         continue;
       }
       float* y = y_plane + oh * g.out_w;
       int64_t* s = s_plane + oh * g.out_w;
-      pool_row_generic(g, x, oh, 0, interior.lo, y_plane, s_plane);
+      if (interior.lo > 0) {
+        pool_row_generic(g, x, oh, 0, interior.lo, y_plane, s_plane);
+      }
       if (width < 8) {
-        pool_block_nchw<S, true>(g, x, rows, interior.lo, static_cast<int>(width), y, s);
+        pool_block_nchw<S, KW, true>(g, x, rows, interior.lo, static_cast<int>(width), y, s);
       } else {
         int64_t ow = interior.lo;
         for (; ow + 8 <= interior.hi; ow += 8) {
-          pool_block_nchw<S, false>(g, x, rows, ow, 8, y, s);
+          pool_block_nchw<S, KW, false>(g, x, rows, ow, 8, y, s);
         }
         if (ow < interior.hi) {  // the last 8 interior columns, again in part: same results
-          pool_block_nchw<S, false>(g, x, rows, interior.hi - 8, 8, y, s);
+          pool_block_nchw<S, KW, false>(g, x, rows, interior.hi - 8, 8, y, s);
         }
       }
-      pool_row_generic(g, x, oh, interior.hi, g.out_w, y_plane, s_plane);
+      if (interior.hi < g.out_w) {
+        pool_row_generic(g, x, oh, interior.hi, g.out_w, y_plane, s_plane);
+      }
     }
   }
 }
@@ -289,8 +370,8 @@ struct Tap {
 
 // K vectors of 8 channels (the last one masked when kMasked) of one output pixel.
 template <int K, bool kMasked>
-FASTCONV_AVX2 inline void pool_channels_cl(const float* x, const Tap* taps, int64_t num_taps,
-                                           int32_t first_index, __m256i mask, float* y,
+FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int64_t num_taps,
+                                           int32_t first_index, __m256i mask, int tail, float* y,
                                            int64_t* switches) {
   __m256 best[K];
   __m256i best_index[K];
@@ -314,9 +395,7 @@ FASTCONV_AVX2 inline void pool_channels_cl(const float* x, const Tap* taps, int6
     const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index[k], 1));
     long long* s = reinterpret_cast<long long*>(switches + 8 * k);
     if (kMasked) {
-      _mm256_maskstore_ps(y + 8 * k, mask, best[k]);
-      _mm256_maskstore_epi64(s, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(mask)), lo);
-      _mm256_maskstore_epi64(s + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(mask, 1)), hi);
+      store_first(tail, best[k], lo, hi, y + 8 * k, switches + 8 * k);
     } else {
       _mm256_storeu_ps(y + 8 * k, best[k]);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), lo);
@@ -356,13 +435,14 @@ FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* inp
     const int32_t first = taps[0].index;
     int64_t c = 0;
     for (; c + 32 <= C; c += 32) {
-      pool_channels_cl<4, false>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+      pool_channels_cl<4, false>(x + c, taps.data(), num_taps, first, tail_mask, 0, y + c, s + c);
     }
     for (; c + 8 <= C; c += 8) {
-      pool_channels_cl<1, false>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+      pool_channels_cl<1, false>(x + c, taps.data(), num_taps, first, tail_mask, 0, y + c, s + c);
     }
     if (c < C) {
-      pool_channels_cl<1, true>(x + c, taps.data(), num_taps, first, tail_mask, y + c, s + c);
+      pool_channels_cl<1, true>(x + c, taps.data(), num_taps, first, tail_mask,
+                                static_cast<int>(C - c), y + c, s + c);
     }
   }
 }
@@ -379,11 +459,12 @@ void max_pool2d_nchw(const Pool2dGeometry& g, const scalar_t* input, scalar_t* o
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (vector_path_available(g) && (g.stride_w == 1 || g.stride_w == 2)) {
       at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
-        if (g.stride_w == 1) {
-          pool_planes_nchw_avx2<1>(g, input, output, indices, begin, end);
-        } else {
-          pool_planes_nchw_avx2<2>(g, input, output, indices, begin, end);
-        }
+        auto pool = g.stride_w == 1
+            ? (g.kernel_w == 2 ? pool_planes_nchw_avx2<1, 2>
+               : g.kernel_w == 3 ? pool_planes_nchw_avx2<1, 3> : pool_planes_nchw_avx2<1, 0>)
+            : (g.kernel_w == 2 ? pool_planes_nchw_avx2<2, 2>
+               : g.kernel_w == 3 ? pool_planes_nchw_avx2<2, 3> : pool_planes_nchw_avx2<2, 0>);
+        pool(g, input, output, indices, begin, end);
       });
       return;
     }
