@@ -593,60 +593,89 @@ void zero_fill(scalar_t* p, int64_t n) {
 #endif
 }
 
-// Sets gx[i * C + c] = 0 for positions i in [begin, end) and c < width.
-template <typename scalar_t>
-void zero_positions(scalar_t* gx, int64_t C, int64_t width, int64_t begin, int64_t end) {
-  if (width == C) {
-    zero_fill(gx + begin * C, (end - begin) * C);
-  } else {
-    for (int64_t i = begin; i < end; ++i) {
-      zero_fill(gx + i * C, width);
-    }
-  }
-}
-
-// Adds each output's gradient at its switch, outputs in order, into `gx`: a plane (C = width =
-// 1), or a group of `width` channels of a channels_last image (element (i, c) at gx[i * C + c]).
-// `gx` is zeroed as it goes, a band of input rows ahead of the output row whose windows reach
-// into them, so that zeroing and sums stay in the cache; a switch beyond the zeroed rows (not one
-// the forward gives) zeroes the rest first. `zeroed`: input positions already zero (all of them
-// when the caller zeroed grad_input). Kept out of line: inlined into the op, its loop counters
+// The scatter of one plane (kChannelsLast: C = 1), or of one channels_last image (element (i, c)
+// at gx[i * C + c]), restricted to the input rows [row_lo, row_hi): it goes through the output
+// rows whose windows reach into them, in order, and adds the gradients whose switches fall in
+// them, so that bands of one image can run in parallel and give the same sums as one pass. The
+// band is zeroed as it goes, a little ahead of the windows, so that zeroing and sums stay in the
+// cache. Returns false, having done part of the work, if a switch inside the plane lies outside
+// the rows of its window (not one the forward gives, which another band would miss); the caller
+// then redoes the image with scatter_all. Out of line: inlined into the op, its loop counters
 // were spilled to the stack.
 template <typename scalar_t, bool kChannelsLast>
-C10_NOINLINE void scatter_plane(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
-                                scalar_t* gx, int64_t C, int64_t width, int64_t zeroed) {
+C10_NOINLINE bool scatter_band(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
+                               scalar_t* gx, int64_t C, int64_t row_lo, int64_t row_hi) {
   if constexpr (!kChannelsLast) {
-    C = width = 1;
+    C = 1;
   }
-  const int64_t in_plane = g.in_plane();
-  // Zeroing goes ahead by bands of at least 4 KiB (fewer, longer fills).
-  const int64_t band = std::max<int64_t>(1, 4096 / (width * static_cast<int64_t>(sizeof(scalar_t))));
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    const int64_t reached = rows_reached(g, oh) * g.in_w;
-    if (reached > zeroed) {
-      const int64_t until = std::min(in_plane, std::max(reached, zeroed + band));
-      zero_positions(gx, C, width, zeroed, until);
-      zeroed = until;
+  const int64_t W = g.in_w, in_plane = g.in_plane();
+  // Zeroing goes ahead by at least 4 KiB at a time (fewer, longer fills).
+  const int64_t ahead = std::max<int64_t>(1, 4096 / (W * C * static_cast<int64_t>(sizeof(scalar_t))));
+  int64_t zeroed = row_lo;  // rows [row_lo, zeroed) are zero
+  auto zero_rows_until = [&](int64_t row) {
+    if (row > zeroed) {
+      row = std::min(row_hi, std::max(row, zeroed + ahead));
+      zero_fill(gx + zeroed * W * C, (row - zeroed) * W * C);
+      zeroed = row;
     }
+  };
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
     const int64_t* s_row = s + oh * g.out_w * C;
     const scalar_t* gy_row = gy + oh * g.out_w * C;
+    if (rows.begin >= rows.end) {  // windows with no row inside the input: switches outside
+      if (row_lo == 0) {
+        for (int64_t o = 0; o < g.out_w * C; ++o) {
+          if (inside(s_row[o], in_plane)) {
+            return false;
+          }
+        }
+      }
+      continue;
+    }
+    if (rows.end <= row_lo || rows.begin >= row_hi) {
+      continue;
+    }
+    zero_rows_until(std::min(rows.end, row_hi));
+    // Switches in [lo, lo + size) are this band's part of the window rows; others in the window
+    // rows belong to another band, others in the plane are an error.
+    const int64_t lo = std::max(rows.begin, row_lo) * W;
+    const uint64_t size = static_cast<uint64_t>(std::min(rows.end, row_hi) * W - lo);
+    const int64_t window_lo = rows.begin * W;
+    const uint64_t window_size = static_cast<uint64_t>((rows.end - rows.begin) * W);
     for (int64_t ow = 0; ow < g.out_w; ++ow) {
       const int64_t* s_o = s_row + ow * C;
       const scalar_t* gy_o = gy_row + ow * C;
-      for (int64_t c = 0; c < width; ++c) {
+      for (int64_t c = 0; c < C; ++c) {
         const int64_t index = s_o[c];
-        if (C10_LIKELY(inside(index, zeroed))) {
+        if (C10_LIKELY(static_cast<uint64_t>(index - lo) < size)) {
           gx[index * C + c] += gy_o[c];
-        } else if (inside(index, in_plane)) {
-          // Not a switch of this output row's window: zero the rest of the plane first.
-          zero_positions(gx, C, width, zeroed, in_plane);
-          zeroed = in_plane;
-          gx[index * C + c] += gy_o[c];
-        }  // else a window with no tap inside the input: no gradient
+        } else if (static_cast<uint64_t>(index - window_lo) >= window_size &&
+                   inside(index, in_plane)) {
+          return false;
+        }
       }
     }
   }
-  zero_positions(gx, C, width, zeroed, in_plane);
+  zero_rows_until(row_hi);
+  return true;
+}
+
+// The plain scatter, for any switches: zero, then add each output's gradient at its switch (one
+// outside the plane, from a window with no tap inside the input, passes no gradient).
+template <typename scalar_t>
+C10_NOINLINE void scatter_all(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
+                              scalar_t* gx, int64_t C) {
+  const int64_t in_plane = g.in_plane();
+  zero_fill(gx, in_plane * C);
+  for (int64_t o = 0; o < g.out_plane(); ++o) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t index = s[o * C + c];
+      if (inside(index, in_plane)) {
+        gx[index * C + c] += gy[o * C + c];
+      }
+    }
+  }
 }
 
 template <typename scalar_t>
@@ -659,9 +688,12 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<acc_t, scalar_t>) {
       for (int64_t plane = begin; plane < end; ++plane) {
-        scatter_plane<scalar_t, false>(g, grad_output + plane * out_plane,
-                                       switches + plane * out_plane,
-                                       grad_input + plane * in_plane, 1, 1, 0);
+        const scalar_t* gy = grad_output + plane * out_plane;
+        const int64_t* s = switches + plane * out_plane;
+        scalar_t* gx = grad_input + plane * in_plane;
+        if (!scatter_band<scalar_t, false>(g, gy, s, gx, 1, 0, g.in_h)) {
+          scatter_all(g, gy, s, gx, 1);
+        }
       }
     } else {  // half types add up in float and round once
       std::vector<acc_t> sums(in_plane);
@@ -681,38 +713,31 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   });
 }
 
-// channels_last, float and double: a task is an image, or with fewer images than threads an
-// image's group of channels (whole cache lines; grad_input is then zeroed beforehand). Each task
-// adds its outputs' gradients pixel by pixel in order: deterministic.
+// channels_last, float and double: a task is an image, or with fewer images than threads a band
+// of an image's input rows (scatter_band). Sums are those of one pass in output order, whatever
+// the split: deterministic.
 template <typename scalar_t>
 void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* grad_output,
                                        const int64_t* switches, scalar_t* grad_input) {
   const int64_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
-  const int64_t line = 64 / sizeof(scalar_t);
   const int64_t threads = at::get_num_threads();
-  int64_t group = C;
-  while (group > line && g.batch * ((C + group - 1) / group) < 2 * threads) {
-    group = std::max(line, (group / 2 + line - 1) / line * line);
-  }
-  const int64_t groups = (C + group - 1) / group;
-  int64_t zeroed = 0;
-  if (groups > 1) {
-    const int64_t total = g.batch * in_plane * C;
-    at::parallel_for(0, total, kGrainElements, [&](int64_t begin, int64_t end) {
-      zero_fill(grad_input + begin, end - begin);
-    });
-    zeroed = in_plane;
-  }
-  at::parallel_for(0, g.batch * groups, 1, [&](int64_t begin, int64_t end) {
+  const int64_t bands = g.batch >= threads ? 1 : std::min(g.in_h, (threads + g.batch - 1) / g.batch);
+  std::vector<char> done(g.batch * bands, 1);
+  at::parallel_for(0, g.batch * bands, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / groups;
-      const int64_t c0 = (task % groups) * group;
-      scatter_plane<scalar_t, true>(g, grad_output + n * out_plane * C + c0,
-                                    switches + n * out_plane * C + c0,
-                                    grad_input + n * in_plane * C + c0, C,
-                                    std::min(group, C - c0), zeroed);
+      const int64_t n = task / bands, band = task % bands;
+      done[task] = scatter_band<scalar_t, true>(
+          g, grad_output + n * out_plane * C, switches + n * out_plane * C,
+          grad_input + n * in_plane * C, C, g.in_h * band / bands, g.in_h * (band + 1) / bands);
     }
   });
+  for (int64_t n = 0; n < g.batch; ++n) {
+    if (std::find(done.begin() + n * bands, done.begin() + (n + 1) * bands, 0) !=
+        done.begin() + (n + 1) * bands) {
+      scatter_all(g, grad_output + n * out_plane * C, switches + n * out_plane * C,
+                  grad_input + n * in_plane * C, C);
+    }
+  }
 }
 
 at::Tensor max_pool2d_with_indices_backward_kernel(
