@@ -334,3 +334,29 @@ def test_generic_path_without_avx2():
     result = subprocess.run([sys.executable, "-c", GENERIC_PATH_SCRIPT, str(tests), str(tests.parent)],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False)])
+def test_backward_with_any_switches(dtype, layout, args):
+    """The backward adds each gradient at its switch whatever the switches are (not only the
+    forward's): the fast paths (gather, row bands) must notice foreign ones and fall back."""
+    kernel, stride, padding, dilation, ceil_mode = args
+    for batch in (1, 3):  # batch 1 splits channels_last images into row bands
+        x = with_layout(torch.randn(batch, 4, 13, 37, dtype=dtype), layout)
+        _, switches = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+        grad_output = torch.randn(switches.shape, dtype=dtype)
+        plane = x.shape[-2] * x.shape[-1]
+        for case in ("forward's", "one foreign", "random"):
+            s = switches.clone()
+            if case == "one foreign":
+                s[0, 1, 2, 3] = plane - 1 - s[0, 1, 2, 3]  # far outside its window
+            elif case == "random":
+                s = torch.randint(-2, plane + 3, s.shape).contiguous(memory_format=torch.channels_last) \
+                    if layout == "channels_last" else torch.randint(-2, plane + 3, s.shape)
+            actual = torch.ops.fastconv.max_pool2d_with_indices_backward(
+                grad_output, x, [kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2, ceil_mode, s)
+            expected, _ = reference_grad(x, s, grad_output.double())
+            assert_close(actual, expected.to(dtype))
+            assert is_channels_last(actual) == (layout == "channels_last")
