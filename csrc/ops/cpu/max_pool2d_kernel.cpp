@@ -809,6 +809,7 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   const bool gather_2x2 =
       std::is_same_v<scalar_t, float> && vector_path_available(g) && gather_2x2_applies(g);
 #endif
+  const bool small_plane = in_plane * static_cast<int64_t>(sizeof(scalar_t)) <= 16384;
   // A plane per task, its outputs in order: each plane's sums have a fixed order.
   at::parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<acc_t, scalar_t>) {
@@ -826,7 +827,9 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
           }
         }
 #endif
-        if (!scatter_band<scalar_t, false>(g, gy, s, gx, 1, 0, g.in_h)) {
+        if (small_plane) {  // in the L1 cache: zeroing it first costs nothing more
+          scatter_all(g, gy, s, gx, 1);
+        } else if (!scatter_band<scalar_t, false>(g, gy, s, gx, 1, 0, g.in_h)) {
           scatter_all(g, gy, s, gx, 1);
         }
       }
