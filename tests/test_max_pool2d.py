@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
+from torch.nn.modules.utils import _pair
 
 import fastconv
 from conftest import LAYOUTS, assert_close, assert_same_error, call, is_channels_last, with_layout
@@ -338,7 +339,8 @@ def test_generic_path_without_avx2():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False)])
+@pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False),
+                                  (2, 3, 1, 1, False), ((3, 2), (3, 2), (1, 0), 1, True)])
 def test_backward_with_any_switches(dtype, layout, args):
     """The backward adds each gradient at its switch whatever the switches are (not only the
     forward's): the fast paths (gather, row bands) must notice foreign ones and fall back."""
@@ -356,7 +358,7 @@ def test_backward_with_any_switches(dtype, layout, args):
                 s = torch.randint(-2, plane + 3, s.shape).contiguous(memory_format=torch.channels_last) \
                     if layout == "channels_last" else torch.randint(-2, plane + 3, s.shape)
             actual = torch.ops.fastconv.max_pool2d_with_indices_backward(
-                grad_output, x, [kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2, ceil_mode, s)
+                grad_output, x, *(list(_pair(a)) for a in (kernel, stride, padding, dilation)), ceil_mode, s)
             expected, _ = reference_grad(x, s, grad_output.double())
             assert_close(actual, expected.to(dtype))
             assert is_channels_last(actual) == (layout == "channels_last")

@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -851,27 +852,122 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   });
 }
 
+#if FASTCONV_POOL_X86
+// Whether windows never overlap (each input element is in at most one): kernel <= stride, no
+// dilation. Padding is at most half the kernel, so every window has a tap inside the input.
+bool windows_disjoint(const Pool2dGeometry& g) {
+  return g.kernel_h <= g.stride_h && g.kernel_w <= g.stride_w && g.dilation_h == 1 &&
+      g.dilation_w == 1;
+}
+
+// The backward of disjoint windows on a channels_last float32 image, input rows [row_lo,
+// row_hi), as a gather: an input pixel's gradient, channel by channel, is that of its window
+// where the switch points at the pixel, else 0 (0 + g: the scatter's sums). Every element is
+// written once, 8 channels at a time, in order; no zeroing pass, no read-modify-write. Counts the
+// switches that matched (`matched`) and, for the windows whose first tap lies in the band, those
+// inside the plane (`valid`): equal totals over an image's bands mean every switch inside the
+// plane was in its window; otherwise the caller redoes the image with the scatter.
+FASTCONV_AVX2 void gather_band_cl(const Pool2dGeometry& g, const float* gy, const int64_t* s,
+                                  float* gx, int64_t row_lo, int64_t row_hi, int64_t& matched,
+                                  int64_t& valid) {
+  const int64_t C = g.channels, W = g.in_w, in_plane = g.in_plane();
+  const int64_t vector_c = C / 8 * 8;
+  const __m256i minus_one = _mm256_set1_epi64x(-1), plane_size = _mm256_set1_epi64x(in_plane);
+  const __m256 zero = _mm256_setzero_ps();
+  __m256i matched_v = _mm256_setzero_si256(), valid_v = _mm256_setzero_si256();
+  int64_t matched_s = 0, valid_s = 0;
+  for (int64_t ih = row_lo; ih < row_hi; ++ih) {
+    const int64_t oh = (ih + g.pad_h) / g.stride_h;
+    const bool row_covered = (ih + g.pad_h) % g.stride_h < g.kernel_h && oh < g.out_h;
+    const bool first_row = row_covered && ih == std::max<int64_t>(0, oh * g.stride_h - g.pad_h);
+    for (int64_t iw = 0; iw < W; ++iw) {
+      float* x = gx + (ih * W + iw) * C;
+      const int64_t ow = (iw + g.pad_w) / g.stride_w;
+      if (!row_covered || (iw + g.pad_w) % g.stride_w >= g.kernel_w || ow >= g.out_w) {
+        zero_fill(x, C);  // in no window
+        continue;
+      }
+      const bool count_valid =
+          first_row && iw == std::max<int64_t>(0, ow * g.stride_w - g.pad_w);
+      const int64_t o = (oh * g.out_w + ow) * C;
+      const int64_t* s_o = s + o;
+      const float* gy_o = gy + o;
+      const int64_t position = ih * W + iw;
+      const __m256i expected = _mm256_set1_epi64x(position);
+      for (int64_t c = 0; c < vector_c; c += 8) {
+        const __m256i s_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s_o + c));
+        const __m256i s_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s_o + c + 4));
+        const __m256i m_lo = _mm256_cmpeq_epi64(s_lo, expected);
+        const __m256i m_hi = _mm256_cmpeq_epi64(s_hi, expected);
+        matched_v = _mm256_sub_epi64(matched_v, _mm256_add_epi64(m_lo, m_hi));
+        if (count_valid) {
+          const __m256i in_lo = _mm256_and_si256(_mm256_cmpgt_epi64(s_lo, minus_one),
+                                                 _mm256_cmpgt_epi64(plane_size, s_lo));
+          const __m256i in_hi = _mm256_and_si256(_mm256_cmpgt_epi64(s_hi, minus_one),
+                                                 _mm256_cmpgt_epi64(plane_size, s_hi));
+          valid_v = _mm256_sub_epi64(valid_v, _mm256_add_epi64(in_lo, in_hi));
+        }
+        // The mask in lane order [0, 1, 4, 5, 2, 3, 6, 7], put back in order.
+        const __m256 mask = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(_mm256_castsi256_ps(m_lo), _mm256_castsi256_ps(m_hi),
+                                               _MM_SHUFFLE(2, 0, 2, 0))),
+            _MM_SHUFFLE(3, 1, 2, 0)));
+        _mm256_storeu_ps(x + c, _mm256_add_ps(_mm256_and_ps(_mm256_loadu_ps(gy_o + c), mask), zero));
+      }
+      for (int64_t c = vector_c; c < C; ++c) {
+        const bool hit = s_o[c] == position;
+        matched_s += hit;
+        valid_s += count_valid && inside(s_o[c], in_plane);
+        x[c] = hit ? 0.0f + gy_o[c] : 0.0f;
+      }
+    }
+  }
+  alignas(32) int64_t totals[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(totals), matched_v);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(totals + 4), valid_v);
+  matched = totals[0] + totals[1] + totals[2] + totals[3] + matched_s;
+  valid = totals[4] + totals[5] + totals[6] + totals[7] + valid_s;
+}
+#endif
+
 // channels_last, float and double: a task is an image, or with fewer images than threads a band
-// of an image's input rows (scatter_band). Sums are those of one pass in output order, whatever
-// the split: deterministic.
+// of an image's input rows (gather_band_cl for disjoint windows in float32, else scatter_band).
+// Sums are those of one pass in output order, whatever the split: deterministic.
 template <typename scalar_t>
 void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* grad_output,
                                        const int64_t* switches, scalar_t* grad_input) {
   const int64_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
   const int64_t threads = at::get_num_threads();
   const int64_t bands = g.batch >= threads ? 1 : std::min(g.in_h, (threads + g.batch - 1) / g.batch);
-  std::vector<char> done(g.batch * bands, 1);
+  bool gather = false;
+#if FASTCONV_POOL_X86
+  gather = std::is_same_v<scalar_t, float> && vector_path_available(g) && windows_disjoint(g);
+#endif
+  // Per task: scatter_band's success, or the gather's counts of matched and valid switches.
+  std::vector<int64_t> matched(g.batch * bands, 0), valid(g.batch * bands, 0);
   at::parallel_for(0, g.batch * bands, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / bands, band = task % bands;
-      done[task] = scatter_band<scalar_t, true>(
+      const int64_t row_lo = g.in_h * band / bands, row_hi = g.in_h * (band + 1) / bands;
+#if FASTCONV_POOL_X86
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        if (gather) {
+          gather_band_cl(g, grad_output + n * out_plane * C, switches + n * out_plane * C,
+                         grad_input + n * in_plane * C, row_lo, row_hi, matched[task],
+                         valid[task]);
+          continue;
+        }
+      }
+#endif
+      valid[task] = !scatter_band<scalar_t, true>(
           g, grad_output + n * out_plane * C, switches + n * out_plane * C,
-          grad_input + n * in_plane * C, C, g.in_h * band / bands, g.in_h * (band + 1) / bands);
+          grad_input + n * in_plane * C, C, row_lo, row_hi);
     }
   });
   for (int64_t n = 0; n < g.batch; ++n) {
-    if (std::find(done.begin() + n * bands, done.begin() + (n + 1) * bands, 0) !=
-        done.begin() + (n + 1) * bands) {
+    const auto first = static_cast<std::ptrdiff_t>(n * bands);
+    if (std::accumulate(matched.begin() + first, matched.begin() + first + bands, int64_t(0)) !=
+        std::accumulate(valid.begin() + first, valid.begin() + first + bands, int64_t(0))) {
       scatter_all(g, grad_output + n * out_plane * C, switches + n * out_plane * C,
                   grad_input + n * in_plane * C, C);
     }
