@@ -405,10 +405,44 @@ FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int6
   }
 }
 
+// All channels of one output pixel, taps outermost, so that each tap pixel is read once, in one
+// sweep (the channel groups of pool_channels_cl visit every tap once per group: a pattern the
+// hardware prefetchers follow poorly once the input is beyond the cache): running maxima in the
+// output itself, switches in a per-thread int32 buffer widened at the end. C a multiple of 8.
+FASTCONV_AVX2_INLINE void pool_pixel_cl_tap_major(const float* x, const Tap* taps, int64_t num_taps,
+                                                  int64_t C, float* y, int32_t* best_index,
+                                                  int64_t* switches) {
+  for (int64_t c = 0; c < C; c += 8) {
+    _mm256_storeu_ps(y + c, _mm256_loadu_ps(x + taps[0].offset + c));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(best_index + c), _mm256_set1_epi32(taps[0].index));
+  }
+  for (int64_t t = 1; t < num_taps; ++t) {
+    const float* p = x + taps[t].offset;
+    const __m256 index = _mm256_castsi256_ps(_mm256_set1_epi32(taps[t].index));
+    for (int64_t c = 0; c < C; c += 8) {
+      const __m256 value = _mm256_loadu_ps(p + c);
+      const __m256 best = _mm256_loadu_ps(y + c);
+      const __m256 take = takes_switch_mask(value, best);
+      _mm256_storeu_ps(y + c, _mm256_blendv_ps(best, value, take));
+      float* bi = reinterpret_cast<float*>(best_index + c);
+      _mm256_storeu_ps(bi, _mm256_blendv_ps(_mm256_loadu_ps(bi), index, take));
+    }
+  }
+  for (int64_t c = 0; c < C; c += 8) {
+    const __m256i i = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(best_index + c));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + c),
+                        _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + c + 4),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1)));
+  }
+}
+
 FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* input, float* output,
                                        int64_t* indices, int64_t begin, int64_t end) {
   const int64_t C = g.channels;
   std::vector<Tap> taps(g.kernel_h * g.kernel_w);
+  const bool tap_major = C > 32 && C % 8 == 0;
+  std::vector<int32_t> index_buffer(tap_major ? C : 0);
   const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(C % 8)),
                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   for (int64_t position = begin; position < end; ++position) {
@@ -434,6 +468,10 @@ FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* inp
     float* y = output + position * C;
     int64_t* s = indices + position * C;
     const int32_t first = taps[0].index;
+    if (tap_major) {
+      pool_pixel_cl_tap_major(x, taps.data(), num_taps, C, y, index_buffer.data(), s);
+      continue;
+    }
     int64_t c = 0;
     for (; c + 32 <= C; c += 32) {
       pool_channels_cl<4, false>(x + c, taps.data(), num_taps, first, tail_mask, 0, y + c, s + c);
