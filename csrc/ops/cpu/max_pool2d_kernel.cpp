@@ -3,24 +3,30 @@
 // Forward, NCHW: a plane per task. Each output row splits into border columns (windows that reach
 // into the padding or past the edge), done one by one, and interior columns, done 8 at a time in
 // AVX2 registers (float32, column stride 1 or 2; a narrow interior gets one masked block, a wide
-// one ends with a block overlapping the previous). Rows of the window outside the input are
-// skipped, so top and bottom padding cost nothing.
-// Forward, channels_last: a band of output pixels per task, the channels of a pixel 8 (or 16) at
-// a time in AVX2 registers, the last partial group masked.
-// Both vector paths keep torch's switches exactly: they scan the window in torch's order (rows,
-// then columns), take a tap when `value > max || isnan(value)` (so ties keep the first index and
-// the last NaN wins), start from the first tap inside the input, and hold the flat h*W+w index in
-// int32 lanes (planes of up to 2^31 - 1 elements; larger ones take the generic path), widened to
-// int64 when stored.
+// one ends with a block overlapping the previous). Window rows outside the input are skipped, so
+// top and bottom padding cost nothing; taps are combined as a tree (see combine()).
+// Forward, channels_last: a band of output pixels per task, a pixel's channels 8 at a time in
+// AVX2 registers (up to 32 channels per sweep over the window; more, tap by tap through the
+// output), the last partial group masked.
+// Both vector paths keep torch's switches exactly: torch's scan order (rows, then columns), a tap
+// wins when `value > max || isnan(value)` (ties keep the first index, the last NaN wins), the
+// first tap inside the input starts the scan, and the flat h*W+w index is held in int32 lanes
+// (planes of up to 2^31 - 1 elements; larger ones take the generic path), widened to int64 when
+// stored.
 // The vector paths run where ATen's own kernels would use AVX2 (at::get_cpu_capability(), which
 // follows ATEN_CPU_CAPABILITY; also checked with cpuid) and are compiled per function
 // (__attribute__((target))), so the library still loads and runs on CPUs without AVX2; everything
 // else takes the generic loops, which define the semantics.
 //
-// Backward: each output's gradient is added at its switch, in a fixed order (deterministic).
-// NCHW: a plane per task, zeroed then scattered into while it sits in the cache (half types add
-// up in a per-thread float plane and round once). channels_last (float, double): a task is an
-// image and a group of channels, so batch 1 still runs in parallel.
+// Backward: each output's gradient is added at its switch; every input element's sum runs in
+// output order whatever the split into tasks (deterministic). Disjoint windows (VGG's 2x2/2) in
+// float32 with AVX2 go as a vectorized gather (NCHW: 16 columns at a time; channels_last: 8
+// channels at a time): each element written once, no zeroing pass. Otherwise a scatter that
+// zeroes a band of rows just ahead of the windows that reach them, so both stay in the cache.
+// Parallel over planes (NCHW) or images (channels_last; with fewer images than threads, bands of
+// an image's rows). Half types add up in float and round once (NCHW; channels_last goes through
+// NCHW). Switches that the forward would not give (outside their window) are still honoured: the
+// fast paths detect them and the plane or image is redone by the plain scatter.
 #include <ATen/Dispatch.h>
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
@@ -129,8 +135,8 @@ inline void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows
 // line, each call cost as much as a vector block of 8 outputs (ymm state around the call).
 template <typename scalar_t>
 C10_ALWAYS_INLINE void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh,
-                                        int64_t ow_begin,
-                      int64_t ow_end, scalar_t* y, int64_t* switches) {
+                                        int64_t ow_begin, int64_t ow_end, scalar_t* y,
+                                        int64_t* switches) {
   const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
     pool_one(g, x, rows, ow, y + oh * g.out_w + ow, switches + oh * g.out_w + ow);
@@ -977,11 +983,12 @@ void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* 
   const int64_t C = g.channels, in_plane = g.in_plane(), out_plane = g.out_plane();
   const int64_t threads = at::get_num_threads();
   const int64_t bands = g.batch >= threads ? 1 : std::min(g.in_h, (threads + g.batch - 1) / g.batch);
-  bool gather = false;
 #if FASTCONV_POOL_X86
-  gather = std::is_same_v<scalar_t, float> && vector_path_available(g) && windows_disjoint(g);
+  const bool gather =
+      std::is_same_v<scalar_t, float> && vector_path_available(g) && windows_disjoint(g);
 #endif
-  // Per task: scatter_band's success, or the gather's counts of matched and valid switches.
+  // Per task: the gather's counts of matched and valid switches, or scatter_band's failure as a
+  // count that cannot match.
   std::vector<int64_t> matched(g.batch * bands, 0), valid(g.batch * bands, 0);
   at::parallel_for(0, g.batch * bands, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
