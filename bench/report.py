@@ -222,7 +222,9 @@ def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int
                                  for i in impls]])
     caption = (f"Cases whose tensors (forward: input, values, switches) exceed the {cache_bytes / 2**20:.0f} MiB "
                "last-level cache. Of peak: bytes moved (each tensor read or written once) per second, over "
-               "the copy's bandwidth (bytes read plus written).")
+               "the copy's bandwidth (bytes read plus written, into a tensor allocated once). With glibc's "
+               "malloc, outputs of more than 32 MiB (its largest mmap threshold) are fresh pages from the OS "
+               "on every call, for every implementation: page faults then take much of the time.")
     return Table(f"max_pool2d beyond the cache ({context})", headers, table_rows, caption)
 
 

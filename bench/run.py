@@ -67,8 +67,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "2 cores of the build machine (up to twice that while other jobs share them). Each case is "
         "first checked against torch (values within rounding, identical pooling switches) and only "
         "then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
-        "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling against torch's "
-        "max_pool2d on NCHW and on channels_last input."
+        "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
+        "channels_last input, each against torch's max_pool2d on the same input, and as a fraction of "
+        "a large copy's bandwidth measured in the same run."
     )
     outputs = (
         "Outputs in --out: results.csv (one row per case, pass and implementation), results.json (the "
