@@ -27,6 +27,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def last_level_cache_bytes() -> Optional[int]:
+    """Size of the CPU's largest cache (Linux sysfs of cpu0), or None where it cannot be read."""
+    sizes = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if text and text[-1] in units and text[:-1].isdigit():
+            sizes.append(int(text[:-1]) * units[text[-1]])
+        elif text.isdigit():
+            sizes.append(int(text))
+    return max(sizes) if sizes else None
+
+
 def git_commit() -> Optional[str]:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -42,6 +58,7 @@ def machine_info(device: torch.device) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "last_level_cache_bytes": last_level_cache_bytes(),
         "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -55,6 +72,7 @@ def machine_info(device: torch.device) -> dict:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory,
+                    last_level_cache_bytes=getattr(props, "L2_cache_size", None) or None,
                     gpu_multiprocessors=props.multi_processor_count,
                     cudnn_version=torch.backends.cudnn.version())
     return info

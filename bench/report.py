@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .workloads import PASSES, REFERENCES
+from .workloads import FASTCONV_IMPLS, PASSES, REFERENCES, counterpart
 
 try:
     import rich.console
@@ -98,18 +98,36 @@ def set_fractions_of_peak(rows: List[dict], peaks: dict) -> None:
         row["fraction_of_peak"] = row["rate"] / (peaks["gemm_gflops"] if row["op"] == "conv2d" else peaks["copy_gbs"])
 
 
+def _impl_prefix(impl: str) -> str:
+    """Column prefix of a fastconv implementation: none for the main one ("fastconv ms", "of
+    peak"), its suffix for the others ("cl ms", "cl of peak")."""
+    return "" if impl == "fastconv" else impl.replace("fastconv_", "") + " "
+
+
+def _versus(op: str, ref: str) -> str:
+    fast = counterpart(op, ref)
+    return f"vs {ref}" if fast == "fastconv" else f"{fast.replace('fastconv_', '')} vs {ref}"
+
+
 def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str) -> Table:
     refs = REFERENCES[op]
+    fasts = FASTCONV_IMPLS[op]
     unit = rate_unit(op)
-    headers = ["layer", "N", "shape", "count", "pass", "fastconv ms", unit, "of peak",
-               *[f"vs {ref}" for ref in refs], "workspace MiB"]
+    headers = ["layer", "N", "shape", "count", "pass",
+               *[h for impl in fasts for h in (f"{impl} ms", f"{_impl_prefix(impl)}{unit}",
+                                               f"{_impl_prefix(impl)}of peak")],
+               *[_versus(op, ref) for ref in refs], "workspace MiB"]
     table_rows = []
     for (layer, batch, pass_name), impls in _by_case_and_pass(rows).items():
         fast = impls["fastconv"]
         workspace = fast.get("workspace_bytes")
+        cells = []
+        for impl in fasts:
+            row = impls.get(impl)
+            cells += (["-"] * 3 if row is None else
+                      [f"{1e3 * row['median_s']:.3f}", f"{row['rate']:.1f}", _percent(row["fraction_of_peak"])])
         table_rows.append([
-            layer, str(batch), fast["shape"], str(fast["count"]), pass_name,
-            f"{1e3 * fast['median_s']:.3f}", f"{fast['rate']:.1f}", _percent(fast["fraction_of_peak"]),
+            layer, str(batch), fast["shape"], str(fast["count"]), pass_name, *cells,
             *[_speedup(impls[ref]["fastconv_speedup"]) if ref in impls else "-" for ref in refs],
             "-" if workspace is None else f"{workspace / 2**20:.2f}",
         ])
@@ -118,28 +136,33 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
         backends[row["impl"]].add(row["backend"])
     peak = (f"{peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s" if op == "conv2d"
             else f"copy {peaks['copy_gbs']:.3g} GB/s")
-    caption = (f"vs REF = REF's time / fastconv's time (>1: fastconv faster). Peak: {peak}. "
-               + "; ".join(f"{ref} ran on {', '.join(sorted(backends[ref]))}" for ref in refs if ref in backends))
+    pairs = "; ".join(f"{_versus(op, ref)} = {ref}'s time / {counterpart(op, ref)}'s time" for ref in refs
+                      if counterpart(op, ref) != "fastconv")
+    caption = (f"vs REF = REF's time / fastconv's time (>1: fastconv faster){'; ' + pairs if pairs else ''}. "
+               f"Peak: {peak}. "
+               + "; ".join(f"{impl} ran on {', '.join(sorted(backends[impl]))}"
+                           for impl in (*refs, *fasts[1:]) if impl in backends))
     return Table(f"{suite} ({context})", headers, table_rows, caption)
 
 
 def summarize(rows: List[dict]) -> List[dict]:
     """Per suite, batch and pass: geometric mean over the distinct layers of fastconv's speedup
-    over each reference, the whole network's speedup (every layer weighted by how often the
-    network runs it: sum of count * time), and fastconv's geometric-mean fraction of peak."""
+    over each reference (against the fastconv implementation that takes the same input), the whole
+    network's speedup (every layer weighted by how often the network runs it: sum of count *
+    time), and each fastconv implementation's geometric-mean rate and fraction of peak."""
     groups: Dict[tuple, List[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["suite"], row["op"], row["batch"], row["pass"])].append(row)
     summary = []
     for (suite, op, batch, pass_name), group in groups.items():
         fast = [r for r in group if r["impl"] == "fastconv"]
-        fast_time = {r["layer"]: r["median_s"] for r in fast}
-        entry = {
-            "suite": suite, "op": op, "batch": batch, "pass": pass_name, "layers": len(fast),
-            "fastconv_rate_geomean": geomean([r["rate"] for r in fast]),
-            "fastconv_fraction_of_peak_geomean": geomean([r["fraction_of_peak"] for r in fast]),
-        }
+        entry = {"suite": suite, "op": op, "batch": batch, "pass": pass_name, "layers": len(fast)}
+        for impl in FASTCONV_IMPLS[op]:
+            impl_rows = [r for r in group if r["impl"] == impl]
+            entry[f"{impl}_rate_geomean"] = geomean([r["rate"] for r in impl_rows])
+            entry[f"{impl}_fraction_of_peak_geomean"] = geomean([r["fraction_of_peak"] for r in impl_rows])
         for ref in REFERENCES[op]:
+            fast_time = {r["layer"]: r["median_s"] for r in group if r["impl"] == counterpart(op, ref)}
             ref_rows = [r for r in group if r["impl"] == ref and r["layer"] in fast_time]
             entry[f"speedup_vs_{ref}_geomean"] = geomean([r["fastconv_speedup"] for r in ref_rows])
             network_fast = sum(r["count"] * fast_time[r["layer"]] for r in ref_rows)
@@ -157,22 +180,52 @@ def summary_tables(summary: List[dict], context: str) -> List[Table]:
         if not entries:
             continue
         refs = REFERENCES[op]
+        fasts = FASTCONV_IMPLS[op]
         headers = ["suite", "N", "pass", "layers",
-                   *[h for ref in refs for h in (f"vs {ref} (geomean)", f"vs {ref} (network)")],
-                   f"fastconv {rate_unit(op)} (geomean)", "fastconv of peak",
+                   *[h for ref in refs for h in (f"{_versus(op, ref)} (geomean)", f"{_versus(op, ref)} (network)")],
+                   f"fastconv {rate_unit(op)} (geomean)", *[f"{impl} of peak" for impl in fasts],
                    *[f"{ref} of peak" for ref in refs]]
         rows = [[e["suite"], str(e["batch"]), e["pass"], str(e["layers"]),
                  *[_speedup(e[f"speedup_vs_{ref}_{kind}"]) for ref in refs for kind in ("geomean", "network")],
-                 f"{e['fastconv_rate_geomean']:.1f}", _percent(e["fastconv_fraction_of_peak_geomean"]),
+                 f"{e['fastconv_rate_geomean']:.1f}",
+                 *[_percent(e[f"{impl}_fraction_of_peak_geomean"]) for impl in fasts],
                  *[_percent(e[f"{ref}_fraction_of_peak_geomean"]) for ref in refs]]
                 for e in entries]
         peak = "a large GEMM's rate in this dtype" if op == "conv2d" else "a 256 MiB copy's bandwidth"
+        pairs = "".join(f" {_versus(op, ref)}: {ref}'s time / {counterpart(op, ref)}'s time (same input)."
+                        for ref in refs if counterpart(op, ref) != "fastconv")
         caption = ("vs REF: REF's time / fastconv's time, >1 means fastconv is faster; geomean over the "
                    "distinct layers, network = whole network's time (layers weighted by how often they "
-                   f"occur). Of peak: geomean fraction of {peak}, the best of the measurements taken "
+                   f"occur).{pairs} Of peak: geomean fraction of {peak}, the best of the measurements taken "
                    "before each suite and at the end of this run.")
         tables.append(Table(f"Summary: {op} ({context})", headers, rows, caption))
     return tables
+
+
+def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int]) -> Optional[Table]:
+    """Memory-bound ops (pooling) on cases whose tensors do not fit in the last-level cache: every
+    implementation's fraction of the copy's bandwidth, case by case, and their geometric mean."""
+    pool_rows = [r for r in rows if r["op"] != "conv2d" and r.get("fits_in_cache") is False]
+    if not pool_rows:
+        return None
+    impls = list(dict.fromkeys(r["impl"] for r in pool_rows))
+    headers = ["layer", "N", "pass", "tensors MiB", *[f"{impl} of peak" for impl in impls]]
+    grouped = _by_case_and_pass(pool_rows)
+    table_rows = [[layer, str(batch), pass_name, f"{next(iter(by_impl.values()))['footprint_bytes'] / 2**20:.0f}",
+                   *[_percent(by_impl[i]["fraction_of_peak"]) if i in by_impl else "-" for i in impls]]
+                  for (layer, batch, pass_name), by_impl in grouped.items()]
+    for pass_name in PASSES:
+        selected = [by_impl for key, by_impl in grouped.items() if key[2] == pass_name]
+        if selected:
+            table_rows.append(["geomean", "", pass_name, "",
+                               *[_percent(geomean([s[i]["fraction_of_peak"] for s in selected if i in s]))
+                                 for i in impls]])
+    caption = (f"Cases whose tensors (forward: input, values, switches) exceed the {cache_bytes / 2**20:.0f} MiB "
+               "last-level cache. Of peak: bytes moved (each tensor read or written once) per second, over "
+               "the copy's bandwidth (bytes read plus written, into a tensor allocated once). With glibc's "
+               "malloc, outputs of more than 32 MiB (its largest mmap threshold) are fresh pages from the OS "
+               "on every call, for every implementation: page faults then take much of the time.")
+    return Table(f"max_pool2d beyond the cache ({context})", headers, table_rows, caption)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -217,7 +270,7 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
     passes = [p for p in PASSES if any(key[2] == p for key in grouped)]
     labels = list(dict.fromkeys(f"{layer} N={batch}" for layer, batch, _ in grouped))
     refs = REFERENCES[op]
-    impls = ("fastconv",) + refs
+    impls = FASTCONV_IMPLS[op] + refs
     written = []
     for kind, series, ylabel in (
         ("speedup", refs, "fastconv speedup (ref time / fastconv time)"),
@@ -235,8 +288,9 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
                     value = None if row is None else (row["fastconv_speedup"] if kind == "speedup"
                                                       else row["fraction_of_peak"])
                     values.append(float("nan") if value is None else value)
+                legend = (f"{counterpart(op, name)} vs {name}" if kind == "speedup" else name)
                 ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))], values, width,
-                       label=name)
+                       label=legend)
             if kind == "speedup":
                 ax.set_yscale("log")
                 ax.axhline(1.0, color="black", linewidth=0.8)

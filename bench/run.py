@@ -26,7 +26,7 @@ from bench.machine import machine_info, measure_peaks  # noqa: E402
 from bench.suites import SUITES, Case, select  # noqa: E402
 from bench.timing import Timer, interleaved  # noqa: E402
 from bench.workloads import (  # noqa: E402
-    PASSES, REFERENCE_DESCRIPTIONS, REFERENCES, CorrectnessError, make_workload,
+    FASTCONV_IMPLS, PASSES, REFERENCE_DESCRIPTIONS, REFERENCES, CorrectnessError, counterpart, make_workload,
 )
 
 try:
@@ -67,8 +67,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "2 cores of the build machine (up to twice that while other jobs share them). Each case is "
         "first checked against torch (values within rounding, identical pooling switches) and only "
         "then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
-        "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling against torch's "
-        "max_pool2d on NCHW and on channels_last input."
+        "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
+        "channels_last input, each against torch's max_pool2d on the same input, and as a fraction of "
+        "a large copy's bandwidth measured in the same run."
     )
     outputs = (
         "Outputs in --out: results.csv (one row per case, pass and implementation), results.json (the "
@@ -138,14 +139,17 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer) -> List[dic
     checks = workload.check()  # raises CorrectnessError before anything is timed
     op = case.layer.op
     layer_fields = {k: v for k, v in vars(case.layer).items() if k != "name"}
+    footprint = workload.footprint_bytes()
     rows = []
     for pass_name in args.passes:
         candidates = {name: impl.candidate(pass_name) for name, impl in workload.impls.items()}
         timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
         del candidates  # frees the graphs kept for the backward pass
         work = workload.work(pass_name)
-        fast_time = timings["fastconv"].median
         for name, timing in timings.items():
+            # A reference's speedup: its time over that of the fastconv implementation that takes
+            # the same input (fastconv_cl for torch_cl).
+            fast_time = None if name in FASTCONV_IMPLS[op] else timings[counterpart(op, name)].median
             rate = work / timing.median / 1e9
             rows.append({
                 "suite": case.suite, "op": op, "layer": case.layer.name, "shape": case.layer.describe(),
@@ -156,7 +160,9 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer) -> List[dic
                 "repeats": len(timing.samples),
                 "work": work, "work_unit": "FLOP" if op == "conv2d" else "byte",
                 "rate": rate, "rate_unit": report.rate_unit(op), "fraction_of_peak": None,  # set once peaks are known
-                "fastconv_speedup": None if name == "fastconv" else timing.median / fast_time,
+                "fastconv_speedup": None if fast_time is None else timing.median / fast_time,
+                "footprint_bytes": footprint,
+                "fits_in_cache": None if not args.cache_bytes else footprint <= args.cache_bytes,
                 "workspace_bytes": workload.workspace_bytes(name) if pass_name == "fwd" else None,
                 "check": checks if name == "fastconv" and pass_name == args.passes[0] else None,
             })
@@ -186,6 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     device = torch.device(args.device)
     timer = Timer(device)
     machine = machine_info(device)
+    args.cache_bytes = machine.get("last_level_cache_bytes")
     peak_samples = []
 
     def remeasure_peaks() -> dict:
@@ -231,6 +238,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             plots += report.plot_suite(suite.name, suite.op, suite_rows, context, args.out)
     summary = report.summarize(rows)
     tables = report.summary_tables(summary, context)
+    beyond_cache = report.beyond_cache_table(rows, context, args.cache_bytes)
+    if beyond_cache is not None:
+        tables.append(beyond_cache)
     for table in tables:
         table.print()
     elapsed = time.perf_counter() - started

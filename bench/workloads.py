@@ -1,10 +1,13 @@
 """What one benchmark case runs: its tensors, fastconv and the references as timeable calls for
 each pass, the work each pass does (FLOPs or bytes), and the check that fastconv agrees with torch.
 
-Implementations of a case (the first is always fastconv):
+Implementations of a case (fastconv's first; each reference is compared with the fastconv
+implementation that takes the same input, COUNTERPARTS):
   conv2d      fastconv | torch: default backend (oneDNN on CPU, cuDNN in benchmark mode on CUDA)
                        | torch_im2col: torch's own im2col + GEMM (oneDNN / cuDNN switched off)
-  max_pool2d  fastconv (NCHW) | torch: F.max_pool2d on NCHW | torch_cl: F.max_pool2d on channels_last
+  max_pool2d  fastconv (NCHW), fastconv_cl (channels_last)
+                       | torch: F.max_pool2d on NCHW, against fastconv
+                       | torch_cl: F.max_pool2d on channels_last, against fastconv_cl
 """
 
 import contextlib
@@ -23,11 +26,22 @@ from .timing import Candidate
 
 PASSES = ("fwd", "bwd", "fwdbwd")
 REFERENCES = {"conv2d": ("torch", "torch_im2col"), "max_pool2d": ("torch", "torch_cl")}
+# fastconv's implementations per op, and which of them each reference is timed against.
+FASTCONV_IMPLS = {"conv2d": ("fastconv",), "max_pool2d": ("fastconv", "fastconv_cl")}
+COUNTERPARTS = {("max_pool2d", "torch_cl"): "fastconv_cl"}
+
+
+def counterpart(op: str, reference: str) -> str:
+    """The fastconv implementation that a reference's speedup is measured against."""
+    return COUNTERPARTS.get((op, reference), "fastconv")
+
+
 REFERENCE_DESCRIPTIONS = {
     ("conv2d", "torch"): "torch's default conv2d backend (oneDNN on CPU, cuDNN benchmark mode on CUDA)",
     ("conv2d", "torch_im2col"): "torch's own im2col + GEMM path (oneDNN / cuDNN switched off)",
     ("max_pool2d", "torch"): "torch F.max_pool2d(return_indices=True), NCHW input",
-    ("max_pool2d", "torch_cl"): "torch F.max_pool2d(return_indices=True), channels_last input",
+    ("max_pool2d", "torch_cl"): "torch F.max_pool2d(return_indices=True), channels_last input "
+                                "(compared with fastconv_cl: fastconv on the same channels_last input)",
 }
 # Backward does two GEMMs of the forward's size (input and weight gradients).
 FLOPS_PER_FORWARD = {"fwd": 1, "bwd": 2, "fwdbwd": 3}
@@ -200,6 +214,13 @@ class ConvWorkload:
         """FLOPs of a pass."""
         return self.layer.forward_flops(self.case.batch) * FLOPS_PER_FORWARD[pass_name]
 
+    def footprint_bytes(self) -> int:
+        """Bytes of the forward's tensors: input, weight, output."""
+        layer, n = self.layer, self.case.batch
+        elements = (n * layer.c * layer.h * layer.w + self.w.numel()
+                    + n * layer.k * layer.out_h * layer.out_w)
+        return elements * self.x.element_size()
+
     def check(self) -> Dict[str, dict]:
         leaves = [None if t is None else t.detach().double().requires_grad_() for t in (self.x, self.w, self.b)]
         reference = Impl("float64", self._torch_conv, tuple(leaves), self.gy.double()).results()
@@ -249,21 +270,25 @@ class PoolWorkload:
         self.gy = random_tensor((case.batch, layer.c, layer.out_h, layer.out_w), dtype, device)
         x_cl = self.x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
         gy_cl = self.gy.contiguous(memory_format=torch.channels_last)
-        kernel, stride, padding = self.args
         self.impls = {
-            "fastconv": Impl("fastconv", lambda x: fastconv.max_pool2d(x, kernel, stride, padding, return_indices=True),
-                             (self.x,), self.gy, input_names=("input",)),
+            "fastconv": Impl("fastconv", self._fastconv_pool, (self.x,), self.gy, input_names=("input",)),
+            "fastconv_cl": Impl("fastconv_cl", self._fastconv_pool, (x_cl,), gy_cl, input_names=("input",)),
             "torch": Impl("torch", self._torch_pool, (self.x,), self.gy, input_names=("input",)),
             "torch_cl": Impl("torch_cl", self._torch_pool, (x_cl,), gy_cl, input_names=("input",)),
         }
+
+    def _fastconv_pool(self, x):
+        return fastconv.max_pool2d(x, *self.args, return_indices=True)
 
     def _torch_pool(self, x):
         return F.max_pool2d(x, *self.args, return_indices=True)
 
     def work(self, pass_name: str) -> float:
-        """Bytes a pass reads and writes: forward reads the input and writes values and int64
-        switches; backward reads the output gradient and the switches and writes the input's
-        gradient."""
+        """Bytes a pass must move, each tensor once: forward reads the input and writes the values
+        and the int64 switches; backward reads the output gradient and the switches and writes the
+        input's gradient (the same for every layout). Against the copy's bandwidth (bytes read plus
+        bytes written, machine.measure_peaks) this is the fraction of a memory-bound pass's
+        attainable speed; it can pass 100% when the tensors fit in the cache."""
         element = torch.empty((), dtype=self.dtype).element_size()
         n, layer = self.case.batch, self.layer
         inputs = n * layer.c * layer.h * layer.w
@@ -272,26 +297,42 @@ class PoolWorkload:
         backward = outputs * (element + 8) + inputs * element
         return {"fwd": forward, "bwd": backward, "fwdbwd": forward + backward}[pass_name]
 
+    def footprint_bytes(self) -> int:
+        """Bytes of the forward's tensors (input, values, switches); the backward's (output
+        gradient, switches, input gradient) are the same size."""
+        return int(self.work("fwd"))
+
     def check(self) -> Dict[str, dict]:
+        """fastconv's values and switches must be torch's exactly, on NCHW and on channels_last
+        input; gradients within rounding of a float64 reference."""
         what = f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, {_dtype_name(self.dtype)})"
-        output, switches = fastconv.max_pool2d(self.x.detach(), *self.args, return_indices=True)
-        expected, expected_switches = F.max_pool2d(self.x.detach(), *self.args, return_indices=True)
-        if not torch.equal(switches, expected_switches):
-            differ = (switches != expected_switches).nonzero()
-            raise CorrectnessError(
-                f"{what}: fastconv's switches differ from torch's at {len(differ)} of "
-                f"{switches.numel()} outputs, first at {differ[0].tolist()}: "
-                f"{switches[tuple(differ[0])].item()} vs {expected_switches[tuple(differ[0])].item()}"
-            )
-        if not torch.equal(output, expected):
-            raise CorrectnessError(f"{what}: fastconv's max values differ from torch's (same switches)")
-        # Overlapping windows add up to ceil(kernel / stride)^2 gradients per input.
-        overlap = math.ceil(self.layer.kernel / self.layer.stride) ** 2
-        x64 = self.x.detach().double().requires_grad_()
-        reference = Impl("float64", self._torch_pool, (x64,), self.gy.double(), input_names=("input",)).results()
-        del reference["output"]
-        report = check_against_reference(what, self.impls["fastconv"].results(), self.impls["torch"].results(),
-                                          reference, {"grad_input": overlap}, self.dtype)
+        report = {}
+        for fast_name, torch_name in (("fastconv", "torch"), ("fastconv_cl", "torch_cl")):
+            x = self.impls[fast_name].inputs[0].detach()
+            output, switches = self._fastconv_pool(x)
+            expected, expected_switches = self._torch_pool(x)
+            if not torch.equal(switches, expected_switches):
+                differ = (switches != expected_switches).nonzero()
+                raise CorrectnessError(
+                    f"{what}: {fast_name}'s switches differ from torch's at {len(differ)} of "
+                    f"{switches.numel()} outputs, first at {differ[0].tolist()}: "
+                    f"{switches[tuple(differ[0])].item()} vs {expected_switches[tuple(differ[0])].item()}"
+                )
+            if not torch.equal(output, expected):
+                raise CorrectnessError(f"{what}: {fast_name}'s max values differ from torch's (same switches)")
+            if output.is_contiguous() != expected.is_contiguous():
+                raise CorrectnessError(f"{what}: {fast_name}'s output layout differs from torch's")
+            # Overlapping windows add up to ceil(kernel / stride)^2 gradients per input.
+            overlap = math.ceil(self.layer.kernel / self.layer.stride) ** 2
+            x64 = x.double().requires_grad_()
+            reference = Impl("float64", self._torch_pool, (x64,), self.impls[fast_name].grad_output.double(),
+                             input_names=("input",)).results()
+            del reference["output"]
+            checked = check_against_reference(f"{what} [{fast_name}]", self.impls[fast_name].results(),
+                                              self.impls[torch_name].results(), reference,
+                                              {"grad_input": overlap}, self.dtype)
+            report.update({f"{name}{'_cl' if fast_name == 'fastconv_cl' else ''}": value
+                           for name, value in checked.items()})
         report["switches"] = {"identical": True}
         return report
 
@@ -299,7 +340,8 @@ class PoolWorkload:
         return cuda_workspace_bytes(self.impls[impl_name]) if self.device.type == "cuda" else None
 
     def backend(self, impl_name: str) -> str:
-        return {"fastconv": "fastconv", "torch": "aten NCHW", "torch_cl": "aten channels_last"}[impl_name]
+        return {"fastconv": "fastconv NCHW", "fastconv_cl": "fastconv channels_last", "torch": "aten NCHW",
+                "torch_cl": "aten channels_last"}[impl_name]
 
 
 def make_workload(case: Case, device: torch.device, dtype: torch.dtype):

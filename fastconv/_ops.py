@@ -162,11 +162,16 @@ def _max_pool2d_setup(ctx, inputs, output):
     input, kernel_size, stride, padding, dilation, ceil_mode = inputs
     indices = output[1]
     ctx.mark_non_differentiable(indices)
+    # Otherwise autograd passes the indices a zero "gradient" of their size (int64, as large as
+    # the output twice over in float32), allocated and filled on every backward.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(input, indices)
     ctx.pool_args = (kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _max_pool2d_backward(ctx, grad_output, _grad_indices):
+    if grad_output is None:
+        return None, None, None, None, None, None
     input, indices = ctx.saved_tensors
     grad_input = ops.max_pool2d_with_indices_backward(grad_output, input, *ctx.pool_args, indices)
     return grad_input, None, None, None, None, None

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
+from torch.nn.modules.utils import _pair
 
 import fastconv
 from conftest import LAYOUTS, assert_close, assert_same_error, call, is_channels_last, with_layout
@@ -177,3 +178,187 @@ def test_random_configurations(cfg):
         assert_same_error(fast_error, torch_error)
         return
     check_against_torch(x, args)
+
+
+# ------------------------------------------------------------------------------------------------
+# The CPU kernels' float32 vector paths (AVX2, where torch's CPU capability allows it): NCHW does
+# interior output columns 8 at a time (column stride 1 or 2: one masked block when fewer than 8,
+# an overlapping last block otherwise) and borders one by one; channels_last does 8 to 32 channels
+# at a time, the rest masked. These tests aim at their edges, in float32; the same cases also run
+# on the generic loops in a subprocess with ATEN_CPU_CAPABILITY=default.
+
+# (shape, kernel, stride, padding, dilation, ceil_mode)
+VECTOR_CASES = [
+    ((2, 3, 9, 30), 3, 2, 1, 1, False),        # ResNet-like: left border, 8 + overlapping block
+    ((1, 2, 9, 17), 2, 2, 0, 1, False),        # VGG-like, odd width: last column unused
+    ((1, 2, 8, 16), 2, 2, 0, 1, False),        # interior exactly 8 columns
+    ((1, 2, 13, 13), 3, 2, 0, 1, False),       # AlexNet pool5: 6 columns, one masked block
+    ((1, 2, 5, 3), 3, 1, 1, 1, False),         # a single interior column
+    ((1, 2, 6, 4), 2, 2, 0, 1, True),          # ceil mode: a window past the right edge
+    ((1, 3, 11, 27), 3, 2, 0, 1, True),
+    ((1, 2, 11, 41), 3, 1, 1, 2, False),       # stride 1, dilated
+    ((1, 2, 12, 40), (2, 4), (1, 2), (1, 2), (2, 3), False),
+    ((1, 2, 10, 33), (3, 1), (2, 1), (1, 0), 1, False),
+    ((1, 2, 10, 33), (1, 3), (1, 3), (0, 1), 1, True),  # stride 3: generic loop
+    ((2, 2, 7, 7), 2, 1, 1, 3, True),          # windows partly or wholly in the padding
+    ((1, 3, 1, 5), 2, (2, 1), 1, 2, False),    # no window row inside the input
+    ((1, 2, 1, 9), 1, 1, 0, 1, False),
+]
+CHANNELS = [1, 3, 8, 9, 17, 33, 64, 70]  # channels_last: vector width 8, groups of 32
+
+
+def draw_values(shape, kind, dtype=torch.float32):
+    """'randn', 'ties' (few distinct values), 'nan' (NaN here and there, several per window
+    sometimes), 'inf' (-inf patches, whole windows of it, and +inf)."""
+    if kind == "ties":
+        return torch.randint(-1, 2, shape).to(dtype)
+    x = torch.randn(shape).to(dtype)
+    if kind == "nan":
+        x[torch.rand(shape) < 0.15] = float("nan")
+    elif kind == "inf":
+        x[torch.rand(shape) < 0.5] = -float("inf")
+        x[torch.rand(shape) < 0.02] = float("inf")
+    return x
+
+
+@pytest.mark.parametrize("case", VECTOR_CASES)
+@pytest.mark.parametrize("kind", ["randn", "ties", "nan", "inf"])
+def test_float32_vector_path_nchw(case, kind):
+    shape, *args = case
+    check_against_torch(draw_values(shape, kind), args)
+
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("kind", ["randn", "ties", "nan", "inf"])
+def test_float32_vector_path_channels_last(channels, kind):
+    for shape, *args in VECTOR_CASES[::3] + [VECTOR_CASES[-2]]:
+        x = draw_values((shape[0], channels, *shape[2:]), kind)
+        check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+
+
+def test_float32_all_minus_infinity_and_nan_windows():
+    x = torch.full((1, 9, 12, 20), -float("inf"))
+    x[0, :, 5, 7] = float("nan")
+    x[0, :, 5, 9] = float("nan")   # two NaN in one window: the later one wins
+    x[0, :, 2, 2] = float("inf")
+    for layout in ("contiguous", "channels_last"):
+        for args in [(3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 1, 1, 1, True)]:
+            check_against_torch(with_layout(x, layout), args)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_float32_large_plane(layout):
+    x = draw_values((1, 2, 301, 1203), "ties")  # ties everywhere: the first index must win
+    check_against_torch(with_layout(x, layout), (3, 2, 1, 1, False))
+    check_against_torch(with_layout(x[:, :1, :64], layout), (2, 2, 0, 1, True))
+
+
+def test_float32_empty_batch_and_unbatched():
+    for layout in ("contiguous", "channels_last"):
+        check_against_torch(with_layout(torch.randn(0, 16, 9, 9), layout), (3, 2, 1, 1, False))
+    check_against_torch(torch.randn(5, 9, 19), (3, 2, 1, 1, False))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("channels", [1, 16, 40, 64])
+def test_channels_last_backward(dtype, channels):
+    # Batch 1 splits the channels into groups run in parallel (float and double); half types
+    # go through NCHW. Overlapping windows and ties make inputs collect several gradients.
+    x = torch.randint(-1, 2, (1, channels, 15, 14)).to(dtype).contiguous(memory_format=torch.channels_last)
+    check_against_torch(x, (3, 2, 1, 1, False))
+    check_against_torch(x, (3, 1, 1, 1, False))
+
+
+def test_channels_last_backward_is_deterministic_and_takes_any_grad_layout():
+    x = torch.randint(0, 3, (2, 40, 16, 16)).float().contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    out = fastconv.max_pool2d(x, 3, 1, 1)
+    grad_output = torch.randn(out.shape)  # NCHW gradient for a channels_last output
+    first = torch.autograd.grad(out, x, grad_output, retain_graph=True)[0]
+    second = torch.autograd.grad(out, x, grad_output.contiguous(memory_format=torch.channels_last))[0]
+    assert torch.equal(first, second) and is_channels_last(first)
+    expected = torch.autograd.grad(F.max_pool2d(x, 3, 1, 1), x, grad_output)[0]
+    assert_close(first, expected)
+
+
+@st.composite
+def float32_configs(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    return dict(
+        shape=(draw(st.integers(1, 2)), draw(st.sampled_from([1, 3, 8, 11, 35])),
+               draw(st.integers(1, 14)), draw(st.integers(1, 45))),
+        args=(kernel, (draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 2, 3]))), padding,
+              (draw(st.integers(1, 2)), draw(st.integers(1, 3))), draw(st.booleans())),
+        kind=draw(st.sampled_from(["randn", "ties", "nan", "inf"])),
+        layout=draw(st.sampled_from(LAYOUTS)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(float32_configs())
+def test_float32_random_configurations(cfg):
+    """float32 (the vector paths) on any geometry torch accepts: torch's values and switches."""
+    x = with_layout(draw_values(cfg["shape"], cfg["kind"]), cfg["layout"])
+    _, torch_error = call(lambda: F.max_pool2d(x, *cfg["args"], return_indices=True))
+    if torch_error is None:
+        check_against_torch(x, cfg["args"])
+
+
+GENERIC_PATH_SCRIPT = r"""
+import sys
+import torch
+assert torch.backends.cpu.get_cpu_capability() == "DEFAULT", torch.backends.cpu.get_cpu_capability()
+sys.path[:0] = sys.argv[1:]
+import test_max_pool2d as t
+torch.manual_seed(0)
+for case in t.VECTOR_CASES:
+    shape, *args = case
+    for kind in ("randn", "ties", "nan", "inf"):
+        t.check_against_torch(t.draw_values(shape, kind), args)
+        x = t.draw_values((shape[0], 11, *shape[2:]), kind)
+        t.check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+print("ok")
+"""
+
+
+def test_generic_path_without_avx2():
+    """ATEN_CPU_CAPABILITY=default: torch's and fastconv's kernels take their generic loops (as on
+    a CPU without AVX2); the edge cases above must still match torch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    result = subprocess.run([sys.executable, "-c", GENERIC_PATH_SCRIPT, str(tests), str(tests.parent)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False),
+                                  (2, 3, 1, 1, False), ((3, 2), (3, 2), (1, 0), 1, True)])
+def test_backward_with_any_switches(dtype, layout, args):
+    """The backward adds each gradient at its switch whatever the switches are (not only the
+    forward's): the fast paths (gather, row bands) must notice foreign ones and fall back."""
+    kernel, stride, padding, dilation, ceil_mode = args
+    for batch in (1, 3):  # batch 1 splits channels_last images into row bands
+        x = with_layout(torch.randn(batch, 4, 13, 37, dtype=dtype), layout)
+        _, switches = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+        grad_output = torch.randn(switches.shape, dtype=dtype)
+        plane = x.shape[-2] * x.shape[-1]
+        for case in ("forward's", "one foreign", "random"):
+            s = switches.clone()
+            if case == "one foreign":
+                s[0, 1, 2, 3] = plane - 1 - s[0, 1, 2, 3]  # far outside its window
+            elif case == "random":
+                s = torch.randint(-2, plane + 3, s.shape).contiguous(memory_format=torch.channels_last) \
+                    if layout == "channels_last" else torch.randint(-2, plane + 3, s.shape)
+            actual = torch.ops.fastconv.max_pool2d_with_indices_backward(
+                grad_output, x, *(list(_pair(a)) for a in (kernel, stride, padding, dilation)), ceil_mode, s)
+            expected, _ = reference_grad(x, s, grad_output.double())
+            assert_close(actual, expected.to(dtype))
+            assert is_channels_last(actual) == (layout == "channels_last")
