@@ -4,7 +4,7 @@
 #include <torch/extension.h>
 
 #include "ops/cpu/conv2d_kernel.h"
-#include "ops/cpu/gemm_microkernel.h"
+#include "ops/cpu/cpu_capability.h"
 #include "ops/shape_checks.h"
 
 #ifdef FASTCONV_WITH_CUDA
@@ -37,8 +37,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
         false;
 #endif
-    // Chosen at run time from the CPU and ATen's capability (ATEN_CPU_CAPABILITY).
-    info["cpu_gemm_kernel"] = fastconv::cpu::microkernel_uses_avx2() ? "avx2_fma" : "portable";
+    // The CPU kernels' vector paths, chosen at run time (cpu/cpu_capability.h).
+    info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx2() ? "avx2_fma" : "portable";
     return info;
   }, "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
      "GEMM kernel it runs.");

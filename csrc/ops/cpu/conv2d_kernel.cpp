@@ -4,14 +4,17 @@
 // float32: im2col packed block by block straight into our own GEMM (packed_gemm.h), so the
 // column matrix never leaves the cache: the forward, the weight gradient, and the input gradient
 // of stride-1 convolutions (a convolution itself). Depthwise: direct stencils
-// (depthwise_conv2d.cpp). Other dtypes, and strided input gradients: im2col (or col2im) on bands
-// of output rows and a GEMM through ATen's BLAS (gemm.h).
+// (depthwise_conv2d.cpp). Other dtypes, strided input gradients, and the forward and input
+// gradient of pointwise (1x1, stride 1, unpadded) convolutions, which are plain GEMMs on the image
+// that ATen's BLAS (MKL) runs faster than our micro-kernel: im2col (or col2im) on bands of output
+// rows, where needed, and a GEMM through ATen's BLAS (gemm.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <utility>
 #include <vector>
 
 #include "../shape_checks.h"
@@ -115,15 +118,17 @@ constexpr int64_t kPixelBlock = 128;
 constexpr int64_t kMaxRowBlock = 192;
 
 // The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
-// of the whole batch are numbered image after image, so a block may span small images. When there
-// are few pixel blocks the weight rows are split too, so that every thread gets work.
+// of the whole batch are numbered image after image, so a block may span small images; blocks are
+// whole 16-pixel panels, shared out evenly, so that tasks take the same time. When there are few
+// pixel blocks the weight rows are split too, so that every thread gets work.
 struct ForwardTiling {
-  int64_t pixels, pixel_blocks, row_block, row_blocks;
+  int64_t pixels, panels, pixel_blocks, row_block, row_blocks;
 
   explicit ForwardTiling(const Conv2dGeometry& g) {
     const int64_t K = g.out_channels_per_group();
     pixels = g.batch * g.out_plane();
-    pixel_blocks = (pixels + kPixelBlock - 1) / kPixelBlock;
+    panels = (pixels + kNR - 1) / kNR;
+    pixel_blocks = (panels + kPixelBlock / kNR - 1) / (kPixelBlock / kNR);
     const int64_t pixel_tasks = g.groups * pixel_blocks;
     const int64_t wanted = 2 * at::get_num_threads();
     int64_t splits = std::clamp<int64_t>((wanted + pixel_tasks - 1) / pixel_tasks, 1,
@@ -133,6 +138,12 @@ struct ForwardTiling {
     row_blocks = (K + row_block - 1) / row_block;
   }
   int64_t tasks(const Conv2dGeometry& g) const { return g.groups * pixel_blocks * row_blocks; }
+  // The first pixel of pixel block b, and its pixel count (at most kPixelBlock).
+  std::pair<int64_t, int64_t> pixel_block(int64_t b) const {
+    const int64_t first = b * panels / pixel_blocks * kNR;
+    const int64_t end = std::min(pixels, (b + 1) * panels / pixel_blocks * kNR);
+    return {first, end - first};
+  }
 };
 
 void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
@@ -153,8 +164,7 @@ void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, con
       const int64_t row_block = task % tiling.row_blocks;
       const int64_t pixel_block = task / tiling.row_blocks % tiling.pixel_blocks;
       const int64_t group = task / (tiling.row_blocks * tiling.pixel_blocks);
-      const int64_t first = pixel_block * kPixelBlock;
-      const int64_t count = std::min(kPixelBlock, tiling.pixels - first);
+      const auto [first, count] = tiling.pixel_block(pixel_block);
       for (int64_t j = 0; j < count; ++j) {
         const int64_t n = (first + j) / P, p = (first + j) % P;
         output_columns[j] = y + (n * g.out_channels + group * K) * P + p;
@@ -269,12 +279,16 @@ int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
 
 int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype) {
   const int64_t element_size = c10::elementSize(dtype);
-  if (dtype == at::kFloat) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), g.batch * g.out_channels);
+  if (dtype == at::kFloat && depthwise_supported(g)) {
+    return threads * element_size * depthwise_forward_workspace_elements(g);
+  }
+  if (dtype == at::kFloat && !g.is_pointwise()) {
     const ForwardTiling tiling(g);
-    const int64_t threads = std::min<int64_t>(at::get_num_threads(), tiling.tasks(g));
     const int64_t K = g.out_channels_per_group();
     const int64_t weight_tails = K % kMR == 0 ? 0 : g.groups * kMR * g.column_rows();
-    return element_size * (threads * packed_b_elements(kPixelBlock) + weight_tails);
+    return element_size *
+        (std::min(threads, tiling.tasks(g)) * packed_b_elements(kPixelBlock) + weight_tails);
   }
   const int64_t buffers = std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(g.batch, 1));
   return buffers * element_size *
@@ -303,7 +317,7 @@ at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const auto x = input.contiguous();
   const auto w = weight.contiguous();
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
-  if (input.scalar_type() == at::kFloat) {
+  if (input.scalar_type() == at::kFloat && (depthwise_supported(g) || !g.is_pointwise())) {
     const auto forward = depthwise_supported(g) ? depthwise_forward : forward_packed;
     forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
             has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
@@ -344,7 +358,8 @@ at::Tensor conv2d_input_backward_kernel(const at::Tensor& grad_output, const at:
   }
   const auto gy = grad_output.contiguous();
   const auto w = weight.contiguous();
-  if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g)) {
+  if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g) &&
+      (depthwise_supported(g) || !g.is_pointwise())) {
     const auto t = input_backward_geometry(g);
     const auto flipped = input_backward_weight(w, g);
     const auto forward = depthwise_supported(t) ? depthwise_forward : forward_packed;

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "gemm_microkernel.h"
+#include "cpu_capability.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define FASTCONV_X86 1
@@ -122,8 +122,11 @@ struct PaddedPlane {
   std::vector<float> data;
 
   explicit PaddedPlane(const Conv2dGeometry& g)
-      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
-        data(height * width + (g.kernel_w - 1) * g.dilation_w + 16, 0.f) {}
+      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w), data(elements(g), 0.f) {}
+
+  static int64_t elements(const Conv2dGeometry& g) {
+    return (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) + (g.kernel_w - 1) * g.dilation_w + 16;
+  }
 
   void fill(const Conv2dGeometry& g, const float* plane) {
     for (int64_t ih = 0; ih < g.in_h; ++ih) {
@@ -184,6 +187,11 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 
 } // namespace
 
+int64_t depthwise_forward_workspace_elements(const Conv2dGeometry& g) {
+  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
+  return PaddedPlane::elements(g) + (whole_plane ? g.out_h * (g.in_w + 2 * g.pad_w) : 0);
+}
+
 bool depthwise_supported(const Conv2dGeometry& g) {
   return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps;
 }
@@ -192,7 +200,7 @@ void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, 
                        float* y) {
   auto* planes = forward_planes_portable;
 #ifdef FASTCONV_X86
-  if (microkernel_uses_avx2()) planes = forward_planes_avx2;
+  if (cpu_uses_avx2()) planes = forward_planes_avx2;
 #endif
   at::parallel_for(0, g.batch * g.out_channels, 1, [&](int64_t begin, int64_t end) {
     planes(g, x, w, bias, y, begin, end);
@@ -312,7 +320,7 @@ void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const fl
                               float* gx) {
   auto* planes = input_backward_planes_portable;
 #ifdef FASTCONV_X86
-  if (microkernel_uses_avx2()) planes = input_backward_planes_avx2;
+  if (cpu_uses_avx2()) planes = input_backward_planes_avx2;
 #endif
   at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
     planes(g, gy, w, gx, begin, end);
@@ -323,7 +331,7 @@ void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const fl
                                float* gw) {
   auto* channels = weight_backward_channels_portable;
 #ifdef FASTCONV_X86
-  if (microkernel_uses_avx2()) channels = weight_backward_channels_avx2;
+  if (cpu_uses_avx2()) channels = weight_backward_channels_avx2;
 #endif
   at::parallel_for(0, g.out_channels, 1, [&](int64_t begin, int64_t end) {
     channels(g, x, gy, gw, begin, end);

@@ -1,6 +1,6 @@
 #include "gemm_microkernel.h"
 
-#include <ATen/Version.h>
+#include "cpu_capability.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -85,28 +85,11 @@ __attribute__((target("avx2,fma"))) void microkernel_avx2(
 }
 #endif
 
-bool avx2_selected() {
-#ifdef FASTCONV_X86
-  // ATen's capability string honours ATEN_CPU_CAPABILITY; the cpuid check guards builds where
-  // ATen reports more than this CPU has.
-  const std::string capability = at::get_cpu_capability();
-  const bool allowed = capability == "AVX2" || capability == "AVX512";
-  return allowed && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
 } // namespace
-
-bool microkernel_uses_avx2() {
-  static const bool selected = avx2_selected();
-  return selected;
-}
 
 MicroKernel select_microkernel() {
 #ifdef FASTCONV_X86
-  if (microkernel_uses_avx2()) {
+  if (cpu_uses_avx2()) {
     return microkernel_avx2;
   }
 #endif

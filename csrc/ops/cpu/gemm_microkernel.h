@@ -18,11 +18,7 @@ constexpr int64_t kNR = 16;
 using MicroKernel = void (*)(int64_t depth, const float* a, int64_t lda, const float* b,
                              float* tile, int64_t ldc, const float* row_start, bool accumulate);
 
-// The AVX2+FMA kernel where the CPU has it and ATen's CPU capability allows it (so
-// ATEN_CPU_CAPABILITY=default selects the portable kernel, as it does for ATen's own kernels).
+// The AVX2+FMA kernel where cpu_uses_avx2(), else the portable one.
 MicroKernel select_microkernel();
-
-// Whether select_microkernel() picks the AVX2+FMA kernel; for build_info and tests.
-bool microkernel_uses_avx2();
 
 } // namespace fastconv::cpu

@@ -13,8 +13,7 @@
 // first tap inside the input starts the scan, and the flat h*W+w index is held in int32 lanes
 // (planes of up to 2^31 - 1 elements; larger ones take the generic path), widened to int64 when
 // stored.
-// The vector paths run where ATen's own kernels would use AVX2 (at::get_cpu_capability(), which
-// follows ATEN_CPU_CAPABILITY; also checked with cpuid) and are compiled per function
+// The vector paths run where cpu_uses_avx2() (cpu_capability.h) and are compiled per function
 // (__attribute__((target))), so the library still loads and runs on CPUs without AVX2; everything
 // else takes the generic loops, which define the semantics.
 //
@@ -31,7 +30,6 @@
 #include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <ATen/Version.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -39,7 +37,6 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
-#include <string>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -56,6 +53,7 @@
 #endif
 
 #include "../shape_checks.h"
+#include "cpu_capability.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -91,17 +89,8 @@ inline bool takes_switch(scalar_t value, acc_t best) {
 
 // The vector paths hold in-plane indices in int32 lanes.
 bool vector_path_available(const Pool2dGeometry& g) {
-#if FASTCONV_POOL_X86
-  static const bool avx2 = [] {
-    const std::string capability = at::get_cpu_capability();
-    return (capability == "AVX2" || capability == "AVX512") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma");
-  }();
-  return avx2 && g.in_plane() <= std::numeric_limits<int32_t>::max();
-#else
-  (void)g;
-  return false;
-#endif
+  return FASTCONV_POOL_X86 && cpu_uses_avx2() &&
+      g.in_plane() <= std::numeric_limits<int32_t>::max();
 }
 
 // Tasks of at least about this many input elements: smaller ones cost more to hand out than they
