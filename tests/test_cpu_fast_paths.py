@@ -1,5 +1,6 @@
 """The float32 CPU fast paths of conv2d: the packed GEMM (its panel and block edges, pixel blocks that
-span images, depth blocks), its portable micro-kernel, and the direct depthwise kernels.
+span images, depth blocks, weight gradients summed by chunks of images), its portable micro-kernel,
+and the direct depthwise kernels.
 
 Each case is computed in float32 by fastconv and compared with torch's conv2d in float64, so that
 the tolerance measures fastconv's rounding alone.
@@ -28,6 +29,7 @@ EDGE_CASES = {
     "stride_2_interior": (2, 5, 20, 21, 12, 3, 3, 2, 1, 1, 1),
     "stride_3_dilation_2": (2, 4, 19, 17, 7, 3, 2, 3, 2, 2, 1),
     "grouped": (2, 12, 11, 9, 18, 3, 3, 1, 1, 1, 3),
+    "weight_grad_by_image_chunks": (19, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1),  # 3 chunks of <= 8 images
     "depthwise": (3, 8, 13, 17, 8, 3, 3, 1, 1, 1, 8),
     "depthwise_stride_2": (2, 8, 14, 15, 8, 3, 3, 2, 1, 1, 8),
     "depthwise_multiplier": (2, 4, 9, 9, 12, 5, 3, 1, (2, 1), 1, 4),
@@ -89,6 +91,7 @@ def test_random_float32_configurations(case, bias):
 
 
 @pytest.mark.parametrize("case", [EDGE_CASES["pixels_span_images"], EDGE_CASES["depthwise"],
+                                  EDGE_CASES["weight_grad_by_image_chunks"],
                                   (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1)])
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case

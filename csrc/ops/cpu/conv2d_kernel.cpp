@@ -215,31 +215,45 @@ at::Tensor input_backward_weight(const at::Tensor& weight, const Conv2dGeometry&
 // Weight-gradient columns per task (a multiple of kNR) and weight rows per task.
 constexpr int64_t kWeightColumnBlock = 128;
 
-// The packed weight gradient's tasks: (group, block of grad_weight rows, block of its columns).
-// Every task sums over all images and pixels in the same order, so the result does not depend on
-// how tasks fall to threads.
+// A small weight gradient (few tasks over its blocks) of a large batch is also split by images:
+// chunks of kImagesPerChunk images are summed into separate partial gradients in parallel, which
+// are then added in chunk order. The split depends on the geometry alone, never on the thread
+// count, and the partial gradients together stay under kMaxPartialElements.
+constexpr int64_t kImagesPerChunk = 8;
+constexpr int64_t kMaxPartialElements = 1 << 20;
+
+// The packed weight gradient's tasks: (chunk of images, group, block of grad_weight rows, block of
+// its columns). Every grad_weight element is summed over the images and pixels in the same order
+// whatever the thread count.
 struct WeightBackwardTiling {
-  int64_t row_block, row_blocks, column_block, column_blocks;
+  int64_t image_chunks, row_block, row_blocks, column_block, column_blocks;
 
   explicit WeightBackwardTiling(const Conv2dGeometry& g) {
     const int64_t K = g.out_channels_per_group(), columns = g.column_rows();
+    const int64_t chunks = (g.batch + kImagesPerChunk - 1) / kImagesPerChunk;
+    image_chunks = chunks * g.out_channels * columns <= kMaxPartialElements ? chunks : 1;
     row_block = std::min(round_up(K, kMR), kMaxRowBlock);
     row_blocks = (K + row_block - 1) / row_block;
     column_block = kWeightColumnBlock;
     const int64_t wanted = 2 * at::get_num_threads();
-    while (column_block > kNR &&
-           g.groups * row_blocks * ((columns + column_block - 1) / column_block) < wanted) {
+    while (column_block > kNR && image_chunks * g.groups * row_blocks *
+                                         ((columns + column_block - 1) / column_block) <
+                                     wanted) {
       column_block /= 2;
     }
     column_blocks = (columns + column_block - 1) / column_block;
   }
-  int64_t tasks(const Conv2dGeometry& g) const { return g.groups * row_blocks * column_blocks; }
+  int64_t tasks(const Conv2dGeometry& g) const {
+    return image_chunks * g.groups * row_blocks * column_blocks;
+  }
 };
 
 void weight_backward_packed(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
                 C = g.in_channels_per_group(), rows = g.column_rows();
+  const int64_t weight_elements = g.out_channels * rows;
   const WeightBackwardTiling tiling(g);
+  std::vector<float> partials(tiling.image_chunks > 1 ? tiling.image_chunks * weight_elements : 0);
   const MicroKernel kernel = select_microkernel();
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const AlignedBuffer packed_columns(packed_b_elements(tiling.column_block));
@@ -247,16 +261,20 @@ void weight_backward_packed(const Conv2dGeometry& g, const float* x, const float
     for (int64_t task = begin; task < end; ++task) {
       const int64_t column_block = task % tiling.column_blocks;
       const int64_t row_block = task / tiling.column_blocks % tiling.row_blocks;
-      const int64_t group = task / (tiling.column_blocks * tiling.row_blocks);
+      const int64_t group = task / (tiling.column_blocks * tiling.row_blocks) % g.groups;
+      const int64_t chunk = task / (tiling.column_blocks * tiling.row_blocks * g.groups);
       const int64_t first = column_block * tiling.column_block;
       const int64_t count = std::min(tiling.column_block, rows - first);
       const int64_t row_begin = row_block * tiling.row_block;
       const int64_t row_count = std::min(K, row_begin + tiling.row_block) - row_begin;
-      float* gw_block = gw + (group * K + row_begin) * rows;
+      float* sum = tiling.image_chunks > 1 ? partials.data() + chunk * weight_elements : gw;
       for (int64_t j = 0; j < count; ++j) {
-        weight_columns[j] = gw_block + first + j;
+        weight_columns[j] = sum + (group * K + row_begin) * rows + first + j;
       }
-      for (int64_t n = 0; n < g.batch; ++n) {
+      const int64_t first_image = tiling.image_chunks > 1 ? chunk * kImagesPerChunk : 0;
+      const int64_t end_image =
+          tiling.image_chunks > 1 ? std::min(g.batch, first_image + kImagesPerChunk) : g.batch;
+      for (int64_t n = first_image; n < end_image; ++n) {
         const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
         const GemmA grad_rows(gy + (n * g.out_channels + group * K + row_begin) * P, row_count, P,
                               P);
@@ -265,10 +283,22 @@ void weight_backward_packed(const Conv2dGeometry& g, const float* x, const float
             [&](int64_t k0, int64_t kc, float* packed) {
               pack_columns_transposed(image, g, k0, kc, first, count, packed);
             },
-            packed_columns.data(), weight_columns.data(), rows, nullptr, /*accumulate=*/n > 0);
+            packed_columns.data(), weight_columns.data(), rows, nullptr,
+            /*accumulate=*/n > first_image);
       }
     }
   });
+  if (tiling.image_chunks > 1) {
+    at::parallel_for(0, weight_elements, 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float total = partials[i];
+        for (int64_t chunk = 1; chunk < tiling.image_chunks; ++chunk) {
+          total += partials[chunk * weight_elements + i];
+        }
+        gw[i] = total;
+      }
+    });
+  }
 }
 
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
