@@ -184,6 +184,16 @@ void forward_packed(const Conv2dGeometry& g, const float* x, const float* w, con
   });
 }
 
+// Where the packed GEMM beats im2col + ATen's BLAS: not on pointwise layers (a plain GEMM on the
+// image, which MKL runs faster than our micro-kernel) nor on deep ones, whose weight rows (read in
+// place, kMR at a time, C*kh*kw apart) stream less well than MKL's packed copy; measured with
+// bench/ on the build machine (README).
+constexpr int64_t kDeepColumnRows = 2048;
+
+bool packed_gemm_pays_off(const Conv2dGeometry& g) {
+  return !g.is_pointwise() && g.column_rows() < kDeepColumnRows;
+}
+
 // A stride-1 convolution's input gradient is itself a convolution: of grad_output with the
 // weights flipped and their in/out channels swapped, padded by dilation * (kernel - 1) - padding.
 // It then runs on the packed forward, with no col2im.
@@ -313,7 +323,7 @@ int64_t conv2d_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype) {
   if (dtype == at::kFloat && depthwise_supported(g)) {
     return threads * element_size * depthwise_forward_workspace_elements(g);
   }
-  if (dtype == at::kFloat && !g.is_pointwise()) {
+  if (dtype == at::kFloat && packed_gemm_pays_off(g)) {
     const ForwardTiling tiling(g);
     const int64_t K = g.out_channels_per_group();
     const int64_t weight_tails = K % kMR == 0 ? 0 : g.groups * kMR * g.column_rows();
@@ -347,7 +357,7 @@ at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
   const auto x = input.contiguous();
   const auto w = weight.contiguous();
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
-  if (input.scalar_type() == at::kFloat && (depthwise_supported(g) || !g.is_pointwise())) {
+  if (input.scalar_type() == at::kFloat && (depthwise_supported(g) || packed_gemm_pays_off(g))) {
     const auto forward = depthwise_supported(g) ? depthwise_forward : forward_packed;
     forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
             has_bias ? b.const_data_ptr<float>() : nullptr, output.mutable_data_ptr<float>());
@@ -388,9 +398,9 @@ at::Tensor conv2d_input_backward_kernel(const at::Tensor& grad_output, const at:
   }
   const auto gy = grad_output.contiguous();
   const auto w = weight.contiguous();
+  const auto t = input_backward_geometry(g);
   if (gy.scalar_type() == at::kFloat && input_backward_is_a_convolution(g) &&
-      (depthwise_supported(g) || !g.is_pointwise())) {
-    const auto t = input_backward_geometry(g);
+      (depthwise_supported(t) || packed_gemm_pays_off(t))) {
     const auto flipped = input_backward_weight(w, g);
     const auto forward = depthwise_supported(t) ? depthwise_forward : forward_packed;
     forward(t, gy.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
