@@ -48,10 +48,6 @@ FASTCONV_ALWAYS_INLINE inline float dot(const float* __restrict a, const float* 
   return sum;
 }
 
-} // namespace
-
-namespace {
-
 // A stencil over a zero-padded input plane: out[i] = start + sum over taps t, in order, of
 // weights[t] * in[i * stride + offsets[t]], for i < length. Every tap is inside the padded plane,
 // so there are no bounds checks: outputs are summed 16 (or 8) at a time in registers, the last
@@ -133,24 +129,31 @@ struct PaddedPlane {
       std::copy_n(plane + ih * g.in_w, g.in_w, data.data() + (ih + g.pad_h) * width + g.pad_w);
     }
   }
+
+  // Where each kernel tap (kernel row, then column) reads, relative to a window's first element.
+  void tap_offsets(const Conv2dGeometry& g, int64_t* offsets) const {
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * width + kw * g.dilation_w;
+      }
+    }
+  }
 };
+
+// With stride 1 both ways, a whole plane is one stencil over the padded plane's rows laid end to
+// end: out_h rows of padded-width outputs, of which the first out_w of each are kept.
+bool whole_plane_stencil(const Conv2dGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
 
 FASTCONV_ALWAYS_INLINE inline void forward_planes(const Conv2dGeometry& g, const float* x,
                                                   const float* w, const float* bias, float* y,
                                                   int64_t begin, int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps_per_plane = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
-  // With stride 1 both ways, the whole plane is one stencil over the padded plane's rows laid
-  // end to end: out_h rows of padded-width outputs, of which the first out_w of each are kept.
-  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
+  const bool whole_plane = whole_plane_stencil(g);
   std::vector<float> rows(whole_plane ? g.out_h * padded.width : 0);
   Taps taps;
   taps.count = taps_per_plane;
-  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      taps.offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * padded.width + kw * g.dilation_w;
-    }
-  }
+  padded.tap_offsets(g, taps.offsets);
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, k = plane % g.out_channels;
     padded.fill(g, x + (n * g.in_channels + k / multiplier) * g.in_plane());
@@ -188,8 +191,8 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 } // namespace
 
 int64_t depthwise_forward_workspace_elements(const Conv2dGeometry& g) {
-  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
-  return PaddedPlane::elements(g) + (whole_plane ? g.out_h * (g.in_w + 2 * g.pad_w) : 0);
+  return PaddedPlane::elements(g) +
+      (whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0);
 }
 
 bool depthwise_supported(const Conv2dGeometry& g) {
@@ -252,14 +255,10 @@ FASTCONV_ALWAYS_INLINE inline void weight_backward_channels(const Conv2dGeometry
                                                             int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
-  const bool whole_plane = g.stride_h == 1 && g.stride_w == 1;
+  const bool whole_plane = whole_plane_stencil(g);
   std::vector<float> wide_grad(whole_plane ? g.out_h * padded.width : 0, 0.f);
   int64_t offsets[kMaxDepthwiseTaps];
-  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * padded.width + kw * g.dilation_w;
-    }
-  }
+  padded.tap_offsets(g, offsets);
   for (int64_t k = begin; k < end; ++k) {
     float* grad_weights = gw + k * taps;
     std::fill_n(grad_weights, taps, 0.f);
