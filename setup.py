@@ -69,8 +69,7 @@ def cuda_library_headers() -> list:
 
 
 def extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") +
-                     glob.glob("csrc/ops/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
     cxx = ["-O3", "-fopenmp", f'-DFASTCONV_TORCH_VERSION="{torch.__version__}"']
     link = ["-fopenmp"]
     if not build_with_cuda():
@@ -80,7 +79,7 @@ def extension():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPUs")
     defines = ["-DFASTCONV_WITH_CUDA", f'-DFASTCONV_CUDA_ARCHS="{archs}"']
-    sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
+    sources += sorted(glob.glob("csrc/**/*.cu", recursive=True))
     return CUDAExtension(
         "fastconv._C",
         sources,

@@ -1,10 +1,12 @@
 // The extension module fastconv._C. Loading it registers the ops of the `fastconv` namespace with
-// PyTorch's dispatcher (schemas in ops/*.cpp, kernels in ops/cpu and ops/cuda); the module itself
-// only reports how it was built and the CPU conv2d's workspace size.
+// PyTorch's dispatcher (schemas and frontends in ops/*.cpp, kernels in ops/cpu and ops/cuda); the
+// module itself reports how it was built, and gives the tests and the benchmark a view of the CPU
+// conv2d's path choice and workspace.
 #include <torch/extension.h>
 
-#include "ops/cpu/conv2d_kernel.h"
-#include "ops/cpu/cpu_capability.h"
+#include "ops/cpu/conv2d_path.h"
+#include "ops/cpu/isa.h"
+#include "ops/cpu/workspace.h"
 #include "ops/shape_checks.h"
 
 #ifdef FASTCONV_WITH_CUDA
@@ -37,7 +39,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
         false;
 #endif
-    // The CPU kernels' vector paths, chosen at run time (cpu/cpu_capability.h).
+    // The CPU kernels' vector builds, chosen at run time (cpu/isa.h).
     info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx2() ? "avx2_fma" : "portable";
     return info;
   }, "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
@@ -48,8 +50,49 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
           const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
                                                 dilation, groups);
-          return fastconv::cpu::conv2d_workspace_bytes(g, input.scalar_type());
+          return fastconv::cpu::conv2d_forward_workspace_bytes(g, input.scalar_type());
         },
         "Peak workspace in bytes of the CPU conv2d forward for these arguments (meta "
         "tensors are enough), with the current thread count.");
+
+  using fastconv::cpu::Conv2dPass;
+  using fastconv::cpu::Conv2dPath;
+  constexpr Conv2dPass kPasses[] = {Conv2dPass::forward, Conv2dPass::input_backward,
+                                    Conv2dPass::weight_backward};
+
+  m.def("_conv2d_cpu_paths",
+        [=](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
+            std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
+          const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
+                                                dilation, groups);
+          pybind11::dict paths;
+          for (const auto pass : kPasses) {
+            paths[name_of(pass)] = name_of(choose_path(pass, g, input.scalar_type()));
+          }
+          return paths;
+        },
+        "Testing hook: the CPU kernel path each conv2d pass takes for these arguments.");
+
+  m.def("_conv2d_cpu_path_runs",
+        [=] {
+          pybind11::dict runs;
+          for (const auto pass : kPasses) {
+            for (int path = 0; path < fastconv::cpu::kConv2dPaths; ++path) {
+              const auto p = static_cast<Conv2dPath>(path);
+              runs[pybind11::make_tuple(name_of(pass), name_of(p))] = runs_of(pass, p);
+            }
+          }
+          return runs;
+        },
+        "Testing hook: {(pass, path): times run} of the CPU conv2d kernels in this process.");
+
+  m.def("_cpu_workspace_peak_bytes", [](bool reset) {
+          const int64_t peak = fastconv::cpu::workspace_peak_bytes();
+          if (reset) {
+            fastconv::cpu::reset_workspace_peak();
+          }
+          return peak;
+        },
+        pybind11::arg("reset") = false,
+        "Testing hook: the most CPU kernel workspace bytes alive at once since the last reset.");
 }

@@ -1,9 +1,20 @@
-// Schemas of the conv2d ops. Kernels: cpu/conv2d_kernel.cpp, cuda/conv2d_kernel.cu.
-// Autograd and fake (meta) implementations are registered from Python: fastconv/_ops.py.
+// conv2d and its two backward ops: schemas, and the frontend shared by every backend. The frontend
+// checks the arguments as torch does (shape_checks.h), picks the device, allocates the result,
+// handles empty and zero-channel cases and the memory format, then hands NCHW contiguous tensors
+// to the backend's kernels (conv2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
 //
 // The two backward ops are linear in each of their tensor arguments, so their own derivatives are
 // again conv2d and the backward ops: gradients of any order need no further kernels.
+#include <ATen/DeviceGuard.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/DeviceGuard.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
+
+#include "backend.h"
+#include "conv2d_kernels.h"
+#include "shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   m.def(
@@ -18,3 +29,86 @@ TORCH_LIBRARY_FRAGMENT(fastconv, m) {
       "conv2d_weight_backward(Tensor grad_output, Tensor input, SymInt[4] weight_size, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor");
 }
+
+namespace fastconv {
+namespace {
+
+void check_same_dtype_and_device(const at::Tensor& grad_output, const at::Tensor& other,
+                                 const char* other_name) {
+  TORCH_CHECK(grad_output.scalar_type() == other.scalar_type(), "conv2d backward: grad_output and ",
+              other_name, " must have the same dtype, got ", grad_output.scalar_type(), " and ",
+              other.scalar_type());
+  TORCH_CHECK(grad_output.device() == other.device(), "conv2d backward: expected all tensors on ",
+              grad_output.device(), ", but got one on ", other.device());
+}
+
+at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const auto g = check_conv2d(input, weight, bias, stride, padding, dilation, groups);
+  const c10::OptionalDeviceGuard device_guard(at::device_of(input));
+  const auto memory_format = conv2d_output_memory_format(input, weight);
+  auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (output.numel() == 0) {
+    return output.contiguous(memory_format);
+  }
+  if (g.column_rows() == 0) {  // no input channels: every output is the empty sum (plus bias)
+    output.zero_();
+    if (has_bias) {
+      output.add_(bias->view({1, -1, 1, 1}));
+    }
+    return output.contiguous(memory_format);
+  }
+  const auto b = has_bias ? bias->contiguous() : at::Tensor();
+  FASTCONV_CALL_BACKEND(input, conv2d_forward, g, input.contiguous(), weight.contiguous(), b,
+                        output);
+  return output.contiguous(memory_format);
+}
+
+at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 at::IntArrayRef input_size, at::IntArrayRef stride,
+                                 at::IntArrayRef padding, at::IntArrayRef dilation,
+                                 int64_t groups) {
+  const auto g = conv2d_backward_geometry(grad_output, input_size, weight.sizes(), stride,
+                                          padding, dilation, groups);
+  check_same_dtype_and_device(grad_output, weight, "weight");
+  const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
+  const auto memory_format = layout_of(grad_output);
+  if (c10::multiply_integers(input_size) == 0 || grad_output.numel() == 0 ||
+      g.column_rows() == 0) {
+    return at::zeros(input_size, grad_output.options()).contiguous(memory_format);
+  }
+  auto grad_input = at::empty(input_size, grad_output.options());
+  FASTCONV_CALL_BACKEND(grad_output, conv2d_input_backward, g, grad_output.contiguous(),
+                        weight.contiguous(), grad_input);
+  return grad_input.contiguous(memory_format);
+}
+
+at::Tensor conv2d_weight_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                  at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                  at::IntArrayRef padding, at::IntArrayRef dilation,
+                                  int64_t groups) {
+  const auto g = conv2d_backward_geometry(grad_output, input.sizes(), weight_size, stride,
+                                          padding, dilation, groups);
+  check_same_dtype_and_device(grad_output, input, "input");
+  const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
+  if (c10::multiply_integers(weight_size) == 0 || grad_output.numel() == 0) {
+    return at::zeros(weight_size, grad_output.options());
+  }
+  auto grad_weight = at::empty(weight_size, grad_output.options());
+  FASTCONV_CALL_BACKEND(grad_output, conv2d_weight_backward, g, input.contiguous(),
+                        grad_output.contiguous(), grad_weight);
+  return grad_weight;
+}
+
+void register_conv2d(torch::Library& m) {
+  m.impl("conv2d", &conv2d);
+  m.impl("conv2d_input_backward", &conv2d_input_backward);
+  m.impl("conv2d_weight_backward", &conv2d_weight_backward);
+}
+
+} // namespace
+} // namespace fastconv
+
+FASTCONV_REGISTER_FRONTEND(fastconv::register_conv2d)

@@ -1,12 +1,68 @@
-// Schemas of the max-unpool ops. Kernels: cpu/max_unpool2d_kernel.cpp, cuda/max_unpool2d_kernel.cu.
-// Autograd and fake (meta) implementations are registered from Python: fastconv/_ops.py.
+// max_unpool2d and its backward: schemas, and the frontend shared by every backend (checks as
+// torch's, device, allocation, empty cases, layout), which then calls the backend's kernels
+// (max_unpool2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
+#include <ATen/DeviceGuard.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
+#include "backend.h"
+#include "max_unpool2d_kernels.h"
+#include "shape_checks.h"
+
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
-  // Scatters each input value to the position its switch names, in a zero plane of output_size.
+  // Scatters each input value to the position its index names, in a zero plane of output_size.
   m.def("max_unpool2d(Tensor input, Tensor indices, int[2] output_size) -> Tensor");
   // The reverse: out[..., i] = grad_output[..., indices[..., i]] plane by plane. It is the backward
   // of max_unpool2d and also the double backward of max_pool2d (the gradient of its backward with
   // respect to grad_output), so both use this one gather.
   m.def("max_unpool2d_backward(Tensor grad_output, Tensor indices) -> Tensor");
 }
+
+namespace fastconv {
+namespace {
+
+at::Tensor max_unpool2d(const at::Tensor& input, const at::Tensor& indices,
+                        at::IntArrayRef output_size) {
+  if (input.is_cuda()) {  // torch's CUDA kernel checks in another order and partly other words
+    check_max_unpool2d_cuda_order(input, indices, output_size);
+  }
+  const auto g = check_max_unpool2d(input, indices, output_size,
+                                    input.is_cuda() ? "max_unpooling2d_forward_out_cuda"
+                                                    : "max_unpooling2d_forward_out_cpu");
+  const c10::OptionalDeviceGuard device_guard(at::device_of(input));
+  auto sizes = input.sizes().vec();
+  sizes[sizes.size() - 2] = g.out_h;
+  sizes[sizes.size() - 1] = g.out_w;
+  auto output = at::zeros(sizes, input.options());
+  if (input.numel() > 0) {  // an empty batch; an empty output with input fails the index check
+    FASTCONV_CALL_BACKEND(input, max_unpool2d_forward, g, input.contiguous(),
+                          indices.contiguous(), output);
+  }
+  return output.contiguous(layout_of(input));
+}
+
+at::Tensor max_unpool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices) {
+  check_gather_by_indices(grad_output, indices);
+  TORCH_CHECK(grad_output.device() == indices.device(),
+              "max_unpool2d_backward: expected grad_output and indices on the same device, got ",
+              grad_output.device(), " and ", indices.device());
+  const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
+  auto output = at::empty(indices.sizes(), grad_output.options());
+  if (output.numel() > 0) {
+    FASTCONV_CALL_BACKEND(grad_output, gather_by_indices, grad_output.contiguous(),
+                          indices.contiguous(), output);
+  }
+  return output.contiguous(layout_of(indices));
+}
+
+void register_max_unpool2d(torch::Library& m) {
+  m.impl("max_unpool2d", &max_unpool2d);
+  m.impl("max_unpool2d_backward", &max_unpool2d_backward);
+}
+
+} // namespace
+} // namespace fastconv
+
+FASTCONV_REGISTER_FRONTEND(fastconv::register_max_unpool2d)

@@ -1,6 +1,7 @@
 #include "shape_checks.h"
 
 #include <c10/util/Exception.h>
+#include <ATen/TensorUtils.h>
 #include <c10/util/irange.h>
 
 #include <algorithm>
@@ -59,6 +60,10 @@ int64_t Conv2dGeometry::rows_per_band(int64_t element_size, int64_t workspace_by
 bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() &&
       t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::MemoryFormat layout_of(const at::Tensor& t) {
+  return is_channels_last(t) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
 at::MemoryFormat conv2d_output_memory_format(const at::Tensor& input, const at::Tensor& weight) {
@@ -287,20 +292,42 @@ Unpool2dGeometry check_max_unpool2d(
   return g;
 }
 
-void check_gather_by_switches(const at::Tensor& source, const at::Tensor& indices) {
+void check_max_unpool2d_cuda_order(const at::Tensor& input, const at::Tensor& indices,
+                                   at::IntArrayRef output_size) {
+  TORCH_CHECK(indices.scalar_type() == at::kLong,
+              "elements in indices should be type int64 but got: ", indices.scalar_type());
+  at::checkAllSameGPU("max_unpooling2d_forward_out_cuda",
+                      {{input, "self_", 2}, {indices, "indices_", 3}});
+  for (const auto i : c10::irange(1, input.dim())) {
+    TORCH_CHECK(input.size(i) > 0, "max_unpooling2d_forward_out_cuda(): ",
+                "Expected input to have non-zero size for non-batch dimensions, but got ",
+                input.sizes(), " with dimension ", i, " being empty.");
+  }
+  TORCH_CHECK(input.dim() == 3 || input.dim() == 4,
+              "Input to max_unpooling2d should be a 3d or 4d Tensor, but got tensor with "
+              "dimension: ",
+              input.dim());
+  TORCH_CHECK(input.sizes() == indices.sizes(), "Expected shape of indices to be: ",
+              input.sizes(), " but got: ", indices.sizes());
+  TORCH_CHECK(output_size.size() == 2,
+              "There should be exactly two elements (height, width) in output_size, but got ",
+              output_size.size(), " elements.");
+}
+
+void check_gather_by_indices(const at::Tensor& source, const at::Tensor& indices) {
   TORCH_CHECK(indices.scalar_type() == at::kLong,
               "elements in indices should be type int64 but got: ", indices.scalar_type());
   TORCH_CHECK(source.dim() == indices.dim() && source.dim() >= 3,
-              "gather by switches: expected source and indices of the same rank (3 or 4), got ",
+              "gather by indices: expected source and indices of the same rank (3 or 4), got ",
               source.sizes(), " and ", indices.sizes());
   for (int64_t d = 0; d < source.dim() - 2; ++d) {
     TORCH_CHECK(source.size(d) == indices.size(d),
-                "gather by switches: leading dims of source ", source.sizes(),
+                "gather by indices: leading dims of source ", source.sizes(),
                 " and indices ", indices.sizes(), " differ");
   }
 }
 
-void throw_invalid_switch(int64_t index, int64_t height, int64_t width) {
+void throw_invalid_index(int64_t index, int64_t height, int64_t width) {
   TORCH_CHECK(false, "Found an invalid max index: ", index, " (output volumes are of size ",
               height, "x", width, ")");
 }

@@ -48,6 +48,9 @@ at::MemoryFormat conv2d_output_memory_format(const at::Tensor& input, const at::
 // True for a 4-D tensor laid out channels_last and not also plain contiguous.
 bool is_channels_last(const at::Tensor& t);
 
+// ChannelsLast where is_channels_last(t), else Contiguous: the layout torch gives results.
+at::MemoryFormat layout_of(const at::Tensor& t);
+
 struct Pool2dGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
@@ -78,11 +81,17 @@ Unpool2dGeometry check_max_unpool2d(
     const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef output_size,
     const char* kernel_name);
 
-// Checks the gather that routes gradients back through switches: indices index the last two dims
-// of `source` plane by plane, and the leading dims agree.
-void check_gather_by_switches(const at::Tensor& source, const at::Tensor& indices);
+// torch's CUDA max_unpool2d checks in another order and partly other words than its CPU kernel
+// (aten/src/ATen/native/cuda/MaxUnpooling.cu): these are its checks up to the output size, after
+// which check_max_unpool2d finds nothing more to complain about but the sign of output_size.
+void check_max_unpool2d_cuda_order(const at::Tensor& input, const at::Tensor& indices,
+                                   at::IntArrayRef output_size);
 
-// Torch's message for a switch that points outside its plane.
-[[noreturn]] void throw_invalid_switch(int64_t index, int64_t height, int64_t width);
+// Checks the gather that routes gradients back through max-pool indices: indices index the last
+// two dims of `source` plane by plane, and the leading dims agree.
+void check_gather_by_indices(const at::Tensor& source, const at::Tensor& indices);
+
+// Torch's message for an index that points outside its plane.
+[[noreturn]] void throw_invalid_index(int64_t index, int64_t height, int64_t width);
 
 } // namespace fastconv

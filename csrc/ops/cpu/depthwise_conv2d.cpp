@@ -1,16 +1,12 @@
 #include "depthwise_conv2d.h"
 
 #include <ATen/Parallel.h>
+#include <c10/macros/Macros.h>
 
 #include <algorithm>
-#include <vector>
 
-#include "cpu_capability.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#define FASTCONV_X86 1
-#endif
-#define FASTCONV_ALWAYS_INLINE __attribute__((always_inline))
+#include "isa.h"
+#include "workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -23,7 +19,7 @@ struct ColumnRange {
   int64_t begin, end;
 };
 
-FASTCONV_ALWAYS_INLINE inline ColumnRange columns_inside(int64_t offset, int64_t stride,
+C10_ALWAYS_INLINE ColumnRange columns_inside(int64_t offset, int64_t stride,
                                                         int64_t width, int64_t out_w) {
   const int64_t begin = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
   const int64_t last = width - 1 - offset;  // the largest ow * stride that stays inside
@@ -34,7 +30,7 @@ FASTCONV_ALWAYS_INLINE inline ColumnRange columns_inside(int64_t offset, int64_t
 // The sum over i < length of a[i] * b[i * stride], in 16 fixed lanes (a sum the compiler can
 // vectorize, in the same order on every run).
 template <int kStride>
-FASTCONV_ALWAYS_INLINE inline float dot(const float* __restrict a, const float* __restrict b,
+C10_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b,
                                         int64_t length, int64_t stride) {
   const int64_t s = kStride != 0 ? kStride : stride;
   float lanes[16] = {};
@@ -60,7 +56,7 @@ struct Taps {
 };
 
 template <int kStride, int kLanes>
-FASTCONV_ALWAYS_INLINE inline void stencil_lanes(const Taps& taps, float start, int64_t stride,
+C10_ALWAYS_INLINE void stencil_lanes(const Taps& taps, float start, int64_t stride,
                                                  const float* in, float* out, int64_t i) {
   const int64_t s = kStride != 0 ? kStride : stride;
   float acc[kLanes];
@@ -74,7 +70,7 @@ FASTCONV_ALWAYS_INLINE inline void stencil_lanes(const Taps& taps, float start, 
 }
 
 template <int kStride, int kLanes>
-FASTCONV_ALWAYS_INLINE inline void stencil_groups(const Taps& taps, float start, int64_t stride,
+C10_ALWAYS_INLINE void stencil_groups(const Taps& taps, float start, int64_t stride,
                                                   const float* in, float* out, int64_t length) {
   int64_t i = 0;
   for (; i + kLanes <= length; i += kLanes) {
@@ -86,7 +82,7 @@ FASTCONV_ALWAYS_INLINE inline void stencil_groups(const Taps& taps, float start,
 }
 
 template <int kStride>
-FASTCONV_ALWAYS_INLINE inline void stencil(const Taps& taps, float start, int64_t stride,
+C10_ALWAYS_INLINE void stencil(const Taps& taps, float start, int64_t stride,
                                            const float* in, float* out, int64_t length) {
   if (length >= 16) {
     stencil_groups<kStride, 16>(taps, start, stride, in, out, length);
@@ -99,7 +95,7 @@ FASTCONV_ALWAYS_INLINE inline void stencil(const Taps& taps, float start, int64_
   }
 }
 
-FASTCONV_ALWAYS_INLINE inline void any_stride_stencil(const Taps& taps, float start,
+C10_ALWAYS_INLINE void any_stride_stencil(const Taps& taps, float start,
                                                       int64_t stride, const float* in,
                                                       float* out, int64_t length) {
   if (stride == 1) {
@@ -115,10 +111,11 @@ FASTCONV_ALWAYS_INLINE inline void any_stride_stencil(const Taps& taps, float st
 // for the reads past the last row that a whole-plane stencil makes (see forward_planes).
 struct PaddedPlane {
   int64_t height, width;
-  std::vector<float> data;
+  Workspace<float> data;
 
   explicit PaddedPlane(const Conv2dGeometry& g)
-      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w), data(elements(g), 0.f) {}
+      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
+        data(elements(g), /*zeroed=*/true) {}
 
   static int64_t elements(const Conv2dGeometry& g) {
     return (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) + (g.kernel_w - 1) * g.dilation_w + 16;
@@ -144,13 +141,13 @@ struct PaddedPlane {
 // end: out_h rows of padded-width outputs, of which the first out_w of each are kept.
 bool whole_plane_stencil(const Conv2dGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
 
-FASTCONV_ALWAYS_INLINE inline void forward_planes(const Conv2dGeometry& g, const float* x,
+C10_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float* x,
                                                   const float* w, const float* bias, float* y,
                                                   int64_t begin, int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps_per_plane = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
-  std::vector<float> rows(whole_plane ? g.out_h * padded.width : 0);
+  Workspace<float> rows(whole_plane ? g.out_h * padded.width : 0);
   Taps taps;
   taps.count = taps_per_plane;
   padded.tap_offsets(g, taps.offsets);
@@ -175,8 +172,8 @@ FASTCONV_ALWAYS_INLINE inline void forward_planes(const Conv2dGeometry& g, const
   }
 }
 
-#ifdef FASTCONV_X86
-__attribute__((target("avx2,fma"))) void forward_planes_avx2(
+#if FASTCONV_X86
+FASTCONV_AVX2 void forward_planes_avx2(
     const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y,
     int64_t begin, int64_t end) {
   forward_planes(g, x, w, bias, y, begin, end);
@@ -190,9 +187,10 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 
 } // namespace
 
-int64_t depthwise_forward_workspace_elements(const Conv2dGeometry& g) {
-  return PaddedPlane::elements(g) +
-      (whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0);
+int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g) {
+  const int64_t rows = whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0;
+  return workspace_bytes(PaddedPlane::elements(g), sizeof(float)) +
+      workspace_bytes(rows, sizeof(float));
 }
 
 bool depthwise_supported(const Conv2dGeometry& g) {
@@ -201,10 +199,7 @@ bool depthwise_supported(const Conv2dGeometry& g) {
 
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                        float* y) {
-  auto* planes = forward_planes_portable;
-#ifdef FASTCONV_X86
-  if (cpu_uses_avx2()) planes = forward_planes_avx2;
-#endif
+  const auto planes = FASTCONV_SELECT_ISA(forward_planes);
   at::parallel_for(0, g.batch * g.out_channels, 1, [&](int64_t begin, int64_t end) {
     planes(g, x, w, bias, y, begin, end);
   });
@@ -214,7 +209,7 @@ namespace {
 
 // The input gradient of planes [begin, end): one input plane per task, adding the taps of its
 // output channels in a fixed order (the forward's taps, transposed).
-FASTCONV_ALWAYS_INLINE inline void input_backward_planes(const Conv2dGeometry& g, const float* gy,
+C10_ALWAYS_INLINE void input_backward_planes(const Conv2dGeometry& g, const float* gy,
                                                          const float* w, float* gx,
                                                          int64_t begin, int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
@@ -249,14 +244,14 @@ FASTCONV_ALWAYS_INLINE inline void input_backward_planes(const Conv2dGeometry& g
 // The weight gradient of output channels [begin, end), each summed over the images in order:
 // per tap, the dot product of grad_output with the padded input plane shifted by the tap (with
 // stride 1, over whole planes: grad_output's rows are spread to the padded width, zeros between).
-FASTCONV_ALWAYS_INLINE inline void weight_backward_channels(const Conv2dGeometry& g,
+C10_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g,
                                                             const float* x, const float* gy,
                                                             float* gw, int64_t begin,
                                                             int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
-  std::vector<float> wide_grad(whole_plane ? g.out_h * padded.width : 0, 0.f);
+  Workspace<float> wide_grad(whole_plane ? g.out_h * padded.width : 0, /*zeroed=*/true);
   int64_t offsets[kMaxDepthwiseTaps];
   padded.tap_offsets(g, offsets);
   for (int64_t k = begin; k < end; ++k) {
@@ -289,14 +284,14 @@ FASTCONV_ALWAYS_INLINE inline void weight_backward_channels(const Conv2dGeometry
   }
 }
 
-#ifdef FASTCONV_X86
-__attribute__((target("avx2,fma"))) void input_backward_planes_avx2(
+#if FASTCONV_X86
+FASTCONV_AVX2 void input_backward_planes_avx2(
     const Conv2dGeometry& g, const float* gy, const float* w, float* gx, int64_t begin,
     int64_t end) {
   input_backward_planes(g, gy, w, gx, begin, end);
 }
 
-__attribute__((target("avx2,fma"))) void weight_backward_channels_avx2(
+FASTCONV_AVX2 void weight_backward_channels_avx2(
     const Conv2dGeometry& g, const float* x, const float* gy, float* gw, int64_t begin,
     int64_t end) {
   weight_backward_channels(g, x, gy, gw, begin, end);
@@ -317,10 +312,7 @@ void weight_backward_channels_portable(const Conv2dGeometry& g, const float* x, 
 
 void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w,
                               float* gx) {
-  auto* planes = input_backward_planes_portable;
-#ifdef FASTCONV_X86
-  if (cpu_uses_avx2()) planes = input_backward_planes_avx2;
-#endif
+  const auto planes = FASTCONV_SELECT_ISA(input_backward_planes);
   at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
     planes(g, gy, w, gx, begin, end);
   });
@@ -328,10 +320,7 @@ void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const fl
 
 void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
                                float* gw) {
-  auto* channels = weight_backward_channels_portable;
-#ifdef FASTCONV_X86
-  if (cpu_uses_avx2()) channels = weight_backward_channels_avx2;
-#endif
+  const auto channels = FASTCONV_SELECT_ISA(weight_backward_channels);
   at::parallel_for(0, g.out_channels, 1, [&](int64_t begin, int64_t end) {
     channels(g, x, gy, gw, begin, end);
   });

@@ -13,9 +13,9 @@ namespace fastconv::cpu {
 // True where these kernels apply: one input channel per group, and at most 64 kernel taps.
 bool depthwise_supported(const Conv2dGeometry& g);
 
-// Elements of the per-thread buffers of depthwise_forward (a zero-padded input plane and a plane of
+// Workspace bytes per thread of depthwise_forward (a zero-padded input plane and a plane of
 // padded-width output rows).
-int64_t depthwise_forward_workspace_elements(const Conv2dGeometry& g);
+int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g);
 
 // y = conv2d(x, w) + bias (bias may be null).
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

@@ -10,12 +10,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <vector>
+#include <memory>
 
-#include <c10/util/Exception.h>
-
-#include "gemm_microkernel.h"
+#include "microkernels/f32_gemm_6x16.h"
+#include "workspace.h"
 
 namespace fastconv::cpu {
 
@@ -24,24 +22,6 @@ constexpr int64_t kKC = 256;
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
-
-// A 64-byte aligned float buffer: whole packed panels then sit on cache lines, and the
-// micro-kernel can use aligned loads.
-class AlignedBuffer {
- public:
-  explicit AlignedBuffer(int64_t elements)
-      : data_(static_cast<float*>(std::aligned_alloc(64, round_up(elements * 4, 64)))) {
-    TORCH_CHECK(data_ != nullptr, "fastconv: out of memory for a ", elements * 4,
-                "-byte GEMM workspace");
-  }
-  ~AlignedBuffer() { std::free(data_); }
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  float* data() const { return data_; }
-
- private:
-  float* data_;
-};
 
 // a[m x depth], row-major with row stride lda, read in place by the micro-kernel, kMR rows at a
 // time: packing it per block costs more than it saves when few columns share the block, and
@@ -52,9 +32,9 @@ class GemmA {
   GemmA(const float* data, int64_t m, int64_t depth, int64_t lda)
       : data_(data), depth_(depth), lda_(lda), full_rows_(m / kMR * kMR) {
     if (full_rows_ < m) {
-      tail_.assign(kMR * depth, 0.f);
+      tail_ = std::make_unique<Workspace<float>>(kMR * depth, /*zeroed=*/true);
       for (int64_t i = full_rows_; i < m; ++i) {
-        std::copy_n(data + i * lda, depth, tail_.data() + (i - full_rows_) * depth);
+        std::copy_n(data + i * lda, depth, tail_->data() + (i - full_rows_) * depth);
       }
     }
   }
@@ -62,14 +42,14 @@ class GemmA {
   int64_t depth() const { return depth_; }
   // The panel of rows [i0, i0 + kMR) from column k0, and its row stride.
   const float* panel(int64_t i0, int64_t k0) const {
-    return i0 < full_rows_ ? data_ + i0 * lda_ + k0 : tail_.data() + k0;
+    return i0 < full_rows_ ? data_ + i0 * lda_ + k0 : tail_->data() + k0;
   }
   int64_t panel_stride(int64_t i0) const { return i0 < full_rows_ ? lda_ : depth_; }
 
  private:
   const float* data_;
   int64_t depth_, lda_, full_rows_;
-  std::vector<float> tail_;
+  std::unique_ptr<Workspace<float>> tail_;
 };
 
 // Where packers put b(k, j) of a depth block of kc rows: panel j / kNR, row k, lane j % kNR.
@@ -86,7 +66,7 @@ inline int64_t packed_b_elements(int64_t n) {
 // start being c itself when `accumulate`, else row_start[i] per row, or zero. Column j of c starts
 // at columns[j] and its rows are ldc apart, so a block of columns may span several images.
 // pack_b(k0, kc, buffer) writes b's rows [k0, k0 + kc) for these n columns at packed_b_offset,
-// zero past n, into b_buffer (AlignedBuffer memory of packed_b_elements(n)).
+// zero past n, into b_buffer (a Workspace of packed_b_elements(n)).
 template <typename PackB>
 void packed_gemm(MicroKernel kernel, const GemmA& a, int64_t row_begin, int64_t row_end,
                  int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,

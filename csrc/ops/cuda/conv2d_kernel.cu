@@ -1,6 +1,6 @@
-// CUDA kernels of conv2d and its two backward ops: im2col on chunks of images and bands of output
-// rows (im2col.cuh), then GEMMs through cuBLAS. Layout is NCHW inside; channels_last in and out
-// is converted at the edges, as in the CPU kernels (cpu/conv2d_kernel.cpp).
+// The CUDA conv2d kernels (../conv2d_kernels.h): im2col on chunks of images and bands of output
+// rows (im2col.cuh), then GEMMs through cuBLAS, on the current stream. NCHW contiguous tensors; the
+// frontend (../conv2d.cpp) has checked them, set the device and converted channels_last.
 //
 // Per group g of image n, with K = out channels per group, rows = (in channels per group) * kh * kw
 // and `band` the output pixels of a band of output rows (row-major matrices):
@@ -9,22 +9,17 @@
 //   weight backward  gw_g[K x rows] += gy_g[K x images*band] * columns_g^T, over a chunk of images
 // A 1x1, stride-1, unpadded convolution reads the image itself in place of the columns, except in
 // the weight backward, whose GEMM wants the images of a chunk side by side (im2col does that).
-#include <ATen/DeviceGuard.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/Exceptions.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/util/accumulate.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <climits>
 #include <type_traits>
 
-#include "../shape_checks.h"
+#include "../conv2d_kernels.h"
 #include "im2col.cuh"
 #include "launch.cuh"
 
@@ -322,107 +317,38 @@ void weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Ten
   }
 }
 
-// ------------------------------------------------------------------------------------ ops
+} // namespace
 
-void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* what) {
-  TORCH_CHECK(a.device() == b.device(), "fastconv ", what, ": expected all tensors on ",
-              a.device(), ", but got one on ", b.device());
-}
-
-at::Tensor conv2d_kernel(const at::Tensor& input, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  const auto g = check_conv2d(input, weight, bias, stride, padding, dilation, groups);
-  const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
-  const auto memory_format = conv2d_output_memory_format(input, weight);
-  auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (output.numel() == 0) {
-    return output.contiguous(memory_format);
-  }
-  if (g.column_rows() == 0) {  // no input channels: every output is the empty sum (plus bias)
-    output.zero_();
-    if (has_bias) {
-      output.add_(bias->view({1, -1, 1, 1}));
-    }
-    return output.contiguous(memory_format);
-  }
-  const auto x = input.contiguous();
-  const auto w = weight.contiguous();
-  const auto b = has_bias ? bias->contiguous() : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "conv2d", [&] {
+void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
+                    const at::Tensor& bias, at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d", [&] {
     forward<scalar_t>(g, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                      has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
-                      output.mutable_data_ptr<scalar_t>(), input.options());
+                      bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr,
+                      y.mutable_data_ptr<scalar_t>(), x.options());
   });
-  return output.contiguous(memory_format);
 }
 
-at::Tensor conv2d_input_backward_kernel(const at::Tensor& grad_output, const at::Tensor& weight,
-                                        at::IntArrayRef input_size, at::IntArrayRef stride,
-                                        at::IntArrayRef padding, at::IntArrayRef dilation,
-                                        int64_t groups) {
-  const auto g = conv2d_backward_geometry(grad_output, input_size, weight.sizes(), stride,
-                                          padding, dilation, groups);
-  TORCH_CHECK(grad_output.scalar_type() == weight.scalar_type(),
-              "conv2d backward: grad_output and weight must have the same dtype, got ",
-              grad_output.scalar_type(), " and ", weight.scalar_type());
-  check_same_device(grad_output, weight, "conv2d_input_backward");
-  const at::cuda::OptionalCUDAGuard device_guard(device_of(grad_output));
-  const auto memory_format =
-      is_channels_last(grad_output) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  if (c10::multiply_integers(input_size) == 0 || grad_output.numel() == 0 || g.column_rows() == 0) {
-    return at::zeros(input_size, grad_output.options()).contiguous(memory_format);
-  }
-  auto grad_input = at::empty(input_size, grad_output.options());
-  const auto gy = grad_output.contiguous();
-  const auto w = weight.contiguous();
+void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
+                           at::Tensor& gx) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
-    input_backward<scalar_t>(g, gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                             grad_input);
+    input_backward<scalar_t>(g, gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), gx);
   });
-  return grad_input.contiguous(memory_format);
 }
 
-at::Tensor conv2d_weight_backward_kernel(const at::Tensor& grad_output, const at::Tensor& input,
-                                         at::IntArrayRef weight_size, at::IntArrayRef stride,
-                                         at::IntArrayRef padding, at::IntArrayRef dilation,
-                                         int64_t groups) {
-  const auto g = conv2d_backward_geometry(grad_output, input.sizes(), weight_size, stride,
-                                          padding, dilation, groups);
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "conv2d backward: grad_output and input must have the same dtype, got ",
-              grad_output.scalar_type(), " and ", input.scalar_type());
-  check_same_device(grad_output, input, "conv2d_weight_backward");
-  const at::cuda::OptionalCUDAGuard device_guard(device_of(grad_output));
-  if (c10::multiply_integers(weight_size) == 0 || grad_output.numel() == 0) {
-    return at::zeros(weight_size, grad_output.options());
-  }
-  const auto x = input.contiguous();
-  const auto gy = grad_output.contiguous();
-  at::Tensor grad_weight;
+void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
+                            at::Tensor& gw) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d_weight_backward", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     if constexpr (std::is_same_v<acc_t, scalar_t>) {
-      grad_weight = at::empty(weight_size, gy.options());
-      weight_backward<scalar_t, acc_t>(g, x, gy, grad_weight.mutable_data_ptr<acc_t>());
+      weight_backward<scalar_t, acc_t>(g, x, gy, gw.mutable_data_ptr<acc_t>());
     } else {  // accumulate in fp32, round once
-      auto accumulator = at::empty(weight_size, gy.options().dtype(at::kFloat));
+      auto accumulator = at::empty(gw.sizes(), gy.options().dtype(at::kFloat));
       weight_backward<scalar_t, acc_t>(g, x, gy, accumulator.mutable_data_ptr<acc_t>());
-      grad_weight = accumulator.to(gy.scalar_type());
+      gw.copy_(accumulator);
     }
   });
-  return grad_weight;
-}
-
-} // namespace
-
-TORCH_LIBRARY_IMPL(fastconv, CUDA, m) {
-  m.impl("conv2d", &conv2d_kernel);
-  m.impl("conv2d_input_backward", &conv2d_input_backward_kernel);
-  m.impl("conv2d_weight_backward", &conv2d_weight_backward_kernel);
 }
 
 } // namespace fastconv::cuda

@@ -1,25 +1,17 @@
-// CUDA kernels of max_pool2d_with_indices and its backward, for NCHW and channels_last input.
+// The CUDA max_pool2d kernels (../max_pool2d_kernels.h), for NCHW and channels_last input, on the
+// current stream.
 //
-// Forward: one thread per output, which scans its window and writes the maximum and its switch,
-// with torch's rule (a larger value or a NaN takes the switch, so ties keep the first tap in window
-// order and a NaN wins). Backward: a gather, one thread per input element, which sums the gradients
-// of the windows that could have picked it and did (their switch names it), in window order: no
-// atomics, so the result is deterministic and equal to the CPU kernel's sums.
-#include <ATen/DeviceGuard.h>
+// Forward: one thread per output, which scans its window and writes the maximum and its index,
+// with torch's rule (../pool_windows.h). Backward: a gather, one thread per input element, which
+// sums the gradients of the windows that could have picked it and did (their index names it), in
+// window order: no atomics, so the result is deterministic and equal to the CPU kernel's sums.
 #include <ATen/Dispatch.h>
-#include <ATen/NumericUtils.h>
 #include <ATen/OpMathType.h>
-#include <ATen/TensorUtils.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/NumericLimits.cuh>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
-#include <tuple>
-
-#include "../shape_checks.h"
+#include "../max_pool2d_kernels.h"
+#include "../pool_windows.h"
 #include "launch.cuh"
 
 namespace fastconv::cuda {
@@ -36,48 +28,12 @@ PoolShape pool_shape(const Pool2dGeometry& g) {
           g.stride_h, g.stride_w, g.pad_h,    g.pad_w, g.dilation_h, g.dilation_w};
 }
 
-// The taps of output position `o` along one dimension that fall inside the input: [begin, end)
-// stepping by the dilation. The first tap inside is the window's initial switch.
-struct WindowTaps {
-  int64_t begin, end;
-};
-
-__device__ __forceinline__ WindowTaps window_taps(int64_t o, int64_t stride, int64_t pad,
-                                                  int64_t kernel, int64_t dilation,
-                                                  int64_t size) {
-  int64_t begin = o * stride - pad;
-  const int64_t end = std::min(begin + (kernel - 1) * dilation + 1, size);
-  while (begin < 0) {
-    begin += dilation;
-  }
-  return {begin, end};
-}
-
-// The outputs along one dimension whose window span covers input position i: [first, last].
-struct CoveringWindows {
-  int64_t first, last;
-};
-
-__device__ __forceinline__ CoveringWindows covering_windows(int64_t i, int64_t stride,
-                                                            int64_t pad, int64_t kernel,
-                                                            int64_t dilation, int64_t outputs) {
-  const int64_t reach = i + pad - (kernel - 1) * dilation;  // start of the leftmost window
-  const int64_t first = reach <= 0 ? 0 : (reach + stride - 1) / stride;
-  const int64_t last = std::min((i + pad) / stride, outputs - 1);
-  return {first, last};
-}
-
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ bool takes_switch(scalar_t value, acc_t best) {
-  return static_cast<acc_t>(value) > best || at::_isnan(value);
-}
-
 // `stride_c` is 1 for NCHW (a plane per (n, c)) and C for channels_last, where `input` points at
 // channel c of image n; `pixel` then indexes h * W + w.
 template <typename scalar_t>
 __device__ __forceinline__ void pool_window(const scalar_t* input, int64_t stride_c,
                                             const PoolShape& s, int64_t oh, int64_t ow,
-                                            scalar_t* value, int64_t* switch_out) {
+                                            scalar_t* value, int64_t* index_out) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto rows = window_taps(oh, s.stride_h, s.pad_h, s.kernel_h, s.dilation_h, s.in_h);
   const auto cols = window_taps(ow, s.stride_w, s.pad_w, s.kernel_w, s.dilation_w, s.in_w);
@@ -87,14 +43,14 @@ __device__ __forceinline__ void pool_window(const scalar_t* input, int64_t strid
     for (int64_t iw = cols.begin; iw < cols.end; iw += s.dilation_w) {
       const int64_t pixel = ih * s.in_w + iw;
       const scalar_t v = input[pixel * stride_c];
-      if (takes_switch(v, best)) {
+      if (replaces_max(v, best)) {
         best = static_cast<acc_t>(v);
         best_index = pixel;
       }
     }
   }
   *value = static_cast<scalar_t>(best);
-  *switch_out = best_index;
+  *index_out = best_index;
 }
 
 template <typename scalar_t>
@@ -124,11 +80,11 @@ __global__ void max_pool2d_channels_last_kernel(const scalar_t* __restrict__ inp
   }
 }
 
-// `grad_output` and `switches` point at the start of input element's plane (NCHW) or at its
+// `grad_output` and `indices` point at the start of input element's plane (NCHW) or at its
 // channel of its image (channels_last, stride_c = C).
 template <typename scalar_t>
 __device__ __forceinline__ scalar_t gather_gradient(const scalar_t* grad_output,
-                                                    const int64_t* switches, int64_t stride_c,
+                                                    const int64_t* indices, int64_t stride_c,
                                                     const PoolShape& s, int64_t ih, int64_t iw) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto rows = covering_windows(ih, s.stride_h, s.pad_h, s.kernel_h, s.dilation_h, s.out_h);
@@ -138,7 +94,7 @@ __device__ __forceinline__ scalar_t gather_gradient(const scalar_t* grad_output,
   for (int64_t oh = rows.first; oh <= rows.last; ++oh) {
     for (int64_t ow = cols.first; ow <= cols.last; ++ow) {
       const int64_t o = (oh * s.out_w + ow) * stride_c;
-      if (switches[o] == pixel) {
+      if (indices[o] == pixel) {
         sum += static_cast<acc_t>(grad_output[o]);
       }
     }
@@ -148,7 +104,7 @@ __device__ __forceinline__ scalar_t gather_gradient(const scalar_t* grad_output,
 
 template <typename scalar_t>
 __global__ void max_pool2d_backward_nchw_kernel(const scalar_t* __restrict__ grad_output,
-                                                const int64_t* __restrict__ switches,
+                                                const int64_t* __restrict__ indices,
                                                 PoolShape s, int64_t total,
                                                 scalar_t* __restrict__ grad_input) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
@@ -156,13 +112,13 @@ __global__ void max_pool2d_backward_nchw_kernel(const scalar_t* __restrict__ gra
     const int64_t plane = index / in_plane;
     const int64_t ih = (index / s.in_w) % s.in_h, iw = index % s.in_w;
     grad_input[index] = gather_gradient(grad_output + plane * out_plane,
-                                        switches + plane * out_plane, 1, s, ih, iw);
+                                        indices + plane * out_plane, 1, s, ih, iw);
   }
 }
 
 template <typename scalar_t>
 __global__ void max_pool2d_backward_channels_last_kernel(const scalar_t* __restrict__ grad_output,
-                                                         const int64_t* __restrict__ switches,
+                                                         const int64_t* __restrict__ indices,
                                                          PoolShape s, int64_t total,
                                                          scalar_t* __restrict__ grad_input) {
   const int64_t C = s.channels, out_image = s.out_h * s.out_w * C;
@@ -171,82 +127,42 @@ __global__ void max_pool2d_backward_channels_last_kernel(const scalar_t* __restr
     const int64_t iw = (index / C) % s.in_w, ih = (index / (C * s.in_w)) % s.in_h;
     const int64_t n = index / (C * s.in_w * s.in_h);
     const int64_t offset = n * out_image + c;
-    grad_input[index] = gather_gradient(grad_output + offset, switches + offset, C, s, ih, iw);
+    grad_input[index] = gather_gradient(grad_output + offset, indices + offset, C, s, ih, iw);
   }
 }
 
-at::MemoryFormat layout_of(const at::Tensor& t) {
-  return is_channels_last(t) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-}
+} // namespace
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices_kernel(
-    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  const auto g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
-  const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
-  const bool channels_last = is_channels_last(input);
-  const auto memory_format = layout_of(input);
-  auto sizes = input.sizes().vec();
-  sizes[sizes.size() - 2] = g.out_h;
-  sizes[sizes.size() - 1] = g.out_w;
-  auto output = at::empty(sizes, input.options().memory_format(memory_format));
-  auto indices = at::empty(sizes, input.options().dtype(at::kLong).memory_format(memory_format));
+void max_pool2d_forward(const Pool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout,
+                        at::Tensor& output, at::Tensor& indices) {
   const int64_t total = output.numel();
-  if (total == 0) {
-    return {output, indices};
-  }
-  const auto x = input.contiguous(memory_format);
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "max_pool2d", [&] {
-    auto kernel = channels_last ? max_pool2d_channels_last_kernel<scalar_t>
-                                : max_pool2d_nchw_kernel<scalar_t>;
+  AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "max_pool2d", [&] {
+    auto kernel = layout == at::MemoryFormat::ChannelsLast
+        ? max_pool2d_channels_last_kernel<scalar_t>
+        : max_pool2d_nchw_kernel<scalar_t>;
     kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), pool_shape(g), total, output.mutable_data_ptr<scalar_t>(),
         indices.mutable_data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {output, indices};
 }
 
-at::Tensor max_pool2d_with_indices_backward_kernel(
-    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
-    const at::Tensor& indices) {
-  const auto g = check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride,
-                                           padding, dilation, ceil_mode);
-  // torch's CUDA backward checks the devices with these argument names and positions.
-  at::checkAllSameGPU("max_pool2d_with_indices_backward_out_cuda",
-                      {{grad_output, "gradOutput_", 2}, {input, "input_", 3},
-                       {indices, "indices", 4}});
-  const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
-  const bool channels_last = is_channels_last(input);
-  const auto memory_format = layout_of(input);
-  if (grad_output.numel() == 0) {
-    return at::zeros(input.sizes(), grad_output.options()).contiguous(memory_format);
-  }
-  auto grad_input =
-      at::empty(input.sizes(), grad_output.options().memory_format(memory_format));
-  const auto gy = grad_output.contiguous(memory_format);
-  const auto switches = indices.contiguous(memory_format);
+void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,
+                         const at::Tensor& indices, at::MemoryFormat layout,
+                         at::Tensor& grad_input) {
   const int64_t total = grad_input.numel();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, gy.scalar_type(), "max_pool2d_backward", [&] {
-    auto kernel = channels_last ? max_pool2d_backward_channels_last_kernel<scalar_t>
-                                : max_pool2d_backward_nchw_kernel<scalar_t>;
+      at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_pool2d_backward", [&] {
+    auto kernel = layout == at::MemoryFormat::ChannelsLast
+        ? max_pool2d_backward_channels_last_kernel<scalar_t>
+        : max_pool2d_backward_nchw_kernel<scalar_t>;
     kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-        gy.const_data_ptr<scalar_t>(), switches.const_data_ptr<int64_t>(), pool_shape(g), total,
-        grad_input.mutable_data_ptr<scalar_t>());
+        grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+        pool_shape(g), total, grad_input.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return grad_input;
-}
-
-} // namespace
-
-TORCH_LIBRARY_IMPL(fastconv, CUDA, m) {
-  m.impl("max_pool2d_with_indices", &max_pool2d_with_indices_kernel);
-  m.impl("max_pool2d_with_indices_backward", &max_pool2d_with_indices_backward_kernel);
 }
 
 } // namespace fastconv::cuda

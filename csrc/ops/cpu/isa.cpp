@@ -1,4 +1,5 @@
-#include "cpu_capability.h"
+// Decides once per process whether the CPU kernels' AVX2 builds may run (isa.h).
+#include "isa.h"
 
 #include <ATen/Version.h>
 
@@ -8,7 +9,7 @@ namespace fastconv::cpu {
 namespace {
 
 bool avx2_allowed() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if FASTCONV_X86
   // ATen's capability string honours ATEN_CPU_CAPABILITY; cpuid guards builds where ATen
   // reports more than this CPU has.
   const std::string capability = at::get_cpu_capability();

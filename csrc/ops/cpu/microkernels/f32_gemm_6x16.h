@@ -1,8 +1,12 @@
-// The register-blocked inner kernel of the packed float GEMM (packed_gemm.h): one tile of
-// kMR x kNR outputs from a packed panel of A and a packed panel of B.
+// The register-blocked inner kernel of the packed float GEMM (../packed_gemm.h): one tile of
+// kMR x kNR outputs from kMR rows of A and a packed panel of B. Builds, one per file:
+// f32_gemm_6x16_portable.cpp and f32_gemm_6x16_avx2.cpp; pick one with
+// FASTCONV_SELECT_ISA(f32_gemm_6x16) (../isa.h).
 #pragma once
 
 #include <cstdint>
+
+#include "../isa.h"
 
 namespace fastconv::cpu {
 
@@ -18,7 +22,11 @@ constexpr int64_t kNR = 16;
 using MicroKernel = void (*)(int64_t depth, const float* a, int64_t lda, const float* b,
                              float* tile, int64_t ldc, const float* row_start, bool accumulate);
 
-// The AVX2+FMA kernel where cpu_uses_avx2(), else the portable one.
-MicroKernel select_microkernel();
+void f32_gemm_6x16_portable(int64_t depth, const float* a, int64_t lda, const float* b,
+                            float* tile, int64_t ldc, const float* row_start, bool accumulate);
+#if FASTCONV_X86
+void f32_gemm_6x16_avx2(int64_t depth, const float* a, int64_t lda, const float* b, float* tile,
+                        int64_t ldc, const float* row_start, bool accumulate);
+#endif
 
 } // namespace fastconv::cpu

@@ -1,45 +1,13 @@
-#include "gemm_microkernel.h"
-
-#include "cpu_capability.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define FASTCONV_X86 1
-#endif
+// The 6x16 float GEMM micro-kernel for AVX2+FMA: 12 accumulators, two B vectors and one broadcast
+// A value in the 16 ymm registers, one FMA per accumulator and depth step.
+#include "f32_gemm_6x16.h"
 
 namespace fastconv::cpu {
-namespace {
 
-// Plain C++ the compiler vectorizes for the baseline ISA; used where AVX2+FMA is missing or
-// switched off, and the reference the AVX2 kernel is tested against.
-void microkernel_portable(int64_t depth, const float* a, int64_t lda, const float* b,
-                          float* tile, int64_t ldc, const float* row_start, bool accumulate) {
-  float acc[kMR][kNR];
-  for (int64_t i = 0; i < kMR; ++i) {
-    for (int64_t j = 0; j < kNR; ++j) {
-      acc[i][j] = accumulate ? tile[i * ldc + j] : (row_start ? row_start[i] : 0.f);
-    }
-  }
-  for (int64_t k = 0; k < depth; ++k, b += kNR) {
-    for (int64_t i = 0; i < kMR; ++i) {
-      for (int64_t j = 0; j < kNR; ++j) {
-        acc[i][j] += a[i * lda + k] * b[j];
-      }
-    }
-  }
-  for (int64_t i = 0; i < kMR; ++i) {
-    for (int64_t j = 0; j < kNR; ++j) {
-      tile[i * ldc + j] = acc[i][j];
-    }
-  }
-}
-
-#ifdef FASTCONV_X86
-// Compiled for AVX2+FMA through the target attribute alone, so the rest of the library keeps the
-// baseline ISA and still loads on older CPUs.
-__attribute__((target("avx2,fma"))) void microkernel_avx2(
-    int64_t depth, const float* a, int64_t lda, const float* b, float* tile, int64_t ldc,
-    const float* row_start, bool accumulate) {
+#if FASTCONV_X86
+FASTCONV_AVX2 void f32_gemm_6x16_avx2(int64_t depth, const float* a, int64_t lda,
+                                      const float* b, float* tile, int64_t ldc,
+                                      const float* row_start, bool accumulate) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
   if (accumulate) {
     c00 = _mm256_loadu_ps(tile + 0 * ldc), c01 = _mm256_loadu_ps(tile + 0 * ldc + 8);
@@ -84,16 +52,5 @@ __attribute__((target("avx2,fma"))) void microkernel_avx2(
   _mm256_storeu_ps(tile + 5 * ldc, c50), _mm256_storeu_ps(tile + 5 * ldc + 8, c51);
 }
 #endif
-
-} // namespace
-
-MicroKernel select_microkernel() {
-#ifdef FASTCONV_X86
-  if (cpu_uses_avx2()) {
-    return microkernel_avx2;
-  }
-#endif
-  return microkernel_portable;
-}
 
 } // namespace fastconv::cpu

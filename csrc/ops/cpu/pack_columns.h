@@ -1,13 +1,7 @@
-// im2col and its inverse for one group of one image, on a band of output rows; and im2col packed
-// for packed_gemm.h, straight or transposed.
-//
-// Column matrix layout (row-major): one row per (channel, kernel row, kernel column), one column
-// per output pixel of the band [oh_begin, oh_end). Working on bands keeps the workspace bounded
-// however large the image is.
+// im2col for the packed float GEMM (packed_gemm.h): the columns of one group written straight into
+// the packed-B panel order, a depth block and a block of output pixels at a time, so that the
+// column matrix never exists whole. Straight for the forward, transposed for the weight gradient.
 #pragma once
-
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstring>
@@ -17,78 +11,6 @@
 #include "packed_gemm.h"
 
 namespace fastconv::cpu {
-
-template <typename T>
-void im2col(const T* image, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
-            int64_t oh_end, T* columns) {
-  const int64_t band = (oh_end - oh_begin) * g.out_w;
-  const int64_t rows = channels * g.kernel_h * g.kernel_w;
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(band, 1)),
-                   [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t kw = row % g.kernel_w;
-      const int64_t kh = (row / g.kernel_w) % g.kernel_h;
-      const T* plane = image + (row / (g.kernel_w * g.kernel_h)) * g.in_plane();
-      T* out = columns + row * band;
-      for (int64_t oh = oh_begin; oh < oh_end; ++oh, out += g.out_w) {
-        const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) {
-          std::fill_n(out, g.out_w, T(0));
-          continue;
-        }
-        const T* in_row = plane + ih * g.in_w;
-        const int64_t iw0 = kw * g.dilation_w - g.pad_w;
-        if (g.stride_w == 1 && iw0 >= 0 && iw0 + g.out_w <= g.in_w) {
-          std::copy_n(in_row + iw0, g.out_w, out);  // the whole row lies inside the image
-          continue;
-        }
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const int64_t iw = iw0 + ow * g.stride_w;
-          out[ow] = (iw >= 0 && iw < g.in_w) ? in_row[iw] : T(0);
-        }
-      }
-    }
-  });
-}
-
-// Adds to `image` (channels x in_h x in_w) every column entry of the band that was read from each
-// pixel. Each pixel gathers its own sum, so no two threads write the same element.
-template <typename T>
-void col2im_gather(const T* columns, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
-                   int64_t oh_end, T* image) {
-  using acc_t = at::opmath_type<T>;
-  const int64_t band = (oh_end - oh_begin) * g.out_w;
-  // Input rows read by output rows [oh_begin, oh_end).
-  const int64_t ih_begin = std::max<int64_t>(0, oh_begin * g.stride_h - g.pad_h);
-  const int64_t ih_end = std::min<int64_t>(
-      g.in_h, (oh_end - 1) * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1);
-  at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const T* channel_columns = columns + c * g.kernel_h * g.kernel_w * band;
-      for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
-        for (int64_t iw = 0; iw < g.in_w; ++iw) {
-          acc_t sum = 0;
-          for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-            const int64_t th = ih + g.pad_h - kh * g.dilation_h;
-            if (th < 0 || th % g.stride_h != 0) continue;
-            const int64_t oh = th / g.stride_h;
-            if (oh < oh_begin || oh >= oh_end) continue;
-            const T* row = channel_columns + kh * g.kernel_w * band + (oh - oh_begin) * g.out_w;
-            for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-              const int64_t tw = iw + g.pad_w - kw * g.dilation_w;
-              if (tw < 0 || tw % g.stride_w != 0) continue;
-              const int64_t ow = tw / g.stride_w;
-              if (ow >= g.out_w) continue;
-              sum += static_cast<acc_t>(row[kw * band + ow]);
-            }
-          }
-          T& pixel = image[(c * g.in_h + ih) * g.in_w + iw];
-          pixel = static_cast<T>(static_cast<acc_t>(pixel) + sum);
-        }
-      }
-    }
-  });
-}
 
 // A stretch of a block's output pixels that lies in one output row of one image and in one B
 // panel: `length` pixels from (image, oh, ow), which are the block's columns from `column` on.

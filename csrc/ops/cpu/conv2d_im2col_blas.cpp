@@ -1,0 +1,179 @@
+// conv2d by im2col (or col2im) on bands of output rows and a GEMM through ATen's BLAS (gemm.h), for
+// every dtype: the plain path, and the one for the passes where MKL's GEMM beats our packed one
+// (pointwise and deep layers; conv2d_path.cpp decides).
+//
+// Per group g of one image, with C = in channels and K = out channels per group, P = out_h*out_w,
+// rows = C*kh*kw and `band` the output pixels of a band of output rows:
+//   forward          y_g[K x band]    = w_g[K x rows] * columns[rows x band]
+//   input backward   columns          = w_g^T * gy_g[K x band], then col2im
+//   weight backward  gw_g[K x rows]  += gy_g[K x band] * columns^T
+// A pointwise convolution uses the image x_g[C x P] itself in place of the columns.
+#include "conv2d_im2col_blas.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "gemm.h"
+#include "im2col_bands.h"
+#include "workspace.h"
+
+namespace fastconv::cpu {
+namespace {
+
+// Column workspace per thread. Larger images are processed in bands of output rows.
+constexpr int64_t kWorkspaceBytes = 16 << 20;
+
+int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
+  return g.is_pointwise() ? 0 : g.column_rows() * band_rows * g.out_w;
+}
+
+// Per group g of one image, with C = in channels and K = out channels per group, P = out_h*out_w,
+// rows = C*kh*kw and `band` the output pixels of a band of output rows:
+//   forward          y_g[K x band]    = w_g[K x rows] * columns[rows x band]
+//   input backward   columns          = w_g^T * gy_g[K x band], then col2im
+//   weight backward  gw_g[K x rows]  += gy_g[K x band] * columns^T
+// A pointwise convolution uses the image x_g[C x P] itself in place of the columns.
+
+template <typename scalar_t>
+void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x,
+                   const scalar_t* w, const scalar_t* bias, scalar_t* y, scalar_t* columns) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
+                C = g.in_channels_per_group(), rows = g.column_rows();
+  if (bias != nullptr) {
+    for (int64_t k = 0; k < g.out_channels; ++k) {
+      std::fill_n(y + k * P, P, bias[k]);
+    }
+  }
+  const bool accumulate = bias != nullptr;
+  for (int64_t group = 0; group < g.groups; ++group) {
+    const Matrix<scalar_t> w_g{w + group * K * rows, K, rows, rows};
+    scalar_t* y_g = y + group * K * P;
+    if (g.is_pointwise()) {
+      gemm(w_g, Matrix<scalar_t>{x + group * C * g.in_plane(), C, P, P}, y_g, P, accumulate);
+      continue;
+    }
+    for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
+      const int64_t oh_end = std::min(g.out_h, oh + band_rows);
+      const int64_t band = (oh_end - oh) * g.out_w;
+      im2col(x + group * C * g.in_plane(), C, g, oh, oh_end, columns);
+      gemm(w_g, Matrix<scalar_t>{columns, rows, band, band}, y_g + oh * g.out_w, P, accumulate);
+    }
+  }
+}
+
+template <typename scalar_t>
+void input_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* gy,
+                          const scalar_t* w, scalar_t* gx, scalar_t* columns) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
+                C = g.in_channels_per_group(), rows = g.column_rows();
+  for (int64_t group = 0; group < g.groups; ++group) {
+    const auto w_t = transposed(Matrix<scalar_t>{w + group * K * rows, rows, K, rows});
+    const scalar_t* gy_g = gy + group * K * P;
+    scalar_t* gx_g = gx + group * C * g.in_plane();
+    if (g.is_pointwise()) {
+      gemm(w_t, Matrix<scalar_t>{gy_g, K, P, P}, gx_g, P, false);
+      continue;
+    }
+    for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
+      const int64_t oh_end = std::min(g.out_h, oh + band_rows);
+      const int64_t band = (oh_end - oh) * g.out_w;
+      gemm(w_t, Matrix<scalar_t>{gy_g + oh * g.out_w, K, band, P}, columns, band, false);
+      col2im_gather(columns, C, g, oh, oh_end, gx_g);
+    }
+  }
+}
+
+template <typename scalar_t>
+void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x,
+                           const scalar_t* gy, scalar_t* gw, scalar_t* columns) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
+                C = g.in_channels_per_group(), rows = g.column_rows();
+  for (int64_t group = 0; group < g.groups; ++group) {
+    const scalar_t* x_g = x + group * C * g.in_plane();
+    const scalar_t* gy_g = gy + group * K * P;
+    scalar_t* gw_g = gw + group * K * rows;
+    if (g.is_pointwise()) {
+      gemm(Matrix<scalar_t>{gy_g, K, P, P}, transposed(Matrix<scalar_t>{x_g, P, C, P}), gw_g,
+           rows, true);
+      continue;
+    }
+    for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
+      const int64_t oh_end = std::min(g.out_h, oh + band_rows);
+      const int64_t band = (oh_end - oh) * g.out_w;
+      im2col(x_g, C, g, oh, oh_end, columns);
+      gemm(Matrix<scalar_t>{gy_g + oh * g.out_w, K, band, P},
+           transposed(Matrix<scalar_t>{columns, band, rows, band}), gw_g, rows, true);
+    }
+  }
+}
+
+} // namespace
+
+int64_t im2col_blas_forward_workspace_bytes(const Conv2dGeometry& g, int64_t element_size,
+                                            int64_t threads) {
+  const int64_t buffers = std::min<int64_t>(threads, std::max<int64_t>(g.batch, 1));
+  const int64_t elements = workspace_elements(g, g.rows_per_band(element_size, kWorkspaceBytes));
+  return buffers * workspace_bytes(elements, element_size);
+}
+
+void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
+                         const at::Tensor& bias, at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d", [&] {
+    const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
+    const int64_t in_image = g.in_channels * g.in_plane();
+    const int64_t out_image = g.out_channels * g.out_plane();
+    const scalar_t* bias_data = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    // One image per task; a batch of one leaves the threads to im2col and the GEMM instead.
+    at::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
+      Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+      for (int64_t n = begin; n < end; ++n) {
+        forward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
+                      w.const_data_ptr<scalar_t>(), bias_data,
+                      y.mutable_data_ptr<scalar_t>() + n * out_image, columns.data());
+      }
+    });
+  });
+}
+
+void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
+                                at::Tensor& gx) {
+  gx.zero_();  // col2im adds to it
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
+    const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
+    const int64_t in_image = g.in_channels * g.in_plane();
+    const int64_t out_image = g.out_channels * g.out_plane();
+    at::parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
+      Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+      for (int64_t n = begin; n < end; ++n) {
+        input_backward_image(g, band_rows, gy.const_data_ptr<scalar_t>() + n * out_image,
+                             w.const_data_ptr<scalar_t>(),
+                             gx.mutable_data_ptr<scalar_t>() + n * in_image,
+                             columns.data());
+      }
+    });
+  });
+}
+
+void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
+                                 const at::Tensor& gy, at::Tensor& gw) {
+  gw.zero_();  // the GEMMs accumulate into it
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d_weight_backward", [&] {
+    const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
+    const int64_t in_image = g.in_channels * g.in_plane();
+    const int64_t out_image = g.out_channels * g.out_plane();
+    Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+    // Images in order, each GEMM accumulating into grad_weight: a fixed summation order, so the
+    // result does not depend on the thread count or timing. The threads work inside each step.
+    for (int64_t n = 0; n < g.batch; ++n) {
+      weight_backward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
+                            gy.const_data_ptr<scalar_t>() + n * out_image,
+                            gw.mutable_data_ptr<scalar_t>(), columns.data());
+    }
+  });
+}
+
+} // namespace fastconv::cpu

@@ -1,0 +1,112 @@
+#include "conv2d_path.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "conv2d_im2col_blas.h"
+#include "conv2d_packed.h"
+#include "depthwise_conv2d.h"
+
+namespace fastconv::cpu {
+namespace {
+
+// Where the packed GEMM beats im2col + ATen's BLAS: not on pointwise layers (a plain GEMM on the
+// image, which MKL runs faster than our micro-kernel) nor on deep ones, whose weight rows (read in
+// place, kMR at a time, C*kh*kw apart) stream less well than MKL's packed copy; measured with
+// bench/ on the build machine (README).
+constexpr int64_t kDeepColumnRows = 2048;
+
+bool packed_gemm_pays_off(const Conv2dGeometry& g) {
+  return !g.is_pointwise() && g.column_rows() < kDeepColumnRows;
+}
+
+// A stride-1 convolution's input gradient is itself a convolution (input_backward_geometry),
+// which then runs on a forward kernel, with no col2im.
+bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
+  return g.stride_h == 1 && g.stride_w == 1 && g.pad_h <= g.dilation_h * (g.kernel_h - 1) &&
+      g.pad_w <= g.dilation_w * (g.kernel_w - 1);
+}
+
+std::atomic<int64_t> run_counts[3][kConv2dPaths];
+
+} // namespace
+
+const char* name_of(Conv2dPass pass) {
+  switch (pass) {
+    case Conv2dPass::forward: return "forward";
+    case Conv2dPass::input_backward: return "input_backward";
+    case Conv2dPass::weight_backward: return "weight_backward";
+  }
+  return "?";
+}
+
+const char* name_of(Conv2dPath path) {
+  switch (path) {
+    case Conv2dPath::depthwise: return "depthwise";
+    case Conv2dPath::packed_gemm: return "packed_gemm";
+    case Conv2dPath::depthwise_flipped: return "depthwise_flipped";
+    case Conv2dPath::packed_gemm_flipped: return "packed_gemm_flipped";
+    case Conv2dPath::depthwise_scatter: return "depthwise_scatter";
+    case Conv2dPath::im2col_blas: return "im2col_blas";
+  }
+  return "?";
+}
+
+Conv2dGeometry input_backward_geometry(const Conv2dGeometry& g) {
+  Conv2dGeometry t = g;
+  t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
+  t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
+  t.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  t.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  return t;
+}
+
+// float32 has kernels of its own; other dtypes take im2col + ATen's BLAS.
+Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType dtype) {
+  if (dtype != at::kFloat) {
+    return Conv2dPath::im2col_blas;
+  }
+  switch (pass) {
+    case Conv2dPass::forward:
+      return depthwise_supported(g) ? Conv2dPath::depthwise
+          : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
+                                    : Conv2dPath::im2col_blas;
+    case Conv2dPass::input_backward: {
+      if (input_backward_is_a_convolution(g)) {
+        const auto t = input_backward_geometry(g);
+        if (depthwise_supported(t)) return Conv2dPath::depthwise_flipped;
+        if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
+      }
+      return depthwise_supported(g) ? Conv2dPath::depthwise_scatter : Conv2dPath::im2col_blas;
+    }
+    case Conv2dPass::weight_backward:
+      // The packed weight gradient sums in a fixed order whatever the thread count, which MKL's
+      // GEMM does not: it serves pointwise and deep layers too.
+      return depthwise_supported(g) ? Conv2dPath::depthwise : Conv2dPath::packed_gemm;
+  }
+  return Conv2dPath::im2col_blas;
+}
+
+int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype) {
+  const int64_t threads = at::get_num_threads();
+  switch (choose_path(Conv2dPass::forward, g, dtype)) {
+    case Conv2dPath::depthwise:
+      return std::min(threads, g.batch * g.out_channels) * depthwise_forward_workspace_bytes(g);
+    case Conv2dPath::packed_gemm:
+      return packed_forward_workspace_bytes(g, threads);
+    default:
+      return im2col_blas_forward_workspace_bytes(g, c10::elementSize(dtype), threads);
+  }
+}
+
+void record_run(Conv2dPass pass, Conv2dPath path) {
+  run_counts[static_cast<int>(pass)][static_cast<int>(path)].fetch_add(1);
+}
+
+int64_t runs_of(Conv2dPass pass, Conv2dPath path) {
+  return run_counts[static_cast<int>(pass)][static_cast<int>(path)].load();
+}
+
+} // namespace fastconv::cpu
