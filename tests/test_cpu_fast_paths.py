@@ -3,7 +3,9 @@ span images, depth blocks, weight gradients summed by chunks of images), its por
 and the direct depthwise kernels.
 
 Each case is computed in float32 by fastconv and compared with torch's conv2d in float64, so that
-the tolerance measures fastconv's rounding alone.
+the tolerance measures fastconv's rounding alone. Each edge case also asserts which kernel path each
+pass takes and that it ran (fastconv._C's path hooks), so that a routing change cannot silently
+take a path out of these tests.
 """
 
 import os
@@ -13,7 +15,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import fastconv
 
@@ -36,6 +38,37 @@ EDGE_CASES = {
     "depthwise_dilated_big_pad": (1, 3, 6, 5, 3, 3, 3, 2, 4, 3, 3),
     "depthwise_7x7_plane": (4, 16, 7, 7, 16, 3, 3, 1, 1, 1, 16),
 }
+
+# The path of each pass (forward, input_backward, weight_backward) that each edge case covers
+# (csrc/ops/cpu/conv2d_path.h).
+PACKED = ("packed_gemm", "packed_gemm_flipped", "packed_gemm")
+EXPECTED_PATHS = {
+    "pixels_span_images": PACKED,
+    "one_pixel_planes": ("im2col_blas", "im2col_blas", "packed_gemm"),  # pointwise: ATen's BLAS
+    "deep_columns": PACKED,
+    "many_weight_rows": ("packed_gemm", "im2col_blas", "packed_gemm"),  # 400 * 9 rows: deep
+    "wide_rows": PACKED,
+    "stride_2_interior": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "stride_3_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "grouped": PACKED,
+    "weight_grad_by_image_chunks": PACKED,
+    "depthwise": ("depthwise", "depthwise_flipped", "depthwise"),
+    "depthwise_stride_2": ("depthwise", "depthwise_scatter", "depthwise"),
+    "depthwise_multiplier": ("depthwise", "packed_gemm_flipped", "depthwise"),
+    "depthwise_dilated_big_pad": ("depthwise", "depthwise_scatter", "depthwise"),
+    "depthwise_7x7_plane": ("depthwise", "depthwise_flipped", "depthwise"),
+}
+PASSES = ("forward", "input_backward", "weight_backward")
+
+
+def cpu_paths(case, dtype=torch.float32):
+    """The path each pass takes for this case, as the kernels decide it."""
+    n, c, h, w, k, r, s, stride, padding, dilation, groups = case
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
+    x = torch.empty(n, c, h, w, dtype=dtype, device="meta")
+    weight = torch.empty(k, c // groups, r, s, dtype=dtype, device="meta")
+    paths = fastconv._C._conv2d_cpu_paths(x, weight, pair(stride), pair(padding), pair(dilation), groups)
+    return tuple(paths[p] for p in PASSES)
 
 
 def conv_float32_vs_float64(case, bias=True, grad=True):
@@ -62,10 +95,22 @@ def conv_float32_vs_float64(case, bias=True, grad=True):
         torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * grad_scale)
 
 
-@pytest.mark.parametrize("case", EDGE_CASES.values(), ids=EDGE_CASES.keys())
+@pytest.mark.parametrize("name", EDGE_CASES.keys())
 @pytest.mark.parametrize("bias", [True, False])
-def test_edges_of_the_tiling(case, bias):
+def test_edges_of_the_tiling(name, bias):
+    case = EDGE_CASES[name]
+    expected = EXPECTED_PATHS[name]
+    assert cpu_paths(case) == expected
+    before = fastconv._C._conv2d_cpu_path_runs()
     conv_float32_vs_float64(case, bias)
+    after = fastconv._C._conv2d_cpu_path_runs()
+    for pass_name, path in zip(PASSES, expected):
+        assert after[pass_name, path] > before[pass_name, path], (pass_name, path)
+
+
+def test_other_dtypes_take_the_im2col_blas_path():
+    assert cpu_paths(EDGE_CASES["pixels_span_images"], torch.float64) == ("im2col_blas",) * 3
+    assert cpu_paths(EDGE_CASES["depthwise"], torch.bfloat16) == ("im2col_blas",) * 3
 
 
 @st.composite
@@ -85,8 +130,8 @@ def float32_configs(draw):
 @given(float32_configs(), st.booleans())
 def test_random_float32_configurations(case, bias):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
-    if h + 2 * padding < dilation * (r - 1) + 1 or w + 2 * padding < dilation * (s - 1) + 1:
-        return  # no output pixel: torch's error is checked in test_conv2d
+    # With no output pixel torch raises; that error is checked in test_conv2d.
+    assume(h + 2 * padding >= dilation * (r - 1) + 1 and w + 2 * padding >= dilation * (s - 1) + 1)
     conv_float32_vs_float64(case, bias)
 
 
@@ -113,12 +158,32 @@ def test_results_do_not_depend_on_the_thread_count(case):
             assert torch.equal(a, b)
 
 
-def test_workspace_is_bounded():
-    """The packed forward needs a few hundred KiB per thread, whatever the image size."""
-    x = torch.empty(64, 128, 512, 512, device="meta")
-    weight = torch.empty(256, 128, 3, 3, device="meta")
-    workspace = fastconv._C.conv2d_cpu_workspace_bytes(x, weight, [1, 1], [1, 1], [1, 1], 1)
-    assert 0 < workspace <= torch.get_num_threads() * (1 << 20)
+def measured_forward_workspace(x, weight, **kwargs):
+    """(bytes the forward's workspaces held at their peak, the figure the path choice reports)."""
+    stride, padding, dilation = ([kwargs.get(k, d)] * 2 for k, d in (("stride", 1), ("padding", 0), ("dilation", 1)))
+    groups = kwargs.get("groups", 1)
+    figure = fastconv._C.conv2d_cpu_workspace_bytes(x, weight, stride, padding, dilation, groups)
+    fastconv._C._cpu_workspace_peak_bytes(reset=True)
+    with torch.no_grad():
+        fastconv.conv2d(x, weight, None, **kwargs)
+    return fastconv._C._cpu_workspace_peak_bytes(), figure
+
+
+@pytest.mark.parametrize("dtype, groups, expected_path", [
+    (torch.float32, 1, "packed_gemm"), (torch.float32, 64, "depthwise"), (torch.float64, 1, "im2col_blas"),
+])
+def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, expected_path):
+    """The forward's real workspace (counted as it is allocated) stays within the reported figure,
+    which is a few hundred KiB per thread for the packed GEMM, a padded plane per thread for
+    depthwise, and an im2col band (16 MiB at most) per thread otherwise: never the whole column
+    matrix (here 64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
+    x = torch.randn(2, 64, 96, 96, dtype=dtype)
+    weight = torch.randn(64, 64 // groups, 3, 3, dtype=dtype)
+    assert cpu_paths((2, 64, 96, 96, 64, 3, 3, 1, 1, 1, groups), dtype)[0] == expected_path
+    peak, figure = measured_forward_workspace(x, weight, padding=1, groups=groups)
+    assert 0 < peak <= figure
+    per_thread = {"packed_gemm": 1 << 20, "depthwise": 128 << 10, "im2col_blas": 16 << 20}[expected_path]
+    assert figure <= torch.get_num_threads() * per_thread
 
 
 PORTABLE_KERNEL_CHECK = """

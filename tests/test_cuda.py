@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
 import fastconv
+from conftest import LAYOUTS, with_layout
 
 pytestmark = [
     pytest.mark.cuda,
@@ -30,7 +31,6 @@ TOLERANCE = {
     torch.float16: 4e-3,
     torch.bfloat16: 3e-2,
 }
-LAYOUTS = ["contiguous", "channels_last", "strided"]
 
 
 @pytest.fixture(autouse=True)
@@ -53,20 +53,6 @@ def assert_close_scaled(actual, expected, dtype=None):
     scale = max(1.0, expected.detach().abs().max().item()) if expected.numel() else 1.0
     tol = TOLERANCE[dtype] * scale
     torch.testing.assert_close(actual, expected, atol=tol, rtol=TOLERANCE[dtype], equal_nan=True)
-
-
-def with_layout(t, layout):
-    """The same values as `t` in the given layout: contiguous, channels_last, or a strided view."""
-    if layout == "contiguous":
-        return t.contiguous()
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-    # every other element of a tensor twice as wide: a view with non-unit innermost stride
-    wide = torch.empty(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
-    wide[..., ::2] = t
-    view = wide[..., ::2]
-    assert view.numel() == 0 or not view.is_contiguous()
-    return view
 
 
 def leaf(t):
