@@ -1,3 +1,5 @@
+// Argument checks with torch's exception messages, and the output geometry, for every op and
+// backend (shape_checks.h).
 #include "shape_checks.h"
 
 #include <c10/util/Exception.h>

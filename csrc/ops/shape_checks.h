@@ -1,8 +1,8 @@
-// Argument validation and output geometry shared by the CPU and CUDA kernels.
+// Argument validation and output geometry, shared by every op's frontend (ops/<op>.cpp).
 //
 // Every check raises the exception PyTorch raises for the same bad call, with the same message, so
-// that fastconv is a drop-in replacement down to its errors. The kernels call these first and then
-// work only with the validated geometry.
+// that fastconv is a drop-in replacement down to its errors. The frontends call these first; the
+// kernels then work only with the validated geometry.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,3 +1,5 @@
+// choose_path() and the workspace figure of the CPU conv2d (conv2d_path.h), and the run counts
+// the tests read.
 #include "conv2d_path.h"
 
 #include <ATen/Parallel.h>

@@ -1,3 +1,5 @@
+// The direct float32 depthwise kernels (depthwise_conv2d.h): stencils over zero-padded planes,
+// each compiled twice (portable and AVX2) and picked with FASTCONV_SELECT_ISA.
 #include "depthwise_conv2d.h"
 
 #include <ATen/Parallel.h>

@@ -14,11 +14,11 @@ namespace {
 
 // Backward of non-overlapping 2-wide windows (kernel_w = stride_w = 2, kernel_h = stride_h, no
 // padding or dilation: VGG's pools), float32, one plane, as a gather: each input element is in at
-// most one window, so its gradient is that window's when the switch points at it, else 0. Writes
+// most one window, so its gradient is that window's when the index points at it, else 0. Writes
 // every element of the plane once, 16 at a time; no zeroing pass, no read-modify-write, no
 // data-dependent branch. The sums are the scatter's (0 + g). Returns false, having written the
-// plane, if some switch inside the plane points outside its window (then the scatter must redo
-// it): it counts the switches that matched and those inside the plane.
+// plane, if some index inside the plane points outside its window (then the scatter must redo
+// it): it counts the indices that matched and those inside the plane.
 //
 // One block: outputs [ow, ow + 8) of row oh, input row ih = oh * kernel_h + kh, input columns
 // [2 ow, 2 ow + 16). Lanes below `skip` were done by the previous block (the last block of a row
@@ -133,10 +133,10 @@ void backward_plane_2x2_f32_avx2(const Pool2dGeometry& g, const float* gy, const
 
 // The backward of disjoint windows on a channels_last float32 image, input rows [row_lo,
 // row_hi), as a gather: an input pixel's gradient, channel by channel, is that of its window
-// where the switch points at the pixel, else 0 (0 + g: the scatter's sums). Every element is
+// where the index points at the pixel, else 0 (0 + g: the scatter's sums). Every element is
 // written once, 8 channels at a time, in order; no zeroing pass, no read-modify-write. Counts the
-// switches that matched (`matched`) and, for the windows whose first tap lies in the band, those
-// inside the plane (`valid`): equal totals over an image's bands mean every switch inside the
+// indices that matched (`matched`) and, for the windows whose first tap lies in the band, those
+// inside the plane (`valid`): equal totals over an image's bands mean every index inside the
 // plane was in its window; otherwise the caller redoes the image with the scatter.
 FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, const float* gy, const int64_t* s,
                                   float* gx, int64_t row_lo, int64_t row_hi, int64_t& matched,

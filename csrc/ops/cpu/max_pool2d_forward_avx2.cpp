@@ -80,12 +80,12 @@ FASTCONV_AVX2_INLINE __m256 load_taps(const float* p, const BlockMasks& masks) {
   }
 }
 
-// Stores the first n (< 8) lanes of values and of the switches (lo: lanes 0-3, hi: 4-7), piece by
+// Stores the first n (< 8) lanes of values and of the indices (lo: lanes 0-3, hi: 4-7), piece by
 // piece: masked stores are microcoded and slow on AMD, and memcpy of a variable size is a call.
 FASTCONV_AVX2_INLINE void store_first(int n, __m256 values, __m256i lo, __m256i hi, float* y,
-                                      int64_t* switches) {
+                                      int64_t* indices) {
   __m128 v = _mm256_castps256_ps128(values);
-  long long* s = reinterpret_cast<long long*>(switches);
+  long long* s = reinterpret_cast<long long*>(indices);
   if (n & 4) {
     _mm_storeu_ps(y, v);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), lo);
@@ -114,7 +114,7 @@ FASTCONV_AVX2_INLINE __m256 replaces_max_mask(__m256 value, __m256 best) {
                       _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
 }
 
-// A running maximum of 8 lanes and its switches.
+// A running maximum of 8 lanes and its indices.
 struct Best {
   __m256 value;
   __m256i index;
@@ -164,7 +164,7 @@ FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row,
 template <int S, int KW, bool kPartial>
 FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* x,
                                           WindowTaps rows, int64_t ow0, int n, float* y,
-                                          int64_t* switches) {
+                                          int64_t* indices) {
   const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
   const __m256i lanes = lane_offsets<S>();
   const int64_t col0 = ow0 * S - g.pad_w, W = g.in_w;
@@ -189,11 +189,11 @@ FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* 
   const __m256i index_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(index));
   const __m256i index_hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(index, 1));
   if constexpr (kPartial) {
-    store_first(n, value, index_lo, index_hi, y + ow0, switches + ow0);
+    store_first(n, value, index_lo, index_hi, y + ow0, indices + ow0);
   } else {
     _mm256_storeu_ps(y + ow0, value);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + ow0), index_lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + ow0 + 4), index_hi);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(indices + ow0), index_lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(indices + ow0 + 4), index_hi);
   }
 }
 
@@ -248,14 +248,14 @@ FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* i
 
 struct Tap {
   int64_t offset;  // of the pixel in the image, in elements (pixel * C)
-  int32_t index;   // its switch, h * W + w
+  int32_t index;   // its index, h * W + w
 };
 
 // K vectors of 8 channels (the last one masked when kMasked) of one output pixel.
 template <int K, bool kMasked>
 FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int64_t num_taps,
                                            int32_t first_index, __m256i mask, int tail, float* y,
-                                           int64_t* switches) {
+                                           int64_t* indices) {
   __m256 best[K];
   __m256i best_index[K];
   for (int k = 0; k < K; ++k) {
@@ -276,9 +276,9 @@ FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int6
   for (int k = 0; k < K; ++k) {
     const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_index[k]));
     const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_index[k], 1));
-    long long* s = reinterpret_cast<long long*>(switches + 8 * k);
+    long long* s = reinterpret_cast<long long*>(indices + 8 * k);
     if (kMasked) {
-      store_first(tail, best[k], lo, hi, y + 8 * k, switches + 8 * k);
+      store_first(tail, best[k], lo, hi, y + 8 * k, indices + 8 * k);
     } else {
       _mm256_storeu_ps(y + 8 * k, best[k]);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(s), lo);
@@ -290,10 +290,10 @@ FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int6
 // All channels of one output pixel, taps outermost, so that each tap pixel is read once, in one
 // sweep (the channel groups of pool_channels_cl visit every tap once per group: a pattern the
 // hardware prefetchers follow poorly once the input is beyond the cache): running maxima in the
-// output itself, switches in a per-thread int32 buffer widened at the end. C a multiple of 8.
+// output itself, indices in a per-thread int32 buffer widened at the end. C a multiple of 8.
 FASTCONV_AVX2_INLINE void pool_pixel_cl_tap_major(const float* x, const Tap* taps, int64_t num_taps,
                                                   int64_t C, float* y, int32_t* best_index,
-                                                  int64_t* switches) {
+                                                  int64_t* indices) {
   for (int64_t c = 0; c < C; c += 8) {
     _mm256_storeu_ps(y + c, _mm256_loadu_ps(x + taps[0].offset + c));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(best_index + c), _mm256_set1_epi32(taps[0].index));
@@ -312,9 +312,9 @@ FASTCONV_AVX2_INLINE void pool_pixel_cl_tap_major(const float* x, const Tap* tap
   }
   for (int64_t c = 0; c < C; c += 8) {
     const __m256i i = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(best_index + c));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + c),
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(indices + c),
                         _mm256_cvtepi32_epi64(_mm256_castsi256_si128(i)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(switches + c + 4),
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(indices + c + 4),
                         _mm256_cvtepi32_epi64(_mm256_extracti128_si256(i, 1)));
   }
 }
@@ -328,11 +328,7 @@ FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* inp
   const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(C % 8)),
                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   for (int64_t position = begin; position < end; ++position) {
-    const int64_t n = position / g.out_plane();
-    const int64_t oh = (position / g.out_w) % g.out_h;
-    const int64_t ow = position % g.out_w;
-    const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
-    const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+    const auto [n, rows, cols] = pixel_window(g, position);
     int64_t num_taps = 0;
     for (int64_t ih = rows.begin; ih < rows.end; ih += g.dilation_h) {
       for (int64_t iw = cols.begin; iw < cols.end; iw += g.dilation_w) {

@@ -28,10 +28,10 @@ constexpr acc_t lowest_value() {
 
 // ------------------------------------------------------------------------------- generic forward
 
-// One output of one plane: the window's maximum and its switch, torch's scan.
+// One output of one plane: the window's maximum and its index, torch's scan.
 template <typename scalar_t>
 C10_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows, int64_t ow,
-                     scalar_t* y, int64_t* switches) {
+                     scalar_t* y, int64_t* indices) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
   acc_t best = lowest_value<acc_t>();
@@ -46,7 +46,7 @@ C10_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x, Wind
     }
   }
   *y = static_cast<scalar_t>(best);
-  *switches = best_index;
+  *indices = best_index;
 }
 
 // Always inlined, so that in the AVX2 paths it is compiled for AVX2 too: called from there out of
@@ -54,17 +54,31 @@ C10_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x, Wind
 template <typename scalar_t>
 C10_ALWAYS_INLINE void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh,
                                         int64_t ow_begin, int64_t ow_end, scalar_t* y,
-                                        int64_t* switches) {
+                                        int64_t* indices) {
   const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-    pool_one(g, x, rows, ow, y + oh * g.out_w + ow, switches + oh * g.out_w + ow);
+    pool_one(g, x, rows, ow, y + oh * g.out_w + ow, indices + oh * g.out_w + ow);
   }
 }
 
 
+// Output pixel `position` of a channels_last batch (pixels numbered image by image, row by row):
+// its image and the taps of its window.
+struct PixelWindow {
+  int64_t image;
+  WindowTaps rows, cols;
+};
+
+C10_ALWAYS_INLINE PixelWindow pixel_window(const Pool2dGeometry& g, int64_t position) {
+  const int64_t oh = (position / g.out_w) % g.out_h, ow = position % g.out_w;
+  return {position / g.out_plane(),
+          window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h),
+          window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w)};
+}
+
 // ----------------------------------------------------------------------------------- backward
 
-// A switch outside the plane comes from a window with no tap inside the input (dilation and
+// An index outside the plane comes from a window with no tap inside the input (dilation and
 // padding): it passes no gradient.
 C10_ALWAYS_INLINE bool inside(int64_t index, int64_t size) {
   return static_cast<uint64_t>(index) < static_cast<uint64_t>(size);
@@ -98,10 +112,10 @@ C10_ALWAYS_INLINE void zero_fill(scalar_t* p, int64_t n) {
 
 // The scatter of one plane (kChannelsLast: C = 1), or of one channels_last image (element (i, c)
 // at gx[i * C + c]), restricted to the input rows [row_lo, row_hi): it goes through the output
-// rows whose windows reach into them, in order, and adds the gradients whose switches fall in
+// rows whose windows reach into them, in order, and adds the gradients whose indices fall in
 // them, so that bands of one image can run in parallel and give the same sums as one pass. The
 // band is zeroed as it goes, a little ahead of the windows, so that zeroing and sums stay in the
-// cache. Returns false, having done part of the work, if a switch inside the plane lies outside
+// cache. Returns false, having done part of the work, if an index inside the plane lies outside
 // the rows of its window (not one the forward gives, which another band would miss); the caller
 // then redoes the image with scatter_all. Out of line: inlined into the op, its loop counters
 // were spilled to the stack.
@@ -126,7 +140,7 @@ C10_NOINLINE bool scatter_band(const Pool2dGeometry& g, const scalar_t* gy, cons
     const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
     const int64_t* s_row = s + oh * g.out_w * C;
     const scalar_t* gy_row = gy + oh * g.out_w * C;
-    if (rows.begin >= rows.end) {  // windows with no row inside the input: switches outside
+    if (rows.begin >= rows.end) {  // windows with no row inside the input: indices outside
       if (row_lo == 0) {
         for (int64_t o = 0; o < g.out_w * C; ++o) {
           if (inside(s_row[o], in_plane)) {
@@ -165,7 +179,7 @@ C10_NOINLINE bool scatter_band(const Pool2dGeometry& g, const scalar_t* gy, cons
 }
 
 
-// The plain scatter, for any switches: zero, then add each output's gradient at its switch (one
+// The plain scatter, for any indices: zero, then add each output's gradient at its index (one
 // outside the plane, from a window with no tap inside the input, passes no gradient).
 template <typename scalar_t>
 C10_NOINLINE void scatter_all(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,

@@ -49,11 +49,7 @@ void pool_pixels_cl(const Pool2dGeometry& g, const scalar_t* input, scalar_t* ou
   const int64_t C = g.channels;
   std::vector<acc_t> best(C);
   for (int64_t position = begin; position < end; ++position) {
-    const int64_t n = position / g.out_plane();
-    const int64_t oh = (position / g.out_w) % g.out_h;
-    const int64_t ow = position % g.out_w;
-    const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
-    const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+    const auto [n, rows, cols] = pixel_window(g, position);
     int64_t* pixel_indices = indices + position * C;
     std::fill(best.begin(), best.end(), lowest_value<acc_t>());
     std::fill_n(pixel_indices, C, rows.begin * g.in_w + cols.begin);
