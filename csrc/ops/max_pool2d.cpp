@@ -2,6 +2,7 @@
 // (checks as torch's, device, allocation, empty cases, layout), which then calls the backend's
 // kernels (max_pool2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
 #include <ATen/DeviceGuard.h>
+#include <ATen/Dispatch.h>
 #include <ATen/TensorUtils.h>
 #include <ATen/ops/empty.h>
 #include <c10/core/DeviceGuard.h>
@@ -45,6 +46,8 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
   auto output = at::empty(sizes, input.options().memory_format(layout));
   auto indices = at::empty(sizes, input.options().dtype(at::kLong).memory_format(layout));
   if (output.numel() == 0) {
+    // torch refuses an unsupported dtype even then (bool, complex)
+    AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "max_pool2d", [] {});
     return {output, indices};
   }
   FASTCONV_CALL_BACKEND(input, max_pool2d_forward, g, input.contiguous(layout), layout, output,

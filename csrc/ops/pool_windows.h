@@ -20,8 +20,8 @@ C10_HOST_DEVICE inline WindowTaps window_taps(int64_t o, int64_t stride, int64_t
   int64_t begin = o * stride - pad;
   const int64_t span_end = begin + (kernel - 1) * dilation + 1;
   const int64_t end = span_end < size ? span_end : size;
-  while (begin < 0) {  // a step or two: padding is at most half the kernel
-    begin += dilation;
+  if (begin < 0) {  // the first tap at or after 0
+    begin += (-begin + dilation - 1) / dilation * dilation;
   }
   return {begin, end};
 }

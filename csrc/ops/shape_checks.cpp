@@ -2,12 +2,13 @@
 // backend (shape_checks.h).
 #include "shape_checks.h"
 
-#include <c10/util/Exception.h>
 #include <ATen/TensorUtils.h>
+#include <c10/util/Exception.h>
 #include <c10/util/irange.h>
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <sstream>
 
 namespace fastconv {
@@ -109,10 +110,29 @@ Conv2dGeometry conv2d_geometry(
       ", expected bias to be 1-dimensional with ", w[0], " elements, but got bias of size ",
       bias->sizes(), " instead");
 
-  const int64_t padded_h = input[2] + 2 * padding[0];
-  const int64_t padded_w = input[3] + 2 * padding[1];
-  const int64_t span_h = dilation[0] * (w[2] - 1) + 1;
-  const int64_t span_w = dilation[1] * (w[3] - 1) + 1;
+  for (const int i : {0, 1}) {
+    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i], "Given padding=",
+                padding[i], " at dimension ", i, " , expected padding to be at most ",
+                std::numeric_limits<int64_t>::max() / 2);
+  }
+  // Wrapping as torch's does: an input side past int64 after padding then fails the check below
+  // with torch's message.
+  const auto padded = [](int64_t size, int64_t pad) {
+    return static_cast<int64_t>(static_cast<uint64_t>(size) + 2 * static_cast<uint64_t>(pad));
+  };
+  const int64_t padded_h = padded(input[2], padding[0]);
+  const int64_t padded_w = padded(input[3], padding[1]);
+  // A kernel span past int64 is refused: torch's own arithmetic wraps there and answers with a
+  // meaningless shape (documented in the README).
+  int64_t span_h = 0, span_w = 0;
+  TORCH_CHECK(!__builtin_mul_overflow(dilation[0], w[2] - 1, &span_h) &&
+                  !__builtin_mul_overflow(dilation[1], w[3] - 1, &span_w) &&
+                  span_h < std::numeric_limits<int64_t>::max() &&
+                  span_w < std::numeric_limits<int64_t>::max(),
+              "fastconv conv2d: dilation * (kernel_size - 1) overflows int64 (dilation ", dilation,
+              ", weight ", w, ")");
+  span_h += 1;
+  span_w += 1;
   TORCH_CHECK(
       padded_h >= span_h && padded_w >= span_w, "Calculated padded input size per channel: (",
       padded_h, " x ", padded_w, "). Kernel size: (", span_h, " x ", span_w,
@@ -150,6 +170,12 @@ Conv2dGeometry check_conv2d(
       ") and bias type (", b->dtype().name(), ") should be the same");
   const auto g =
       conv2d_geometry(input.sizes(), weight.sizes(), b, stride, padding, dilation, groups);
+  // torch's backend selection: an empty batch or no channels give an empty result, other empty
+  // input is refused.
+  const bool empty_batch_or_channels = g.batch == 0 || g.in_channels == 0;
+  TORCH_CHECK(empty_batch_or_channels || input.numel() != 0,
+              "Only zero batch or zero channel inputs are supported, but got input shape: ",
+              input.sizes());
 
   if (input.scalar_type() != weight.scalar_type() || input.device() != weight.device()) {
     const auto dtype = input.scalar_type();
@@ -167,6 +193,10 @@ Conv2dGeometry check_conv2d(
   TORCH_CHECK(
       b == nullptr || b->device() == input.device(), "Input type (", legacy_type_name(input),
       ") and bias type (", legacy_type_name(*b), ") should be the same");
+  // The shape check of torch's backends (slow_conv2d_shape_check).
+  TORCH_CHECK(empty_batch_or_channels || (g.kernel_h > 0 && g.kernel_w > 0),
+              "kernel size should be greater than zero, but got kernel_height: ", g.kernel_h,
+              " kernel_width: ", g.kernel_w);
   return g;
 }
 
@@ -188,6 +218,13 @@ Pool2dGeometry check_max_pool2d(
   TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
                   dilation.size() == 2,
               "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
+  // torch holds the pooling parameters as int (safe_downcast), in this order.
+  for (const auto values : {kernel_size, stride, padding, dilation}) {
+    for (const int64_t v : values) {
+      TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
+                  "value cannot be converted to type int without overflow");
+    }
+  }
   const bool channels_last = is_channels_last(input);
   if (channels_last) {
     TORCH_CHECK(input.dim() == 4,
@@ -234,6 +271,9 @@ Pool2dGeometry check_max_pool2d(
                 "but got:",
                 input.sizes());
   }
+  TORCH_CHECK(g.kernel_w / 2 >= g.pad_w && g.kernel_h / 2 >= g.pad_h,
+              "pad should be smaller than or equal to half of kernel size, but got padW = ", g.pad_w,
+              ", padH = ", g.pad_h, ", kW = ", g.kernel_w, ", kH = ", g.kernel_h);
   TORCH_CHECK(g.out_w >= 1 && g.out_h >= 1, "Given input size: (", g.channels, "x", g.in_h, "x",
               g.in_w, "). Calculated output size: (", g.channels, "x", g.out_h, "x", g.out_w,
               "). Output size is too small");

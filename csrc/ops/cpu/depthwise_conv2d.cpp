@@ -196,7 +196,13 @@ int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g) {
 }
 
 bool depthwise_supported(const Conv2dGeometry& g) {
-  return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps;
+  // The zero-padded plane must stay of the order of the input and output planes: padding far
+  // beyond them (which torch accepts) goes to the GEMM paths, whose workspaces follow the output.
+  const double padded_plane = (static_cast<double>(g.in_h) + 2.0 * static_cast<double>(g.pad_h)) *
+      (static_cast<double>(g.in_w) + 2.0 * static_cast<double>(g.pad_w));
+  const double bound = 4.0 * (static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane())) + 4096;
+  return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps &&
+      padded_plane <= bound;
 }
 
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

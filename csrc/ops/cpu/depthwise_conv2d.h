@@ -10,7 +10,8 @@
 
 namespace fastconv::cpu {
 
-// True where these kernels apply: one input channel per group, and at most 64 kernel taps.
+// True where these kernels apply: one input channel per group, at most 64 kernel taps, and a
+// zero-padded plane not much larger than the input and output planes.
 bool depthwise_supported(const Conv2dGeometry& g);
 
 // Workspace bytes per thread of depthwise_forward (a zero-padded input plane and a plane of

@@ -322,7 +322,8 @@ FASTCONV_AVX2_INLINE void pool_pixel_cl_tap_major(const float* x, const Tap* tap
 FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* input, float* output,
                                        int64_t* indices, int64_t begin, int64_t end) {
   const int64_t C = g.channels;
-  std::vector<Tap> taps(g.kernel_h * g.kernel_w);
+  // At most min(kernel, input) taps per dimension lie inside the input.
+  std::vector<Tap> taps(std::min(g.kernel_h, g.in_h) * std::min(g.kernel_w, g.in_w));
   const bool tap_major = C > 32 && C % 8 == 0;
   std::vector<int32_t> index_buffer(tap_major ? C : 0);
   const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(C % 8)),
