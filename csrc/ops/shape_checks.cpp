@@ -122,21 +122,20 @@ Conv2dGeometry conv2d_geometry(
   };
   const int64_t padded_h = padded(input[2], padding[0]);
   const int64_t padded_w = padded(input[3], padding[1]);
-  // A kernel span past int64 is refused: torch's own arithmetic wraps there and answers with a
-  // meaningless shape (documented in the README).
+  // The dilated kernel span, wrapping past int64 as torch's arithmetic does, so that the check
+  // below gives torch's message; a span that wrapped yet passes it is refused after the check,
+  // where torch would go on with a meaningless shape (README, "Supported, and not yet").
   int64_t span_h = 0, span_w = 0;
-  TORCH_CHECK(!__builtin_mul_overflow(dilation[0], w[2] - 1, &span_h) &&
-                  !__builtin_mul_overflow(dilation[1], w[3] - 1, &span_w) &&
-                  span_h < std::numeric_limits<int64_t>::max() &&
-                  span_w < std::numeric_limits<int64_t>::max(),
-              "fastconv conv2d: dilation * (kernel_size - 1) overflows int64 (dilation ", dilation,
-              ", weight ", w, ")");
-  span_h += 1;
-  span_w += 1;
+  bool span_overflows = __builtin_mul_overflow(dilation[0], w[2] - 1, &span_h);
+  span_overflows |= __builtin_mul_overflow(dilation[1], w[3] - 1, &span_w);
+  span_overflows |= __builtin_add_overflow(span_h, 1, &span_h);
+  span_overflows |= __builtin_add_overflow(span_w, 1, &span_w);
   TORCH_CHECK(
       padded_h >= span_h && padded_w >= span_w, "Calculated padded input size per channel: (",
       padded_h, " x ", padded_w, "). Kernel size: (", span_h, " x ", span_w,
       "). Kernel size can't be greater than actual input size");
+  TORCH_CHECK(!span_overflows, "fastconv conv2d: dilation * (kernel_size - 1) overflows int64 "
+              "(dilation ", dilation, ", weight ", w, ")");
 
   Conv2dGeometry g{};
   g.batch = input[0];
