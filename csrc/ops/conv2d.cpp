@@ -72,13 +72,13 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
                                  int64_t groups) {
   const auto g = conv2d_backward_geometry(grad_output, input_size, weight.sizes(), stride,
                                           padding, dilation, groups);
-  check_same_dtype_and_device(grad_output, weight, "weight");
   const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
   const auto memory_format = layout_of(grad_output);
   if (c10::multiply_integers(input_size) == 0 || grad_output.numel() == 0 ||
       g.column_rows() == 0) {
     return at::zeros(input_size, grad_output.options()).contiguous(memory_format);
   }
+  check_same_dtype_and_device(grad_output, weight, "weight");
   auto grad_input = at::empty(input_size, grad_output.options());
   FASTCONV_CALL_BACKEND(grad_output, conv2d_input_backward, g, grad_output.contiguous(),
                         weight.contiguous(), grad_input);
@@ -91,11 +91,11 @@ at::Tensor conv2d_weight_backward(const at::Tensor& grad_output, const at::Tenso
                                   int64_t groups) {
   const auto g = conv2d_backward_geometry(grad_output, input.sizes(), weight_size, stride,
                                           padding, dilation, groups);
-  check_same_dtype_and_device(grad_output, input, "input");
   const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
   if (c10::multiply_integers(weight_size) == 0 || grad_output.numel() == 0) {
     return at::zeros(weight_size, grad_output.options());
   }
+  check_same_dtype_and_device(grad_output, input, "input");
   auto grad_weight = at::empty(weight_size, grad_output.options());
   FASTCONV_CALL_BACKEND(grad_output, conv2d_weight_backward, g, input.contiguous(),
                         grad_output.contiguous(), grad_weight);

@@ -45,9 +45,14 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
   const auto sizes = output_sizes(input, g);
   auto output = at::empty(sizes, input.options().memory_format(layout));
   auto indices = at::empty(sizes, input.options().dtype(at::kLong).memory_format(layout));
-  if (output.numel() == 0) {
-    // torch refuses an unsupported dtype even then (bool, complex)
+  // torch refuses an unsupported dtype (bool, complex) even for empty input, naming the layout.
+  if (layout == at::MemoryFormat::ChannelsLast) {
+    AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                               "max_pool2d_channels_last", [] {});
+  } else {
     AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "max_pool2d", [] {});
+  }
+  if (output.numel() == 0) {
     return {output, indices};
   }
   FASTCONV_CALL_BACKEND(input, max_pool2d_forward, g, input.contiguous(layout), layout, output,

@@ -2,6 +2,7 @@
 // torch's, device, allocation, empty cases, layout), which then calls the backend's kernels
 // (max_unpool2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
 #include <ATen/DeviceGuard.h>
+#include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/DeviceGuard.h>
@@ -35,11 +36,23 @@ at::Tensor max_unpool2d(const at::Tensor& input, const at::Tensor& indices,
   auto sizes = input.sizes().vec();
   sizes[sizes.size() - 2] = g.out_h;
   sizes[sizes.size() - 1] = g.out_w;
-  auto output = at::zeros(sizes, input.options());
-  if (input.numel() > 0) {  // an empty batch; an empty output with input fails the index check
-    FASTCONV_CALL_BACKEND(input, max_unpool2d_forward, g, input.contiguous(),
-                          indices.contiguous(), output);
+  int64_t numel = 1;
+  for (const int64_t size : sizes) {
+    TORCH_CHECK(!__builtin_mul_overflow(numel, size, &numel), "numel: integer multiplication overflow");
   }
+  auto output = at::zeros(sizes, input.options());
+  if (output.numel() == 0) {  // torch checks neither the indices nor the dtype then
+    return output.contiguous(layout_of(input));
+  }
+  if (is_channels_last(input)) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                    "max_unpool2d_channels_last", [] {});
+  } else {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "max_unpool2d",
+                                    [] {});
+  }
+  FASTCONV_CALL_BACKEND(input, max_unpool2d_forward, g, input.contiguous(), indices.contiguous(),
+                        output);
   return output.contiguous(layout_of(input));
 }
 

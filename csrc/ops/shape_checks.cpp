@@ -2,6 +2,7 @@
 // backend (shape_checks.h).
 #include "shape_checks.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/TensorUtils.h>
 #include <c10/util/Exception.h>
 #include <c10/util/irange.h>
@@ -76,6 +77,30 @@ at::MemoryFormat conv2d_output_memory_format(const at::Tensor& input, const at::
 
 namespace {
 
+// Whether torch's CPU convolution would run this call on oneDNN: its use_mkldnn heuristic for
+// float32 (Convolution.cpp), oneDNN always for the half types. Some of torch's errors come from the
+// backend it picks, and read differently.
+bool torch_uses_onednn(const Conv2dGeometry& g, const at::Tensor& input) {
+  const auto dtype = input.scalar_type();
+  if (!input.is_cpu() || (dtype != at::kFloat && dtype != at::kBFloat16 && dtype != at::kHalf)) {
+    return false;
+  }
+  if (dtype != at::kFloat) {
+    return true;
+  }
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  const bool dilated = g.dilation_h != 1 || g.dilation_w != 1;
+  const bool worth_it_1x1 = strided || dilated || g.batch >= 16 || g.kernel_w != 1 ||
+      g.kernel_h != 1 || at::get_num_threads() > 1;
+  const bool worth_it = g.groups > 1 || (g.kernel_w > 3 && g.kernel_h > 3) || g.batch > 1 ||
+      input.numel() > 20480;
+  return worth_it_1x1 && worth_it;
+}
+
+} // namespace
+
+namespace {
+
 // The shape checks of torch's check_shape_forward, in its order, on sizes alone.
 Conv2dGeometry conv2d_geometry(
     at::IntArrayRef input, at::IntArrayRef w, const at::Tensor* bias, at::IntArrayRef stride,
@@ -88,8 +113,9 @@ Conv2dGeometry conv2d_geometry(
               "negative padding is not supported");
   TORCH_CHECK(!any_of(stride, [](int64_t s) { return s <= 0; }),
               "non-positive stride is not supported");
-  TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d <= 0; }),
-              "dilation should be greater than zero, but got ", dilation);
+  // Zero dilation passes here, as in torch; its backends refuse it (check_conv2d).
+  TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d < 0; }),
+              "dilation should be greater than zero");
   TORCH_CHECK(
       input.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
       "-dimensional weight ", w, ", but got ", input.size(), "-dimensional input of size ",
@@ -176,26 +202,46 @@ Conv2dGeometry check_conv2d(
               "Only zero batch or zero channel inputs are supported, but got input shape: ",
               input.sizes());
 
-  if (input.scalar_type() != weight.scalar_type() || input.device() != weight.device()) {
-    const auto dtype = input.scalar_type();
-    const bool onednn_dtype =
-        dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf;
-    if (input.is_cpu() && weight.is_cpu() && !onednn_dtype) {
-      TORCH_CHECK(false, "expected scalar type ", input.scalar_type(), " but found ",
-                  weight.scalar_type());
-    }
-    TORCH_CHECK(
-        false, "Input type (", legacy_type_name(input), ") and weight type (",
-        legacy_type_name(weight), ") should be the same",
-        input.is_cpu() ? " or input should be a MKLDNN tensor and weight is a dense tensor" : "");
+  // An empty kernel with an empty batch: torch fails on an internal select() (IndexError); this
+  // says what is wrong. With no channels torch returns an empty result, as below.
+  TORCH_CHECK(g.batch != 0 || (g.kernel_h > 0 && g.kernel_w > 0),
+              "kernel size should be greater than zero, but got kernel_height: ", g.kernel_h,
+              " kernel_width: ", g.kernel_w);
+  if (empty_batch_or_channels) {  // torch's Empty backend: no further checks
+    return g;
   }
+  // The rest are the checks of the backend torch would pick, each with its own words.
+  const bool onednn = torch_uses_onednn(g, input);
+  const bool dilated = g.dilation_h != 1 || g.dilation_w != 1;
+  const bool zero_dilation = g.dilation_h == 0 || g.dilation_w == 0;
+  const bool zero_kernel = g.kernel_h <= 0 || g.kernel_w <= 0;
+  const bool same_type = input.scalar_type() == weight.scalar_type() &&
+      input.device() == weight.device();
+  if (!onednn && input.is_cpu() && weight.is_cpu()) {
+    // slow_conv2d or, dilated, slow_conv_dilated2d: shape checks first, types when reading data.
+    if (dilated) {
+      TORCH_CHECK(!zero_kernel, "kernel size should be greater than zero, but got ",
+                  at::IntArrayRef{g.kernel_h, g.kernel_w});
+      TORCH_CHECK(!zero_dilation, "dilation should be greater than zero, but got ", dilation);
+    } else {
+      TORCH_CHECK(!zero_kernel, "kernel size should be greater than zero, but got kernel_height: ",
+                  g.kernel_h, " kernel_width: ", g.kernel_w);
+    }
+    TORCH_CHECK(same_type, "expected scalar type ", input.scalar_type(), " but found ",
+                weight.scalar_type());
+  }
+  TORCH_CHECK(
+      same_type, "Input type (", legacy_type_name(input), ") and weight type (",
+      legacy_type_name(weight), ") should be the same",
+      input.is_cpu() ? " or input should be a MKLDNN tensor and weight is a dense tensor" : "");
   TORCH_CHECK(
       b == nullptr || b->device() == input.device(), "Input type (", legacy_type_name(input),
       ") and bias type (", legacy_type_name(*b), ") should be the same");
-  // The shape check of torch's backends (slow_conv2d_shape_check).
-  TORCH_CHECK(empty_batch_or_channels || (g.kernel_h > 0 && g.kernel_w > 0),
-              "kernel size should be greater than zero, but got kernel_height: ", g.kernel_h,
-              " kernel_width: ", g.kernel_w);
+  TORCH_CHECK(!zero_dilation, "non-positive dilation is not supported");
+  // oneDNN fails on an empty kernel with an internal message ("could not create a primitive
+  // descriptor"); this one says what is wrong.
+  TORCH_CHECK(!zero_kernel, "kernel size should be greater than zero, but got kernel_height: ",
+              g.kernel_h, " kernel_width: ", g.kernel_w);
   return g;
 }
 
@@ -204,6 +250,8 @@ Conv2dGeometry conv2d_backward_geometry(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const auto g =
       conv2d_geometry(input_size, weight_size, nullptr, stride, padding, dilation, groups);
+  TORCH_CHECK(g.batch == 0 || g.in_channels == 0 || (g.dilation_h > 0 && g.dilation_w > 0),
+              "dilation should be greater than zero, but got ", dilation);
   const std::array<int64_t, 4> expected{g.batch, g.out_channels, g.out_h, g.out_w};
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
               "conv2d backward: expected grad_output of size ", at::IntArrayRef(expected),

@@ -14,6 +14,7 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <type_traits>
 #include <vector>
@@ -215,6 +216,19 @@ void backward_band_cl_disjoint_f32_portable(const Pool2dGeometry& g, const float
 
 void max_pool2d_forward(const Pool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout,
                         at::Tensor& output, at::Tensor& indices) {
+  if (layout == at::MemoryFormat::ChannelsLast && c10::isIntegralType(x.scalar_type(), false)) {
+    // torch's channels_last CPU kernel keeps the indices in integer lanes as wide as the values
+    // (int8 for int8 and uint8), and refuses planes whose indices would not fit, with these words.
+    const int64_t limit = x.element_size() == 1 ? std::numeric_limits<int8_t>::max()
+        : x.element_size() == 2                 ? std::numeric_limits<int16_t>::max()
+        : x.element_size() == 4                 ? std::numeric_limits<int32_t>::max()
+                                                : std::numeric_limits<int64_t>::max();
+    TORCH_CHECK(g.in_plane() <= limit,
+                "Expected input_depth * input_height * input_width <= "
+                "std::numeric_limits<integer_t>::max() to be true, but got false.  (Could this "
+                "error message be improved?  If so, please report an enhancement request to "
+                "PyTorch.)");
+  }
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "max_pool2d", [&] {
     const auto forward = layout == at::MemoryFormat::ChannelsLast ? forward_channels_last<scalar_t>
                                                                   : forward_nchw<scalar_t>;
