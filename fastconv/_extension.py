@@ -1,5 +1,8 @@
 """Loads the compiled extension fastconv._C and checks it matches the torch it runs under."""
 
+import importlib.util
+import os
+
 import torch
 
 REBUILD_HINT = (
@@ -7,6 +10,7 @@ REBUILD_HINT = (
     "`pip install --no-build-isolation --no-deps --force-reinstall .` "
     "(or `pip install --no-build-isolation --no-deps -e .` for a development install)."
 )
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def check_torch_version(built: str, running: str) -> None:
@@ -17,6 +21,28 @@ def check_torch_version(built: str, running: str) -> None:
             + REBUILD_HINT
         )
 
+
+def missing_extension_message(package_dir: str) -> str:
+    """Why fastconv._C is absent, and what to do. The usual cause: Python found the fastconv
+    folder of a source checkout (the current folder comes first on sys.path) rather than the
+    installed package."""
+    source_root = os.path.dirname(package_dir)
+    if os.path.exists(os.path.join(source_root, "setup.py")):
+        return (
+            f"fastconv was imported from its source folder {package_dir}, where the compiled "
+            "extension fastconv._C has not been built. Either build it there "
+            "(`python setup.py build_ext --inplace`, or `pip install --no-build-isolation -e .`), "
+            f"or run Python from another folder than {source_root} so that it imports the "
+            "installed fastconv (`pip install --no-build-isolation .` installs it)."
+        )
+    return (f"fastconv's compiled extension (fastconv._C) is missing from {package_dir}: the "
+            "package was installed without it. " + REBUILD_HINT)
+
+
+# Checked before importing: a missing module would otherwise surface as a confusing "partially
+# initialized module (most likely due to a circular import)" error.
+if importlib.util.find_spec(f"{__package__}._C") is None:
+    raise ImportError(missing_extension_message(PACKAGE_DIR))
 
 try:
     from . import _C
