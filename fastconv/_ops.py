@@ -3,7 +3,8 @@
 Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda); here are only
 - the fake implementations: output shapes and layouts for torch.compile and meta tensors;
 - the autograd formulas, written with the fastconv ops themselves, so that gradients of any order
-  run on fastconv kernels.
+  run on fastconv kernels;
+- the autocast rule of conv2d (torch.autocast).
 """
 
 import torch
@@ -249,3 +250,40 @@ def _gather_backward(ctx, grad):
 torch.library.register_autograd(
     "fastconv::max_unpool2d_backward", _gather_backward, setup_context=_gather_setup
 )
+
+
+# -------------------------------------------------------------------------------------- autocast
+# torch's autocast policy for the matching torch ops: conv2d is on the lower-precision list (its
+# floating inputs, float64 excepted, are cast to the autocast dtype of their device), max-pooling
+# and unpooling are on no list and run in their input's dtype, which is what the Autocast keys'
+# default fallthrough already gives the other fastconv ops. torch.library.register_autocast is not
+# used: it casts to one dtype fixed at registration, whereas torch casts to the dtype of the
+# enclosing torch.autocast(..., dtype=...) (float16 or bfloat16 on CUDA, bfloat16 or float16 on
+# the CPU). The kernel below is register_autocast's, with that dtype looked up per call.
+
+_autocast_library = torch.library.Library("fastconv", "IMPL")
+
+
+def _autocast_cast(value, device_type: str, dtype: torch.dtype):
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype is not torch.float64 \
+            and value.device.type == device_type:
+        return value.to(dtype)
+    return value
+
+
+def _register_lower_precision(name: str, device_type: str) -> None:
+    op = getattr(ops, name).default
+    key_name = "Autocast" + torch._C._dispatch_key_for_device(device_type)
+    key = getattr(torch._C.DispatchKey, key_name)
+
+    def run(*args):
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
+            return op(*(_autocast_cast(a, device_type, dtype) for a in args))
+
+    op.py_impl(key)(run)  # for the Python dispatcher (torch.compile's tracing)
+    _autocast_library.impl(name, lambda _keyset, *args: run(*args), key_name, with_keyset=True)
+
+
+for _device_type in ("cpu", "cuda"):
+    _register_lower_precision("conv2d", _device_type)

@@ -3,12 +3,17 @@
 These wrappers turn Python-level arguments (ints or pairs, padding strings, unbatched input) into
 the fixed arguments of the ops in torch.ops.fastconv, raising torch's errors for malformed ones;
 the ops check everything else in C++ (csrc/ops/shape_checks.cpp).
+
+The public functions are for eager Python (their argument handling is not TorchScript). Each ends
+in a TorchScript-compatible core (_conv2d_pairs, _conv2d_padding_string, _max_pool2d_pairs,
+_max_unpool2d_core), which fastconv.nn's modules call directly, so that converted models script.
 """
 
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
 from . import _ops  # noqa: F401  autograd and fake implementations must be registered
@@ -30,18 +35,57 @@ def _conv_param(name: str, value: IntOrPair, spatial_dims: int) -> List[int]:
     return values
 
 
-def _same_padding(input, weight, dilation) -> Tuple[torch.Tensor, List[int]]:
+def _same_padding(input: torch.Tensor, weight: torch.Tensor, dilation: List[int]) -> Tuple[torch.Tensor, List[int]]:
     """padding='same': symmetric padding, plus one more row/column at the end where the total is
     odd (as torch does, by padding a copy of the input)."""
-    padding = []
+    padding: List[int] = []
     extra = [0, 0, 0, 0]  # F.pad order: left, right, top, bottom
     for d in range(2):
         total = dilation[d] * (weight.shape[d + 2] - 1)
         padding.append(total // 2)
         extra[2 * (1 - d) + 1] = total - 2 * (total // 2)
-    if any(extra):
+    if extra[1] != 0 or extra[3] != 0:
         input = F.pad(input, extra)
     return input, padding
+
+
+def _check_conv_input(input: torch.Tensor) -> None:
+    if input.dim() != 3 and input.dim() != 4:
+        raise RuntimeError(
+            "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+            + str(list(input.shape))
+        )
+
+
+def _conv2d_pairs(
+    input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
+    padding: List[int], dilation: List[int], groups: int,
+) -> torch.Tensor:
+    """The op on 4-D or unbatched 3-D input, with stride, padding and dilation as pairs."""
+    _check_conv_input(input)
+    if input.dim() == 3:
+        return ops.conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d_padding_string(
+    input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
+    padding: str, dilation: List[int], groups: int,
+) -> torch.Tensor:
+    """The op with padding 'valid' or 'same', stride and dilation as pairs."""
+    if padding == "valid":
+        return _conv2d_pairs(input, weight, bias, stride, [0, 0], dilation, groups)
+    if padding != "same":
+        raise RuntimeError("Invalid padding string: '" + padding + "'")
+    if stride[0] != 1 or stride[1] != 1:
+        raise RuntimeError("padding='same' is not supported for strided convolutions")
+    _check_conv_input(input)
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    input, pairs = _same_padding(input, weight, dilation)
+    output = ops.conv2d(input, weight, bias, stride, pairs, dilation, groups)
+    return output.squeeze(0) if unbatched else output
 
 
 def conv2d(
@@ -58,32 +102,16 @@ def conv2d(
     input: (N, C, H, W) or unbatched (C, H, W); weight: (K, C / groups, R, S); bias: (K,) or None.
     padding: int, pair, 'valid' or 'same' (stride 1 only). Dilation > 1 gives dilated convolution.
     """
-    if input.dim() not in (3, 4):
-        raise RuntimeError(
-            "Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
-            f"{list(input.shape)}"
-        )
+    _check_conv_input(input)
     if weight.dim() < 3:
         raise RuntimeError("weight should have at least three dimensions")
     spatial_dims = weight.dim() - 2  # torch takes the convolution's rank from the weight
     stride = _conv_param("stride", stride, spatial_dims)
     dilation = _conv_param("dilation", dilation, spatial_dims)
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
     if isinstance(padding, str):
-        if padding == "valid":
-            padding = [0, 0]
-        elif padding == "same":
-            if any(s != 1 for s in stride):
-                raise RuntimeError("padding='same' is not supported for strided convolutions")
-            input, padding = _same_padding(input, weight, dilation)
-        else:
-            raise RuntimeError(f"Invalid padding string: '{padding}'")
-    else:
-        padding = _conv_param("padding", padding, spatial_dims)
-    output = ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return output.squeeze(0) if unbatched else output
+        return _conv2d_padding_string(input, weight, bias, stride, padding, dilation, groups)
+    padding = _conv_param("padding", padding, spatial_dims)
+    return _conv2d_pairs(input, weight, bias, stride, padding, dilation, groups)
 
 
 def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:
@@ -108,7 +136,7 @@ def max_pool2d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ):
-    """2-D max pooling as torch.nn.functional.max_pool2d, recording the switches.
+    """2-D max pooling as torch.nn.functional.max_pool2d, recording the indices of the maxima.
 
     With return_indices=True returns (output, indices): int64, for each output the flat position
     h * W + w of its maximum within its (n, c) plane, identical to torch's.
@@ -125,11 +153,28 @@ def max_pool2d(
     stride = kernel_size if stride is None else stride
     padding = _pool_pair(padding, "max_pool2d: padding must either be a single int, or a tuple of two ints")
     dilation = _pool_pair(dilation, "max_pool2d: dilation must be either a single int, or a tuple of two ints")
-    output, indices = ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+    output, indices = _max_pool2d_pairs(input, kernel_size, stride, padding, dilation, ceil_mode)
     return (output, indices) if return_indices else output
 
 
-def _unpool_output_size(input, kernel_size, stride, padding, output_size) -> List[int]:
+def _max_pool2d_pairs(
+    input: torch.Tensor, kernel_size: BroadcastingList2[int], stride: BroadcastingList2[int],
+    padding: BroadcastingList2[int], dilation: BroadcastingList2[int], ceil_mode: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices); kernel_size, stride (empty: the kernel's), padding, dilation as ints or
+    pairs (what torch.nn.MaxPool2d holds)."""
+    kernel_pair = _pair(kernel_size)
+    stride_pair = _pair(stride)
+    if len(stride_pair) == 0:
+        stride_pair = kernel_pair
+    return ops.max_pool2d_with_indices(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation),
+                                       ceil_mode)
+
+
+def _unpool_output_size(
+    input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
+    output_size: Optional[List[int]],
+) -> List[int]:
     """torch's rule: the size max_pool2d came from, or output_size, which must lie within a stride
     of it (it may carry the batch and channel dims too)."""
     default = [
@@ -162,9 +207,17 @@ def max_unpool2d(
     output_size: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
     """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d: each value goes to the
-    position its switch names in a zero-filled plane; everything else stays zero."""
-    kernel_size = _pair(kernel_size)
-    stride = kernel_size if stride is None else _pair(stride)
-    padding = _pair(padding)
-    size = _unpool_output_size(input, kernel_size, stride, padding, output_size)
+    position its index names in a zero-filled plane; everything else stays zero."""
+    return _max_unpool2d_core(input, indices, kernel_size, stride, padding, output_size)
+
+
+def _max_unpool2d_core(
+    input: torch.Tensor, indices: torch.Tensor, kernel_size: BroadcastingList2[int],
+    stride: Optional[BroadcastingList2[int]], padding: BroadcastingList2[int],
+    output_size: Optional[List[int]],
+) -> torch.Tensor:
+    """max_unpool2d with kernel_size, stride (None: the kernel's) and padding as ints or pairs."""
+    kernel_pair = _pair(kernel_size)
+    stride_pair = kernel_pair if stride is None else _pair(stride)
+    size = _unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
     return ops.max_unpool2d(input, indices, size)

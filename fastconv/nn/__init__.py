@@ -1,10 +1,16 @@
 """Drop-in modules: subclasses of torch.nn.Conv2d, MaxPool2d and MaxUnpool2d that run fastconv's
 kernels. Constructor arguments, parameters, initialisation, state_dict keys and repr are torch's,
-so isinstance checks and pretrained weights carry over."""
+so isinstance checks and pretrained weights carry over.
+
+Their forwards call the TorchScript-compatible cores of fastconv.functional with the arguments
+torch's modules hold (pairs, or a padding string), so converted models script with
+torch.jit.script, as torch's own layers do; eager calls skip the functional API's argument
+parsing, which the modules' arguments do not need."""
+
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as torch_F
-from torch.nn.modules.utils import _pair
 
 from .. import functional as F
 
@@ -15,30 +21,37 @@ class Conv2d(torch.nn.Conv2d):
     """torch.nn.Conv2d computed by fastconv.conv2d. padding_mode 'reflect', 'replicate' and
     'circular' pad the input first, as torch does."""
 
-    def _conv_forward(self, input, weight, bias):
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         if self.padding_mode != "zeros":
             input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(input, weight, bias, self.stride, _pair(0), self.dilation, self.groups)
-        return F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return F._conv2d_pairs(input, weight, bias, self.stride, [0, 0], self.dilation, self.groups)
+        padding = self.padding
+        if isinstance(padding, str):
+            return F._conv2d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
+                                            self.groups)
+        return F._conv2d_pairs(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
-    """torch.nn.MaxPool2d computed by fastconv.max_pool2d (return_indices gives the switches)."""
+    """torch.nn.MaxPool2d computed by fastconv.max_pool2d (return_indices gives the indices of the
+    maxima)."""
 
-    def forward(self, input):
-        return F.max_pool2d(
-            input,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            ceil_mode=self.ceil_mode,
-            return_indices=self.return_indices,
-        )
+    def forward(self, input: torch.Tensor):
+        output, indices = F._max_pool2d_pairs(input, self.kernel_size, self.stride, self.padding,
+                                              self.dilation, self.ceil_mode)
+        if self.return_indices:
+            return output, indices
+        return output
 
 
 class MaxUnpool2d(torch.nn.MaxUnpool2d):
     """torch.nn.MaxUnpool2d computed by fastconv.max_unpool2d."""
 
-    def forward(self, input, indices, output_size=None):
-        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+    # torch's __init__ stores pairs; torch annotates int-or-pair, which TorchScript cannot pass on
+    # (torch's own MaxUnpool2d does not script for that reason).
+    kernel_size: Tuple[int, int]
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+
+    def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
+        return F._max_unpool2d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
