@@ -1,7 +1,8 @@
-"""What machine the benchmark ran on, and its practical peaks measured in the same run: a large
-GEMM's FLOP rate (what a convolution could reach) and a large copy's bandwidth (what a memory-bound
-pooling could reach). Measuring them alongside the cases keeps "fraction of peak" honest on a
-shared machine whose speed drifts."""
+"""What machine the benchmark ran on, and its practical peaks: a large GEMM's FLOP rate (what a
+convolution could reach) and a copy's bandwidth beyond the cache (what a memory-bound pooling could
+reach). The peaks are timed in the same interleaved rounds as each case (PeakCandidates), so that a
+"fraction of peak" compares rates measured under the same load on a shared machine whose speed
+drifts; measure_peaks gives the run's headline figures."""
 
 import datetime
 import os
@@ -65,6 +66,7 @@ def machine_info(device: torch.device) -> dict:
         "torch_version": torch.__version__,
         "mkldnn_available": torch.backends.mkldnn.is_available(),
         "fastconv_version": fastconv.__version__,
+        "fastconv_path": str(Path(fastconv.__file__).parent),
         "fastconv_build_info": fastconv.build_info(),
         "git_commit": git_commit(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -79,32 +81,52 @@ def machine_info(device: torch.device) -> dict:
 
 
 def gemm_size(device: torch.device, dtype: torch.dtype) -> int:
-    """The square GEMM whose rate is the peak: large enough to run at full speed, small enough to
-    take a fraction of a second. Half types get a smaller one on the CPU, where without native
-    support (AVX2) they run at about 1 GFLOP/s."""
+    """The square GEMM whose rate is the peak: large enough to run near full speed, small enough to
+    be timed in every round of every case (tens of milliseconds; on 2 Zen 3 cores a 1536^3 float32
+    GEMM runs at about 90% of a 2048^3 one's rate, a 1024^3 one at 70%). Half types get a smaller
+    one on the CPU, where without native support (AVX2) they run at about 1 GFLOP/s."""
     if device.type == "cuda":
         return 8192
-    return 512 if dtype in (torch.float16, torch.bfloat16) else 2048
+    return 512 if dtype in (torch.float16, torch.bfloat16) else 1536
 
 
-def measure_peaks(device: torch.device, dtype: torch.dtype, timer: Timer, repeats: int) -> dict:
-    """GFLOP/s of a square GEMM in the benchmark's dtype (see gemm_size) and GB/s of a 256 MiB
-    float32 copy (bytes read plus bytes written), each the median of `repeats` samples."""
-    size = gemm_size(device, dtype)
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    out = torch.empty(size, size, device=device, dtype=dtype)
-    source = torch.empty(64 << 20, device=device, dtype=torch.float32)
-    target = torch.empty_like(source)
-    source.normal_()
-    timings = interleaved(
-        {"gemm": Candidate(lambda: torch.mm(a, b, out=out)), "copy": Candidate(lambda: target.copy_(source))},
-        timer, repeats=repeats, warmup=1, min_sample_seconds=0.1,
-    )
+COPY_BYTES = 64 << 20  # the copy's source (float32), twice a 32 MiB last-level cache
+
+
+class PeakCandidates:
+    """The peak measurements as timeable calls, timed interleaved with each case's
+    implementations: `gemm` (work: FLOPs) and `copy` (work: bytes read plus written)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        size = self.gemm_size = gemm_size(device, dtype)
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        out = torch.empty(size, size, device=device, dtype=dtype)
+        source = torch.randn(COPY_BYTES // 4, device=device)
+        target = torch.empty_like(source)
+        self.gemm = Candidate(lambda: torch.mm(a, b, out=out))
+        self.copy = Candidate(lambda: target.copy_(source))
+        self.gemm_flops = 2 * size**3
+        self.copy_bytes = 2 * source.numel() * source.element_size()
+        self.gemm_dtype = str(dtype).replace("torch.", "")
+
+    def for_op(self, op: str):
+        """(candidate, work, unit of the rate) of the peak an op is measured against."""
+        if op == "conv2d":
+            return self.gemm, self.gemm_flops, "GFLOP/s"
+        return self.copy, self.copy_bytes, "GB/s"
+
+
+def measure_peaks(peaks: PeakCandidates, timer: Timer, repeats: int) -> dict:
+    """GFLOP/s of the GEMM and GB/s of the copy (bytes read plus bytes written), each the median of
+    `repeats` interleaved samples: the run's headline figures (fractions of peak use the
+    measurements taken alongside each case)."""
+    timings = interleaved({"gemm": peaks.gemm, "copy": peaks.copy}, timer, repeats=repeats, warmup=1,
+                          min_sample_seconds=0.1)
     return {
-        "gemm_size": size,
-        "gemm_dtype": str(dtype).replace("torch.", ""),
-        "gemm_gflops": 2 * size**3 / timings["gemm"].median / 1e9,
-        "copy_bytes": 2 * source.numel() * source.element_size(),
-        "copy_gbs": 2 * source.numel() * source.element_size() / timings["copy"].median / 1e9,
+        "gemm_size": peaks.gemm_size,
+        "gemm_dtype": peaks.gemm_dtype,
+        "gemm_gflops": peaks.gemm_flops / timings["gemm"].median / 1e9,
+        "copy_bytes": peaks.copy_bytes,
+        "copy_gbs": peaks.copy_bytes / timings["copy"].median / 1e9,
     }

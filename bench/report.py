@@ -1,5 +1,5 @@
-"""Presenting results: terminal tables (rich when installed, plain text otherwise), the per-suite
-summary (geometric means), CSV / JSON / markdown files and PNG plots (matplotlib when installed).
+"""Presenting results: terminal tables (plain text, at most 120 columns), the per-suite summary
+(geometric means), CSV / JSON / markdown files and PNG plots (matplotlib when installed).
 
 A result row is one (case, pass, implementation): see run.measure_case for its fields.
 """
@@ -7,49 +7,64 @@ A result row is one (case, pass, implementation): see run.measure_case for its f
 import csv
 import json
 import math
+import textwrap
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .workloads import FASTCONV_IMPLS, PASSES, REFERENCES, counterpart
 
-try:
-    import rich.console
-    import rich.table
-except ImportError:  # optional: plain text tables instead
-    rich = None
+TERMINAL_WIDTH = 120
+GAP = "  "
 
 
 @dataclass
 class Table:
+    """A table for the terminal and for summary.md. The terminal gets the columns not named in
+    `markdown_only`, headers wrapped over several lines to the width of their column, and the
+    caption wrapped, so that it fits TERMINAL_WIDTH columns; summary.md gets everything."""
+
     title: str
     headers: List[str]
     rows: List[List[str]]
     caption: str = ""
+    markdown_only: List[str] = field(default_factory=list)
 
     def print(self) -> None:
-        if rich is not None:
-            table = rich.table.Table(title=self.title, caption=self.caption or None, title_justify="left",
-                                     caption_justify="left")
-            for i, header in enumerate(self.headers):
-                table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
-            for row in self.rows:
-                table.add_row(*[_colour(cell) for cell in row])
-            # As wide as the table needs (a narrower terminal wraps lines, rather than rich
-            # squeezing the cells into several lines each).
-            rich.console.Console(width=max(80, len(self._plain().splitlines()[0]) + 3 * len(self.headers))).print(table)
-            return
-        print(f"\n{self.title}\n" + self._plain())
-        if self.caption:
-            print(self.caption)
+        print(self.terminal())
 
-    def _plain(self) -> str:
-        widths = [max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h)
-                  for i, h in enumerate(self.headers)]
-        line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(cells, widths)))
-        return "\n".join([line(self.headers), line(["-" * w for w in widths])] + [line(r) for r in self.rows])
+    def terminal(self) -> str:
+        keep = [i for i, h in enumerate(self.headers) if h not in self.markdown_only]
+        while True:
+            text = self._render(keep)
+            if max(map(len, text.splitlines())) <= TERMINAL_WIDTH or len(keep) <= 2:
+                return text
+            keep = keep[:-1]  # a last resort (very long names): summary.md has every column
+
+    def _render(self, keep: List[int]) -> str:
+        headers = [self.headers[i] for i in keep]
+        rows = [[row[i] for i in keep] for row in self.rows]
+        widths = []
+        for i, header in enumerate(headers):
+            cells = max((len(r[i]) for r in rows), default=0)
+            longest_word = max(len(word) for word in header.split())
+            widths.append(max(cells, longest_word, 4))
+        header_lines = [textwrap.wrap(h, w) for h, w in zip(headers, widths)]
+        widths = [max(w, *(len(line) for line in lines)) for w, lines in zip(widths, header_lines)]
+        depth = max(len(lines) for lines in header_lines)
+        header_lines = [[""] * (depth - len(lines)) + lines for lines in header_lines]  # bottom-aligned
+
+        def line(cells):
+            return GAP.join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        text = textwrap.wrap(self.title, TERMINAL_WIDTH)
+        text += [line([lines[k] for lines in header_lines]) for k in range(depth)]
+        text += [line(["-" * w for w in widths])] + [line(r) for r in rows]
+        if self.caption:
+            text += textwrap.wrap(self.caption, TERMINAL_WIDTH)
+        return "\n" + "\n".join(text)
 
     def markdown(self) -> str:
         lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |",
@@ -58,13 +73,6 @@ class Table:
         if self.caption:
             lines += ["", self.caption]
         return "\n".join(lines) + "\n"
-
-
-def _colour(cell: str) -> str:
-    """Speedups (cells like '1.23x') green when fastconv is faster, red when slower."""
-    if cell.endswith("x") and cell[:-1].replace(".", "", 1).isdigit():
-        return f"[green]{cell}[/]" if float(cell[:-1]) >= 1 else f"[red]{cell}[/]"
-    return cell
 
 
 def geomean(values: Sequence[float]) -> float:
@@ -90,12 +98,6 @@ def _by_case_and_pass(rows: List[dict]) -> Dict[tuple, Dict[str, dict]]:
     for row in rows:
         grouped.setdefault((row["layer"], row["batch"], row["pass"]), {})[row["impl"]] = row
     return grouped
-
-
-def set_fractions_of_peak(rows: List[dict], peaks: dict) -> None:
-    """Convolutions against the GEMM's GFLOP/s, pooling against the copy's GB/s."""
-    for row in rows:
-        row["fraction_of_peak"] = row["rate"] / (peaks["gemm_gflops"] if row["op"] == "conv2d" else peaks["copy_gbs"])
 
 
 def _impl_prefix(impl: str) -> str:
@@ -134,15 +136,22 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
     backends = defaultdict(set)
     for row in rows:
         backends[row["impl"]].add(row["backend"])
-    peak = (f"{peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s" if op == "conv2d"
-            else f"copy {peaks['copy_gbs']:.3g} GB/s")
     pairs = "; ".join(f"{_versus(op, ref)} = {ref}'s time / {counterpart(op, ref)}'s time" for ref in refs
                       if counterpart(op, ref) != "fastconv")
     caption = (f"vs REF = REF's time / fastconv's time (>1: fastconv faster){'; ' + pairs if pairs else ''}. "
-               f"Peak: {peak}. "
+               f"Of peak: {peak_description(op, peaks)}. "
                + "; ".join(f"{impl} ran on {', '.join(sorted(backends[impl]))}"
-                           for impl in (*refs, *fasts[1:]) if impl in backends))
-    return Table(f"{suite} ({context})", headers, table_rows, caption)
+                           for impl in (*refs, *fasts[1:]) if impl in backends)
+               + ". Full table (shapes, counts): summary.md.")
+    return Table(f"{suite} ({context})", headers, table_rows, caption, markdown_only=["shape", "count"])
+
+
+def peak_description(op: str, peaks: dict) -> str:
+    if op == "conv2d":
+        what = f"the rate of a {peaks['gemm_size']}^3 {peaks['gemm_dtype']} GEMM"
+    else:
+        what = f"the bandwidth of a {peaks['copy_bytes'] // 2**21} MiB copy (bytes read plus written)"
+    return f"fraction of {what}, timed in the same interleaved rounds as each case"
 
 
 def summarize(rows: List[dict]) -> List[dict]:
@@ -173,7 +182,7 @@ def summarize(rows: List[dict]) -> List[dict]:
     return summary
 
 
-def summary_tables(summary: List[dict], context: str) -> List[Table]:
+def summary_tables(summary: List[dict], context: str, peaks: dict) -> List[Table]:
     tables = []
     for op in REFERENCES:
         entries = [e for e in summary if e["op"] == op]
@@ -191,14 +200,15 @@ def summary_tables(summary: List[dict], context: str) -> List[Table]:
                  *[_percent(e[f"{impl}_fraction_of_peak_geomean"]) for impl in fasts],
                  *[_percent(e[f"{ref}_fraction_of_peak_geomean"]) for ref in refs]]
                 for e in entries]
-        peak = "a large GEMM's rate in this dtype" if op == "conv2d" else "a 256 MiB copy's bandwidth"
         pairs = "".join(f" {_versus(op, ref)}: {ref}'s time / {counterpart(op, ref)}'s time (same input)."
                         for ref in refs if counterpart(op, ref) != "fastconv")
         caption = ("vs REF: REF's time / fastconv's time, >1 means fastconv is faster; geomean over the "
                    "distinct layers, network = whole network's time (layers weighted by how often they "
-                   f"occur).{pairs} Of peak: geomean fraction of {peak}, the best of the measurements taken "
-                   "before each suite and at the end of this run.")
-        tables.append(Table(f"Summary: {op} ({context})", headers, rows, caption))
+                   f"occur).{pairs} Of peak: geomean {peak_description(op, peaks)}. Fractions above "
+                   "100% are real, not noise: pooling tensors that fit in the cache move faster than a "
+                   "copy through memory, and Winograd or FFT convolutions do fewer FLOPs than counted.")
+        tables.append(Table(f"Summary: {op} ({context})", headers, rows, caption,
+                            markdown_only=["layers", f"fastconv {rate_unit(op)} (geomean)"]))
     return tables
 
 
@@ -220,7 +230,7 @@ def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int
             table_rows.append(["geomean", "", pass_name, "",
                                *[_percent(geomean([s[i]["fraction_of_peak"] for s in selected if i in s]))
                                  for i in impls]])
-    caption = (f"Cases whose tensors (forward: input, values, switches) exceed the {cache_bytes / 2**20:.0f} MiB "
+    caption = (f"Cases whose tensors (forward: input, values, indices) exceed the {cache_bytes / 2**20:.0f} MiB "
                "last-level cache. Of peak: bytes moved (each tensor read or written once) per second, over "
                "the copy's bandwidth (bytes read plus written, into a tensor allocated once). With glibc's "
                "malloc, outputs of more than 32 MiB (its largest mmap threshold) are fresh pages from the OS "
@@ -249,21 +259,37 @@ def write_markdown(tables: List[Table], header: str, path: Path) -> None:
     path.write_text(header + "\n\n" + "\n".join(t.markdown() for t in tables))
 
 
-def _label_2_and_5(value: float, _position) -> str:
-    """Minor log-axis labels at 2 and 5 times a power of ten only, so they stay legible."""
-    leading = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
-    return f"{value:g}x" if round(leading, 6) in (2, 5) else ""
+# Candidate ticks of a speedup axis (log scale): the coarse set on wide ranges, the fine set where
+# the values lie close to 1x and the coarse one would label 1x alone.
+COARSE_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20, 50, 100, 200, 500, 1000]
+FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2]
+
+
+def speedup_ticks(low: float, high: float) -> List[float]:
+    """Labelled ticks between low and high (which include 1): at least four where possible, at
+    most about ten."""
+    for candidates in (FINE_TICKS, COARSE_TICKS):
+        ticks = [t for t in candidates if low <= t <= high]
+        if len(ticks) >= 4 or candidates is COARSE_TICKS:
+            break
+    if len(ticks) < 4:  # a very narrow range: add the coarse ticks just outside it
+        ticks = sorted(set(ticks) | {max([t for t in COARSE_TICKS if t < low], default=low),
+                                     min([t for t in COARSE_TICKS if t > high], default=high)})
+    while len(ticks) > 10:
+        ticks = ticks[::2] if 1 in ticks[::2] else ticks[1::2]
+    return ticks
 
 
 def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Path) -> List[Path]:
-    """Two PNGs: fastconv's speedup over each reference per layer (log scale, line at 1: above it
-    fastconv is faster) and every implementation's fraction of peak per layer; a panel per pass."""
+    """Two PNGs: fastconv's speedup over each reference per layer (log scale, bars drawn from 1x:
+    above it fastconv is faster) and every implementation's fraction of peak per layer; a panel
+    per pass, one legend above them all."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter, PercentFormatter
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, PercentFormatter
     except ImportError:
         return []
     grouped = _by_case_and_pass(rows)
@@ -273,42 +299,54 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
     impls = FASTCONV_IMPLS[op] + refs
     written = []
     for kind, series, ylabel in (
-        ("speedup", refs, "fastconv speedup (ref time / fastconv time)"),
+        ("speedup", refs, "speedup (ref time / fastconv time)"),
         ("peak", impls, f"of peak ({'GEMM GFLOP/s' if op == 'conv2d' else 'copy GB/s'})"),
     ):
-        fig, axes = plt.subplots(len(passes), 1, figsize=(max(8, 0.45 * len(labels) + 3), 3.2 * len(passes)),
+        fig, axes = plt.subplots(len(passes), 1, figsize=(max(8, 0.45 * len(labels) + 3), 0.6 + 3.0 * len(passes)),
                                  squeeze=False, sharex=True)
         width = 0.8 / len(series)
+        values = {(pass_name, name): [_plot_value(grouped, label, pass_name, name, kind) for label in labels]
+                  for pass_name in passes for name in series}
+        finite = [v for vs in values.values() for v in vs if math.isfinite(v) and v > 0]
         for ax, pass_name in zip(axes[:, 0], passes):
             for i, name in enumerate(series):
-                values = []
-                for label in labels:
-                    layer, batch = label.rsplit(" N=", 1)
-                    row = grouped.get((layer, int(batch), pass_name), {}).get(name)
-                    value = None if row is None else (row["fastconv_speedup"] if kind == "speedup"
-                                                      else row["fraction_of_peak"])
-                    values.append(float("nan") if value is None else value)
-                legend = (f"{counterpart(op, name)} vs {name}" if kind == "speedup" else name)
-                ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))], values, width,
-                       label=legend)
+                xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
+                legend = f"{counterpart(op, name)} vs {name}" if kind == "speedup" else name
+                heights = values[(pass_name, name)]
+                if kind == "speedup":  # from 1x up (fastconv faster) or down (slower)
+                    ax.bar(xs, [v - 1 for v in heights], width, bottom=1, label=legend)
+                else:
+                    ax.bar(xs, heights, width, label=legend)
             if kind == "speedup":
+                low, high = min(finite + [1.0]), max(finite + [1.0])
                 ax.set_yscale("log")
+                ax.set_ylim(low / 1.15, high * 1.15)
                 ax.axhline(1.0, color="black", linewidth=0.8)
+                ax.yaxis.set_major_locator(FixedLocator(speedup_ticks(low / 1.15, high * 1.15)))
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
-                ax.yaxis.set_minor_formatter(FuncFormatter(_label_2_and_5))
-                ax.tick_params(axis="y", which="minor", labelsize=7)
+                ax.yaxis.set_minor_locator(NullLocator())
             else:
                 ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-            ax.set_title(f"{suite}: {pass_name}", fontsize=10)
+            ax.set_title(f"{pass_name}", fontsize=10, loc="left")
             ax.set_ylabel(ylabel, fontsize=8)
-            ax.grid(axis="y", alpha=0.3, which="both")
-            ax.legend(fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
         axes[-1, 0].set_xticks(range(len(labels)))
         axes[-1, 0].set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
-        fig.suptitle(f"{suite} ({context})", fontsize=11)
-        fig.tight_layout()
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        # Above the panels, below the title: never over a bar.
+        fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=9, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()))
+        fig.suptitle(f"{suite} ({context})", fontsize=11, y=1 - 0.1 / fig.get_figheight(), va="top")
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
         path = out_dir / f"{suite}_{kind}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _plot_value(grouped, label: str, pass_name: str, impl: str, kind: str) -> float:
+    layer, batch = label.rsplit(" N=", 1)
+    row = grouped.get((layer, int(batch), pass_name), {}).get(impl)
+    value = None if row is None else (row["fastconv_speedup"] if kind == "speedup" else row["fraction_of_peak"])
+    return float("nan") if value is None else value

@@ -1,11 +1,14 @@
 """fastconv's benchmark: its conv2d and max_pool2d against PyTorch's own backends on the layers of
 classic networks, after checking that their results agree.
 
-    python bench/run.py                               # every CPU suite (about 10 min on 2 cores)
+    python bench/run.py                               # representative layers of every suite (~5 min on 2 cores)
+    python bench/run.py --full                        # every distinct layer (10-15 min on 2 cores)
     python bench/run.py --device cpu --quick --out DIR  # a one-minute subset (CI's smoke step)
     python bench/run.py --device cuda --suite resnet50,maxpool --pass fwd
 
-Exits non-zero when fastconv disagrees with torch on any case (or fails to run one).
+It benchmarks the fastconv that Python imports from outside the source folder (the installed one,
+editable or not; the source folder's own only where none is installed) and says which. Exits
+non-zero when fastconv disagrees with torch on any case (or fails to run one).
 """
 
 import argparse
@@ -17,12 +20,14 @@ from pathlib import Path
 from typing import List, Optional
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable as a package
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # Appended, not prepended: the source folder holds a `fastconv` folder too, which must not
+    # shadow the installed package (without a build it has no compiled extension).
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
 from bench import report  # noqa: E402
-from bench.machine import machine_info, measure_peaks  # noqa: E402
+from bench.machine import PeakCandidates, machine_info, measure_peaks  # noqa: E402
 from bench.suites import SUITES, Case, select  # noqa: E402
 from bench.timing import Timer, interleaved  # noqa: E402
 from bench.workloads import (  # noqa: E402
@@ -41,6 +46,10 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
 DEFAULTS = {"cpu": dict(repeats=5, warmup=1, min_sample_s=0.02),
             "cuda": dict(repeats=20, warmup=3, min_sample_s=0.005)}
 QUICK_REPEATS = 3
+PEAK = "peak"  # the peak's candidate among a case's implementations
+# What a run writes into --out, and clears from it first (SUITE_*.png for every known suite).
+OUTPUT_FILES = ("results.csv", "results.json", "summary.md",
+                *[f"{suite}_{kind}.png" for suite in SUITES for kind in ("speedup", "peak")])
 
 
 def all_cores() -> int:
@@ -51,31 +60,46 @@ def all_cores() -> int:
 
 
 def suites_help() -> str:
-    lines = ["suites (distinct layers; training batch on cpu / cuda; what --quick keeps at batch 1):"]
+    lines = ["suites (distinct layers; training batch on cpu / cuda; the representative layers that the",
+             "default run times at both batches and --quick at batch 1):"]
     for suite in SUITES.values():
         batches = f"N={suite.train_batch['cpu']}/{suite.train_batch['cuda']}"
         lines.append(f"  {suite.name:<16} {suite.op:<10} {suite.distinct_layers:>2} layers, {batches:<9} "
-                     f"{suite.source}; quick: {', '.join(suite.quick)}")
+                     f"{suite.source}; {', '.join(suite.representative)}")
     return "\n".join(lines)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     default_run = (
-        "The default run (no arguments) is the whole CPU benchmark: every suite below, each distinct "
-        "layer at batch 1 (inference) and at the suite's training batch, forward, backward and both, "
-        "5 interleaved rounds per case; the sizes are chosen so that it takes about 10 minutes on the "
-        "2 cores of the build machine (up to twice that while other jobs share them). Each case is "
-        "first checked against torch (values within rounding, identical pooling switches) and only "
-        "then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
+        "The default run (no arguments) times the representative layers of every suite (listed "
+        "below) at batch 1 (inference) and at the suite's training batch, forward, backward and "
+        "both, 5 interleaved rounds per case: about 5 minutes on the 2 cores of the build machine, "
+        "with a table after each suite. --full times every distinct layer (10-15 minutes). Each "
+        "case is first checked against torch (values within rounding, identical pooling indices) and "
+        "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
         "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
-        "channels_last input, each against torch's max_pool2d on the same input, and as a fraction of "
-        "a large copy's bandwidth measured in the same run."
+        "channels_last input, each against torch's max_pool2d on the same input. A GEMM (convolution) "
+        "or a copy (pooling) is timed in the same rounds, for the fraction of peak."
     )
     outputs = (
-        "Outputs in --out: results.csv (one row per case, pass and implementation), results.json (the "
-        "rows with the machine, peaks, checks and summary), summary.md (the summary tables), "
-        "SUITE_speedup.png and SUITE_peak.png. Optional packages: rich (tables), tqdm (progress bar), "
-        "matplotlib (plots)."
+        "Outputs in --out, which each run clears of the files an earlier run wrote there: results.csv "
+        "(one row per case, pass and implementation), results.json (the rows with the machine, peaks, "
+        "checks and summary), summary.md (all tables, with every column), SUITE_speedup.png and "
+        "SUITE_peak.png. Optional packages: tqdm (progress bar), matplotlib (plots)."
     )
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + "\n\n" + textwrap.fill(default_run, 100),
@@ -87,23 +111,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--suite", type=lambda s: [n for n in s.split(",") if n], default=None,
                         metavar="NAME[,NAME]", help="suites to run (default: all)")
     parser.add_argument("--op", choices=list(REFERENCES), default=None, help="only the suites of this op")
-    parser.add_argument("--threads", type=int, default=all_cores(),
+    parser.add_argument("--threads", type=positive_int, default=all_cores(),
                         help="torch.set_num_threads (default: all cores, here %(default)s)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a few layers per suite at batch 1, {QUICK_REPEATS} rounds: about a minute "
-                        "on 2 CPU cores")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--quick", action="store_true",
+                       help=f"the representative layers at batch 1 only, {QUICK_REPEATS} rounds: about a "
+                       "minute on 2 CPU cores")
+    scope.add_argument("--full", action="store_true", help="every distinct layer of every suite")
     parser.add_argument("--pass", dest="passes", type=lambda s: [p for p in s.split(",") if p],
                         default=list(PASSES), metavar="fwd,bwd,fwdbwd", help="passes to time (default: all)")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help=f"interleaved rounds per case (default: {DEFAULTS['cpu']['repeats']} on cpu, "
                         f"{DEFAULTS['cuda']['repeats']} on cuda, {QUICK_REPEATS} with --quick)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per implementation "
-                        f"(default: {DEFAULTS['cpu']['warmup']} on cpu, {DEFAULTS['cuda']['warmup']} on cuda)")
+    parser.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up calls per "
+                        f"implementation (default: {DEFAULTS['cpu']['warmup']} on cpu, "
+                        f"{DEFAULTS['cuda']['warmup']} on cuda)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder (default: bench_out/)")
     args = parser.parse_args(argv)
     unknown = [p for p in args.passes if p not in PASSES]
-    if unknown:
+    if unknown or not args.passes:
         parser.error(f"unknown pass(es) {unknown}; choose from {list(PASSES)}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: exists and is not a folder")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available to torch")
     try:
@@ -111,6 +140,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     defaults = DEFAULTS[args.device]
+    args.scope = "quick" if args.quick else "full" if args.full else "default"
     args.repeats = args.repeats or (QUICK_REPEATS if args.quick else defaults["repeats"])
     args.warmup = defaults["warmup"] if args.warmup is None else args.warmup
     args.min_sample_s = defaults["min_sample_s"]
@@ -132,20 +162,24 @@ def configure_torch(args: argparse.Namespace) -> None:
             torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def measure_case(case: Case, args: argparse.Namespace, timer: Timer) -> List[dict]:
-    """Checks one case, then times every implementation on every pass: one row per (pass, impl)."""
+def measure_case(case: Case, args: argparse.Namespace, timer: Timer, peaks: PeakCandidates) -> List[dict]:
+    """Checks one case, then times every implementation on every pass, with the op's peak (GEMM or
+    copy) in the same interleaved rounds: one row per (pass, impl)."""
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     workload = make_workload(case, device, dtype)
     checks = workload.check()  # raises CorrectnessError before anything is timed
     op = case.layer.op
     layer_fields = {k: v for k, v in vars(case.layer).items() if k != "name"}
     footprint = workload.footprint_bytes()
+    peak_candidate, peak_work, _ = peaks.for_op(op)
     rows = []
     for pass_name in args.passes:
         candidates = {name: impl.candidate(pass_name) for name, impl in workload.impls.items()}
+        candidates[PEAK] = peak_candidate
         timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
         del candidates  # frees the graphs kept for the backward pass
         work = workload.work(pass_name)
+        peak_rate = peak_work / timings.pop(PEAK).median / 1e9
         for name, timing in timings.items():
             # A reference's speedup: its time over that of the fastconv implementation that takes
             # the same input (fastconv_cl for torch_cl).
@@ -159,7 +193,8 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer) -> List[dic
                 "median_s": timing.median, "min_s": timing.min, "samples_s": timing.samples, "iters": timing.iters,
                 "repeats": len(timing.samples),
                 "work": work, "work_unit": "FLOP" if op == "conv2d" else "byte",
-                "rate": rate, "rate_unit": report.rate_unit(op), "fraction_of_peak": None,  # set once peaks are known
+                "rate": rate, "rate_unit": report.rate_unit(op), "peak_rate": peak_rate,
+                "fraction_of_peak": rate / peak_rate,
                 "fastconv_speedup": None if fast_time is None else timing.median / fast_time,
                 "footprint_bytes": footprint,
                 "fits_in_cache": None if not args.cache_bytes else footprint <= args.cache_bytes,
@@ -185,6 +220,17 @@ def say(message: str) -> None:
     (tqdm.write if tqdm is not None and sys.stderr.isatty() else print)(message)
 
 
+def clear_outputs(out: Path) -> List[str]:
+    """Removes the files an earlier run wrote into `out` (only those), so that none of them can
+    pass for this run's."""
+    removed = []
+    for name in OUTPUT_FILES:
+        if (out / name).is_file():
+            (out / name).unlink()
+            removed.append(name)
+    return removed
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     configure_torch(args)
@@ -193,31 +239,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     timer = Timer(device)
     machine = machine_info(device)
     args.cache_bytes = machine.get("last_level_cache_bytes")
-    peak_samples = []
-
-    def remeasure_peaks() -> dict:
-        peak_samples.append(measure_peaks(device, DTYPES[args.dtype], timer, repeats=3))
-        return best_peaks(peak_samples)
-
-    peaks = remeasure_peaks()
+    peak_candidates = PeakCandidates(device, DTYPES[args.dtype])
+    peaks = measure_peaks(peak_candidates, timer, repeats=3)
     hardware = machine.get("gpu_name") or machine["cpu_model"]
     context = f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, {machine['date'][:10]}"
-    print(f"fastconv benchmark on {context}; peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} "
-          f"GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s")
+    print(f"fastconv benchmark ({args.scope} run) on {context}\nfastconv from {machine['fastconv_path']}; "
+          f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s")
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 and args.device == "cpu":
-        print(f"note: load average {load[0]:.1f} before starting: other work is running on this machine; "
-              "timings will be noisy (ratios measured side by side suffer least)")
+        print(textwrap.fill(f"note: load average {load[0]:.1f} before starting: other work is running on this "
+                            "machine; timings will be noisy (ratios measured side by side suffer least)",
+                            report.TERMINAL_WIDTH))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, failures, plots = [], [], []
-    for index, suite in enumerate(args.suites):
-        if index > 0:
-            peaks = remeasure_peaks()
+    removed = clear_outputs(args.out)
+    if removed:
+        print(f"cleared {len(removed)} file(s) of an earlier run from {args.out}")
+    rows, failures, plots, suite_tables = [], [], [], []
+    for suite in args.suites:
         suite_rows = []
-        for case in progress(suite.cases(args.device, args.quick), suite.name):
+        for case in progress(suite.cases(args.device, args.scope), suite.name):
             try:
-                suite_rows += measure_case(case, args, timer)
+                suite_rows += measure_case(case, args, timer, peak_candidates)
             except CorrectnessError as error:
                 failures.append({"suite": suite.name, "case": case.label, "kind": "mismatch", "message": str(error)})
                 say(f"CORRECTNESS FAILURE: {error}")
@@ -226,25 +269,23 @@ def main(argv: Optional[List[str]] = None) -> int:
                 failures.append({"suite": suite.name, "case": case.label, "kind": "error", "message": message})
                 say(f"ERROR in {message.splitlines()[0]}")
         if suite_rows:
-            report.set_fractions_of_peak(suite_rows, peaks)
-            report.suite_table(suite.name, suite.op, suite_rows, peaks, context).print()
+            suite_tables.append(report.suite_table(suite.name, suite.op, suite_rows, peaks, context))
+            suite_tables[-1].print()
         rows += suite_rows
 
-    peaks = remeasure_peaks()
-    report.set_fractions_of_peak(rows, peaks)  # against the best peak seen in the whole run
     for suite in args.suites:
         suite_rows = [r for r in rows if r["suite"] == suite.name]
         if suite_rows:
             plots += report.plot_suite(suite.name, suite.op, suite_rows, context, args.out)
     summary = report.summarize(rows)
-    tables = report.summary_tables(summary, context)
+    tables = report.summary_tables(summary, context, peaks)
     beyond_cache = report.beyond_cache_table(rows, context, args.cache_bytes)
     if beyond_cache is not None:
         tables.append(beyond_cache)
     for table in tables:
         table.print()
     elapsed = time.perf_counter() - started
-    write_outputs(args, rows, summary, tables, failures, machine, peaks, context, elapsed)
+    write_outputs(args, rows, summary, tables + suite_tables, failures, machine, peaks, context, elapsed)
     print(f"\n{len(rows)} results in {elapsed:.0f} s; wrote {args.out}/results.csv, results.json, summary.md"
           + (f" and {len(plots)} plots" if plots else " (no plots)"))
     if failures:
@@ -255,13 +296,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("nothing was measured (no suite selected?)", file=sys.stderr)
         return 2
     return 0
-
-
-def best_peaks(samples: List[dict]) -> dict:
-    """The machine's peaks are the best rates seen in this run: it is shared, and a measurement
-    taken while other work runs understates what it can do."""
-    return {**samples[-1], "gemm_gflops": max(s["gemm_gflops"] for s in samples),
-            "copy_gbs": max(s["copy_gbs"] for s in samples), "samples": list(samples)}
 
 
 def write_outputs(args, rows, summary, tables, failures, machine, peaks, context, elapsed) -> None:
@@ -281,8 +315,9 @@ def write_outputs(args, rows, summary, tables, failures, machine, peaks, context
               f"{machine['cpu_capability']})" + (f", {machine['gpu_name']}" if "gpu_name" in machine else "")
               + f"; torch {machine['torch_version']}, fastconv {machine['fastconv_version']}"
               + (f" @ {machine['git_commit']}" if machine["git_commit"] else "")
-              + f". Peaks (best seen in the run): {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, "
-              f"copy {peaks['copy_gbs']:.3g} GB/s. Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
+              + f" (from {machine['fastconv_path']}). Peaks at the start: {peaks['gemm_size']}^3 GEMM "
+              f"{peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s (fractions of peak use "
+              f"those timed with each case). Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
               + f" ({elapsed / 60:.1f} min).")
     report.write_markdown(tables, header, args.out / "summary.md")
 

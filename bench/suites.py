@@ -100,6 +100,9 @@ class Case:
         return f"{self.layer.name} N={self.batch}"
 
 
+SCOPES = ("quick", "default", "full")
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -107,19 +110,24 @@ class Suite:
     source: str  # where the shapes come from
     layers: Tuple[Layer, ...]
     train_batch: Dict[str, int]  # per device; the inference batch is always 1
-    quick: Tuple[str, ...]  # names of the layers that --quick keeps (at batch 1 only)
+    # The layers the default run times (at both batches) and --quick (at batch 1): a few that
+    # stand for the suite's kinds of layer. --full times every distinct layer.
+    representative: Tuple[str, ...]
 
     @property
     def distinct_layers(self) -> int:
         return len(deduplicate(self.layers))
 
-    def cases(self, device: str, quick: bool = False) -> List[Case]:
-        """Distinct layers at the inference batch and then at the training batch (batch 1 only
-        in quick mode), in network order."""
-        batches = [1] if quick else [1, self.train_batch[device]]
+    def cases(self, device: str, scope: str = "full") -> List[Case]:
+        """Distinct layers at the inference batch and then at the training batch, in network
+        order: every one ("full"), the representative ones ("default"), or those at batch 1 only
+        ("quick")."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}; choose from {SCOPES}")
+        batches = [1] if scope == "quick" else [1, self.train_batch[device]]
         merged = deduplicate(self.layers)
-        if quick:
-            merged = [(layer, count) for layer, count in merged if layer.name in self.quick]
+        if scope != "full":
+            merged = [(layer, count) for layer, count in merged if layer.name in self.representative]
         return [Case(self.name, layer, batch, count) for batch in batches for layer, count in merged]
 
 
@@ -273,8 +281,9 @@ def max_pools() -> List[Pool]:
     ]
 
 
-# Training batches keep the whole CPU run (all suites, both batches) near 10 minutes on 2 cores
-# (VGG-16 and DeepLab dominate it); on a GPU they are closer to what the networks train with.
+# Training batches keep the full CPU run (all suites, both batches) near 10-15 minutes on 2 cores
+# (VGG-16 and DeepLab dominate it), and the default run (the representative layers) near 5; on a
+# GPU they are closer to what the networks train with.
 SUITES: Dict[str, Suite] = {
     suite.name: suite
     for suite in [
