@@ -139,9 +139,10 @@ class BuildExtension(BuildExtension.with_options(use_ninja=True)):
 
     def finalize_options(self):
         super().finalize_options()
-        if getattr(self, "editable_mode", False):
-            self.build_temp = os.path.join(ROOT, "build", "temp-editable")
-            self.build_lib = os.path.join(ROOT, "build", "lib-editable")
+        if getattr(self, "editable_mode", False):  # the folders a plain build (or --inplace) uses
+            plain = self.distribution.get_command_class("build")(self.distribution)
+            plain.ensure_finalized()
+            self.build_temp, self.build_lib = plain.build_temp, plain.build_platlib
 
     def run(self):
         config = "\n".join(f"{key}={value}" for key, value in (

@@ -262,19 +262,20 @@ def write_markdown(tables: List[Table], header: str, path: Path) -> None:
 # Candidate ticks of a speedup axis (log scale): the coarse set on wide ranges, the fine set where
 # the values lie close to 1x and the coarse one would label 1x alone.
 COARSE_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20, 50, 100, 200, 500, 1000]
-FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2]
+FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1, 1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 1.75, 2]
 
 
 def speedup_ticks(low: float, high: float) -> List[float]:
-    """Labelled ticks between low and high (which include 1): at least four where possible, at
-    most about ten."""
-    for candidates in (FINE_TICKS, COARSE_TICKS):
-        ticks = [t for t in candidates if low <= t <= high]
-        if len(ticks) >= 4 or candidates is COARSE_TICKS:
-            break
-    if len(ticks) < 4:  # a very narrow range: add the coarse ticks just outside it
-        ticks = sorted(set(ticks) | {max([t for t in COARSE_TICKS if t < low], default=low),
-                                     min([t for t in COARSE_TICKS if t > high], default=high)})
+    """Labelled ticks for values between low and high (a range that includes 1): between four
+    and about ten, always 1x; a narrow range gets the fine ticks just around it (the axis is then
+    stretched to show them)."""
+    ticks = [t for t in COARSE_TICKS if low <= t <= high]
+    if len(ticks) < 4:
+        fine = [t for t in FINE_TICKS if low <= t <= high]
+        while len(fine) < 4 and (low > FINE_TICKS[0] or high < FINE_TICKS[-1]):
+            low, high = low / 1.05, high * 1.05
+            fine = [t for t in FINE_TICKS if low <= t <= high]
+        ticks = sorted(set(ticks) | set(fine))
     while len(ticks) > 10:
         ticks = ticks[::2] if 1 in ticks[::2] else ticks[1::2]
     return ticks
@@ -318,11 +319,12 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
                 else:
                     ax.bar(xs, heights, width, label=legend)
             if kind == "speedup":
-                low, high = min(finite + [1.0]), max(finite + [1.0])
+                low, high = min(finite + [1.0]) / 1.1, max(finite + [1.0]) * 1.1
+                ticks = speedup_ticks(low, high)
                 ax.set_yscale("log")
-                ax.set_ylim(low / 1.15, high * 1.15)
+                ax.set_ylim(min(low, ticks[0] / 1.02), max(high, ticks[-1] * 1.02))
                 ax.axhline(1.0, color="black", linewidth=0.8)
-                ax.yaxis.set_major_locator(FixedLocator(speedup_ticks(low / 1.15, high * 1.15)))
+                ax.yaxis.set_major_locator(FixedLocator(ticks))
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
                 ax.yaxis.set_minor_locator(NullLocator())
             else:

@@ -243,8 +243,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     peaks = measure_peaks(peak_candidates, timer, repeats=3)
     hardware = machine.get("gpu_name") or machine["cpu_model"]
     context = f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, {machine['date'][:10]}"
-    print(f"fastconv benchmark ({args.scope} run) on {context}\nfastconv from {machine['fastconv_path']}; "
-          f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s")
+    print(f"fastconv benchmark ({args.scope} run) on {context}\n"
+          f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s\n"
+          f"fastconv from {machine['fastconv_path']}")
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 and args.device == "cpu":
         print(textwrap.fill(f"note: load average {load[0]:.1f} before starting: other work is running on this "
