@@ -114,16 +114,24 @@ def class_map(lenet, test_set, args):
         print("  " + " ".join(f"[{c}]" if on_digit(i, j) else f" {c} " for j, c in enumerate(row)))
     print(f"at the digits: predicted {predicted[::step, ::step].flatten().tolist()}, true {labels[picks].tolist()}")
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 6))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7.5))
     top.imshow(canvas[0, 0].numpy(), cmap="gray_r")
-    top.set_title(f"canvas: {rows}x{cols} test digits")
-    bottom.imshow(scores.softmax(0).max(0).values.numpy(), cmap="viridis", vmin=0, vmax=1)
+    top.set(title=f"canvas: {rows}x{cols} test digits, true classes {labels[picks].tolist()}",
+            xlabel="x (pixels)", ylabel="y (pixels)")
+    confidence = scores.softmax(0).max(0).values.numpy()
+    image = bottom.imshow(confidence, cmap="viridis", vmin=0, vmax=1)
     for i, row in enumerate(predicted.tolist()):
         for j, c in enumerate(row):
-            bold = on_digit(i, j)
-            bottom.text(j, i, str(c), ha="center", va="center", color="white", fontsize=9 if bold else 6,
-                        weight="bold" if bold else "normal")
-    bottom.set_title("predicted class per 32x32 window (colour: softmax confidence)")
+            on = on_digit(i, j)
+            # Dark digits on the light (confident) end of the colour map, light ones on the dark end.
+            bottom.text(j, i, str(c), ha="center", va="center", fontsize=11 if on else 8,
+                        weight="bold", color="black" if confidence[i, j] > 0.55 else "white")
+    window_step = 4  # pixels between neighbouring windows
+    bottom.set_xticks(range(0, predicted.shape[1], 2), [str(window_step * j) for j in range(0, predicted.shape[1], 2)])
+    bottom.set_yticks(range(predicted.shape[0]), [str(window_step * i) for i in range(predicted.shape[0])])
+    bottom.set(title="predicted class per 32x32 window (large: a window on a digit)",
+               xlabel="window's left edge in the canvas (pixels)", ylabel="window's top edge (pixels)")
+    fig.colorbar(image, ax=bottom, label="softmax probability of the predicted class", shrink=0.9)
     fig.tight_layout()
     fig.savefig(Path(args.out) / "class_map.png", dpi=120)
     plt.close(fig)
