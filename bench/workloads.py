@@ -54,7 +54,7 @@ class CorrectnessError(AssertionError):
 @dataclass
 class Impl:
     """One implementation of a case: op(*inputs) runs it, giving a tensor or a tuple whose first
-    element is the differentiable output (max-pooling's switches follow it); inputs and
+    element is the differentiable output (max-pooling's indices follow it); inputs and
     grad_output are its own tensors (e.g. channels_last copies); context switches torch's backends
     for it (its backward too, as torch picks the backward's backend when it runs)."""
 
@@ -285,7 +285,7 @@ class PoolWorkload:
 
     def work(self, pass_name: str) -> float:
         """Bytes a pass must move, each tensor once: forward reads the input and writes the values
-        and the int64 switches; backward reads the output gradient and the switches and writes the
+        and the int64 indices; backward reads the output gradient and the indices and writes the
         input's gradient (the same for every layout). Against the copy's bandwidth (bytes read plus
         bytes written, machine.measure_peaks) this is the fraction of a memory-bound pass's
         attainable speed; it can pass 100% when the tensors fit in the cache."""
@@ -298,28 +298,28 @@ class PoolWorkload:
         return {"fwd": forward, "bwd": backward, "fwdbwd": forward + backward}[pass_name]
 
     def footprint_bytes(self) -> int:
-        """Bytes of the forward's tensors (input, values, switches); the backward's (output
-        gradient, switches, input gradient) are the same size."""
+        """Bytes of the forward's tensors (input, values, indices); the backward's (output
+        gradient, indices, input gradient) are the same size."""
         return int(self.work("fwd"))
 
     def check(self) -> Dict[str, dict]:
-        """fastconv's values and switches must be torch's exactly, on NCHW and on channels_last
+        """fastconv's values and indices must be torch's exactly, on NCHW and on channels_last
         input; gradients within rounding of a float64 reference."""
         what = f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, {_dtype_name(self.dtype)})"
         report = {}
         for fast_name, torch_name in (("fastconv", "torch"), ("fastconv_cl", "torch_cl")):
             x = self.impls[fast_name].inputs[0].detach()
-            output, switches = self._fastconv_pool(x)
-            expected, expected_switches = self._torch_pool(x)
-            if not torch.equal(switches, expected_switches):
-                differ = (switches != expected_switches).nonzero()
+            output, indices = self._fastconv_pool(x)
+            expected, expected_indices = self._torch_pool(x)
+            if not torch.equal(indices, expected_indices):
+                differ = (indices != expected_indices).nonzero()
                 raise CorrectnessError(
-                    f"{what}: {fast_name}'s switches differ from torch's at {len(differ)} of "
-                    f"{switches.numel()} outputs, first at {differ[0].tolist()}: "
-                    f"{switches[tuple(differ[0])].item()} vs {expected_switches[tuple(differ[0])].item()}"
+                    f"{what}: {fast_name}'s indices differ from torch's at {len(differ)} of "
+                    f"{indices.numel()} outputs, first at {differ[0].tolist()}: "
+                    f"{indices[tuple(differ[0])].item()} vs {expected_indices[tuple(differ[0])].item()}"
                 )
             if not torch.equal(output, expected):
-                raise CorrectnessError(f"{what}: {fast_name}'s max values differ from torch's (same switches)")
+                raise CorrectnessError(f"{what}: {fast_name}'s max values differ from torch's (same indices)")
             if output.is_contiguous() != expected.is_contiguous():
                 raise CorrectnessError(f"{what}: {fast_name}'s output layout differs from torch's")
             # Overlapping windows add up to ceil(kernel / stride)^2 gradients per input.
@@ -333,7 +333,7 @@ class PoolWorkload:
                                               {"grad_input": overlap}, self.dtype)
             report.update({f"{name}{'_cl' if fast_name == 'fastconv_cl' else ''}": value
                            for name, value in checked.items()})
-        report["switches"] = {"identical": True}
+        report["indices"] = {"identical": True}
         return report
 
     def workspace_bytes(self, impl_name: str) -> Optional[int]:

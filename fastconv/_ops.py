@@ -183,7 +183,7 @@ torch.library.register_autograd(
 )
 
 
-# The backward is linear in grad_output: its own derivative gathers through the same switches.
+# The backward is linear in grad_output: its own derivative gathers through the same indices.
 def _max_pool2d_backward_setup(ctx, inputs, output):
     indices = inputs[-1]
     ctx.save_for_backward(indices)
@@ -230,7 +230,7 @@ torch.library.register_autograd(
 )
 
 
-# The gather's adjoint adds every gathered gradient back where it came from. Where switches repeat
+# The gather's adjoint adds every gathered gradient back where it came from. Where indices repeat
 # (overlapping pooling windows) the values must add up, so this uses scatter_add, not the
 # assigning max_unpool2d; only derivatives of third order and above come through here.
 def _gather_setup(ctx, inputs, output):
