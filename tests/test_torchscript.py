@@ -108,3 +108,15 @@ def test_traced_pooling_with_indices():
     values, indices = traced(x)
     expected_values, expected_indices = torch.nn.functional.max_pool2d(x, 3, 2, 1, return_indices=True)
     assert torch.equal(values, expected_values) and torch.equal(indices, expected_indices)
+
+
+def test_export_keeps_the_fastconv_ops():
+    """torch.export, which torch recommends over TorchScript, records the same ops."""
+    model = fastconv.convert(torchvision.models.resnet18(num_classes=10)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    exported = torch.export.export(model, (x,))
+    targets = [str(node.target) for node in exported.graph.nodes if node.op == "call_function"]
+    assert sum(t.startswith("fastconv.conv2d") for t in targets) == 20
+    assert sum(t.startswith("fastconv.max_pool2d_with_indices") for t in targets) == 1
+    with torch.no_grad():
+        assert torch.equal(exported.module()(x), model(x))
