@@ -290,11 +290,12 @@ SUITES: Dict[str, Suite] = {
         Suite("lenet5", "conv2d", "LeCun et al. 1998", tuple(lenet5()),
               {"cpu": 64, "cuda": 256}, ("C1", "C3")),
         Suite("alexnet", "conv2d", "Krizhevsky et al. 2012", tuple(alexnet()),
-              {"cpu": 8, "cuda": 128}, ("conv2", "conv4")),
+              {"cpu": 8, "cuda": 128}, ("conv1", "conv2", "conv4")),
         Suite("vgg16", "conv2d", "Simonyan & Zisserman 2015", tuple(vgg16()),
-              {"cpu": 4, "cuda": 32}, ("conv5_1",)),
+              {"cpu": 4, "cuda": 32}, ("conv3_1", "conv5_1")),
         Suite("resnet18", "conv2d", "He et al. 2016", tuple(resnet18()),
-              {"cpu": 8, "cuda": 64}, ("layer1.0.conv1", "layer2.0.downsample")),
+              {"cpu": 8, "cuda": 64},
+              ("conv1", "layer1.0.conv1", "layer2.0.downsample", "layer4.0.conv2")),
         Suite("resnet50", "conv2d", "He et al. 2016 (torchvision v1.5)", tuple(resnet50()),
               {"cpu": 8, "cuda": 64}, ("layer3.1.conv1", "layer3.0.conv2", "layer4.0.downsample")),
         Suite("mobilenet_v2_dw", "conv2d", "Sandler et al. 2018", tuple(mobilenet_v2_depthwise()),
@@ -302,7 +303,7 @@ SUITES: Dict[str, Suite] = {
         Suite("deeplab_dilated", "conv2d", "Chen et al. 2017 (DeepLab-v3)", tuple(deeplab_dilated()),
               {"cpu": 2, "cuda": 16}, ("block4.unit3.d8",)),
         Suite("maxpool", "max_pool2d", "ResNet / VGG-16 / AlexNet", tuple(max_pools()),
-              {"cpu": 8, "cuda": 64}, ("resnet.maxpool", "alexnet.pool1")),
+              {"cpu": 8, "cuda": 64}, ("resnet.maxpool", "vgg16.pool3", "alexnet.pool1")),
     ]
 }
 
