@@ -9,7 +9,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Dict, List
+from typing import Callable, ContextManager, Dict, List, Optional
 
 import torch
 
@@ -21,6 +21,9 @@ class Candidate:
 
     fn: Callable[[], object]
     context: Callable[[], ContextManager] = contextlib.nullcontext
+    # Calls per sample when known in advance (a warm call that lasts a sample on its own): the
+    # candidate then gets neither warm-up nor calibration calls.
+    iters: Optional[int] = None
 
 
 @dataclass
@@ -83,6 +86,9 @@ def interleaved(
     """
     timings = {}
     for name, candidate in candidates.items():
+        if candidate.iters is not None:
+            timings[name] = Timing(iters=candidate.iters)
+            continue
         with candidate.context():
             for _ in range(warmup):
                 candidate.fn()
