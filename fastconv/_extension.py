@@ -1,7 +1,7 @@
 """Loads the compiled extension fastconv._C and checks it matches the torch it runs under."""
 
-import importlib.util
 import os
+from importlib.machinery import EXTENSION_SUFFIXES
 
 import torch
 
@@ -40,8 +40,10 @@ def missing_extension_message(package_dir: str) -> str:
 
 
 # Checked before importing: a missing module would otherwise surface as a confusing "partially
-# initialized module (most likely due to a circular import)" error.
-if importlib.util.find_spec(f"{__package__}._C") is None:
+# initialized module (most likely due to a circular import)" error. The file is looked for in this
+# package's own folder: an editable install's import hook would otherwise hand this folder the
+# extension of the checkout it was installed from.
+if not any(os.path.exists(os.path.join(PACKAGE_DIR, "_C" + suffix)) for suffix in EXTENSION_SUFFIXES):
     raise ImportError(missing_extension_message(PACKAGE_DIR))
 
 try:
