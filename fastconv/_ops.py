@@ -25,6 +25,16 @@ def _layout(channels_last: bool):
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def _check_same_device(*tensors, expected=None):
+    """Mixed devices reach the fake (meta) kernels, as meta tensors take precedence: raise as torch
+    does rather than answer on one of them."""
+    tensors = [t for t in tensors if t is not None]
+    expected = expected if expected is not None else tensors[0].device
+    for t in tensors:
+        if t.device != expected:
+            raise RuntimeError(f"Tensor on device {t.device} is not on the expected device {expected}!")
+
+
 def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -41,6 +51,11 @@ def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
 
 @torch.library.register_fake("fastconv::conv2d")
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
+    if input.device.type != "meta":  # torch takes a meta input with weights elsewhere
+        _check_same_device(input, weight, bias)
+    # torch's own meta checks, so that meta tensors get torch's errors (the result is not used:
+    # fastconv's shape differs for inputs without channels).
+    torch.ops.aten.convolution.default(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     n, _, h, w = input.shape
     k, _, r, s = weight.shape
     size = (
@@ -55,12 +70,14 @@ def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
 
 @torch.library.register_fake("fastconv::conv2d_input_backward")
 def _conv2d_input_backward_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
+    _check_same_device(grad_output, weight)
     layout = _layout(_is_channels_last(grad_output))
     return grad_output.new_empty(input_size).contiguous(memory_format=layout)
 
 
 @torch.library.register_fake("fastconv::conv2d_weight_backward")
 def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+    _check_same_device(grad_output, input)
     return grad_output.new_empty(weight_size)
 
 
@@ -143,6 +160,7 @@ torch.library.register_autograd(
 
 @torch.library.register_fake("fastconv::max_pool2d_with_indices")
 def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
+    torch.ops.aten.max_pool2d_with_indices.default(input, kernel_size, stride, padding, dilation, ceil_mode)
     size = list(input.shape)
     for d in (0, 1):
         size[d - 2] = pool_output_size(
@@ -156,6 +174,7 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 @torch.library.register_fake("fastconv::max_pool2d_with_indices_backward")
 def _max_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    _check_same_device(grad_output, input, indices)
     return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
 
 
@@ -206,12 +225,15 @@ torch.library.register_autograd(
 
 @torch.library.register_fake("fastconv::max_unpool2d")
 def _max_unpool2d_fake(input, indices, output_size):
+    _check_same_device(input, indices, expected=indices.device)
+    torch.ops.aten.max_unpool2d.default(input, indices, output_size)
     size = list(input.shape[:-2]) + list(output_size)
     return input.new_empty(size).contiguous(memory_format=_layout(_is_channels_last(input)))
 
 
 @torch.library.register_fake("fastconv::max_unpool2d_backward")
 def _max_unpool2d_backward_fake(grad_output, indices):
+    _check_same_device(grad_output, indices, expected=indices.device)
     return grad_output.new_empty(indices.shape).contiguous(memory_format=_layout(_is_channels_last(indices)))
 
 

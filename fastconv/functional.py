@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.jit.annotations import BroadcastingList2
 from torch.nn.modules.utils import _pair
 
+from . import _arguments
 from . import _ops  # noqa: F401  autograd and fake implementations must be registered
 
 ops = torch.ops.fastconv
@@ -24,7 +25,7 @@ IntOrPair = Union[int, Sequence[int]]
 
 def _conv_param(name: str, value: IntOrPair, spatial_dims: int) -> List[int]:
     """torch's expand_param_if_needed: an int, or a list of one value or one per spatial dim."""
-    values = [value] * 2 if isinstance(value, int) else list(value)
+    values = [value] * 2 if isinstance(value, int) else list(value)  # int[2] in torch's schema
     if len(values) == 1:
         return values * spatial_dims
     if len(values) != spatial_dims:
@@ -35,6 +36,11 @@ def _conv_param(name: str, value: IntOrPair, spatial_dims: int) -> List[int]:
     return values
 
 
+def _wrap_int64(value: int) -> int:
+    """value as int64 arithmetic leaves it (torch computes padding='same' in int64)."""
+    return (value + 2**63) % 2**64 - 2**63
+
+
 def _same_padding(input: torch.Tensor, weight: torch.Tensor, dilation: List[int]) -> Tuple[torch.Tensor, List[int]]:
     """padding='same': symmetric padding, plus one more row/column at the end where the total is
     odd (as torch does, by padding a copy of the input)."""
@@ -42,8 +48,13 @@ def _same_padding(input: torch.Tensor, weight: torch.Tensor, dilation: List[int]
     extra = [0, 0, 0, 0]  # F.pad order: left, right, top, bottom
     for d in range(2):
         total = dilation[d] * (weight.shape[d + 2] - 1)
-        padding.append(total // 2)
-        extra[2 * (1 - d) + 1] = total - 2 * (total // 2)
+        if not torch.jit.is_scripting():  # TorchScript's ints wrap as they are
+            total = _wrap_int64(total)
+        left = total // 2 if total >= 0 else -((-total) // 2)  # C++ division
+        if left < 0:  # a dilation past int64 (torch's check of the padding it derived)
+            raise RuntimeError("negative padding is not supported")
+        padding.append(left)
+        extra[2 * (1 - d) + 1] = total - 2 * left
     if extra[1] != 0 or extra[3] != 0:
         input = F.pad(input, extra)
     return input, padding
@@ -88,6 +99,20 @@ def _conv2d_padding_string(
     return output.squeeze(0) if unbatched else output
 
 
+def _conv2d_arguments_plain(input, weight, bias, stride, padding, dilation, groups) -> bool:
+    return (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)
+            and _arguments.is_tensor_or_none(bias) and _arguments.is_plain_ints(stride)
+            and (isinstance(padding, str) or _arguments.is_plain_ints(padding))
+            and _arguments.is_plain_ints(dilation) and _arguments.is_plain_int(groups))
+
+
+def _conv2d_arguments_to_plain(input, weight, bias, stride, padding, dilation, groups) -> dict:
+    return dict(input=input, weight=weight, bias=bias, stride=_arguments.as_ints(stride),
+                padding=padding if isinstance(padding, str) else _arguments.as_ints(padding),
+                dilation=_arguments.as_ints(dilation), groups=_arguments.as_ints(groups))
+
+
+@_arguments.parsed_like(torch.conv2d, _conv2d_arguments_plain, _conv2d_arguments_to_plain)
 def conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -103,15 +128,46 @@ def conv2d(
     padding: int, pair, 'valid' or 'same' (stride 1 only). Dilation > 1 gives dilated convolution.
     """
     _check_conv_input(input)
+    if isinstance(padding, str):
+        return _conv2d_string_padding_checked(input, weight, bias, stride, padding, dilation, groups)
     if weight.dim() < 3:
         raise RuntimeError("weight should have at least three dimensions")
     spatial_dims = weight.dim() - 2  # torch takes the convolution's rank from the weight
     stride = _conv_param("stride", stride, spatial_dims)
     dilation = _conv_param("dilation", dilation, spatial_dims)
-    if isinstance(padding, str):
-        return _conv2d_padding_string(input, weight, bias, stride, padding, dilation, groups)
     padding = _conv_param("padding", padding, spatial_dims)
     return _conv2d_pairs(input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d_string_padding_checked(input, weight, bias, stride, padding: str, dilation, groups):
+    """padding='valid' or 'same' with torch's checks in its order (its convolution_same)."""
+    if padding == "valid":
+        if weight.dim() < 3:
+            raise RuntimeError("weight should have at least three dimensions")
+        spatial_dims = weight.dim() - 2
+        stride = _conv_param("stride", stride, spatial_dims)
+        dilation = _conv_param("dilation", dilation, spatial_dims)
+        return _conv2d_pairs(input, weight, bias, stride, [0] * spatial_dims, dilation, groups)
+    if padding != "same":
+        raise RuntimeError("Invalid padding string: '" + padding + "'")
+    k = weight.dim()
+    if k <= 2:
+        raise RuntimeError("weight should have at least three dimensions")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    batched_dim = input.dim() if input.dim() == 4 else input.dim() + 1
+    if k != batched_dim:
+        raise RuntimeError(
+            f"Expected {k}-dimensional input for {k}-dimensional weight{list(weight.shape)}, but got "
+            f"{batched_dim}-dimensional input of size {list(input.shape) if input.dim() == 4 else [1] + list(input.shape)} instead"
+        )
+    stride = [stride] * 2 if isinstance(stride, int) else list(stride)  # int[2] in torch's schema
+    dilation = [dilation] * 2 if isinstance(dilation, int) else list(dilation)
+    for name, values in (("stride", stride), ("dilation", dilation)):
+        if len(values) not in (1, k - 2):
+            raise RuntimeError(f"{name} cannot broadcast to {k - 2} dimensions")
+    return _conv2d_padding_string(input, weight, bias, stride * (3 - len(stride)), "same",
+                                  dilation * (3 - len(dilation)), groups)
 
 
 def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:
@@ -127,6 +183,23 @@ def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[
     return values
 
 
+def _max_pool2d_arguments_plain(input, kernel_size, stride, padding, dilation, ceil_mode,
+                                return_indices) -> bool:
+    return (isinstance(input, torch.Tensor) and _arguments.is_plain_ints(kernel_size)
+            and (stride is None or _arguments.is_plain_ints(stride))
+            and _arguments.is_plain_ints(padding) and _arguments.is_plain_ints(dilation)
+            and type(ceil_mode) is bool and type(return_indices) is bool)
+
+
+def _max_pool2d_arguments_to_plain(input, kernel_size, stride, padding, dilation, ceil_mode,
+                                   return_indices) -> dict:
+    return dict(input=input, kernel_size=_arguments.as_ints(kernel_size),
+                stride=None if stride is None else _arguments.as_ints(stride),
+                padding=_arguments.as_ints(padding), dilation=_arguments.as_ints(dilation),
+                ceil_mode=bool(ceil_mode), return_indices=bool(return_indices))
+
+
+@_arguments.parsed_like(F.max_pool2d, _max_pool2d_arguments_plain, _max_pool2d_arguments_to_plain)
 def max_pool2d(
     input: torch.Tensor,
     kernel_size: IntOrPair,
@@ -208,7 +281,16 @@ def max_unpool2d(
 ) -> torch.Tensor:
     """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d: each value goes to the
     position its index names in a zero-filled plane; everything else stays zero."""
-    return _max_unpool2d_core(input, indices, kernel_size, stride, padding, output_size)
+    # torch's own Python steps (its _unpool_output_size, with its ValueErrors), then its parser on
+    # the size they give.
+    kernel_pair = _pair(kernel_size)
+    stride_pair = kernel_pair if stride is None else _pair(stride)
+    size = F._unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
+    if not (isinstance(input, torch.Tensor) and isinstance(indices, torch.Tensor)
+            and isinstance(size, (list, tuple)) and _arguments.is_plain_ints(size)):
+        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
+        size = _arguments.as_ints(size)
+    return ops.max_unpool2d(input, indices, list(size))
 
 
 def _max_unpool2d_core(

@@ -332,6 +332,17 @@ Pool2dGeometry check_max_pool2d_backward(
     at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, bool ceil_mode) {
   const auto g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
+  // torch's max_pool2d_backward_shape_check (check_dim_size), then its data access for the dtype.
+  const int64_t ndim = input.dim();
+  for (const auto* t : {&grad_output, &indices}) {
+    const std::array<int64_t, 3> dims{ndim - 3, ndim - 2, ndim - 1};
+    const std::array<int64_t, 3> sizes{g.channels, g.out_h, g.out_w};
+    for (const size_t i : {0, 1, 2}) {
+      TORCH_CHECK(t->dim() == ndim && t->size(dims[i]) == sizes[i], "Expected a tensor of dimension ",
+                  ndim, " and tensor.size[", dims[i], "] == ", sizes[i], " but got: dimension ",
+                  t->dim(), " and tensor.size[", dims[i], "] = ", t->size(dims[i]));
+    }
+  }
   auto expected = input.sizes().vec();
   expected[expected.size() - 2] = g.out_h;
   expected[expected.size() - 1] = g.out_w;
@@ -341,8 +352,8 @@ Pool2dGeometry check_max_pool2d_backward(
   TORCH_CHECK(indices.sizes() == at::IntArrayRef(expected),
               "max_pool2d backward: expected indices of size ", at::IntArrayRef(expected),
               ", but got ", indices.sizes());
-  TORCH_CHECK(indices.scalar_type() == at::kLong,
-              "elements in indices should be type int64 but got: ", indices.scalar_type());
+  TORCH_CHECK(indices.scalar_type() == at::kLong, "expected scalar type Long but found ",
+              indices.scalar_type());
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
               "expected grad_output of type ", input.scalar_type(), " but got ",
               grad_output.scalar_type());
@@ -370,7 +381,8 @@ Unpool2dGeometry check_max_unpool2d(
                 input.sizes(), " with dimension ", i, " being empty.");
   }
   TORCH_CHECK(output_size[0] >= 0 && output_size[1] >= 0,
-              "max_unpool2d: output_size must be non-negative, but got ", output_size);
+              "max_unpooling2d(): output_size must contain non-negative spatial dimensions, but got "
+              "output_size=(", output_size[0], ", ", output_size[1], ")");
   Unpool2dGeometry g{};
   g.batch = input.dim() == 4 ? input.size(0) : 1;
   g.channels = input.size(-3);

@@ -120,7 +120,9 @@ int64_t im2col_blas_forward_workspace_bytes(const Conv2dGeometry& g, int64_t ele
 
 void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
                          const at::Tensor& bias, at::Tensor& y) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d", [&] {
+  // torch's name for its CPU kernel, so that unsupported dtypes get its message
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, x.scalar_type(), "slow_conv2d_cpu", [&] {
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
     const int64_t in_image = g.in_channels * g.in_plane();
     const int64_t out_image = g.out_channels * g.out_plane();

@@ -1,0 +1,84 @@
+"""torch's own argument parser as the reference for the arguments fastconv's Python layer cannot
+take as they are.
+
+The public functions (fastconv.functional) take plain arguments directly: tensors, Python ints in
+int64 range, lists or tuples of them. Anything else (a float, a bool, None, a tensor, a string where
+ints are due, an int past int64) first goes through the torch.nn.functional function of the same
+name, called on meta copies of the tensors: torch's parser then raises exactly the error torch
+would (TypeError, ValueError, OverflowError), and costs nothing when it accepts the arguments,
+which are then converted to plain ints (a 0-d integer tensor is an int to torch too).
+"""
+
+import functools
+import inspect
+import operator
+
+import torch
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def is_plain_int(value) -> bool:
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def is_plain_ints(value) -> bool:
+    """An int, or a list or tuple of ints, as torch's "int or tuple of ints" takes them."""
+    if isinstance(value, (list, tuple)):
+        return all(is_plain_int(v) for v in value)
+    return is_plain_int(value)
+
+
+def is_tensor_or_none(value) -> bool:
+    return value is None or isinstance(value, torch.Tensor)
+
+
+def _meta(value):
+    return value.detach().to("meta") if isinstance(value, torch.Tensor) else value
+
+
+def raise_like_torch(torch_function, *args, **kwargs) -> None:
+    """Calls torch_function on meta copies of the tensors among args; raises what torch's parser
+    raises for these arguments. Errors past the parser (shapes, which fastconv checks itself, with
+    the words of torch's CPU and CUDA kernels rather than its meta ones) are not raised."""
+    try:
+        torch_function(*[_meta(a) for a in args], **{k: _meta(v) for k, v in kwargs.items()})
+    except (TypeError, ValueError, OverflowError, IndexError) as error:
+        raise error.with_traceback(None) from None
+    except Exception:  # noqa: BLE001  beyond the parser: fastconv's own checks answer
+        pass
+
+
+def as_ints(value):
+    """An argument torch's parser accepted, as plain ints (a list for a sequence)."""
+    if isinstance(value, (list, tuple)):
+        return [operator.index(v) for v in value]
+    return operator.index(value)
+
+
+def parsed_like(torch_function, is_plain, to_plain):
+    """Decorates a public function: calls with plain arguments (is_plain(**arguments)) go straight
+    to it; any other call is first made to torch_function on meta tensors, exactly as the caller
+    made it (positions and keywords: they show in torch's message), and then, if torch's parser
+    accepted it, goes to the function with to_plain(**arguments)."""
+
+    def decorate(function):
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+            except TypeError:
+                bound = None
+            if bound is not None and is_plain(**bound.arguments):
+                return function(*bound.args, **bound.kwargs)
+            raise_like_torch(torch_function, *args, **kwargs)
+            if bound is None:
+                return function(*args, **kwargs)  # Python's own error for the call
+            return function(**to_plain(**bound.arguments))
+
+        return wrapper
+
+    return decorate
