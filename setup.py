@@ -10,6 +10,9 @@ Environment:
   FORCE_CUDA=0            CPU only, even where a GPU is visible
   TORCH_CUDA_ARCH_LIST    GPU archs to compile for; default: the visible GPUs, else DEFAULT_CUDA_ARCHS
   MAX_JOBS                parallel compile jobs (ninja)
+  FASTCONV_SANITIZE=1     a CPU-only build under AddressSanitizer and UndefinedBehaviorSanitizer,
+                          signed overflow included (-fno-wrapv; Python's flags have -fwrapv), any
+                          report fatal; .ci/run's sanitizer stage builds it into build/sanitize
 """
 
 import glob
@@ -101,6 +104,10 @@ def cuda_library_headers() -> list:
     return [d for d in found if os.path.exists(os.path.join(d, "cublas_v2.h"))][:1]
 
 
+def sanitize() -> bool:
+    return os.environ.get("FASTCONV_SANITIZE") == "1"
+
+
 def csrc(*patterns: str) -> list:
     """Files under csrc/ (any depth), relative to the project, sorted."""
     return sorted({os.path.relpath(path, ROOT) for pattern in patterns
@@ -114,7 +121,11 @@ def extension():
     headers = csrc("*.h", "*.hpp", "*.cuh")
     cxx = ["-O3", "-fopenmp", f'-DFASTCONV_TORCH_VERSION="{torch.__version__}"']
     link = ["-fopenmp"]
-    if not build_with_cuda():
+    if sanitize():
+        checks = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        cxx += checks + ["-fno-wrapv", "-fno-omit-frame-pointer", "-O1", "-g"]
+        link += checks
+    if sanitize() or not build_with_cuda():
         return CppExtension("fastconv._C", sources, depends=headers, extra_compile_args={"cxx": cxx},
                             extra_link_args=link)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
@@ -149,6 +160,7 @@ class BuildExtension(BuildExtension.with_options(use_ninja=True)):
             ("torch", torch.__version__), ("python", sys.version.split()[0]),
             ("cuda", any(s.endswith(".cu") for e in self.extensions for s in e.sources)),
             ("archs", os.environ.get("TORCH_CUDA_ARCH_LIST", "")),
+            ("sanitize", sanitize()),
         )) + "\n"
         stamp = os.path.join(self.build_temp, "fastconv-build-config.txt")
         previous = open(stamp).read() if os.path.exists(stamp) else None
