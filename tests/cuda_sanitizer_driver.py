@@ -44,7 +44,7 @@ for dtype in (torch.int32, torch.uint8):
     fastconv.max_pool2d(torch.randint(0, 100, (2, 3, 9, 9), device=dev, dtype=dtype), 3, 2, 1)
 # banded conv (workspace past 128 MiB): forward, multi-band col2im, weight gradient
 conv_round(torch.float32, 1, 64, 130, 520, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1)
-# invalid switches: skipped by the kernels, recorded with atomicMin, reported
+# invalid indices: skipped by the kernels, recorded with atomicMin, reported
 for call in (
     lambda: fastconv.max_unpool2d(torch.randn(1, 1, 2, 2, device=dev), torch.tensor([[[[0, 1], [2, 99]]]], device=dev), 2),
     lambda: ops.max_unpool2d_backward(torch.randn(1, 1, 4, 4, device=dev), torch.tensor([[[[0, -1], [2, 99]]]], device=dev)),

@@ -288,13 +288,13 @@ def test_max_pool2d_nan_and_ties_follow_torch(dtype, layout):
     x = torch.zeros(2, 3, 8, 8, dtype=dtype, device=CUDA)  # all ties: the first tap wins
     x[0, 0, 2, 3] = float("nan")
     x[1, 2, 5:7, 5:7] = float("nan")
-    x[0, 1] = -float("inf")  # no tap beats the initial -inf: the switch stays the first tap
+    x[0, 1] = -float("inf")  # no tap beats the initial -inf: the index stays the first tap
     x = with_layout(x, layout)
     ours, ours_idx = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
     expected, expected_idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
     torch.testing.assert_close(ours, expected, equal_nan=True, atol=0, rtol=0)
     if layout == "channels_last":
-        # torch's CUDA channels_last kernel starts every switch at 0 rather than at the window's
+        # torch's CUDA channels_last kernel starts every index at 0 rather than at the window's
         # first tap (its NCHW and CPU kernels use the first tap), which shows only where nothing
         # beats -inf: compare those windows with torch's CPU kernel, the rest with CUDA.
         cpu_idx = F.max_pool2d(x.cpu(), 3, 2, 1, return_indices=True)[1]
@@ -373,7 +373,7 @@ def test_max_unpool2d_invalid_index_raises_torch_cpu_error():
     with pytest.raises(RuntimeError) as ours:
         fastconv.max_unpool2d(x.to(CUDA), indices.to(CUDA), 2)
     assert str(ours.value) == str(theirs.value)
-    # The gather (unpool backward, max-pool double backward) reports invalid switches the same way.
+    # The gather (unpool backward, max-pool double backward) reports invalid indices the same way.
     with pytest.raises(RuntimeError, match="Found an invalid max index: 100"):
         torch.ops.fastconv.max_unpool2d_backward(torch.randn(1, 1, 4, 4, device=CUDA), indices.to(CUDA))
     torch.cuda.synchronize()  # the context is still usable

@@ -68,16 +68,16 @@ def _pooled():
     return F.max_pool2d(x4(2, 3, 8, 8), 2, return_indices=True)
 
 
-def _one_bad_switch(value):
-    # One invalid switch: with several, torch reports whichever its threads saw last.
-    values, switches = _pooled()
-    switches[1, 2, 3, 1] = value
-    return values, switches
+def _one_bad_index(value):
+    # One invalid index: with several, torch reports whichever its threads saw last.
+    values, indices = _pooled()
+    indices[1, 2, 3, 1] = value
+    return values, indices
 
 
 UNPOOL_CASES = {
-    "switch past the plane": lambda f: f(*_one_bad_switch(64), 2),
-    "negative switch": lambda f: f(*_one_bad_switch(-3), 2),
+    "index past the plane": lambda f: f(*_one_bad_index(64), 2),
+    "negative index": lambda f: f(*_one_bad_index(-3), 2),
     "indices shape": lambda f: f(_pooled()[0], _pooled()[1][:, :, :2], 2),
     "int32 indices": lambda f: f(_pooled()[0], _pooled()[1].int(), 2),
     "output size too small": lambda f: f(*_pooled(), 2, output_size=(3, 3)),

@@ -21,7 +21,7 @@ def _pool_sample(channels_last):
     return x, [3, 3], [2, 2], [1, 1], [1, 1], False
 
 
-def _switches(channels_last=False):
+def _indices(channels_last=False):
     x = _t(2, 3, 8, 8, channels_last=channels_last, grad=False)
     return F.max_pool2d(x, 2, return_indices=True)
 
@@ -45,14 +45,14 @@ OPCHECK_SAMPLES = {
         (_t(3, 7, 8), [2, 3], [2, 1], [1, 0], [1, 2], True),
     ],
     "max_pool2d_with_indices_backward": lambda: [
-        (_t(2, 3, 4, 4), _t(2, 3, 8, 8, grad=False), [2, 2], [2, 2], [0, 0], [1, 1], False, _switches()[1]),
+        (_t(2, 3, 4, 4), _t(2, 3, 8, 8, grad=False), [2, 2], [2, 2], [0, 0], [1, 1], False, _indices()[1]),
     ],
     "max_unpool2d": lambda: [
-        (_switches()[0].requires_grad_(), _switches()[1], [8, 8]),
-        (_switches(True)[0].requires_grad_(), _switches(True)[1], [9, 9]),
+        (_indices()[0].requires_grad_(), _indices()[1], [8, 8]),
+        (_indices(True)[0].requires_grad_(), _indices(True)[1], [9, 9]),
     ],
     "max_unpool2d_backward": lambda: [
-        (_t(2, 3, 8, 8), _switches()[1]),
+        (_t(2, 3, 8, 8), _indices()[1]),
     ],
 }
 
@@ -64,7 +64,7 @@ def test_opcheck(name):
 
 
 class _Net(torch.nn.Module):
-    """Conv, pool with switches, unpool and a dilated conv: every op in one graph."""
+    """Conv, pool with indices, unpool and a dilated conv: every op in one graph."""
 
     def __init__(self):
         super().__init__()
@@ -74,8 +74,8 @@ class _Net(torch.nn.Module):
         self.dilated = fastconv.nn.Conv2d(8, 4, 3, padding="same", dilation=2, groups=2, bias=False)
 
     def forward(self, x):
-        y, switches = self.pool(torch.relu(self.conv(x)))
-        return self.dilated(self.unpool(y, switches))
+        y, indices = self.pool(torch.relu(self.conv(x)))
+        return self.dilated(self.unpool(y, indices))
 
 
 def test_torch_compile_fullgraph_matches_eager():

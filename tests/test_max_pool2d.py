@@ -1,4 +1,4 @@
-"""fastconv.max_pool2d against torch.nn.functional.max_pool2d: values, switches, gradients."""
+"""fastconv.max_pool2d against torch.nn.functional.max_pool2d: values, indices, gradients."""
 
 import pytest
 import torch
@@ -27,12 +27,12 @@ def pool_both(x, args, **kwargs):
     return fastconv.max_pool2d(x, kernel, **kw), F.max_pool2d(x, kernel, **kw)
 
 
-def reference_grad(x, switches, grad_output):
-    """Plain reference of the backward: each output's gradient added at its switch. A window with
-    no tap inside the input (possible with dilation and padding) has a switch outside the plane,
+def reference_grad(x, indices, grad_output):
+    """Plain reference of the backward: each output's gradient added at its index. A window with
+    no tap inside the input (possible with dilation and padding) has an index outside the plane,
     as torch's; it passes no gradient."""
     plane = x.shape[-2] * x.shape[-1]
-    flat = switches.flatten(-2)
+    flat = indices.flatten(-2)
     valid = (flat >= 0) & (flat < plane)
     grad = torch.zeros(*x.shape[:-2], plane, dtype=grad_output.dtype)
     grad.scatter_add_(-1, flat.where(valid, 0), grad_output.flatten(-2).where(valid, 0))
@@ -40,7 +40,7 @@ def reference_grad(x, switches, grad_output):
 
 
 def check_against_torch(x, args):
-    """Values, switches (identical, int64), layouts and gradients equal torch's."""
+    """Values, indices (identical, int64), layouts and gradients equal torch's."""
     x_fast = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
     x_torch = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
     (out, idx), _ = pool_both(x_fast, args, return_indices=True)
@@ -53,9 +53,9 @@ def check_against_torch(x, args):
     if x.dtype.is_floating_point and out.numel():
         grad_output = torch.randn_like(expected)
         out.backward(grad_output)
-        reference, all_switches_inside = reference_grad(x, idx, grad_output.double())
+        reference, all_indices_inside = reference_grad(x, idx, grad_output.double())
         assert_close(x_fast.grad, reference.to(x.dtype))
-        if all_switches_inside:  # torch's CPU backward writes outside the plane otherwise
+        if all_indices_inside:  # torch's CPU backward writes outside the plane otherwise
             expected.backward(grad_output)
             # fastconv adds half types up in float; torch rounds after each add: within tolerance
             assert_close(x_fast.grad, x_torch.grad)
@@ -95,7 +95,7 @@ def test_nan_wins_and_carries_its_index(layout):
 
 def test_window_outside_the_input_gets_no_gradient():
     # A 1x1 image, dilation 2 and padding 1 along the width: the window's taps are at -1 and 1,
-    # none inside. Value -inf and switch 1 as torch; the backward must not write past the plane.
+    # none inside. Value -inf and index 1 as torch; the backward must not write past the plane.
     x = torch.randn(1, 2, 1, 1, dtype=torch.float64, requires_grad=True)
     out, idx = fastconv.max_pool2d(x, 2, None, 1, (1, 2), return_indices=True)
     expected, expected_idx = F.max_pool2d(x.detach(), 2, None, 1, (1, 2), return_indices=True)
@@ -166,7 +166,7 @@ def pool_configs(draw):
 @settings(max_examples=200, deadline=None)
 @given(pool_configs())
 def test_random_configurations(cfg):
-    """Any configuration: torch's values, switches and gradients, or torch's error."""
+    """Any configuration: torch's values, indices and gradients, or torch's error."""
     x = torch.randint(-2, 3, cfg["shape"]).double() if cfg["ties"] else torch.randn(cfg["shape"], dtype=torch.float64)
     x = with_layout(x, cfg["layout"])
     if cfg["unbatched"] and x.shape[0] == 1:
@@ -298,7 +298,7 @@ def float32_configs(draw):
 @settings(max_examples=150, deadline=None)
 @given(float32_configs())
 def test_float32_random_configurations(cfg):
-    """float32 (the vector paths) on any geometry torch accepts: torch's values and switches."""
+    """float32 (the vector paths) on any geometry torch accepts: torch's values and indices."""
     x = with_layout(draw_values(cfg["shape"], cfg["kind"]), cfg["layout"])
     _, torch_error = call(lambda: F.max_pool2d(x, *cfg["args"], return_indices=True))
     assume(torch_error is None)  # torch's errors are checked in test_random_configurations
@@ -341,17 +341,17 @@ def test_generic_path_without_avx2():
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False),
                                   (2, 3, 1, 1, False), ((3, 2), (3, 2), (1, 0), 1, True)])
-def test_backward_with_any_switches(dtype, layout, args):
-    """The backward adds each gradient at its switch whatever the switches are (not only the
+def test_backward_with_any_indices(dtype, layout, args):
+    """The backward adds each gradient at its index whatever the indices are (not only the
     forward's): the fast paths (gather, row bands) must notice foreign ones and fall back."""
     kernel, stride, padding, dilation, ceil_mode = args
     for batch in (1, 3):  # batch 1 splits channels_last images into row bands
         x = with_layout(torch.randn(batch, 4, 13, 37, dtype=dtype), layout)
-        _, switches = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
-        grad_output = torch.randn(switches.shape, dtype=dtype)
+        _, indices = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+        grad_output = torch.randn(indices.shape, dtype=dtype)
         plane = x.shape[-2] * x.shape[-1]
         for case in ("forward's", "one foreign", "random"):
-            s = switches.clone()
+            s = indices.clone()
             if case == "one foreign":
                 s[0, 1, 2, 3] = plane - 1 - s[0, 1, 2, 3]  # far outside its window
             elif case == "random":

@@ -1,4 +1,4 @@
-"""fastconv.max_unpool2d against torch.nn.functional.max_unpool2d, fed with max_pool2d switches."""
+"""fastconv.max_unpool2d against torch.nn.functional.max_unpool2d, fed with max_pool2d indices."""
 
 import pytest
 import torch
@@ -30,11 +30,11 @@ UNBATCHED = ((3, 8, 8), 2, None, 0, None)
 )
 def test_matches_torch(case, layout):
     shape, kernel, stride, padding, output_size = case
-    values, switches = pooled(shape, kernel, stride, padding, layout)
+    values, indices = pooled(shape, kernel, stride, padding, layout)
     fast_in = values.detach().clone().requires_grad_()
     torch_in = values.detach().clone().requires_grad_()
-    actual = fastconv.max_unpool2d(fast_in, switches, kernel, stride, padding, output_size)
-    expected = F.max_unpool2d(torch_in, switches, kernel, stride, padding, output_size)
+    actual = fastconv.max_unpool2d(fast_in, indices, kernel, stride, padding, output_size)
+    expected = F.max_unpool2d(torch_in, indices, kernel, stride, padding, output_size)
     assert torch.equal(actual, expected)
     assert is_channels_last(actual) == is_channels_last(expected)
     grad_output = torch.randn_like(expected)
@@ -45,22 +45,22 @@ def test_matches_torch(case, layout):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_dtypes(dtype):
-    values, switches = F.max_pool2d(torch.randn(2, 3, 8, 8).to(dtype), 2, return_indices=True)
-    assert torch.equal(fastconv.max_unpool2d(values, switches, 2), F.max_unpool2d(values, switches, 2))
+    values, indices = F.max_pool2d(torch.randn(2, 3, 8, 8).to(dtype), 2, return_indices=True)
+    assert torch.equal(fastconv.max_unpool2d(values, indices, 2), F.max_unpool2d(values, indices, 2))
 
 
 def test_gradcheck():
-    values, switches = pooled((1, 2, 6, 6), 2)
+    values, indices = pooled((1, 2, 6, 6), 2)
     values.requires_grad_()
-    fn = lambda v: fastconv.max_unpool2d(v, switches, 2)  # noqa: E731
+    fn = lambda v: fastconv.max_unpool2d(v, indices, 2)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (values,))
     assert torch.autograd.gradgradcheck(fn, (values,))
 
 
 def test_roundtrip_keeps_only_the_maxima():
     x = torch.randn(2, 4, 8, 8)
-    values, switches = fastconv.max_pool2d(x, 2, return_indices=True)
-    restored = fastconv.max_unpool2d(values, switches, 2)
+    values, indices = fastconv.max_pool2d(x, 2, return_indices=True)
+    restored = fastconv.max_unpool2d(values, indices, 2)
     kept = restored != 0
     assert torch.equal(restored[kept], x[kept])
     assert kept.sum() == values.numel()
