@@ -99,7 +99,7 @@ def _conv2d_padding_string(
     return output.squeeze(0) if unbatched else output
 
 
-def _conv2d_arguments_plain(input, weight, bias, stride, padding, dilation, groups) -> bool:
+def _conv2d_arguments_plain(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> bool:
     return (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor)
             and _arguments.is_tensor_or_none(bias) and _arguments.is_plain_ints(stride)
             and (isinstance(padding, str) or _arguments.is_plain_ints(padding))
@@ -183,8 +183,8 @@ def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[
     return values
 
 
-def _max_pool2d_arguments_plain(input, kernel_size, stride, padding, dilation, ceil_mode,
-                                return_indices) -> bool:
+def _max_pool2d_arguments_plain(input, kernel_size, stride=None, padding=0, dilation=1,
+                                ceil_mode=False, return_indices=False) -> bool:
     return (isinstance(input, torch.Tensor) and _arguments.is_plain_ints(kernel_size)
             and (stride is None or _arguments.is_plain_ints(stride))
             and _arguments.is_plain_ints(padding) and _arguments.is_plain_ints(dilation)
