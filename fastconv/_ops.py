@@ -1,9 +1,8 @@
-"""Fake (meta) and autograd implementations of the ops that fastconv._C defines.
+"""Fake (meta) implementations and the autocast rule of the ops that fastconv._C defines.
 
-Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda); here are only
+Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda), and so does its autograd
+(csrc/ops/autograd, registered at the Autograd key so that a call costs no Python); here are only
 - the fake implementations: output shapes and layouts for torch.compile and meta tensors;
-- the autograd formulas, written with the fastconv ops themselves, so that gradients of any order
-  run on fastconv kernels;
 - the autocast rule of conv2d (torch.autocast).
 """
 
@@ -81,80 +80,6 @@ def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, paddin
     return grad_output.new_empty(weight_size)
 
 
-def _conv2d_setup(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.conv_args = (stride, padding, dilation, groups)
-
-
-def _conv2d_backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
-    needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-    grad_input = grad_weight = grad_bias = None
-    if needs_input:
-        grad_input = ops.conv2d_input_backward(grad_output, weight, input.shape, *ctx.conv_args)
-    if needs_weight:
-        grad_weight = ops.conv2d_weight_backward(grad_output, input, weight.shape, *ctx.conv_args)
-    if needs_bias:
-        grad_bias = grad_output.sum((0, 2, 3))
-    return grad_input, grad_weight, grad_bias, None, None, None, None
-
-
-torch.library.register_autograd("fastconv::conv2d", _conv2d_backward, setup_context=_conv2d_setup)
-
-
-# grad_input = conv2d_input_backward(grad_output, weight) is bilinear: its derivative towards
-# grad_output is the forward convolution, towards weight the weight gradient taken with the
-# incoming gradient as input.
-def _conv2d_input_backward_setup(ctx, inputs, output):
-    grad_output, weight, input_size, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(grad_output, weight)
-    ctx.conv_args = (stride, padding, dilation, groups)
-
-
-def _conv2d_input_backward_backward(ctx, grad_grad_input):
-    grad_output, weight = ctx.saved_tensors
-    d_grad_output = d_weight = None
-    if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(grad_grad_input, weight, None, *ctx.conv_args)
-    if ctx.needs_input_grad[1]:
-        d_weight = ops.conv2d_weight_backward(grad_output, grad_grad_input, weight.shape, *ctx.conv_args)
-    return d_grad_output, d_weight, None, None, None, None, None
-
-
-torch.library.register_autograd(
-    "fastconv::conv2d_input_backward",
-    _conv2d_input_backward_backward,
-    setup_context=_conv2d_input_backward_setup,
-)
-
-
-# grad_weight = conv2d_weight_backward(grad_output, input) is bilinear too: towards grad_output it
-# is the forward convolution of input with the incoming gradient as weight, towards input the
-# input gradient with the incoming gradient as weight.
-def _conv2d_weight_backward_setup(ctx, inputs, output):
-    grad_output, input, weight_size, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(grad_output, input)
-    ctx.conv_args = (stride, padding, dilation, groups)
-
-
-def _conv2d_weight_backward_backward(ctx, grad_grad_weight):
-    grad_output, input = ctx.saved_tensors
-    d_grad_output = d_input = None
-    if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(input, grad_grad_weight, None, *ctx.conv_args)
-    if ctx.needs_input_grad[1]:
-        d_input = ops.conv2d_input_backward(grad_output, grad_grad_weight, input.shape, *ctx.conv_args)
-    return d_grad_output, d_input, None, None, None, None, None
-
-
-torch.library.register_autograd(
-    "fastconv::conv2d_weight_backward",
-    _conv2d_weight_backward_backward,
-    setup_context=_conv2d_weight_backward_setup,
-)
-
-
 # ------------------------------------------------------------------------------------ max_pool2d
 
 
@@ -178,48 +103,6 @@ def _max_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, 
     return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
 
 
-def _max_pool2d_setup(ctx, inputs, output):
-    input, kernel_size, stride, padding, dilation, ceil_mode = inputs
-    indices = output[1]
-    ctx.mark_non_differentiable(indices)
-    # Otherwise autograd passes the indices a zero "gradient" of their size (int64, as large as
-    # the output twice over in float32), allocated and filled on every backward.
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(input, indices)
-    ctx.pool_args = (kernel_size, stride, padding, dilation, ceil_mode)
-
-
-def _max_pool2d_backward(ctx, grad_output, _grad_indices):
-    if grad_output is None:
-        return None, None, None, None, None, None
-    input, indices = ctx.saved_tensors
-    grad_input = ops.max_pool2d_with_indices_backward(grad_output, input, *ctx.pool_args, indices)
-    return grad_input, None, None, None, None, None
-
-
-torch.library.register_autograd(
-    "fastconv::max_pool2d_with_indices", _max_pool2d_backward, setup_context=_max_pool2d_setup
-)
-
-
-# The backward is linear in grad_output: its own derivative gathers through the same indices.
-def _max_pool2d_backward_setup(ctx, inputs, output):
-    indices = inputs[-1]
-    ctx.save_for_backward(indices)
-
-
-def _max_pool2d_backward_backward(ctx, grad_grad_input):
-    (indices,) = ctx.saved_tensors
-    return (ops.max_unpool2d_backward(grad_grad_input, indices),) + (None,) * 7
-
-
-torch.library.register_autograd(
-    "fastconv::max_pool2d_with_indices_backward",
-    _max_pool2d_backward_backward,
-    setup_context=_max_pool2d_backward_setup,
-)
-
-
 # ---------------------------------------------------------------------------------- max_unpool2d
 
 
@@ -235,43 +118,6 @@ def _max_unpool2d_fake(input, indices, output_size):
 def _max_unpool2d_backward_fake(grad_output, indices):
     _check_same_device(grad_output, indices, expected=indices.device)
     return grad_output.new_empty(indices.shape).contiguous(memory_format=_layout(_is_channels_last(indices)))
-
-
-def _max_unpool2d_setup(ctx, inputs, output):
-    input, indices, output_size = inputs
-    ctx.save_for_backward(indices)
-
-
-def _max_unpool2d_backward(ctx, grad_output):
-    (indices,) = ctx.saved_tensors
-    return ops.max_unpool2d_backward(grad_output, indices), None, None
-
-
-torch.library.register_autograd(
-    "fastconv::max_unpool2d", _max_unpool2d_backward, setup_context=_max_unpool2d_setup
-)
-
-
-# The gather's adjoint adds every gathered gradient back where it came from. Where indices repeat
-# (overlapping pooling windows) the values must add up, so this uses scatter_add, not the
-# assigning max_unpool2d; only derivatives of third order and above come through here.
-def _gather_setup(ctx, inputs, output):
-    grad_output, indices = inputs
-    ctx.save_for_backward(indices)
-    ctx.source_shape = grad_output.shape
-
-
-def _gather_backward(ctx, grad):
-    (indices,) = ctx.saved_tensors
-    plane = ctx.source_shape[-2] * ctx.source_shape[-1]
-    source = grad.new_zeros(*ctx.source_shape[:-2], plane)
-    source = source.scatter_add(-1, indices.flatten(-2), grad.flatten(-2))
-    return source.view(ctx.source_shape), None
-
-
-torch.library.register_autograd(
-    "fastconv::max_unpool2d_backward", _gather_backward, setup_context=_gather_setup
-)
 
 
 # -------------------------------------------------------------------------------------- autocast
