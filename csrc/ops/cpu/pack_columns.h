@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "../shape_checks.h"
@@ -32,6 +33,20 @@ inline std::vector<PixelRun> pixel_runs(const Conv2dGeometry& g, int64_t first, 
   return runs;
 }
 
+// The taps t in [0, length) of a row read at iw0 + t * stride that fall inside [0, width):
+// [begin, end), begin <= end.
+inline std::pair<int64_t, int64_t> taps_inside(int64_t iw0, int64_t stride, int64_t width,
+                                               int64_t length) {
+  if (stride == 1) {  // no division
+    const int64_t begin = std::clamp<int64_t>(-iw0, 0, length);
+    return {begin, std::clamp<int64_t>(width - iw0, begin, length)};
+  }
+  // Rounded-up divisions written so that no sum can pass int64 (strides up to 2^63 - 1).
+  const int64_t begin = iw0 >= 0 ? 0 : std::min(length, (-iw0 - 1) / stride + 1);
+  const int64_t end = iw0 >= width ? 0 : std::min(length, (width - iw0 - 1) / stride + 1);
+  return {begin, std::max(begin, end)};
+}
+
 // im2col straight into the packed-B order of packed_gemm.h: rows [k0, k0 + kc) of one group's
 // column matrix (`group_input` is the group's first channel of image 0), for the output pixels
 // that `runs` cover, `count` in all; the columns that pad the last panel are zero. The columns
@@ -41,10 +56,15 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
                          float* packed) {
   const int64_t taps = g.kernel_h * g.kernel_w;
   const int64_t image_size = g.in_channels * g.in_plane();
-  for (int64_t k = 0; k < kc; ++k) {
-    const int64_t row = k0 + k;
-    const int64_t kh = (row / g.kernel_w) % g.kernel_h, kw = row % g.kernel_w;
-    const float* channel = group_input + (row / taps) * g.in_plane();
+  // The row's (channel, kernel row, kernel column), stepped rather than divided out per row: a
+  // 64-bit division costs tens of cycles, which at small images outweighed the packing itself.
+  int64_t c = k0 / taps, kh = (k0 / g.kernel_w) % g.kernel_h, kw = k0 % g.kernel_w;
+  for (int64_t k = 0; k < kc; ++k, kw = kw + 1 < g.kernel_w ? kw + 1 : 0) {
+    if (k > 0 && kw == 0 && ++kh == g.kernel_h) {
+      kh = 0;
+      ++c;
+    }
+    const float* channel = group_input + c * g.in_plane();
     for (const PixelRun& run : runs) {
       const float* plane = channel + run.image * image_size;
       float* out = packed + packed_b_offset(k, run.column, kc);
@@ -64,16 +84,20 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
         }
         continue;
       }
-      if (iw0 >= 0 && iw0 + (run.length - 1) * g.stride_w < g.in_w) {
-        for (int64_t t = 0; t < run.length; ++t) {
+      // Taps [inside_begin, inside_end) of the run lie inside the row; those before and after
+      // read the padding. Three plain loops rather than a test per element: at small images
+      // (LeNet, 8x8 planes) most runs touch a border, and that test cost more than the GEMM.
+      const auto [inside_begin, inside_end] = taps_inside(iw0, g.stride_w, g.in_w, run.length);
+      std::fill_n(out, inside_begin, 0.f);
+      if (g.stride_w == 1) {
+        std::memcpy(out + inside_begin, in_row + iw0 + inside_begin,
+                    (inside_end - inside_begin) * sizeof(float));
+      } else {
+        for (int64_t t = inside_begin; t < inside_end; ++t) {
           out[t] = in_row[iw0 + t * g.stride_w];
         }
-        continue;
       }
-      for (int64_t t = 0; t < run.length; ++t) {
-        const int64_t iw = iw0 + t * g.stride_w;
-        out[t] = (iw >= 0 && iw < g.in_w) ? in_row[iw] : 0.f;
-      }
+      std::fill_n(out + inside_end, run.length - inside_end, 0.f);
     }
     for (int64_t column = count; column % kNR != 0; ++column) {
       packed[packed_b_offset(k, column, kc)] = 0.f;
