@@ -264,11 +264,12 @@ def models_table(rows: List[dict], context: str) -> Table:
                            f"{1e3 * ref['median_s']:.1f}", f"{fast['images_per_s']:.1f}",
                            f"{ref['images_per_s']:.1f}", _speedup(ref["fastconv_speedup"]),
                            str(fast.get("layers_converted", "-")), errors or "-"])
+    shapes = ", ".join(sorted({str(r.get("shape")) for r in rows}))
     caption = ("vs torch = the original network's time / the converted network's time (>1: fastconv faster), "
-               "medians of interleaved rounds. infer: eval mode, no_grad; train: one step (train mode, "
-               "forward, cross-entropy, backward; no optimizer step). Error: largest deviation from the "
-               "network in float64, relative to the largest value (train: the worst of the output and of "
-               "the parameter gradients).")
+               f"medians of interleaved rounds; input {shapes} per image. infer: eval mode, no_grad; train: "
+               "one step (train mode, forward, cross-entropy, backward; no optimizer step). Error against the "
+               "network in float64: output, the largest deviation relative to the largest value; grads, the "
+               "worst parameter gradient's deviation relative to its norm.")
     return Table(f"models: torchvision networks converted vs original ({context})", headers, table_rows,
                  caption, markdown_only=["layers converted", "error (fastconv / torch)"])
 
@@ -287,13 +288,14 @@ def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
                    *[_speedup(speedup.get((model, *column))) for column in columns]] for model in models]
     table_rows.append(["geomean", *[_speedup(geomean([speedup[key] for key in speedup if key[1:] == column]))
                                     for column in columns]])
-    overall = [f"{'inference' if p == 'infer' else 'training'} {_speedup(geomean([v for k, v in speedup.items() if k[1] == p]))}"
+    overall = [f"{'inference' if p == 'infer' else 'training'} "
+               f"{_speedup(geomean([v for k, v in speedup.items() if k[1] == p]))}"
                for p in dict.fromkeys(column[0] for column in columns)]
     caption = ("Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
                "measured side by side (interleaved rounds, medians); >1 means converting makes the network "
                f"faster. Geomeans over all cases: {', '.join(overall)}.")
-    return [Table(f"Summary: whole networks ({context})", ["model", *[_column_name(*column, rows) for column in columns]],
-                  table_rows, caption)]
+    headers = ["model", *[_column_name(*column, rows) for column in columns]]
+    return [Table(f"Summary: whole networks ({context})", headers, table_rows, caption)]
 
 
 def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int]) -> Optional[Table]:

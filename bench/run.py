@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from bench import report  # noqa: E402
 from bench.machine import PeakCandidates, machine_info, measure_peaks  # noqa: E402
 from bench.models import (  # noqa: E402
-    MODEL_PASSES, MODELS, SUITE_NAME as MODELS_SUITE, ModelCase, ModelWorkload, model_cases, torchvision_available,
+    IMAGE_SIZE, MODEL_PASSES, MODELS, SUITE_NAME as MODELS_SUITE, ModelCase, ModelWorkload, model_cases,
+    torchvision_available,
 )
 from bench.suites import SUITES, Case, select  # noqa: E402
 from bench.timing import Timer, interleaved  # noqa: E402
@@ -144,6 +145,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up calls per "
                         f"implementation (default: {DEFAULTS['cpu']['warmup']} on cpu, "
                         f"{DEFAULTS['cuda']['warmup']} on cuda)")
+    parser.add_argument("--image-size", type=positive_int, default=IMAGE_SIZE, metavar="PIXELS",
+                        help=f"input height and width of the {MODELS_SUITE} suite's networks (default: "
+                        "%(default)s; smaller sizes are for smoke tests)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder (default: bench_out/)")
     args = parser.parse_args(argv)
     unknown = [p for p in args.passes if p not in PASSES + MODEL_PASSES]
@@ -244,14 +248,14 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer, peaks: Peak
 def measure_model_case(case: ModelCase, args: argparse.Namespace, timer: Timer) -> List[dict]:
     """Checks one network case, then times the converted network and the original in interleaved
     rounds: one row each."""
-    workload = ModelWorkload(case, torch.device(args.device), DTYPES[args.dtype])
+    workload = ModelWorkload(case, torch.device(args.device), DTYPES[args.dtype], args.image_size)
     checks = workload.check()  # raises CorrectnessError before anything is timed
     candidates = {impl: workload.candidate(impl) for impl in workload.models}
     timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
     rows = []
     for impl, timing in timings.items():
         rows.append({
-            "suite": case.suite, "op": "model", "model": case.model, "shape": f"3x{workload.x.shape[-1]}^2",
+            "suite": case.suite, "op": "model", "model": case.model, "shape": f"3x{args.image_size}x{args.image_size}",
             "batch": case.batch, "dtype": args.dtype, "device": args.device, "threads": torch.get_num_threads(),
             "pass": case.pass_name, "impl": impl, "backend": workload.backend(impl),
             "median_s": timing.median, "min_s": timing.min, "samples_s": timing.samples, "iters": timing.iters,
