@@ -79,7 +79,8 @@ def suites_help() -> str:
         f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by fastconv.convert() "
         "against the original, passes infer (eval, no_grad, N=1 and N=8) and train (train mode: forward, "
         "cross-entropy, backward; N=8 unless noted). --suite models (or --full) runs every network; the "
-        "default run and --quick only resnet18 infer N=1. --op selects layer suites only: the models suite, "
+        "default run and --quick only resnet18 infer N=1 (so does --suite models --quick). --op selects layer "
+        "suites only: the models suite, "
         "which runs both ops, is then left out.", 100, subsequent_indent="  ")]
     return "\n".join(lines)
 
@@ -108,13 +109,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
         "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
         "channels_last input, each against torch's max_pool2d on the same input. A GEMM (convolution) "
-        "or a copy (pooling) is timed in the same rounds, for the fraction of peak."
+        "or a copy (pooling) is timed in the same rounds, for the fraction of peak. It also times one whole "
+        "network, resnet18 inference at batch 1, converted by fastconv.convert() against the original "
+        "(--suite models: every network, inference and a training step)."
     )
     outputs = (
         "Outputs in --out, which each run clears of the files an earlier run wrote there: results.csv "
         "(one row per case, pass and implementation), results.json (the rows with the machine, peaks, "
-        "checks and summary), summary.md (all tables, with every column), SUITE_speedup.png and "
-        "SUITE_peak.png. Optional packages: tqdm (progress bar), matplotlib (plots)."
+        "checks and summary), summary.md (all tables, with every column; the whole networks' first), "
+        f"SUITE_speedup.png and SUITE_peak.png, {MODELS_SUITE}_speedup.png. Optional packages: tqdm (progress "
+        "bar), matplotlib (plots), torchvision (the models suite)."
     )
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + "\n\n" + textwrap.fill(default_run, 100),
@@ -173,7 +177,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     # The models suite: every network when named or with --full (--quick: its one representative
     # case), the representative case in a default or quick run of every suite.
     with_models = args.model_passes and (models_named or (not args.suite and args.op is None))
-    if with_models and not torchvision_available():
+    args.models_skipped = bool(with_models) and not torchvision_available()
+    if args.models_skipped:
         if models_named:
             parser.error(f"the {MODELS_SUITE} suite needs torchvision, which is not installed")
         with_models = False
@@ -310,6 +315,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"fastconv benchmark ({args.scope} run) on {context}\n"
           f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s\n"
           f"fastconv from {machine['fastconv_path']}")
+    if args.models_skipped:
+        print(f"note: torchvision is not installed: the {MODELS_SUITE} suite is left out")
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 and args.device == "cpu":
         print(textwrap.fill(f"note: load average {load[0]:.1f} before starting: other work is running on this "
