@@ -37,13 +37,13 @@ SUITE_NAME = "models"
 # largest value. Training: four times, as the layer suites ask of gradients, but at least
 # GRADIENT_FLOOR; each gradient's error is the norm of its deviation relative to its own norm, not
 # the largest element's. A max-pool near tie or a ReLU input at zero that rounding decides
-# differently reroutes a gradient element: in float32 that is a lottery, with torch's own
-# worst-element error at 0.08-0.2 (train-mode batch norm over 8 images: resnet18, resnet50,
-# mobilenet_v2, googlenet, densenet121), and in vgg16 at N=2 a norm error of 3e-6 for torch but
-# 2-5e-3 with only its first or only its second convolution converted (measured 2026-12-01), as
-# each rounding decides a few of its 1.6M first pool windows differently. A gradient 10% off is 0.1. The gradients are judged by their worst parameter,
-# fastconv's against torch's: a per-parameter ratio would fail by chance (over mobilenet_v2's 150
-# parameters it reaches 3.3 between two correct float32 runs).
+# differently reroutes a gradient element: in float32 that is a lottery. Torch's own worst-element
+# error was 0.08-0.2 (train-mode batch norm over 8 images: resnet18, resnet50, mobilenet_v2,
+# googlenet, densenet121); in vgg16 at N=2 torch's norm error was 3e-6 but 2-5e-3 with only its
+# first or only its second convolution converted (measured 2026-12-01; presumably a few of the 1.6M
+# windows of its first pool decided differently). A gradient 10% off is 0.1. The gradients are
+# judged by their worst parameter, fastconv's against torch's: a per-parameter ratio would fail by
+# chance (over mobilenet_v2's 150 parameters it reaches 3.3 between two correct float32 runs).
 CHECK_FACTORS = {"infer": 2.0, "train": 4.0}
 FLOOR_EPS = 8
 GRADIENT_FLOOR = 2e-2
@@ -106,7 +106,7 @@ class ModelCase:
         return f"{self.model} {self.pass_name} N={self.batch}"
 
 
-def model_cases(passes=MODEL_PASSES, whole: bool = True, names: Optional[List[str]] = None) -> List[ModelCase]:
+def model_cases(passes=MODEL_PASSES, whole: bool = True) -> List[ModelCase]:
     """Every network's cases (inference at each batch, then its training step), or only the
     representative one; restricted to the passes given."""
     if not whole:
@@ -114,8 +114,6 @@ def model_cases(passes=MODEL_PASSES, whole: bool = True, names: Optional[List[st
         return [ModelCase(model, pass_name, batch)] if pass_name in passes else []
     cases = []
     for spec in MODELS.values():
-        if names is not None and spec.name not in names:
-            continue
         if "infer" in passes:
             cases += [ModelCase(spec.name, "infer", n) for n in INFERENCE_BATCHES]
         if "train" in passes:
@@ -143,11 +141,10 @@ class ModelWorkload:
     """One network, one pass, one batch: the original and its converted copy, the same input (and
     targets), their timeable calls and the check."""
 
-    def __init__(self, case: ModelCase, device: torch.device, dtype: torch.dtype,
-                 image_size: int = IMAGE_SIZE, build: Optional[Callable[[], torch.nn.Module]] = None):
+    def __init__(self, case: ModelCase, device: torch.device, dtype: torch.dtype, image_size: int = IMAGE_SIZE):
         self.case, self.device, self.dtype = case, device, dtype
         torch.manual_seed(0)  # the same weights and input in every run
-        original = (build or MODELS[case.model].build)()
+        original = MODELS[case.model].build()
         self.x = torch.randn(case.batch, 3, image_size, image_size)
         self.target = torch.randint(0, CLASSES, (case.batch,))
         calibrate_batchnorm(original, self.x if case.batch > 1 else torch.randn(2, 3, image_size, image_size))
@@ -174,8 +171,8 @@ class ModelWorkload:
 
     def _results(self, model: torch.nn.Module, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The eval output (infer), or the train-mode output and every parameter's gradient (train;
-        dropout off, so that all three runs use the same network: it draws different masks in
-        float64, and fastconv does not touch it)."""
+        dropout off, so that all three runs compute the same function: a float64 run need not draw
+        the masks a float32 run does, and fastconv does not touch dropout)."""
         if self.case.pass_name == "infer":
             with torch.no_grad():
                 return {"output": model(x)}
@@ -191,9 +188,10 @@ class ModelWorkload:
 
     def check(self) -> Dict[str, dict]:
         """fastconv's results against the network in float64 must be within CHECK_FACTORS times
-        torch's own float32 error. Errors are relative to each tensor's largest value; the
-        gradients are judged by their worst parameter, fastconv's against torch's (those with a
-        zero gradient, ZERO_GRADIENT, left out)."""
+        torch's own float32 error (see CHECK_FACTORS): the output's largest deviation relative to its
+        largest value; the gradients' by their worst parameter, the norm of its deviation relative to
+        its norm, fastconv's worst against torch's (those with a zero gradient, ZERO_GRADIENT, left
+        out)."""
         reference_model = self.float64_model.to(self.device, torch.float64)
         reference_model.train(self.case.pass_name == "train")
         reference = self._results(reference_model, self.x.double())
