@@ -104,7 +104,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "The default run (no arguments) times the representative layers of every suite (listed "
         "below) at batch 1 (inference) and at the suite's training batch, forward, backward and "
         "both, 5 interleaved rounds per case: about 5 minutes on the 2 cores of the build machine, "
-        "with a table after each suite. --full times every distinct layer (10-15 minutes). Each "
+        "with a table after each suite. --full times every distinct layer (10-15 minutes) and every network. Each "
         "case is first checked against torch (values within rounding, identical pooling indices) and "
         "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
         "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
@@ -137,7 +137,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     scope.add_argument("--quick", action="store_true",
                        help=f"the representative layers at batch 1 only, {QUICK_REPEATS} rounds: about a "
                        "minute on 2 CPU cores")
-    scope.add_argument("--full", action="store_true", help="every distinct layer of every suite")
+    scope.add_argument("--full", action="store_true", help="every distinct layer of every suite, and every network of the models suite")
     parser.add_argument("--pass", dest="passes", type=lambda s: [p for p in s.split(",") if p],
                         default=list(PASSES + MODEL_PASSES), metavar="fwd,bwd,fwdbwd,infer,train",
                         help="passes to time (default: all): fwd, bwd, fwdbwd for the layer suites, infer "
