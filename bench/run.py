@@ -79,9 +79,9 @@ def suites_help() -> str:
         f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by fastconv.convert() "
         "against the original, passes infer (eval, no_grad, N=1 and N=8) and train (train mode: forward, "
         "cross-entropy, backward; N=8 unless noted). --suite models (or --full) runs every network; the "
-        "default run and --quick only resnet18 infer N=1 (so does --suite models --quick). --op selects layer "
-        "suites only: the models suite, "
-        "which runs both ops, is then left out.", 100, subsequent_indent="  ")]
+        "default run and --quick only resnet18 infer N=1 (so does --suite models --quick; with --pass "
+        "train, resnet18 train N=8). --op selects layer suites only: the models suite, which runs both "
+        "ops, is then left out.", 100, subsequent_indent="  ")]
     return "\n".join(lines)
 
 
@@ -137,7 +137,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     scope.add_argument("--quick", action="store_true",
                        help=f"the representative layers at batch 1 only, {QUICK_REPEATS} rounds: about a "
                        "minute on 2 CPU cores")
-    scope.add_argument("--full", action="store_true", help="every distinct layer of every suite, and every network of the models suite")
+    scope.add_argument("--full", action="store_true",
+                       help=f"every distinct layer of every suite, and every network of the {MODELS_SUITE} suite")
     parser.add_argument("--pass", dest="passes", type=lambda s: [p for p in s.split(",") if p],
                         default=list(PASSES + MODEL_PASSES), metavar="fwd,bwd,fwdbwd,infer,train",
                         help="passes to time (default: all): fwd, bwd, fwdbwd for the layer suites, infer "

@@ -39,6 +39,7 @@ def test_the_suite_runs_whole_only_when_named_or_full():
     assert MODELS["vgg16"].train_batch == 2  # documented: a smaller training batch
     assert parse_args(["--suite", "models", "--pass", "train"]).suites == []  # the models suite alone
     assert {c.pass_name for c in parse_args(["--suite", "models", "--pass", "train"]).model_cases} == {"train"}
+    assert [c.pass_name for c in parse_args(["--pass", "train"]).model_cases] == ["train"]
     assert parse_args(["--op", "conv2d"]).model_cases == []  # --op selects layer suites
     assert parse_args(["--suite", "resnet18"]).model_cases == []
 
