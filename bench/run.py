@@ -104,8 +104,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "The default run (no arguments) times the representative layers of every suite (listed "
         "below) at batch 1 (inference) and at the suite's training batch, forward, backward and "
         "both, 5 interleaved rounds per case: about 5 minutes on the 2 cores of the build machine, "
-        "with a table after each suite. --full times every distinct layer (10-15 minutes) and every network. Each "
-        "case is first checked against torch (values within rounding, identical pooling indices) and "
+        "with a table after each suite. --full times every distinct layer (10-15 minutes) and every "
+        "network. Each case is first checked against torch (values within rounding, identical pooling indices) and "
         "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
         "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
         "channels_last input, each against torch's max_pool2d on the same input. A GEMM (convolution) "
@@ -394,6 +394,7 @@ def write_outputs(args, rows, summary, tables, failures, machine, peaks, context
                      args.out / "results.csv")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "suites"}
     config["suites"] = [suite.name for suite in args.suites]
+    config["model_cases"] = [case.label for case in args.model_cases]
     report.write_json({
         "machine": {**machine, "threads": torch.get_num_threads(),
                     "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
