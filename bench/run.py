@@ -3,7 +3,7 @@ classic networks, and whole torchvision networks converted by fastconv.convert()
 originals, after checking that their results agree.
 
     python bench/run.py                               # representative layers of every suite (~5 min on 2 cores)
-    python bench/run.py --suite models                # every network: inference and a training step
+    python bench/run.py --suite models                # every network: inference, a training step (2.5 min)
     python bench/run.py --full                        # every distinct layer and every network
     python bench/run.py --device cpu --quick --out DIR  # a one-minute subset (CI's smoke step)
     python bench/run.py --device cuda --suite resnet50,maxpool --pass fwd
