@@ -160,7 +160,7 @@ def summarize(rows: List[dict]) -> List[dict]:
     network's speedup (every layer weighted by how often the network runs it: sum of count *
     time), and each fastconv implementation's geometric-mean rate and fraction of peak."""
     groups: Dict[tuple, List[dict]] = defaultdict(list)
-    for row in rows:
+    for row in (r for r in rows if r["op"] in REFERENCES):  # the layer suites' rows
         groups[(row["suite"], row["op"], row["batch"], row["pass"])].append(row)
     summary = []
     for (suite, op, batch, pass_name), group in groups.items():
@@ -210,6 +210,92 @@ def summary_tables(summary: List[dict], context: str, peaks: dict) -> List[Table
         tables.append(Table(f"Summary: {op} ({context})", headers, rows, caption,
                             markdown_only=["layers", f"fastconv {rate_unit(op)} (geomean)"]))
     return tables
+
+
+# ------------------------------------------------------------------------------- whole networks
+
+
+def _models_by_case(rows: List[dict]) -> Dict[tuple, Dict[str, dict]]:
+    """{(model, pass, batch): {impl: row}}, in the order the rows came."""
+    grouped: Dict[tuple, Dict[str, dict]] = {}
+    for row in rows:
+        grouped.setdefault((row["model"], row["pass"], row["batch"]), {})[row["impl"]] = row
+    return grouped
+
+
+def _model_columns(rows: List[dict]) -> List[tuple]:
+    """(pass, batch or None) per column of the whole-network table: inference at each batch, the
+    training step at each network's own batch (one column)."""
+    keys = list(dict.fromkeys((r["pass"], r["batch"] if r["pass"] == "infer" else None) for r in rows))
+    return sorted(keys, key=lambda k: (k[0] != "infer", k[1] or 0))
+
+
+def _column_name(pass_name: str, batch: Optional[int], rows: List[dict]) -> str:
+    if pass_name == "infer":
+        return f"inference N={batch}"
+    batches = sorted({r["batch"] for r in rows if r["pass"] == pass_name})
+    return f"training step N={'/'.join(map(str, batches))}" if len(batches) > 1 else f"training step N={batches[0]}"
+
+
+def summarize_models(rows: List[dict]) -> List[dict]:
+    """Geometric means of the converted networks' speedup (original's time / converted's time):
+    per inference batch, over all inference cases, and over the training steps."""
+    speedups = [(r["pass"], r["batch"], r["fastconv_speedup"]) for r in rows if r["impl"] == "torch"]
+    groups: Dict[tuple, List[float]] = defaultdict(list)
+    for pass_name, batch, speedup in speedups:
+        if pass_name == "infer":
+            groups[(pass_name, batch)].append(speedup)
+        groups[(pass_name, "all")].append(speedup)
+    return [{"suite": "models", "op": "model", "pass": pass_name, "batch": batch, "cases": len(values),
+             "speedup_vs_torch_geomean": geomean(values), "speedup_vs_torch_min": min(values)}
+            for (pass_name, batch), values in groups.items()]
+
+
+def models_table(rows: List[dict], context: str) -> Table:
+    """Every network case: both times, images per second, the speedup and the check's errors."""
+    headers = ["model", "pass", "N", "fastconv ms", "torch ms", "fastconv img/s", "torch img/s", "vs torch",
+               "layers converted", "error (fastconv / torch)"]
+    table_rows = []
+    for (model, pass_name, batch), impls in _models_by_case(rows).items():
+        fast, ref = impls["fastconv"], impls["torch"]
+        check = fast.get("check") or {}
+        errors = "; ".join(f"{group} {c['fastconv']:.1e} / {c['torch']:.1e}" for group, c in check.items())
+        table_rows.append([model, pass_name, str(batch), f"{1e3 * fast['median_s']:.1f}",
+                           f"{1e3 * ref['median_s']:.1f}", f"{fast['images_per_s']:.1f}",
+                           f"{ref['images_per_s']:.1f}", _speedup(ref["fastconv_speedup"]),
+                           str(fast.get("layers_converted", "-")), errors or "-"])
+    shapes = ", ".join(sorted({str(r.get("shape")) for r in rows}))
+    caption = ("vs torch = the original network's time / the converted network's time (>1: fastconv faster), "
+               f"medians of interleaved rounds; input {shapes} per image. infer: eval mode, no_grad; train: "
+               "one step (train mode, forward, cross-entropy, backward; no optimizer step). Error against the "
+               "network in float64: output, the largest deviation relative to the largest value; grads, the "
+               "worst parameter gradient's deviation relative to its norm.")
+    return Table(f"models: torchvision networks converted vs original ({context})", headers, table_rows,
+                 caption, markdown_only=["layers converted", "error (fastconv / torch)"])
+
+
+def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
+    """The whole-network table: one row per network, a column per (pass, batch), and geomeans."""
+    if not rows:
+        return []
+    columns = _model_columns(rows)
+    speedup = {(r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
+               for r in rows if r["impl"] == "torch"}
+    train_batch = {r["model"]: r["batch"] for r in rows if r["pass"] == "train"}
+    usual = max(train_batch.values(), default=0)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    table_rows = [[model + (f" (training N={train_batch[model]})" if train_batch.get(model, usual) != usual else ""),
+                   *[_speedup(speedup.get((model, *column))) for column in columns]] for model in models]
+    table_rows.append(["geomean", *[_speedup(geomean([speedup[key] for key in speedup if key[1:] == column]))
+                                    for column in columns]])
+    overall = [f"{'inference' if p == 'infer' else 'training'} "
+               f"{_speedup(geomean([v for k, v in speedup.items() if k[1] == p]))}"
+               for p in dict.fromkeys(column[0] for column in columns)]
+    caption = ("Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
+               "measured side by side (interleaved rounds, medians); >1 means converting makes the network "
+               f"faster. Geomeans over all cases: {', '.join(overall)}.")
+    headers = ["model", *[_column_name(*column, rows) for column in columns]]
+    return [Table(f"Summary: whole networks ({context})", headers, table_rows, caption)]
 
 
 def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int]) -> Optional[Table]:
@@ -345,6 +431,49 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_models(rows: List[dict], context: str, out_dir: Path) -> List[Path]:
+    """models_speedup.png: each network's speedup (log scale, bars drawn from 1x), a bar per
+    (pass, batch)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    except ImportError:
+        return []
+    columns = _model_columns(rows)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    speedup = {(r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
+               for r in rows if r["impl"] == "torch"}
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) + 2), 4))
+    width = 0.8 / len(columns)
+    for i, column in enumerate(columns):
+        xs = [x + (i - (len(columns) - 1) / 2) * width for x in range(len(models))]
+        heights = [speedup.get((model, *column), float("nan")) for model in models]
+        ax.bar(xs, [h - 1 for h in heights], width, bottom=1, label=_column_name(*column, rows))
+    finite = [v for v in speedup.values() if v is not None and math.isfinite(v) and v > 0]
+    low, high = min(finite + [1.0]) / 1.1, max(finite + [1.0]) * 1.1
+    ticks = speedup_ticks(low, high)
+    ax.set_yscale("log")
+    ax.set_ylim(min(low, ticks[0] / 1.02), max(high, ticks[-1] * 1.02))
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(range(len(models)))
+    ax.set_xticklabels(models, fontsize=9)
+    ax.set_ylabel("speedup (original time / converted time)", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, frameon=False, loc="best")
+    ax.set_title(f"models ({context})", fontsize=10)
+    fig.tight_layout()
+    path = out_dir / "models_speedup.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
 
 
 def _plot_value(grouped, label: str, pass_name: str, impl: str, kind: str) -> float:

@@ -1,8 +1,10 @@
 """fastconv's benchmark: its conv2d and max_pool2d against PyTorch's own backends on the layers of
-classic networks, after checking that their results agree.
+classic networks, and whole torchvision networks converted by fastconv.convert() against the
+originals, after checking that their results agree.
 
     python bench/run.py                               # representative layers of every suite (~5 min on 2 cores)
-    python bench/run.py --full                        # every distinct layer (10-15 min on 2 cores)
+    python bench/run.py --suite models                # every network: inference, a training step (2.5 min)
+    python bench/run.py --full                        # every distinct layer and every network
     python bench/run.py --device cpu --quick --out DIR  # a one-minute subset (CI's smoke step)
     python bench/run.py --device cuda --suite resnet50,maxpool --pass fwd
 
@@ -28,6 +30,10 @@ import torch  # noqa: E402
 
 from bench import report  # noqa: E402
 from bench.machine import PeakCandidates, machine_info, measure_peaks  # noqa: E402
+from bench.models import (  # noqa: E402
+    IMAGE_SIZE, MODEL_PASSES, MODELS, SUITE_NAME as MODELS_SUITE, ModelCase, ModelWorkload, model_cases,
+    torchvision_available,
+)
 from bench.suites import SUITES, Case, select  # noqa: E402
 from bench.timing import Timer, interleaved  # noqa: E402
 from bench.workloads import (  # noqa: E402
@@ -49,7 +55,8 @@ QUICK_REPEATS = 3
 PEAK = "peak"  # the peak's candidate among a case's implementations
 # What a run writes into --out, and clears from it first (SUITE_*.png for every known suite).
 OUTPUT_FILES = ("results.csv", "results.json", "summary.md",
-                *[f"{suite}_{kind}.png" for suite in SUITES for kind in ("speedup", "peak")])
+                *[f"{suite}_{kind}.png" for suite in SUITES for kind in ("speedup", "peak")],
+                f"{MODELS_SUITE}_speedup.png")
 
 
 def all_cores() -> int:
@@ -66,6 +73,15 @@ def suites_help() -> str:
         batches = f"N={suite.train_batch['cpu']}/{suite.train_batch['cuda']}"
         lines.append(f"  {suite.name:<16} {suite.op:<10} {suite.distinct_layers:>2} layers, {batches:<9} "
                      f"{suite.source}; {', '.join(suite.representative)}")
+    networks = ", ".join(f"{spec.name}" + (f" (training N={spec.train_batch})" if spec.train_batch != 8 else "")
+                         for spec in MODELS.values())
+    lines += ["", textwrap.fill(
+        f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by fastconv.convert() "
+        "against the original, passes infer (eval, no_grad, N=1 and N=8) and train (train mode: forward, "
+        "cross-entropy, backward; N=8 unless noted). --suite models (or --full) runs every network; the "
+        "default run and --quick only resnet18 infer N=1 (so does --suite models --quick; with --pass "
+        "train, resnet18 train N=8). --op selects layer suites only: the models suite, which runs both "
+        "ops, is then left out.", 100, subsequent_indent="  ")]
     return "\n".join(lines)
 
 
@@ -88,18 +104,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "The default run (no arguments) times the representative layers of every suite (listed "
         "below) at batch 1 (inference) and at the suite's training batch, forward, backward and "
         "both, 5 interleaved rounds per case: about 5 minutes on the 2 cores of the build machine, "
-        "with a table after each suite. --full times every distinct layer (10-15 minutes). Each "
-        "case is first checked against torch (values within rounding, identical pooling indices) and "
+        "with a table after each suite. --full times every distinct layer (10-15 minutes) and every "
+        "network. Each case is first checked against torch (values within rounding, identical pooling indices) and "
         "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
         "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
         "channels_last input, each against torch's max_pool2d on the same input. A GEMM (convolution) "
-        "or a copy (pooling) is timed in the same rounds, for the fraction of peak."
+        "or a copy (pooling) is timed in the same rounds, for the fraction of peak. It also times one whole "
+        "network, resnet18 inference at batch 1, converted by fastconv.convert() against the original "
+        "(--suite models: every network, inference and a training step)."
     )
     outputs = (
         "Outputs in --out, which each run clears of the files an earlier run wrote there: results.csv "
         "(one row per case, pass and implementation), results.json (the rows with the machine, peaks, "
-        "checks and summary), summary.md (all tables, with every column), SUITE_speedup.png and "
-        "SUITE_peak.png. Optional packages: tqdm (progress bar), matplotlib (plots)."
+        "checks and summary), summary.md (all tables, with every column; the whole networks' first), "
+        f"SUITE_speedup.png and SUITE_peak.png, {MODELS_SUITE}_speedup.png. Optional packages: tqdm (progress "
+        "bar), matplotlib (plots), torchvision (the models suite)."
     )
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + "\n\n" + textwrap.fill(default_run, 100),
@@ -110,37 +129,65 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
     parser.add_argument("--suite", type=lambda s: [n for n in s.split(",") if n], default=None,
                         metavar="NAME[,NAME]", help="suites to run (default: all)")
-    parser.add_argument("--op", choices=list(REFERENCES), default=None, help="only the suites of this op")
+    parser.add_argument("--op", choices=list(REFERENCES), default=None,
+                        help=f"only the layer suites of this op (leaves the {MODELS_SUITE} suite out)")
     parser.add_argument("--threads", type=positive_int, default=all_cores(),
                         help="torch.set_num_threads (default: all cores, here %(default)s)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--quick", action="store_true",
                        help=f"the representative layers at batch 1 only, {QUICK_REPEATS} rounds: about a "
                        "minute on 2 CPU cores")
-    scope.add_argument("--full", action="store_true", help="every distinct layer of every suite")
+    scope.add_argument("--full", action="store_true",
+                       help=f"every distinct layer of every suite, and every network of the {MODELS_SUITE} suite")
     parser.add_argument("--pass", dest="passes", type=lambda s: [p for p in s.split(",") if p],
-                        default=list(PASSES), metavar="fwd,bwd,fwdbwd", help="passes to time (default: all)")
+                        default=list(PASSES + MODEL_PASSES), metavar="fwd,bwd,fwdbwd,infer,train",
+                        help="passes to time (default: all): fwd, bwd, fwdbwd for the layer suites, infer "
+                        f"and train for the {MODELS_SUITE} suite; a suite none of whose passes is chosen is "
+                        "left out")
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help=f"interleaved rounds per case (default: {DEFAULTS['cpu']['repeats']} on cpu, "
                         f"{DEFAULTS['cuda']['repeats']} on cuda, {QUICK_REPEATS} with --quick)")
     parser.add_argument("--warmup", type=non_negative_int, default=None, help="warm-up calls per "
                         f"implementation (default: {DEFAULTS['cpu']['warmup']} on cpu, "
                         f"{DEFAULTS['cuda']['warmup']} on cuda)")
+    parser.add_argument("--image-size", type=positive_int, default=IMAGE_SIZE, metavar="PIXELS",
+                        help=f"input height and width of the {MODELS_SUITE} suite's networks (default: "
+                        "%(default)s; smaller sizes are for smoke tests)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"), help="output folder (default: bench_out/)")
     args = parser.parse_args(argv)
-    unknown = [p for p in args.passes if p not in PASSES]
+    unknown = [p for p in args.passes if p not in PASSES + MODEL_PASSES]
     if unknown or not args.passes:
-        parser.error(f"unknown pass(es) {unknown}; choose from {list(PASSES)}")
+        parser.error(f"unknown pass(es) {unknown}; choose from {list(PASSES + MODEL_PASSES)}")
+    args.layer_passes = [p for p in args.passes if p in PASSES]
+    args.model_passes = [p for p in args.passes if p in MODEL_PASSES]
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: exists and is not a folder")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available to torch")
-    try:
-        args.suites = select(args.suite, args.op)
-    except ValueError as error:
-        parser.error(str(error))
-    defaults = DEFAULTS[args.device]
     args.scope = "quick" if args.quick else "full" if args.full else "default"
+    models_named = MODELS_SUITE in (args.suite or [])
+    layer_names = [name for name in args.suite or [] if name != MODELS_SUITE]
+    if models_named and args.op:
+        parser.error(f"--op selects layer suites only; the {MODELS_SUITE} suite runs both ops: drop --op or "
+                     f"{MODELS_SUITE}")
+    try:
+        chosen = select(layer_names, args.op) if layer_names or not models_named else []
+    except ValueError as error:
+        parser.error(str(error).replace("choose from [", f"choose from ['{MODELS_SUITE}', "))
+    args.suites = chosen if args.layer_passes else []
+    # The models suite: every network when named or with --full (--quick: its one representative
+    # case), the representative case in a default or quick run of every suite.
+    with_models = args.model_passes and (models_named or (not args.suite and args.op is None))
+    args.models_skipped = bool(with_models) and not torchvision_available()
+    if args.models_skipped:
+        if models_named:
+            parser.error(f"the {MODELS_SUITE} suite needs torchvision, which is not installed")
+        with_models = False
+    args.model_cases = (model_cases(args.model_passes, whole=args.full or (models_named and not args.quick))
+                        if with_models else [])
+    if not args.suites and not args.model_cases:
+        parser.error("nothing to run: no selected suite has a selected pass")
+    defaults = DEFAULTS[args.device]
     args.repeats = args.repeats or (QUICK_REPEATS if args.quick else defaults["repeats"])
     args.warmup = defaults["warmup"] if args.warmup is None else args.warmup
     args.min_sample_s = defaults["min_sample_s"]
@@ -173,7 +220,7 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer, peaks: Peak
     footprint = workload.footprint_bytes()
     peak_candidate, peak_work, _ = peaks.for_op(op)
     rows = []
-    for pass_name in args.passes:
+    for pass_name in args.layer_passes:
         candidates = {name: impl.candidate(pass_name) for name, impl in workload.impls.items()}
         candidates[PEAK] = peak_candidate
         timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
@@ -199,8 +246,31 @@ def measure_case(case: Case, args: argparse.Namespace, timer: Timer, peaks: Peak
                 "footprint_bytes": footprint,
                 "fits_in_cache": None if not args.cache_bytes else footprint <= args.cache_bytes,
                 "workspace_bytes": workload.workspace_bytes(name) if pass_name == "fwd" else None,
-                "check": checks if name == "fastconv" and pass_name == args.passes[0] else None,
+                "check": checks if name == "fastconv" and pass_name == args.layer_passes[0] else None,
             })
+    return rows
+
+
+def measure_model_case(case: ModelCase, args: argparse.Namespace, timer: Timer) -> List[dict]:
+    """Checks one network case, then times the converted network and the original in interleaved
+    rounds: one row each."""
+    workload = ModelWorkload(case, torch.device(args.device), DTYPES[args.dtype], args.image_size)
+    checks = workload.check()  # raises CorrectnessError before anything is timed
+    candidates = {impl: workload.candidate(impl) for impl in workload.models}
+    timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
+    rows = []
+    for impl, timing in timings.items():
+        rows.append({
+            "suite": case.suite, "op": "model", "model": case.model, "shape": f"3x{args.image_size}x{args.image_size}",
+            "batch": case.batch, "dtype": args.dtype, "device": args.device, "threads": torch.get_num_threads(),
+            "pass": case.pass_name, "impl": impl, "backend": workload.backend(impl),
+            "median_s": timing.median, "min_s": timing.min, "samples_s": timing.samples, "iters": timing.iters,
+            "repeats": len(timing.samples), "images_per_s": case.batch / timing.median,
+            # The original's time over the converted network's: >1 means fastconv is faster.
+            "fastconv_speedup": None if impl == "fastconv" else timing.median / timings["fastconv"].median,
+            "layers_converted": workload.converted if impl == "fastconv" else None,
+            "check": checks if impl == "fastconv" else None,
+        })
     return rows
 
 
@@ -246,6 +316,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"fastconv benchmark ({args.scope} run) on {context}\n"
           f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s\n"
           f"fastconv from {machine['fastconv_path']}")
+    if args.models_skipped:
+        print(f"note: torchvision is not installed: the {MODELS_SUITE} suite is left out")
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 and args.device == "cpu":
         print(textwrap.fill(f"note: load average {load[0]:.1f} before starting: other work is running on this "
@@ -273,13 +345,30 @@ def main(argv: Optional[List[str]] = None) -> int:
             suite_tables.append(report.suite_table(suite.name, suite.op, suite_rows, peaks, context))
             suite_tables[-1].print()
         rows += suite_rows
+    model_rows = []
+    for case in progress(args.model_cases, MODELS_SUITE):
+        try:
+            model_rows += measure_model_case(case, args, timer)
+        except CorrectnessError as error:
+            failures.append({"suite": MODELS_SUITE, "case": case.label, "kind": "mismatch", "message": str(error)})
+            say(f"CORRECTNESS FAILURE: {error}")
+        except (RuntimeError, NotImplementedError) as error:
+            message = f"{MODELS_SUITE}/{case.label}: {type(error).__name__}: {error}"
+            failures.append({"suite": MODELS_SUITE, "case": case.label, "kind": "error", "message": message})
+            say(f"ERROR in {message.splitlines()[0]}")
+    if model_rows:
+        suite_tables.append(report.models_table(model_rows, context))
+        suite_tables[-1].print()
+        plots += report.plot_models(model_rows, context, args.out)
+    rows += model_rows
 
     for suite in args.suites:
         suite_rows = [r for r in rows if r["suite"] == suite.name]
         if suite_rows:
             plots += report.plot_suite(suite.name, suite.op, suite_rows, context, args.out)
-    summary = report.summarize(rows)
-    tables = report.summary_tables(summary, context, peaks)
+    summary = report.summarize_models(model_rows) + report.summarize(rows)
+    # The whole networks first: what decides whether converting pays.
+    tables = report.models_summary_tables(model_rows, context) + report.summary_tables(summary, context, peaks)
     beyond_cache = report.beyond_cache_table(rows, context, args.cache_bytes)
     if beyond_cache is not None:
         tables.append(beyond_cache)
@@ -305,6 +394,7 @@ def write_outputs(args, rows, summary, tables, failures, machine, peaks, context
                      args.out / "results.csv")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "suites"}
     config["suites"] = [suite.name for suite in args.suites]
+    config["model_cases"] = [case.label for case in args.model_cases]
     report.write_json({
         "machine": {**machine, "threads": torch.get_num_threads(),
                     "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
