@@ -128,6 +128,8 @@ def conv2d(
     padding: int, pair, 'valid' or 'same' (stride 1 only). Dilation > 1 gives dilated convolution.
     """
     _check_conv_input(input)
+    if padding == "valid":  # torch's 'valid' is padding {0}, expanded to every dimension
+        padding = [0]
     if isinstance(padding, str):
         return _conv2d_string_padding_checked(input, weight, bias, stride, padding, dilation, groups)
     if weight.dim() < 3:
@@ -140,14 +142,7 @@ def conv2d(
 
 
 def _conv2d_string_padding_checked(input, weight, bias, stride, padding: str, dilation, groups):
-    """padding='valid' or 'same' with torch's checks in its order (its convolution_same)."""
-    if padding == "valid":
-        if weight.dim() < 3:
-            raise RuntimeError("weight should have at least three dimensions")
-        spatial_dims = weight.dim() - 2
-        stride = _conv_param("stride", stride, spatial_dims)
-        dilation = _conv_param("dilation", dilation, spatial_dims)
-        return _conv2d_pairs(input, weight, bias, stride, [0] * spatial_dims, dilation, groups)
+    """padding='same' with torch's checks in its order (its convolution_same)."""
     if padding != "same":
         raise RuntimeError("Invalid padding string: '" + padding + "'")
     k = weight.dim()
