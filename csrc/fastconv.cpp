@@ -40,7 +40,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         false;
 #endif
     // The CPU kernels' vector builds, chosen at run time (cpu/isa.h).
-    info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx2() ? "avx2_fma" : "portable";
+    info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx512() ? "avx512f"
+        : fastconv::cpu::cpu_uses_avx2()                     ? "avx2_fma"
+                                                             : "portable";
     return info;
   }, "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
      "GEMM kernel it runs.");

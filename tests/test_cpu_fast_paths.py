@@ -207,3 +207,42 @@ def test_portable_microkernel_without_avx2():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+VECTOR_KERNEL_RESULTS = """
+import sys, torch, fastconv
+assert fastconv.build_info()["cpu_gemm_kernel"] == sys.argv[2], fastconv.build_info()
+torch.manual_seed(0)
+results = []
+# Weight rows (K) on either side of the 4-, 8- and 12-row tiles; the forward and the weight
+# gradient both run on the micro-kernel.
+for n, c, h, k in [(2, 9, 11, 13), (1, 40, 9, 200), (3, 16, 10, 4), (2, 24, 12, 8), (2, 32, 9, 70)]:
+    x = torch.randn(n, c, h, h, requires_grad=True)
+    w = torch.randn(k, c, 3, 3, requires_grad=True)
+    y = fastconv.conv2d(x, w, None, 1, 1)
+    y.backward(torch.randn_like(y))
+    results += [y.detach(), w.grad]
+torch.save(results, sys.argv[1])
+"""
+
+
+def _vector_kernel_results(tmp_path, capability, expected_kernel):
+    path = tmp_path / f"{expected_kernel}.pt"
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+    result = subprocess.run([sys.executable, "-c", VECTOR_KERNEL_RESULTS, str(path), expected_kernel],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return torch.load(path)
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512",
+                    reason="the AVX-512 micro-kernel needs a CPU (and torch) with AVX-512")
+def test_avx512_microkernel_matches_avx2_bitwise(tmp_path):
+    """The AVX-512 and AVX2 micro-kernels add the same products in the same order with one
+    rounding each (FMA), so forward and weight gradient agree bit for bit, row tails included;
+    ATEN_CPU_CAPABILITY=avx2 selects the AVX2 build."""
+    wide = _vector_kernel_results(tmp_path, "avx512", "avx512f")
+    narrow = _vector_kernel_results(tmp_path, "avx2", "avx2_fma")
+    assert len(wide) == len(narrow) == 10
+    for a, b in zip(wide, narrow):
+        assert torch.equal(a, b)

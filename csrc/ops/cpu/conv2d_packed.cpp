@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "microkernels/f32_gemm_6x16.h"
+#include "microkernels/f32_gemm_12x16.h"
 #include "pack_columns.h"
 #include "packed_gemm.h"
 #include "workspace.h"
@@ -66,7 +66,7 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
     weights.emplace_back(w + group * K * rows, K, rows, rows);
   }
   const ForwardTiling tiling(g);
-  const MicroKernel kernel = FASTCONV_SELECT_ISA(f32_gemm_6x16);
+  const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> packed_columns(packed_b_elements(kPixelBlock));
     std::vector<float*> output_columns(kPixelBlock);
@@ -149,7 +149,7 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t weight_elements = g.out_channels * rows;
   const WeightBackwardTiling tiling(g);
   const Workspace<float> partials(tiling.image_chunks > 1 ? tiling.image_chunks * weight_elements : 0);
-  const MicroKernel kernel = FASTCONV_SELECT_ISA(f32_gemm_6x16);
+  const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> packed_columns(packed_b_elements(tiling.column_block));
     std::vector<float*> weight_columns(tiling.column_block);

@@ -20,7 +20,20 @@ bool avx2_allowed() {
 #endif
 }
 
+bool avx512_allowed() {
+#if FASTCONV_X86
+  return at::get_cpu_capability() == "AVX512" && __builtin_cpu_supports("avx512f") && avx2_allowed();
+#else
+  return false;
+#endif
+}
+
 } // namespace
+
+bool cpu_uses_avx512() {
+  static const bool allowed = avx512_allowed();
+  return allowed;
+}
 
 bool cpu_uses_avx2() {
   static const bool allowed = avx2_allowed();

@@ -4,7 +4,10 @@
 // Vector code is compiled per function for AVX2+FMA (FASTCONV_AVX2), never with a global -mavx2,
 // so the library still loads on CPUs without it. Every kernel with a vector build comes as a pair,
 // `name_portable` and (where FASTCONV_X86 is 1) `name_avx2`, with the same signature, and callers
-// pick one only through FASTCONV_SELECT_ISA(name).
+// pick one only through FASTCONV_SELECT_ISA(name). A kernel that gains from 512-bit vectors (the
+// GEMM micro-kernel: twice the FMA width where the CPU has two such units) also comes as
+// `name_avx512` (FASTCONV_AVX512), and callers pick it through FASTCONV_SELECT_ISA_AVX512(name).
+// ATEN_CPU_CAPABILITY limits both, as it limits ATen's own kernels.
 //
 // ATen's Vectorized<T> is not used: its AVX2 specialisations need the whole translation unit
 // compiled for AVX2 (ATen builds each kernel file once per capability), which a per-function
@@ -19,6 +22,8 @@
 // A helper of AVX2 code, inlined into its callers whatever gcc's size heuristics say: out of line,
 // every __m256 argument and result goes through memory.
 #define FASTCONV_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+#define FASTCONV_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define FASTCONV_AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
 #else
 #define FASTCONV_X86 0
 #endif
@@ -29,6 +34,9 @@ namespace fastconv::cpu {
 // =default turns the vector builds off, as it does ATen's own, which is how tests reach the
 // portable code on an AVX2 machine. Decided once per process.
 bool cpu_uses_avx2();
+// True where, besides, the CPU has AVX-512F and ATen's capability is AVX512
+// (ATEN_CPU_CAPABILITY=avx2 turns it off alone).
+bool cpu_uses_avx512();
 
 } // namespace fastconv::cpu
 
@@ -38,4 +46,12 @@ bool cpu_uses_avx2();
   (::fastconv::cpu::cpu_uses_avx2() ? &name##_avx2 : &name##_portable)
 #else
 #define FASTCONV_SELECT_ISA(name) (&name##_portable)
+#endif
+
+// The same, with name_avx512 first where cpu_uses_avx512().
+#if FASTCONV_X86
+#define FASTCONV_SELECT_ISA_AVX512(name) \
+  (::fastconv::cpu::cpu_uses_avx512() ? &name##_avx512 : FASTCONV_SELECT_ISA(name))
+#else
+#define FASTCONV_SELECT_ISA_AVX512(name) (&name##_portable)
 #endif

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "microkernels/f32_gemm_6x16.h"
+#include "microkernels/f32_gemm_12x16.h"
 #include "workspace.h"
 
 namespace fastconv::cpu {
@@ -90,13 +90,13 @@ void packed_gemm(MicroKernel kernel, const GemmA& a, int64_t row_begin, int64_t 
         const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
         const int64_t rows = std::min(kMR, row_end - i0);
         if (rows == kMR && contiguous) {
-          kernel(kc, a_panel, lda, b, tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
+          kernel(kMR, kc, a_panel, lda, b, tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
           continue;
         }
         // A partial or scattered tile: compute it whole in a scratch tile, then keep the part
         // inside c.
         float scratch[kMR * kNR];
-        kernel(kc, a_panel, lda, b, scratch, kNR, nullptr, false);
+        kernel(rows, kc, a_panel, lda, b, scratch, kNR, nullptr, false);
         for (int64_t j = 0; j < cols; ++j) {
           float* column = tile_columns[j] + i0 * ldc;
           for (int64_t i = 0; i < rows; ++i) {

@@ -1,13 +1,16 @@
-// The 6x16 float GEMM micro-kernel for AVX2+FMA: 12 accumulators, two B vectors and one broadcast
-// A value in the 16 ymm registers, one FMA per accumulator and depth step.
-#include "f32_gemm_6x16.h"
+// The 12x16 float GEMM micro-kernel for AVX2+FMA, as two 6x16 halves: 12 accumulators, two B
+// vectors and one broadcast A value fill the 16 ymm registers, one FMA per accumulator and depth
+// step. A tile of at most 6 rows computes one half only.
+#include "f32_gemm_12x16.h"
 
 namespace fastconv::cpu {
 
 #if FASTCONV_X86
-FASTCONV_AVX2 void f32_gemm_6x16_avx2(int64_t depth, const float* a, int64_t lda,
-                                      const float* b, float* tile, int64_t ldc,
-                                      const float* row_start, bool accumulate) {
+namespace {
+
+FASTCONV_AVX2_INLINE void tile_6x16(int64_t depth, const float* a, int64_t lda, const float* b,
+                                    float* tile, int64_t ldc, const float* row_start,
+                                    bool accumulate) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
   if (accumulate) {
     c00 = _mm256_loadu_ps(tile + 0 * ldc), c01 = _mm256_loadu_ps(tile + 0 * ldc + 8);
@@ -50,6 +53,18 @@ FASTCONV_AVX2 void f32_gemm_6x16_avx2(int64_t depth, const float* a, int64_t lda
   _mm256_storeu_ps(tile + 3 * ldc, c30), _mm256_storeu_ps(tile + 3 * ldc + 8, c31);
   _mm256_storeu_ps(tile + 4 * ldc, c40), _mm256_storeu_ps(tile + 4 * ldc + 8, c41);
   _mm256_storeu_ps(tile + 5 * ldc, c50), _mm256_storeu_ps(tile + 5 * ldc + 8, c51);
+}
+
+} // namespace
+
+FASTCONV_AVX2 void f32_gemm_12x16_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda,
+                                       const float* b, float* tile, int64_t ldc,
+                                       const float* row_start, bool accumulate) {
+  tile_6x16(depth, a, lda, b, tile, ldc, row_start, accumulate);
+  if (rows > 6) {
+    tile_6x16(depth, a + 6 * lda, lda, b, tile + 6 * ldc, ldc,
+              row_start != nullptr ? row_start + 6 : nullptr, accumulate);
+  }
 }
 #endif
 
