@@ -88,6 +88,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         },
         "Testing hook: {(pass, path): times run} of the CPU conv2d kernels in this process.");
 
+  m.def("_winograd_enabled", &fastconv::cpu::winograd_enabled,
+        "Whether 3x3 stride-1 float32 convolutions on the CPU may take the Winograd path "
+        "(fastconv.backends.winograd.enabled).");
+  m.def("_set_winograd_enabled", &fastconv::cpu::set_winograd_enabled, pybind11::arg("enabled"),
+        "Allow or forbid the Winograd path (fastconv.backends.winograd.enabled).");
+
   m.def("_cpu_workspace_peak_bytes", [](bool reset) {
           const int64_t peak = fastconv::cpu::workspace_peak_bytes();
           if (reset) {

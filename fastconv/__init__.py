@@ -12,12 +12,12 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
 from .functional import conv2d, max_pool2d, max_unpool2d
-from . import nn
+from . import backends, nn
 from .convert import ConversionReport, conversion_report, convert, revert
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "conv2d", "max_pool2d", "max_unpool2d", "nn", "convert", "revert", "conversion_report",
+    "conv2d", "max_pool2d", "max_unpool2d", "nn", "backends", "convert", "revert", "conversion_report",
     "ConversionReport", "summary", "ModelSummary", "build_info", "check_torch_version",
 ]
 __version__ = "0.1.0"

@@ -169,21 +169,26 @@ def measured_forward_workspace(x, weight, **kwargs):
     return fastconv._C._cpu_workspace_peak_bytes(), figure
 
 
-@pytest.mark.parametrize("dtype, groups, expected_path", [
-    (torch.float32, 1, "packed_gemm"), (torch.float32, 64, "depthwise"), (torch.float64, 1, "im2col_blas"),
+@pytest.mark.parametrize("dtype, groups, winograd, expected_path", [
+    (torch.float32, 1, True, "winograd"), (torch.float32, 1, False, "packed_gemm"),
+    (torch.float32, 64, True, "depthwise"), (torch.float64, 1, True, "im2col_blas"),
 ])
-def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, expected_path):
+def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, winograd, expected_path):
     """The forward's real workspace (counted as it is allocated) stays within the reported figure,
-    which is a few hundred KiB per thread for the packed GEMM, a padded plane per thread for
-    depthwise, and an im2col band (16 MiB at most) per thread otherwise: never the whole column
-    matrix (here 64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
+    which is a few hundred KiB per thread for the packed GEMM and Winograd (which also holds its
+    16 x K x C transformed filters), a padded plane per thread for depthwise, and an im2col band
+    (16 MiB at most) per thread otherwise: never the whole column matrix (here
+    64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
     x = torch.randn(2, 64, 96, 96, dtype=dtype)
     weight = torch.randn(64, 64 // groups, 3, 3, dtype=dtype)
-    assert cpu_paths((2, 64, 96, 96, 64, 3, 3, 1, 1, 1, groups), dtype)[0] == expected_path
-    peak, figure = measured_forward_workspace(x, weight, padding=1, groups=groups)
+    with fastconv.backends.winograd.flags(enabled=winograd):
+        assert cpu_paths((2, 64, 96, 96, 64, 3, 3, 1, 1, 1, groups), dtype)[0] == expected_path
+        peak, figure = measured_forward_workspace(x, weight, padding=1, groups=groups)
     assert 0 < peak <= figure
-    per_thread = {"packed_gemm": 1 << 20, "depthwise": 128 << 10, "im2col_blas": 16 << 20}[expected_path]
-    assert figure <= torch.get_num_threads() * per_thread
+    per_thread = {"packed_gemm": 1 << 20, "winograd": 1 << 20, "depthwise": 128 << 10,
+                  "im2col_blas": 16 << 20}[expected_path]
+    filters = 16 * 64 * 64 * 4 if expected_path == "winograd" else 0
+    assert figure <= torch.get_num_threads() * per_thread + filters
 
 
 PORTABLE_KERNEL_CHECK = """
@@ -195,6 +200,8 @@ for n, c, h, k, groups in [(2, 9, 11, 13, 1), (1, 40, 9, 200, 1), (3, 6, 10, 6, 
     expected = F.conv2d(x.double(), w.double(), None, 1, 1, 1, groups)
     actual = fastconv.conv2d(x, w, None, 1, 1, 1, groups)
     torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-4)
+# (1, 40, 9, 200) ran on the Winograd path: its portable transforms are checked too.
+assert fastconv._C._conv2d_cpu_path_runs()["forward", "winograd"] == 1
 print("ok")
 """
 

@@ -7,6 +7,7 @@
 #include "conv2d_packed.h"
 #include "conv2d_path.h"
 #include "depthwise_conv2d.h"
+#include "winograd_conv2d.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -42,6 +43,10 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
       packed_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
                      float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
+    case Conv2dPath::winograd:
+      winograd_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                       float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
     default:
       im2col_blas_forward(g, x, w, bias, y);
   }
@@ -53,11 +58,13 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
   record_run(Conv2dPass::input_backward, path);
   switch (path) {
     case Conv2dPath::depthwise_flipped:
+    case Conv2dPath::winograd_flipped:
     case Conv2dPath::packed_gemm_flipped: {
       const auto t = input_backward_geometry(g);
       const auto flipped = flipped_transposed_weight(w, g);
-      const auto forward =
-          path == Conv2dPath::depthwise_flipped ? depthwise_forward : packed_forward;
+      const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
+          : path == Conv2dPath::winograd_flipped                 ? winograd_forward
+                                                                 : packed_forward;
       forward(t, gy.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
               gx.mutable_data_ptr<float>());
       return;

@@ -10,6 +10,7 @@
 #include "conv2d_im2col_blas.h"
 #include "conv2d_packed.h"
 #include "depthwise_conv2d.h"
+#include "winograd_conv2d.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -29,6 +30,22 @@ bool packed_gemm_pays_off(const Conv2dGeometry& g) {
 bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
   return g.stride_h == 1 && g.stride_w == 1 && g.pad_h <= g.dilation_h * (g.kernel_h - 1) &&
       g.pad_w <= g.dilation_w * (g.kernel_w - 1);
+}
+
+// Winograd's transforms cost a few additions per input and output value, which the 16 / 36
+// multiplications repay only with enough channels on both sides. Its transformed filters
+// (16 x K x C floats) are read once per block of tiles: past about 1 MiB they no longer stay in
+// L2, and on the build machine 256- and 512-channel layers then ran slower than the direct GEMM,
+// whose blocks reuse the weights more (bench/, README).
+constexpr int64_t kWinogradMinChannels = 16;
+constexpr int64_t kWinogradMaxFilterProducts = 128 * 128;  // K x C
+
+std::atomic<bool> winograd_on{true};
+
+bool winograd_pays_off(const Conv2dGeometry& g) {
+  return winograd_on.load() && winograd_supported(g) && g.in_channels >= kWinogradMinChannels &&
+      g.out_channels >= kWinogradMinChannels &&
+      g.in_channels * g.out_channels <= kWinogradMaxFilterProducts;
 }
 
 std::atomic<int64_t> run_counts[3][kConv2dPaths];
@@ -52,6 +69,8 @@ const char* name_of(Conv2dPath path) {
     case Conv2dPath::packed_gemm_flipped: return "packed_gemm_flipped";
     case Conv2dPath::depthwise_scatter: return "depthwise_scatter";
     case Conv2dPath::im2col_blas: return "im2col_blas";
+    case Conv2dPath::winograd: return "winograd";
+    case Conv2dPath::winograd_flipped: return "winograd_flipped";
   }
   return "?";
 }
@@ -73,12 +92,14 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
   switch (pass) {
     case Conv2dPass::forward:
       return depthwise_supported(g) ? Conv2dPath::depthwise
+          : winograd_pays_off(g)    ? Conv2dPath::winograd
           : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
                                     : Conv2dPath::im2col_blas;
     case Conv2dPass::input_backward: {
       if (input_backward_is_a_convolution(g)) {
         const auto t = input_backward_geometry(g);
         if (depthwise_supported(t)) return Conv2dPath::depthwise_flipped;
+        if (winograd_pays_off(t)) return Conv2dPath::winograd_flipped;
         if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
       }
       return depthwise_supported(g) ? Conv2dPath::depthwise_scatter : Conv2dPath::im2col_blas;
@@ -98,9 +119,19 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
       return std::min(threads, g.batch * g.out_channels) * depthwise_forward_workspace_bytes(g);
     case Conv2dPath::packed_gemm:
       return packed_forward_workspace_bytes(g, threads);
+    case Conv2dPath::winograd:
+      return winograd_forward_workspace_bytes(g, threads);
     default:
       return im2col_blas_forward_workspace_bytes(g, c10::elementSize(dtype), threads);
   }
+}
+
+bool winograd_enabled() {
+  return winograd_on.load();
+}
+
+void set_winograd_enabled(bool enabled) {
+  winograd_on.store(enabled);
 }
 
 void record_run(Conv2dPass pass, Conv2dPath path) {

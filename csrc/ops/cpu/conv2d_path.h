@@ -21,13 +21,20 @@ enum class Conv2dPath : int {
   packed_gemm_flipped,
   depthwise_scatter,    // the input gradient of a strided depthwise convolution
   im2col_blas,          // any pass and dtype: im2col bands and ATen's BLAS (conv2d_im2col_blas.cpp)
+  winograd,             // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd_conv2d.cpp)
+  winograd_flipped,     // a 3x3 stride-1 input gradient, as winograd's forward
 };
-constexpr int kConv2dPaths = 6;
+constexpr int kConv2dPaths = 8;
 
 const char* name_of(Conv2dPass pass);
 const char* name_of(Conv2dPath path);
 
 Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType dtype);
+
+// Whether choose_path may take the Winograd paths (fastconv.backends.winograd.enabled; on by
+// default). Off, 3x3 layers take the direct GEMM, as torch.backends flags switch paths off.
+bool winograd_enabled();
+void set_winograd_enabled(bool enabled);
 
 // The geometry of the convolution that gives a stride-1 convolution's input gradient: grad_output
 // convolved with the flipped, transposed weights, padded by dilation * (kernel - 1) - padding.

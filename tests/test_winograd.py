@@ -1,0 +1,163 @@
+"""The Winograd F(2x2, 3x3) path of the CPU conv2d (csrc/ops/cpu/winograd_conv2d.cpp): where it is
+taken, its values and input gradients against torch, its accuracy contract against float64 on every
+benchmark suite's layers it serves, thread-count independence, and fastconv.backends.winograd."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+import fastconv
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after the installed fastconv
+from bench.suites import SUITES  # noqa: E402
+
+
+def paths(n, c, h, w, k, padding):
+    x = torch.empty(n, c, h, w, device="meta")
+    weight = torch.empty(k, c, 3, 3, device="meta")
+    found = fastconv._C._conv2d_cpu_paths(x, weight, [1, 1], [padding, padding], [1, 1], 1)
+    return found["forward"], found["input_backward"]
+
+
+def runs():
+    counts = fastconv._C._conv2d_cpu_path_runs()
+    return counts["forward", "winograd"], counts["input_backward", "winograd_flipped"]
+
+
+def test_which_layers_take_it():
+    """3x3, stride 1, dilation 1, one group, 16+ channels on both sides and K x C <= 128 x 128;
+    the input gradient when its own convolution qualifies (padding <= 2)."""
+    assert paths(2, 64, 56, 56, 64, 1) == ("winograd", "winograd_flipped")
+    assert paths(2, 16, 9, 9, 128, 0) == ("winograd", "winograd_flipped")
+    assert paths(2, 64, 20, 20, 64, 3)[0] == "winograd"
+    assert paths(2, 64, 20, 20, 64, 3)[1] != "winograd_flipped"  # padding 3: no stride-1 form
+    assert paths(2, 15, 9, 9, 64, 1)[0] == "packed_gemm"          # too few input channels
+    assert paths(2, 64, 9, 9, 8, 1)[0] == "packed_gemm"           # too few output channels
+    assert paths(2, 256, 14, 14, 256, 1)[0] != "winograd"         # filters past L2
+    x, w = torch.empty(2, 64, 9, 9, device="meta"), torch.empty(64, 32, 3, 3, device="meta")
+    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "packed_gemm"
+    w = torch.empty(64, 64, 3, 3, device="meta")
+    assert fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"] == "packed_gemm"
+    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "packed_gemm"
+    x, w = torch.empty(2, 64, 9, 9, dtype=torch.float64, device="meta"), w.double()
+    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(16, 40), k=st.integers(16, 70), h=st.integers(1, 23),
+       w=st.integers(1, 41), padding=st.integers(0, 2), bias=st.booleans())
+def test_values_and_input_gradient_match_torch(n, c, k, h, w, padding, bias):
+    """Odd and even sizes (tiles that hang over the output), maps smaller than a tile, runs of
+    tiles that cross images and panels: forward and input gradient against torch in float64."""
+    if h + 2 * padding < 3 or w + 2 * padding < 3:
+        return
+    assert paths(n, c, h, w, k, padding) == ("winograd", "winograd_flipped")
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    weight = torch.randn(k, c, 3, 3, dtype=torch.float64)
+    b = torch.randn(k, dtype=torch.float64) if bias else None
+    x32 = x.float().requires_grad_()
+    before = runs()
+    actual = fastconv.conv2d(x32, weight.float(), None if b is None else b.float(), padding=padding)
+    expected = F.conv2d(x.requires_grad_(), weight, b, padding=padding)
+    scale = (9 * c) ** 0.5
+    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5, atol=2e-6 * scale)
+    grad = torch.randn_like(expected)
+    (actual_grad,) = torch.autograd.grad(actual, x32, grad.float())
+    (expected_grad,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(actual_grad.double(), expected_grad, rtol=1e-5, atol=2e-6 * (9 * k) ** 0.5)
+    after = runs()
+    assert after[0] > before[0] and after[1] > before[1]
+
+
+def test_empty_batch_and_channels_last():
+    w = torch.randn(32, 16, 3, 3)
+    out = fastconv.conv2d(torch.randn(0, 16, 8, 8), w, padding=1)
+    assert out.shape == (0, 32, 8, 8)
+    x = torch.randn(2, 16, 10, 12).contiguous(memory_format=torch.channels_last)
+    actual = fastconv.conv2d(x, w, padding=1)
+    assert actual.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(actual, F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
+def winograd_layers():
+    """Every benchmark suite layer that takes the Winograd path, once each."""
+    layers = {}
+    for suite in SUITES.values():
+        if suite.op != "conv2d":
+            continue
+        for layer in suite.layers:
+            if layer.groups == 1 and paths(1, layer.c, layer.h, layer.w, layer.k, layer.padding) == \
+                    ("winograd", "winograd_flipped") and layer.r == layer.s == 3 and layer.stride == 1 \
+                    and layer.dilation == 1:
+                layers.setdefault((layer.c, layer.h, layer.w, layer.k, layer.padding), f"{suite.name}.{layer.name}")
+    return layers
+
+
+WINOGRAD_LAYERS = winograd_layers()
+
+
+def test_some_suite_layers_take_it():
+    names = " ".join(WINOGRAD_LAYERS.values())
+    assert "resnet18" in names and "vgg16" in names, names
+
+
+@pytest.mark.parametrize("shape", WINOGRAD_LAYERS.keys(), ids=WINOGRAD_LAYERS.values())
+def test_accuracy_contract_on_suite_layers(shape):
+    """The README's contract: against a float64 evaluation, Winograd's float32 error (largest
+    absolute difference, forward and input gradient) is at most 4x torch's own float32 error."""
+    c, h, w, k, padding = shape
+    x = torch.randn(1, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(k, c, 3, 3, dtype=torch.float64) / (9 * c) ** 0.5
+    grad = torch.randn(1, k, h + 2 * padding - 2, w + 2 * padding - 2, dtype=torch.float64)
+    exact = F.conv2d(x, weight, padding=padding)
+    (exact_grad,) = torch.autograd.grad(exact, x, grad)
+
+    def errors(conv):
+        x32 = x.detach().float().requires_grad_()
+        out = conv(x32, weight.float(), padding=padding)
+        (out_grad,) = torch.autograd.grad(out, x32, grad.float())
+        return ((out.double() - exact).abs().max().item(), (out_grad.double() - exact_grad).abs().max().item())
+
+    ours, torchs = errors(fastconv.conv2d), errors(F.conv2d)
+    assert ours[0] <= 4 * torchs[0] and ours[1] <= 4 * torchs[1], (ours, torchs)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    x = torch.randn(3, 32, 21, 19, requires_grad=True)
+    weight = torch.randn(48, 32, 3, 3, requires_grad=True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            out = fastconv.conv2d(x, weight, padding=1)
+            results.append((out, *torch.autograd.grad(out, x, torch.ones_like(out))))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+def test_backends_switch_forces_the_direct_path():
+    """fastconv.backends.winograd.enabled, and its flags() context, which restores the setting."""
+    assert fastconv.backends.winograd.enabled
+    with fastconv.backends.winograd.flags(enabled=False):
+        assert not fastconv.backends.winograd.enabled
+        assert paths(2, 64, 56, 56, 64, 1) == ("packed_gemm", "packed_gemm_flipped")
+        x, w = torch.randn(2, 32, 9, 9), torch.randn(32, 32, 3, 3)
+        before = fastconv._C._conv2d_cpu_path_runs()["forward", "packed_gemm"]
+        direct = fastconv.conv2d(x, w, padding=1)
+        assert fastconv._C._conv2d_cpu_path_runs()["forward", "packed_gemm"] == before + 1
+    assert fastconv.backends.winograd.enabled
+    torch.testing.assert_close(fastconv.conv2d(x, w, padding=1), direct, rtol=1e-5, atol=1e-5)
+    fastconv.backends.winograd.enabled = False
+    try:
+        assert paths(2, 64, 56, 56, 64, 1)[0] == "packed_gemm"
+    finally:
+        fastconv.backends.winograd.enabled = True
+    assert paths(2, 64, 56, 56, 64, 1)[0] == "winograd"
