@@ -78,6 +78,7 @@ def model_specs() -> Dict[str, ModelSpec]:
         ModelSpec("mobilenet_v2", lambda: tv().mobilenet_v2(weights=None)),
         ModelSpec("googlenet", lambda: tv().googlenet(weights=None, aux_logits=False, init_weights=True)),
         ModelSpec("densenet121", lambda: tv().densenet121(weights=None)),
+        ModelSpec("resnext50_32x4d", lambda: tv().resnext50_32x4d(weights=None)),
     ]
     return {spec.name: spec for spec in specs}
 

@@ -235,6 +235,44 @@ def resnet50() -> List[Conv]:
     return layers
 
 
+def resnext50_32x4d() -> List[Conv]:
+    """Xie et al. 2017, ResNeXt-50 (32x4d) as torchvision builds it: resnet50's bottlenecks with a
+    grouped 3x3 of 32 groups, twice as wide (128, 256, 512, 1024 channels)."""
+    layers, channels, size = [resnet_stem()], 64, 56
+    for stage, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):
+        width = planes * 2  # planes * (4 / 64) * 32
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 1 else 1
+            out = conv_out(size, 3, stride, 1)
+            prefix = f"layer{stage}.{block}"
+            layers.append(conv(f"{prefix}.conv1", channels, size, width, 1))
+            layers.append(conv(f"{prefix}.conv2", width, size, width, 3, stride=stride, groups=32))
+            layers.append(conv(f"{prefix}.conv3", width, out, 4 * planes, 1))
+            if block == 0:
+                layers.append(conv(f"{prefix}.downsample", channels, size, 4 * planes, 1, stride=stride))
+            channels, size = 4 * planes, out
+    return layers
+
+
+def held_out() -> List[Conv]:
+    """Classic layer kinds at sizes and channel counts no other suite has, timed at an odd batch:
+    a check that speed-ups are not tied to the suites' shapes and batches."""
+    return [
+        conv("3x3.c48.s60", 48, 60, 48, 3),
+        conv("3x3.c96.s30", 96, 30, 96, 3),
+        conv("3x3.c192.s15", 192, 15, 160, 3),
+        conv("3x3.c320.s9", 320, 9, 320, 3),
+        conv("3x3.s2.c80", 80, 45, 112, 3, stride=2),
+        conv("1x1.c200", 200, 20, 72, 1),
+        conv("stem.5x5.s2", 3, 160, 40, 5, stride=2),
+        conv("5x5.c48", 48, 27, 128, 5),
+        conv("dilated.d2", 160, 25, 160, 3, dilation=2),
+        conv("dilated.d3", 96, 31, 96, 3, dilation=3),
+        conv("depthwise.c144", 144, 38, 144, 3, groups=144),
+        conv("grouped.g32", 192, 21, 192, 3, groups=32),
+    ]
+
+
 # (expansion t, output channels c, repeats n, first stride s) of Sandler et al. 2018, table 2.
 MOBILENET_V2_CONFIG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                        (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -298,6 +336,12 @@ SUITES: Dict[str, Suite] = {
               ("conv1", "layer1.0.conv1", "layer2.0.downsample", "layer4.0.conv2")),
         Suite("resnet50", "conv2d", "He et al. 2016 (torchvision v1.5)", tuple(resnet50()),
               {"cpu": 8, "cuda": 64}, ("layer3.1.conv1", "layer3.0.conv2", "layer4.0.downsample")),
+        Suite("resnext50", "conv2d", "Xie et al. 2017 (torchvision resnext50_32x4d)",
+              tuple(resnext50_32x4d()), {"cpu": 8, "cuda": 64},
+              ("layer1.0.conv2", "layer3.1.conv2")),
+        Suite("heldout", "conv2d", "fastconv: shapes and a batch (5) no other suite uses",
+              tuple(held_out()), {"cpu": 5, "cuda": 40},
+              ("3x3.c96.s30", "1x1.c200", "grouped.g32")),
         Suite("mobilenet_v2_dw", "conv2d", "Sandler et al. 2018", tuple(mobilenet_v2_depthwise()),
               {"cpu": 8, "cuda": 64}, ("block2.0.dw", "block4.1.dw")),
         Suite("deeplab_dilated", "conv2d", "Chen et al. 2017 (DeepLab-v3)", tuple(deeplab_dilated()),

@@ -32,7 +32,7 @@ def test_the_suite_runs_whole_only_when_named_or_full():
     whole = parse_args(["--suite", "models"]).model_cases
     assert whole == parse_args(["--full"]).model_cases
     assert {c.model for c in whole} == set(MODELS) == {"resnet18", "resnet50", "vgg16", "mobilenet_v2",
-                                                        "googlenet", "densenet121"}
+                                                        "googlenet", "densenet121", "resnext50_32x4d"}
     for spec in MODELS.values():
         batches = {(c.pass_name, c.batch) for c in whole if c.model == spec.name}
         assert batches == {("infer", 1), ("infer", 8), ("train", spec.train_batch)}
