@@ -33,6 +33,38 @@ inline std::vector<PixelRun> pixel_runs(const Conv2dGeometry& g, int64_t first, 
   return runs;
 }
 
+// Copies / zeroes n floats, n <= kNR (a run never passes its panel), without a library call:
+// with small images most runs are a few pixels long, and a memcpy or memset call per run cost more
+// than the GEMM. Two fixed-size moves, overlapping where n is not a power of two.
+inline void copy_run(float* out, const float* in, int64_t n) {
+  if (n >= 8) {
+    std::memcpy(out, in, 8 * sizeof(float));
+    std::memcpy(out + n - 8, in + n - 8, 8 * sizeof(float));
+  } else if (n >= 4) {
+    std::memcpy(out, in, 4 * sizeof(float));
+    std::memcpy(out + n - 4, in + n - 4, 4 * sizeof(float));
+  } else {
+    if (n > 0) out[0] = in[0];
+    if (n > 1) out[1] = in[1];
+    if (n > 2) out[2] = in[2];
+  }
+}
+
+inline void zero_run(float* out, int64_t n) {
+  static constexpr float kZeros[8] = {};
+  if (n >= 8) {
+    std::memcpy(out, kZeros, 8 * sizeof(float));
+    std::memcpy(out + n - 8, kZeros, 8 * sizeof(float));
+  } else if (n >= 4) {
+    std::memcpy(out, kZeros, 4 * sizeof(float));
+    std::memcpy(out + n - 4, kZeros, 4 * sizeof(float));
+  } else {
+    if (n > 0) out[0] = 0.f;
+    if (n > 1) out[1] = 0.f;
+    if (n > 2) out[2] = 0.f;
+  }
+}
+
 // The taps t in [0, length) of a row read at iw0 + t * stride that fall inside [0, width):
 // [begin, end), begin <= end.
 inline std::pair<int64_t, int64_t> taps_inside(int64_t iw0, int64_t stride, int64_t width,
@@ -70,7 +102,7 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
       float* out = packed + packed_b_offset(k, run.column, kc);
       const int64_t ih = run.oh * g.stride_h - g.pad_h + kh * g.dilation_h;
       if (ih < 0 || ih >= g.in_h) {
-        std::fill_n(out, run.length, 0.f);
+        zero_run(out, run.length);
         continue;
       }
       const float* in_row = plane + ih * g.in_w;
@@ -80,7 +112,7 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
         if (run.length == kNR) {
           std::memcpy(out, in_row + iw0, kNR * sizeof(float));
         } else {
-          std::memcpy(out, in_row + iw0, run.length * sizeof(float));
+          copy_run(out, in_row + iw0, run.length);
         }
         continue;
       }
@@ -88,16 +120,15 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
       // read the padding. Three plain loops rather than a test per element: at small images
       // (LeNet, 8x8 planes) most runs touch a border, and that test cost more than the GEMM.
       const auto [inside_begin, inside_end] = taps_inside(iw0, g.stride_w, g.in_w, run.length);
-      std::fill_n(out, inside_begin, 0.f);
+      zero_run(out, inside_begin);
       if (g.stride_w == 1) {
-        std::memcpy(out + inside_begin, in_row + iw0 + inside_begin,
-                    (inside_end - inside_begin) * sizeof(float));
+        copy_run(out + inside_begin, in_row + iw0 + inside_begin, inside_end - inside_begin);
       } else {
         for (int64_t t = inside_begin; t < inside_end; ++t) {
           out[t] = in_row[iw0 + t * g.stride_w];
         }
       }
-      std::fill_n(out + inside_end, run.length - inside_end, 0.f);
+      zero_run(out + inside_end, run.length - inside_end);
     }
     for (int64_t column = count; column % kNR != 0; ++column) {
       packed[packed_b_offset(k, column, kc)] = 0.f;
