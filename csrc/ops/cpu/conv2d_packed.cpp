@@ -105,95 +105,145 @@ int64_t packed_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads)
 
 namespace {
 
-// Weight-gradient columns per task (a multiple of kNR) and weight rows per task.
-constexpr int64_t kWeightColumnBlock = 128;
-
-// A small weight gradient (few tasks over its blocks) of a large batch is also split by images:
-// chunks of kImagesPerChunk images are summed into separate partial gradients in parallel, which
-// are then added in chunk order. The split depends on the geometry alone, never on the thread
-// count, and the partial gradients together stay under kMaxPartialElements.
+// The weight gradient is computed transposed, gw^T [C*kh*kw x K] = columns [C*kh*kw x pixels] *
+// grad_output^T [pixels x K]: the column matrix's rows are stretches of input rows, built by
+// copies (column_row), while the transposed operand is grad_output, 1/(kh*kw) of the column
+// matrix's size, packed into 16-channel panels once per call. The other way round, the column
+// matrix itself had to be scattered into panel order, which cost as much as the GEMM.
+//
+// Tasks are (chunk of images, group, block of column rows). A small weight gradient of a large
+// batch is also split by images: chunks of kImagesPerChunk images are summed into separate partial
+// gradients in parallel, then added in chunk order. The split depends on the geometry alone, never
+// on the thread count, and the partial gradients together stay under kMaxPartialElements; every
+// element is summed over its images and pixels in the same order whatever the thread count.
 constexpr int64_t kImagesPerChunk = 8;
 constexpr int64_t kMaxPartialElements = 1 << 20;
+constexpr int64_t kMaxRowsPerTask = 96;  // column rows: their kKC-deep block (96 KiB) stays in L2
 
-// The packed weight gradient's tasks: (chunk of images, group, block of grad_weight rows, block of
-// its columns). Every grad_weight element is summed over the images and pixels in the same order
-// whatever the thread count.
 struct WeightBackwardTiling {
-  int64_t image_chunks, row_block, row_blocks, column_block, column_blocks;
+  int64_t image_chunks, k_padded, rows_padded, row_block, row_blocks;
 
-  explicit WeightBackwardTiling(const Conv2dGeometry& g) {
-    const int64_t K = g.out_channels_per_group(), columns = g.column_rows();
+  WeightBackwardTiling(const Conv2dGeometry& g, int64_t threads) {
+    const int64_t rows = g.column_rows();
+    k_padded = round_up(g.out_channels_per_group(), kNR);
+    rows_padded = round_up(rows, kMR);
     const int64_t chunks = (g.batch + kImagesPerChunk - 1) / kImagesPerChunk;
-    image_chunks = chunks * g.out_channels * columns <= kMaxPartialElements ? chunks : 1;
-    row_block = std::min(round_up(K, kMR), kMaxRowBlock);
-    row_blocks = (K + row_block - 1) / row_block;
-    column_block = kWeightColumnBlock;
-    const int64_t wanted = 2 * at::get_num_threads();
-    while (column_block > kNR && image_chunks * g.groups * row_blocks *
-                                         ((columns + column_block - 1) / column_block) <
-                                     wanted) {
-      column_block /= 2;
+    image_chunks = chunks * g.groups * rows_padded * k_padded <= kMaxPartialElements ? chunks : 1;
+    // Smaller row blocks where there are few tasks; they only regroup rows, which are summed
+    // apart, so the results stay the same.
+    row_block = std::min(rows_padded, kMaxRowsPerTask);
+    while (row_block > kMR &&
+           image_chunks * g.groups * ((rows + row_block - 1) / row_block) < 2 * threads) {
+      row_block = round_up(row_block / 2, kMR);
     }
-    column_blocks = (columns + column_block - 1) / column_block;
+    row_blocks = (rows + row_block - 1) / row_block;
   }
-  int64_t tasks(const Conv2dGeometry& g) const {
-    return image_chunks * g.groups * row_blocks * column_blocks;
-  }
+  int64_t tasks(const Conv2dGeometry& g) const { return image_chunks * g.groups * row_blocks; }
+  // gw^T of one (chunk, group): rows_padded x k_padded.
+  int64_t sum_elements() const { return rows_padded * k_padded; }
 };
+
+// grad_output of each (image, group) as packed-B panels of 16 output channels over all its
+// pixels: panel q holds b(p, j) = gy[group * K + 16 q + j][p] at p * 16 + j, zero past K.
+void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded, float* packed) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group();
+  const int64_t panels = k_padded / kNR;
+  at::parallel_for(0, g.batch * g.groups * panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t panel = index % panels, image_group = index / panels;
+      const int64_t n = image_group / g.groups, group = image_group % g.groups;
+      const int64_t k0 = panel * kNR, lanes = std::min(kNR, K - k0);
+      const float* rows = gy + (n * g.out_channels + group * K + k0) * P;
+      float* out = packed + index * P * kNR;
+      for (int64_t p0 = 0; p0 < P; p0 += kNR) {  // 16 x 16 blocks, read row-wise
+        const int64_t pixels = std::min(kNR, P - p0);
+        alignas(64) float block[kNR][kNR] = {};
+        for (int64_t j = 0; j < lanes; ++j) {
+          std::copy_n(rows + j * P + p0, pixels, block[j]);
+        }
+        for (int64_t p = 0; p < pixels; ++p) {
+          for (int64_t j = 0; j < kNR; ++j) out[(p0 + p) * kNR + j] = block[j][p];
+        }
+      }
+    }
+  });
+}
 
 } // namespace
 
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
                 C = g.in_channels_per_group(), rows = g.column_rows();
-  const int64_t weight_elements = g.out_channels * rows;
-  const WeightBackwardTiling tiling(g);
-  const Workspace<float> partials(tiling.image_chunks > 1 ? tiling.image_chunks * weight_elements : 0);
+  const WeightBackwardTiling tiling(g, at::get_num_threads());
+  const int64_t k_panels = tiling.k_padded / kNR;
+  const Workspace<float> packed_gy(g.batch * g.groups * tiling.k_padded * P);
+  pack_grad_output(g, gy, tiling.k_padded, packed_gy.data());
+  // gw^T per (chunk, group), rows_padded x k_padded.
+  const Workspace<float> sums(tiling.image_chunks * g.groups * tiling.sum_elements());
   const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
+  // Equal depth blocks of at most kKC pixels.
+  const int64_t depth_blocks = (P + kKC - 1) / kKC;
+  const int64_t block_depth = (P + depth_blocks - 1) / depth_blocks;
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
-    const Workspace<float> packed_columns(packed_b_elements(tiling.column_block));
-    std::vector<float*> weight_columns(tiling.column_block);
+    // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
+    const Workspace<float> a(tiling.row_block * block_depth, /*zeroed=*/true);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t column_block = task % tiling.column_blocks;
-      const int64_t row_block = task / tiling.column_blocks % tiling.row_blocks;
-      const int64_t group = task / (tiling.column_blocks * tiling.row_blocks) % g.groups;
-      const int64_t chunk = task / (tiling.column_blocks * tiling.row_blocks * g.groups);
-      const int64_t first = column_block * tiling.column_block;
-      const int64_t count = std::min(tiling.column_block, rows - first);
+      const int64_t row_block = task % tiling.row_blocks;
+      const int64_t group = task / tiling.row_blocks % g.groups;
+      const int64_t chunk = task / (tiling.row_blocks * g.groups);
       const int64_t row_begin = row_block * tiling.row_block;
-      const int64_t row_count = std::min(K, row_begin + tiling.row_block) - row_begin;
-      float* sum = tiling.image_chunks > 1 ? partials.data() + chunk * weight_elements : gw;
-      for (int64_t j = 0; j < count; ++j) {
-        weight_columns[j] = sum + (group * K + row_begin) * rows + first + j;
-      }
+      const int64_t row_count = std::min(tiling.row_block, rows - row_begin);
+      float* sum = sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
+          row_begin * tiling.k_padded;
       const int64_t first_image = tiling.image_chunks > 1 ? chunk * kImagesPerChunk : 0;
       const int64_t end_image =
           tiling.image_chunks > 1 ? std::min(g.batch, first_image + kImagesPerChunk) : g.batch;
       for (int64_t n = first_image; n < end_image; ++n) {
         const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
-        const GemmA grad_rows(gy + (n * g.out_channels + group * K + row_begin) * P, row_count, P,
-                              P);
-        packed_gemm(
-            kernel, grad_rows, 0, row_count, count,
-            [&](int64_t k0, int64_t kc, float* packed) {
-              pack_columns_transposed(image, g, k0, kc, first, count, packed);
-            },
-            packed_columns.data(), weight_columns.data(), rows, nullptr,
-            /*accumulate=*/n > first_image);
+        const float* image_gy = packed_gy.data() + (n * g.groups + group) * k_panels * P * kNR;
+        for (int64_t p0 = 0; p0 < P; p0 += block_depth) {
+          const int64_t kc = std::min(block_depth, P - p0);
+          for (int64_t r = 0; r < row_count; ++r) {
+            column_row(image, g, row_begin + r, p0, kc, a.data() + r * kc);
+          }
+          const bool accumulate = n > first_image || p0 > 0;
+          for (int64_t panel = 0; panel < k_panels; ++panel) {
+            const float* b = image_gy + (panel * P + p0) * kNR;
+            for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
+              kernel(std::min(kMR, row_count - i0), kc, a.data() + i0 * kc, kc, b,
+                     sum + i0 * tiling.k_padded + panel * kNR, tiling.k_padded, nullptr,
+                     accumulate);
+            }
+          }
+        }
       }
     }
   });
-  if (tiling.image_chunks > 1) {
-    at::parallel_for(0, weight_elements, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        float total = partials[i];
-        for (int64_t chunk = 1; chunk < tiling.image_chunks; ++chunk) {
-          total += partials[chunk * weight_elements + i];
+  // gw[group * K + k][row] = the chunks' gw^T[row][k], added in chunk order, 16 x 16 blocks at
+  // a time so that both sides are read and written along rows.
+  const int64_t row_tiles = (rows + kNR - 1) / kNR;
+  at::parallel_for(0, g.groups * row_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t group = index / row_tiles, row0 = index % row_tiles * kNR;
+      const int64_t tile_rows = std::min(kNR, rows - row0);
+      for (int64_t k0 = 0; k0 < K; k0 += kNR) {
+        const int64_t tile_k = std::min(kNR, K - k0);
+        alignas(64) float block[kNR][kNR];
+        for (int64_t r = 0; r < tile_rows; ++r) {
+          const int64_t at = (row0 + r) * tiling.k_padded + k0;
+          for (int64_t k = 0; k < kNR; ++k) block[r][k] = sums[group * tiling.sum_elements() + at + k];
+          for (int64_t chunk = 1; chunk < tiling.image_chunks; ++chunk) {
+            const float* part = sums.data() + (chunk * g.groups + group) * tiling.sum_elements() + at;
+            for (int64_t k = 0; k < kNR; ++k) block[r][k] += part[k];
+          }
         }
-        gw[i] = total;
+        for (int64_t k = 0; k < tile_k; ++k) {
+          float* out = gw + (group * K + k0 + k) * rows + row0;
+          for (int64_t r = 0; r < tile_rows; ++r) out[r] = block[r][k];
+        }
       }
-    });
-  }
+    }
+  });
 }
 
 } // namespace fastconv::cpu

@@ -136,37 +136,41 @@ inline void pack_columns(const float* group_input, const Conv2dGeometry& g,
   }
 }
 
-// The transpose of pack_columns, for the weight gradient: b(k, j) = column-matrix row j0 + j at
-// output pixel p0 + k of one image, for pixels [p0, p0 + kc) and `count` rows from j0, in
-// packed-B order (packed_gemm.h); the columns that pad the last panel are zero.
-inline void pack_columns_transposed(const float* group_image, const Conv2dGeometry& g, int64_t p0,
-                                    int64_t kc, int64_t j0, int64_t count, float* packed) {
+// Row `row` of one group's column matrix (one (channel, kernel row, kernel column)) at output
+// pixels [p0, p0 + n) of one image (`group_image` is the group's first channel), contiguous in
+// `out`, zero where the window reads padding: the weight gradient's A operand, a copy of input
+// row stretches at stride 1.
+inline void column_row(const float* group_image, const Conv2dGeometry& g, int64_t row, int64_t p0,
+                       int64_t n, float* out) {
   const int64_t taps = g.kernel_h * g.kernel_w;
-  for (int64_t j = 0; j < count; ++j) {
-    const int64_t row = j0 + j;
-    const int64_t kh = (row / g.kernel_w) % g.kernel_h, kw = row % g.kernel_w;
-    const float* plane = group_image + (row / taps) * g.in_plane();
-    float* out = packed + packed_b_offset(0, j, kc);
-    for (int64_t k = 0; k < kc;) {  // one stretch of an output row at a time
-      const int64_t p = p0 + k, oh = p / g.out_w, ow = p % g.out_w;
-      const int64_t length = std::min(g.out_w - ow, kc - k);
-      const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) {
-        for (int64_t t = 0; t < length; ++t) out[(k + t) * kNR] = 0.f;
-      } else {
-        const float* in_row = plane + ih * g.in_w;
-        const int64_t iw0 = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
-        for (int64_t t = 0; t < length; ++t) {
-          const int64_t iw = iw0 + t * g.stride_w;
-          out[(k + t) * kNR] = (iw >= 0 && iw < g.in_w) ? in_row[iw] : 0.f;
+  const int64_t kh = (row / g.kernel_w) % g.kernel_h, kw = row % g.kernel_w;
+  const float* plane = group_image + (row / taps) * g.in_plane();
+  int64_t oh = p0 / g.out_w, ow = p0 % g.out_w;
+  for (int64_t t = 0; t < n;) {  // one stretch of an output row at a time
+    const int64_t length = std::min(n - t, g.out_w - ow);
+    float* stretch = out + t;
+    const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
+    if (ih < 0 || ih >= g.in_h) {
+      std::fill_n(stretch, length, 0.f);
+    } else {
+      const float* in_row = plane + ih * g.in_w;
+      const int64_t iw0 = ow * g.stride_w - g.pad_w + kw * g.dilation_w;
+      const auto [begin, end] = taps_inside(iw0, g.stride_w, g.in_w, length);
+      std::fill_n(stretch, begin, 0.f);
+      if (g.stride_w == 1) {
+        if (end - begin <= kNR) {
+          copy_run(stretch + begin, in_row + iw0 + begin, end - begin);
+        } else {
+          std::memcpy(stretch + begin, in_row + iw0 + begin, (end - begin) * sizeof(float));
         }
+      } else {
+        for (int64_t u = begin; u < end; ++u) stretch[u] = in_row[iw0 + u * g.stride_w];
       }
-      k += length;
+      std::fill_n(stretch + end, length - end, 0.f);
     }
-  }
-  for (int64_t j = count; j % kNR != 0; ++j) {
-    float* out = packed + packed_b_offset(0, j, kc);
-    for (int64_t k = 0; k < kc; ++k) out[k * kNR] = 0.f;
+    t += length;
+    ow = 0;
+    ++oh;
   }
 }
 
