@@ -202,6 +202,16 @@ def test_errors_torch_leaves_to_its_backends_say_what_is_wrong():
         fastconv.conv_transpose2d(x[:0], w[:, :, :0])
 
 
+def test_zero_dilation_along_a_one_tap_kernel_where_torch_runs_onednn():
+    """torch's oneDNN path takes it (a dilation changes nothing along one tap); its slow kernel
+    (float64 here) refuses it, and so does fastconv."""
+    x, weight = torch.randn(3, 2, 4, 4), torch.randn(2, 3, 1, 3)
+    kwargs = dict(stride=(2, 3), output_padding=1, dilation=(0, 1))
+    check_against_torch(x, weight, torch.randn(3), kwargs)
+    assert_raises_like_torch(lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
+                             lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs))
+
+
 @st.composite
 def configs(draw):
     groups = draw(st.integers(1, 3))

@@ -16,8 +16,16 @@ namespace fastconv {
 
 namespace {
 
-// torch's legacy type names, e.g. "torch.FloatTensor", "torch.cuda.HalfTensor".
+// torch's names of a tensor's type in its messages: the legacy names, e.g. "torch.FloatTensor",
+// "torch.cuda.HalfTensor", and for dtypes without one its type string, e.g. "CPUBFloat16Type".
 std::string legacy_type_name(const at::Tensor& t) {
+  const auto dtype = t.scalar_type();
+  const bool has_legacy_name = dtype == at::kByte || dtype == at::kChar || dtype == at::kShort ||
+      dtype == at::kInt || dtype == at::kLong || dtype == at::kHalf || dtype == at::kFloat ||
+      dtype == at::kDouble || dtype == at::kBool;
+  if (!has_legacy_name) {
+    return std::string(t.is_cuda() ? "CUDA" : "CPU") + c10::toString(dtype) + "Type";
+  }
   std::string name = "torch.";
   if (t.is_cuda()) {
     name += "cuda.";
@@ -339,9 +347,10 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   };
   ConvTranspose2dGeometry t{};
   if (empty_batch_or_channels) {  // torch's Empty backend: only the output shape
-    // torch fails on an internal select() (IndexError) here; this says what is wrong.
+    // torch fails on an internal select() (IndexError) here; these say what is wrong.
     TORCH_CHECK(w[2] > 0 && w[3] > 0, "kernel size should be greater than zero, but got "
                 "kernel_height: ", w[2], " kernel_width: ", w[3]);
+    TORCH_CHECK(w[1] > 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
     check_no_overflow();
     t.output_size = {in[0], out_channels, *out_h, *out_w};
     // torch views an empty tensor as the output shape: a negative size fails as its infer_size
@@ -360,10 +369,13 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   }
 
   // The checks of torch's slow kernel (slow_conv_transpose2d_shape_check), in its order.
-  const auto slow_kernel_checks = [&] {
+  // oneDNN takes an empty output, and a zero dilation along a kernel of one tap (it changes
+  // nothing there); torch's slow kernel refuses both.
+  const auto slow_kernel_checks = [&](bool onednn) {
+    const auto dilation_ok = [&](int d) { return dilation[d] > 0 || (onednn && w[d + 2] == 1); };
     TORCH_CHECK(w[3] > 0 && w[2] > 0, "kernel size should be greater than zero, but got "
                 "kernel_height: ", w[2], " kernel_width: ", w[3]);
-    TORCH_CHECK(dilation[1] > 0 && dilation[0] > 0, "dilation should be greater than zero, but "
+    TORCH_CHECK(dilation_ok(1) && dilation_ok(0), "dilation should be greater than zero, but "
                 "got dilation_height: ", dilation[0], ", dilation_width: ", dilation[1]);
     TORCH_CHECK((output_padding[1] < stride[1] || output_padding[1] < dilation[1]) &&
                     (output_padding[0] < stride[0] || output_padding[0] < dilation[0]),
@@ -371,9 +383,12 @@ ConvTranspose2dGeometry check_conv_transpose2d(
                 "output_padding_height: ", output_padding[0], " output_padding_width: ",
                 output_padding[1], " stride_height: ", stride[0], " stride_width: ", stride[1],
                 " dilation_height: ", dilation[0], " dilation_width: ", dilation[1]);
-    TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
+    // torch runs its slow kernel group by group, on one group's slice of the weight.
+    TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ",
+                at::IntArrayRef{w[0] / groups, w[1], w[2], w[3]});
     check_no_overflow();
-    TORCH_CHECK(*out_h >= 1 && *out_w >= 1, "Given input size per channel: (", in[2], " x ",
+    const int64_t least = onednn ? 0 : 1;
+    TORCH_CHECK(*out_h >= least && *out_w >= least, "Given input size per channel: (", in[2], " x ",
                 in[3], "). Calculated output size per channel: (", *out_h, " x ", *out_w,
                 "). Output size is too small");
   };
@@ -394,7 +409,7 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   const bool same_type =
       input.scalar_type() == weight.scalar_type() && input.device() == weight.device();
   if (slow_cpu_kernel) {
-    slow_kernel_checks();
+    slow_kernel_checks(false);
     TORCH_CHECK(same_type, "expected scalar type ", input.scalar_type(), " but found ",
                 weight.scalar_type());
   }
@@ -410,12 +425,14 @@ ConvTranspose2dGeometry check_conv_transpose2d(
               ") should be the same", mkldnn_words, input.is_cpu() ? "bias is a dense tensor" : "");
   // oneDNN and cuDNN fail on these inside their libraries; the slow kernel's words say what is
   // wrong.
-  slow_kernel_checks();
+  slow_kernel_checks(!slow_cpu_kernel);
 
   t.output_size = {in[0], out_channels, *out_h, *out_w};
   t.extra_h = output_padding[0] / stride[0];
   t.extra_w = output_padding[1] / stride[1];
-  t.conv = conv2d_geometry(t.output_size, w, nullptr, stride, padding, dilation, groups);
+  const std::array<int64_t, 2> taps_apart{std::max<int64_t>(dilation[0], 1),
+                                          std::max<int64_t>(dilation[1], 1)};
+  t.conv = conv2d_geometry(t.output_size, w, nullptr, stride, padding, taps_apart, groups);
   TORCH_INTERNAL_ASSERT(t.conv.out_h == in[2] + t.extra_h && t.conv.out_w == in[3] + t.extra_w);
   return t;
 }

@@ -38,7 +38,15 @@ class ConvTranspose2dFunction : public torch::autograd::Function<ConvTranspose2d
     ctx->save_for_backward({input, weight});
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
     ctx->saved_data["output_padding"] = output_padding.vec();
-    args.save(ctx);
+    // A zero dilation along a kernel of one tap (accepted where torch runs oneDNN) is dilation 1
+    // to the conv2d ops of the backward.
+    auto backward_args = args;
+    for (const int d : {0, 1}) {
+      if (backward_args.dilation[d] == 0 && weight.size(d + 2) == 1) {
+        backward_args.dilation[d] = 1;
+      }
+    }
+    backward_args.save(ctx);
     return conv_transpose2d_op(input, weight, bias, args, output_padding);
   }
 
