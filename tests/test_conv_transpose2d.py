@@ -202,6 +202,14 @@ def test_errors_torch_leaves_to_its_backends_say_what_is_wrong():
         fastconv.conv_transpose2d(x[:0], w[:, :, :0])
 
 
+def test_integer_input_is_not_implemented():
+    """torch computes integer transposed convolutions on its slow kernel; fastconv refuses them as
+    it refuses integer conv2d (README, "Supported, and not yet")."""
+    x, weight = torch.ones(1, 2, 4, 4, dtype=torch.long), torch.ones(2, 3, 3, 3, dtype=torch.long)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+        fastconv.conv_transpose2d(x, weight)
+
+
 def test_zero_dilation_along_a_one_tap_kernel_where_torch_runs_onednn():
     """torch's oneDNN path takes it (a dilation changes nothing along one tap); its slow kernel
     (float64 here) refuses it, and so does fastconv."""
