@@ -6,7 +6,8 @@ the ops check everything else in C++ (csrc/ops/shape_checks.cpp).
 
 The public functions are for eager Python (their argument handling is not TorchScript). Each ends
 in a TorchScript-compatible core (_conv2d_pairs, _conv2d_padding_string, _conv_transpose2d_pairs,
-_conv1d_core, _conv_transpose1d_core, _max_pool2d_pairs, _max_unpool2d_core), which fastconv.nn's modules call directly, so that converted models script.
+_conv1d_core, _conv1d_padding_string, _conv_transpose1d_core, _max_pool2d_pairs,
+_max_unpool2d_core), which fastconv.nn's modules call directly, so that converted models script.
 """
 
 from typing import List, Optional, Sequence, Tuple, Union

@@ -1,9 +1,10 @@
 """Drop-in modules: subclasses of torch.nn.Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
-MaxPool2d and MaxUnpool2d that run fastconv's kernels. Constructor arguments, parameters, initialisation, state_dict keys and repr are torch's,
-so isinstance checks and pretrained weights carry over.
+MaxPool2d and MaxUnpool2d that run fastconv's kernels. Constructor arguments, parameters,
+initialisation, state_dict keys and repr are torch's, so isinstance checks and pretrained weights
+carry over.
 
 Their forwards call the TorchScript-compatible cores of fastconv.functional with the arguments
-torch's modules hold (pairs, or a padding string), so converted models script with
+torch's modules hold (tuples, or a padding string), so converted models script with
 torch.jit.script, as torch's own layers do; eager calls skip the functional API's argument
 parsing, which the modules' arguments do not need."""
 
