@@ -1,5 +1,5 @@
-"""fastconv: im2col-GEMM 2-D convolution, dilated convolution and index-recording max-pooling for
-PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.functional.
+"""fastconv: im2col-GEMM 2-D convolution, dilated and transposed convolution (and the 1-d ones on
+the 2-d kernels) and index-recording max-pooling for PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.functional.
 
     import fastconv
     y = fastconv.conv2d(x, w, b, stride=1, padding="same")
@@ -11,13 +11,14 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
-from .functional import conv2d, max_pool2d, max_unpool2d
+from .functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, max_pool2d, max_unpool2d
 from . import backends, nn
 from .convert import ConversionReport, conversion_report, convert, revert
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "conv2d", "max_pool2d", "max_unpool2d", "nn", "backends", "convert", "revert", "conversion_report",
+    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d", "nn",
+    "backends", "convert", "revert", "conversion_report",
     "ConversionReport", "summary", "ModelSummary", "build_info", "check_torch_version",
 ]
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@
 Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda), and so does its autograd
 (csrc/ops/autograd, registered at the Autograd key so that a call costs no Python); here are only
 - the fake implementations: output shapes and layouts for torch.compile and meta tensors;
-- the autocast rule of conv2d (torch.autocast).
+- the autocast rule of conv2d and conv_transpose2d (torch.autocast).
 """
 
 import torch
@@ -80,6 +80,18 @@ def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, paddin
     return grad_output.new_empty(weight_size)
 
 
+@torch.library.register_fake("fastconv::conv_transpose2d")
+def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
+    if input.device.type != "meta":
+        _check_same_device(input, weight, bias)
+    # torch's own meta checks and output shape.
+    reference = torch.ops.aten.convolution.default(
+        input, weight, bias, stride, padding, dilation, True, output_padding, groups
+    )
+    layout = _layout(_is_channels_last(input) or _is_channels_last(weight))
+    return input.new_empty(reference.shape).contiguous(memory_format=layout)
+
+
 # ------------------------------------------------------------------------------------ max_pool2d
 
 
@@ -121,13 +133,14 @@ def _max_unpool2d_backward_fake(grad_output, indices):
 
 
 # -------------------------------------------------------------------------------------- autocast
-# torch's autocast policy for the matching torch ops: conv2d is on the lower-precision list (its
-# floating inputs, float64 excepted, are cast to the autocast dtype of their device), max-pooling
-# and unpooling are on no list and run in their input's dtype, which is what the Autocast keys'
-# default fallthrough already gives the other fastconv ops. torch.library.register_autocast is not
-# used: it casts to one dtype fixed at registration, whereas torch casts to the dtype of the
-# enclosing torch.autocast(..., dtype=...) (float16 or bfloat16 on CUDA, bfloat16 or float16 on
-# the CPU). The kernel below is register_autocast's, with that dtype looked up per call.
+# torch's autocast policy for the matching torch ops: conv2d and conv_transpose2d are on the
+# lower-precision list (their floating inputs, float64 excepted, are cast to the autocast dtype of
+# their device), max-pooling and unpooling are on no list and run in their input's dtype, which is
+# what the Autocast keys' default fallthrough already gives the other fastconv ops.
+# torch.library.register_autocast is not used: it casts to one dtype fixed at registration, whereas
+# torch casts to the dtype of the enclosing torch.autocast(..., dtype=...) (float16 or bfloat16 on
+# CUDA, bfloat16 or float16 on the CPU). The kernel below is register_autocast's, with that dtype
+# looked up per call.
 
 _autocast_library = torch.library.Library("fastconv", "IMPL")
 
@@ -154,4 +167,5 @@ def _register_lower_precision(name: str, device_type: str) -> None:
 
 
 for _device_type in ("cpu", "cuda"):
-    _register_lower_precision("conv2d", _device_type)
+    for _name in ("conv2d", "conv_transpose2d"):
+        _register_lower_precision(_name, _device_type)

@@ -1,5 +1,5 @@
-"""convert() and revert(): swap torch.nn's Conv2d, MaxPool2d and MaxUnpool2d in an existing model
-for fastconv's, and back.
+"""convert() and revert(): swap torch.nn's Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
+MaxPool2d and MaxUnpool2d in an existing model for fastconv's, and back.
 
 A replacement is a new module object of the other class that takes over the replaced module's
 state by reference: its parameter, buffer, submodule and hook dictionaries are the very same
@@ -25,6 +25,9 @@ __all__ = ["convert", "revert", "conversion_report", "ConversionReport", "Skippe
 # forward or add state that fastconv's module would ignore.
 FASTCONV_CLASS = {
     torch.nn.Conv2d: fastconv_nn.Conv2d,
+    torch.nn.ConvTranspose2d: fastconv_nn.ConvTranspose2d,
+    torch.nn.Conv1d: fastconv_nn.Conv1d,
+    torch.nn.ConvTranspose1d: fastconv_nn.ConvTranspose1d,
     torch.nn.MaxPool2d: fastconv_nn.MaxPool2d,
     torch.nn.MaxUnpool2d: fastconv_nn.MaxUnpool2d,
 }
@@ -37,7 +40,7 @@ Selector = Union[str, type]  # an fnmatch pattern for a qualified module name, o
 
 @dataclass(frozen=True)
 class Skipped:
-    """A torch Conv2d / MaxPool2d / MaxUnpool2d (or subclass) that convert() left alone."""
+    """A torch layer of FASTCONV_CLASS (or subclass) that convert() left alone."""
 
     name: str  # qualified name in the model ("" for the model itself)
     type: str  # class name
@@ -116,7 +119,7 @@ def _unsupported(module: torch.nn.Module, model_device: Optional[torch.device]) 
     if type(module) not in FASTCONV_CLASS:
         base = next(cls for cls in FASTCONV_CLASS if isinstance(module, cls))
         return f"subclass of torch.nn.{base.__name__} (its forward may differ): only exact classes are converted"
-    if isinstance(module, torch.nn.Conv2d):
+    if isinstance(module, torch.nn.modules.conv._ConvNd):
         if module.weight.dtype not in CONV_DTYPES:
             return f"dtype {module.weight.dtype}: fastconv convolves floating-point tensors only"
         return _device_problem(module.weight.device)
@@ -161,8 +164,9 @@ def convert(
     include: Union[Selector, Iterable[Selector], None] = None,
     exclude: Union[Selector, Iterable[Selector], None] = None,
 ) -> torch.nn.Module:
-    """Replaces every torch.nn.Conv2d, MaxPool2d and MaxUnpool2d in `model` (exact classes) by
-    fastconv's module, where fastconv supports its configuration, and returns the model.
+    """Replaces every torch.nn.Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d, MaxPool2d and
+    MaxUnpool2d in `model` (exact classes, FASTCONV_CLASS) by fastconv's module, where fastconv
+    supports its configuration, and returns the model.
 
     The replacement shares the replaced module's parameters, buffers and hooks (the same objects)
     and keeps its training mode. With inplace=False (the default) `model` is left untouched: the
@@ -172,7 +176,7 @@ def convert(
     include (when given) and not matching exclude are converted.
 
     fastconv.conversion_report(returned_model) lists what was converted and, with the reason,
-    every Conv2d / MaxPool2d / MaxUnpool2d (or subclass) left alone. fastconv.revert undoes it.
+    every such layer (or subclass) left alone. fastconv.revert undoes it.
     """
     include, exclude = _as_list(include), _as_list(exclude)
     if not inplace:
@@ -202,9 +206,9 @@ def convert(
 
 
 def revert(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
-    """Undoes convert(): replaces every fastconv.nn Conv2d, MaxPool2d and MaxUnpool2d (exact
-    classes) by the torch.nn module, sharing its state as convert() does. With inplace=False
-    (the default) works on, and returns, a deep copy."""
+    """Undoes convert(): replaces every fastconv.nn module of FASTCONV_CLASS (exact classes) by the
+    torch.nn module, sharing its state as convert() does. With inplace=False (the default) works
+    on, and returns, a deep copy."""
     if not inplace:
         model = copy.deepcopy(model)
 

@@ -1,7 +1,7 @@
-"""Under torch.autocast fastconv follows torch's policy for the matching torch ops: conv2d runs in
-the autocast dtype (its float32 inputs cast down), max-pooling and unpooling keep their input's
-dtype. Checked against torch under the same autocast, on the CPU (bfloat16, float16) and, where a
-GPU is present, on CUDA (float16, bfloat16)."""
+"""Under torch.autocast fastconv follows torch's policy for the matching torch ops: conv2d and
+conv_transpose2d run in the autocast dtype (their float32 inputs cast down), max-pooling and
+unpooling keep their input's dtype. Checked against torch under the same autocast, on the CPU
+(bfloat16, float16) and, where a GPU is present, on CUDA (float16, bfloat16)."""
 
 import pytest
 import torch
@@ -20,6 +20,19 @@ CASES = [
     pytest.param("cuda", torch.float16, id="cuda-float16", marks=[pytest.mark.cuda, needs_cuda]),
     pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=[pytest.mark.cuda, needs_cuda]),
 ]
+
+
+@pytest.mark.parametrize("device, dtype", CASES)
+def test_conv_transpose2d_runs_in_the_autocast_dtype(device, dtype):
+    x = torch.randn(2, 4, 6, 6, device=device)
+    w = torch.randn(4, 3, 3, 3, device=device)
+    b = torch.randn(6, device=device)
+    with torch.autocast(device, dtype=dtype):
+        actual = fastconv.conv_transpose2d(x, w, b, 2, 1, 1, 2)
+        expected = F.conv_transpose2d(x, w, b, 2, 1, 1, 2)
+    assert expected.dtype == dtype and actual.dtype == dtype
+    assert_close(actual, expected)
+    assert torch.equal(actual, fastconv.conv_transpose2d(x.to(dtype), w.to(dtype), b.to(dtype), 2, 1, 1, 2))
 
 
 @pytest.mark.parametrize("device, dtype", CASES)

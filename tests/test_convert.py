@@ -187,3 +187,36 @@ def test_converted_model_matches_the_original(train):
     expected.backward(grad)
     for (name, p), q in zip(model.named_parameters(), original.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=lambda m: f"{name}: {m}")
+
+
+class EncoderDecoder(nn.Module):
+    """Every convolution convert() knows: 2-d, transposed 2-d, 1-d and transposed 1-d."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.decode = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.sequence = nn.Conv1d(4, 6, 5, padding=2, padding_mode="reflect")
+        self.expand = nn.ConvTranspose1d(6, 2, 4, stride=2, groups=2)
+
+    def forward(self, x):
+        y = self.decode(torch.relu(self.encode(x)), output_size=x.shape[-2:])
+        return self.expand(torch.relu(self.sequence(y.flatten(2))))
+
+
+def test_converts_transposed_and_1d_convolutions():
+    original = EncoderDecoder().double()
+    model = fastconv.convert(original)
+    assert types_of(model) == [EncoderDecoder, fastconv.nn.Conv2d, fastconv.nn.ConvTranspose2d,
+                               fastconv.nn.Conv1d, fastconv.nn.ConvTranspose1d]
+    assert fastconv.conversion_report(model).converted == ["encode", "decode", "sequence", "expand"]
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    out, expected = model(x), original(x)
+    assert_close(out, expected)
+    out.sum().backward()
+    expected.sum().backward()
+    for p, q in zip(model.parameters(), original.parameters()):
+        assert_close(p.grad, q.grad)
+    assert types_of(fastconv.revert(model)) == types_of(original)
+    scripted = torch.jit.script(model)
+    assert_close(scripted(x), expected)

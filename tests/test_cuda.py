@@ -193,6 +193,49 @@ def test_conv2d_gradcheck_and_gradgradcheck():
         assert gradgradcheck(fn, (x, weight, bias))
 
 
+# (N, C_in, H, W, C_out, kernel, stride, padding, output_padding, dilation, groups)
+CONV_TRANSPOSE_CASES = [
+    (2, 4, 6, 5, 6, (3, 3), 2, 1, 1, 1, 2),
+    (1, 3, 5, 5, 2, (3, 2), (2, 3), (1, 0), (1, 2), 1, 1),
+    (2, 3, 5, 4, 4, (3, 3), 1, 1, 1, 2, 1),  # output_padding >= stride, < dilation
+    (2, 6, 5, 5, 6, (3, 3), 1, 1, 0, 1, 6),  # depthwise
+    (0, 3, 5, 5, 4, (3, 3), 2, 1, 1, 1, 1),  # empty batch
+]
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSE_CASES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+def test_conv_transpose2d_matches_torch_and_cpu(case, dtype):
+    n, c, h, w, k, (kh, kw), stride, padding, output_padding, dilation, groups = case
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64).to(CUDA, dtype)
+    weight = (torch.randn(c, k // groups, kh, kw, generator=gen, dtype=torch.float64) / 3).to(CUDA, dtype)
+    bias = torch.randn(k, generator=gen, dtype=torch.float64).to(CUDA, dtype)
+    args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    ours_x, ours_w, ours_b = leaf(x), leaf(weight), leaf(bias)
+    torch_x, torch_w, torch_b = leaf(x), leaf(weight), leaf(bias)
+    ours = fastconv.conv_transpose2d(ours_x, ours_w, ours_b, **args)
+    expected = F.conv_transpose2d(torch_x, torch_w, torch_b, **args)
+    assert_close_scaled(ours, expected)
+    assert_close_scaled(ours, fastconv.conv_transpose2d(x.cpu(), weight.cpu(), bias.cpu(), **args))
+    grad = torch.randn_like(expected)
+    ours.backward(grad)
+    expected.backward(grad)
+    for mine, theirs in [(ours_x, torch_x), (ours_w, torch_w), (ours_b, torch_b)]:
+        assert_close_scaled(mine.grad, theirs.grad)
+
+
+def test_conv_transpose2d_and_1d_gradgradcheck():
+    x = torch.randn(1, 4, 4, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 2, dtype=torch.float64, device=CUDA, requires_grad=True)
+    fn = lambda x, w: fastconv.conv_transpose2d(x, w, None, 2, 1, 1, 2, (1, 2))  # noqa: E731
+    assert gradcheck(fn, (x, weight)) and gradgradcheck(fn, (x, weight))
+    x1 = torch.randn(2, 4, 7, dtype=torch.float64, device=CUDA, requires_grad=True)
+    weight1 = torch.randn(6, 2, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
+    fn1 = lambda x, w: fastconv.conv1d(x, w, None, 2, 1, 2, 2)  # noqa: E731
+    assert gradcheck(fn1, (x1, weight1)) and gradgradcheck(fn1, (x1, weight1))
+
+
 def test_conv2d_backward_is_deterministic():
     x, weight, bias, args = conv_tensors((16, 32, 28, 28, 64, (3, 3), 1, 1, 1, 1), torch.float32)
     grads = []

@@ -39,6 +39,11 @@ OPCHECK_SAMPLES = {
     "conv2d_weight_backward": lambda: [
         (_t(2, 6, 4, 4), _t(2, 4, 8, 8), [6, 2, 3, 3], [2, 2], [1, 1], [1, 1], 2),
     ],
+    "conv_transpose2d": lambda: [
+        (_t(2, 4, 5, 5), _t(4, 3, 3, 3), _t(6), [2, 2], [1, 1], [1, 1], 2, [1, 1]),
+        (_t(1, 3, 4, 5, channels_last=True), _t(3, 2, 3, 2), None, [1, 2], [0, 1], [1, 1], 1, [2, 1]),
+        (_t(0, 3, 5, 5), _t(3, 2, 3, 3), _t(2), [1, 1], [0, 0], [0, 0], 1, [1, 1]),
+    ],
     "max_pool2d_with_indices": lambda: [
         _pool_sample(False),
         _pool_sample(True),
@@ -64,7 +69,8 @@ def test_opcheck(name):
 
 
 class _Net(torch.nn.Module):
-    """Conv, pool with indices, unpool and a dilated conv: every op in one graph."""
+    """Conv, pool with indices, unpool, a dilated conv, a transposed conv and the 1-d convs: every
+    op in one graph."""
 
     def __init__(self):
         super().__init__()
@@ -72,10 +78,14 @@ class _Net(torch.nn.Module):
         self.pool = fastconv.nn.MaxPool2d(2, return_indices=True)
         self.unpool = fastconv.nn.MaxUnpool2d(2)
         self.dilated = fastconv.nn.Conv2d(8, 4, 3, padding="same", dilation=2, groups=2, bias=False)
+        self.transposed = fastconv.nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.conv1d = fastconv.nn.Conv1d(4, 6, 3, padding="same")
+        self.transposed1d = fastconv.nn.ConvTranspose1d(6, 2, 3, stride=2)
 
     def forward(self, x):
         y, indices = self.pool(torch.relu(self.conv(x)))
-        return self.dilated(self.unpool(y, indices))
+        y = self.transposed(self.dilated(self.unpool(y, indices)))
+        return self.transposed1d(self.conv1d(y.flatten(2)))
 
 
 def test_torch_compile_fullgraph_matches_eager():
@@ -100,6 +110,8 @@ def test_torch_compile_dynamic_shapes():
 
 def test_meta_tensors_give_shapes():
     x = torch.empty(2, 3, 32, 32, device="meta")
+    transposed = fastconv.conv_transpose2d(x, torch.empty(3, 4, 3, 3, device="meta"), None, 2, 1, 1)
+    assert transposed.shape == (2, 4, 64, 64)
     assert fastconv.conv2d(x, torch.empty(8, 3, 5, 5, device="meta"), stride=2).shape == (2, 8, 14, 14)
     out, idx = fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
     assert out.shape == idx.shape == F.max_pool2d(torch.empty(2, 3, 32, 32), 3, 2, 1, ceil_mode=True).shape

@@ -15,6 +15,9 @@ op_db = pytest.importorskip("torch.testing._internal.common_methods_invocations"
 # op_db name -> fastconv's function with the same signature.
 OPS = {
     "nn.functional.conv2d": fastconv.conv2d,
+    "nn.functional.conv_transpose2d": fastconv.conv_transpose2d,
+    "nn.functional.conv1d": fastconv.conv1d,
+    "nn.functional.conv_transpose1d": fastconv.conv_transpose1d,
     "nn.functional.max_pool2d": fastconv.max_pool2d,
     "nn.functional.max_unpool2d": fastconv.max_unpool2d,
 }

@@ -16,8 +16,16 @@ namespace fastconv {
 
 namespace {
 
-// torch's legacy type names, e.g. "torch.FloatTensor", "torch.cuda.HalfTensor".
+// torch's names of a tensor's type in its messages: the legacy names, e.g. "torch.FloatTensor",
+// "torch.cuda.HalfTensor", and for dtypes without one its type string, e.g. "CPUBFloat16Type".
 std::string legacy_type_name(const at::Tensor& t) {
+  const auto dtype = t.scalar_type();
+  const bool has_legacy_name = dtype == at::kByte || dtype == at::kChar || dtype == at::kShort ||
+      dtype == at::kInt || dtype == at::kLong || dtype == at::kHalf || dtype == at::kFloat ||
+      dtype == at::kDouble || dtype == at::kBool;
+  if (!has_legacy_name) {
+    return std::string(t.is_cuda() ? "CUDA" : "CPU") + c10::toString(dtype) + "Type";
+  }
   std::string name = "torch.";
   if (t.is_cuda()) {
     name += "cuda.";
@@ -257,6 +265,176 @@ Conv2dGeometry conv2d_backward_geometry(
               "conv2d backward: expected grad_output of size ", at::IntArrayRef(expected),
               ", but got ", grad_output.sizes());
   return g;
+}
+
+namespace {
+
+// torch's transposed output size, (in - 1) * stride - 2 * pad + dilation * (kernel - 1) +
+// output_padding + 1; nullopt where int64 overflows (padding is at most INT64_MAX / 2 by now).
+std::optional<int64_t> transposed_output_size(int64_t in, int64_t kernel, int64_t stride,
+                                              int64_t pad, int64_t dilation,
+                                              int64_t output_padding) {
+  int64_t out = 0, span = 0;
+  bool overflows = __builtin_mul_overflow(in - 1, stride, &out);
+  overflows |= __builtin_sub_overflow(out, 2 * pad, &out);
+  overflows |= __builtin_mul_overflow(dilation, kernel - 1, &span);
+  overflows |= __builtin_add_overflow(out, span, &out);
+  overflows |= __builtin_add_overflow(out, output_padding + 1, &out);
+  return overflows ? std::nullopt : std::optional<int64_t>(out);
+}
+
+} // namespace
+
+ConvTranspose2dGeometry check_conv_transpose2d(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation) {
+  const auto in = input.sizes();
+  const auto w = weight.sizes();
+  const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
+  // torch's _convolution, then its check_shape_forward for transposed=1, in their order.
+  TORCH_CHECK(w.size() >= 3, "weight should have at least three dimensions");
+  TORCH_CHECK(groups > 0, "non-positive groups is not supported");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && output_padding.size() == 2 &&
+                  dilation.size() == 2,
+              "fastconv conv_transpose2d expects stride, padding, output_padding and dilation of "
+              "two values each");
+  TORCH_CHECK(!any_of(padding, [](int64_t p) { return p < 0; }),
+              "negative padding is not supported");
+  TORCH_CHECK(!any_of(output_padding, [](int64_t p) { return p < 0; }),
+              "negative output_padding is not supported");
+  TORCH_CHECK(!any_of(stride, [](int64_t s) { return s <= 0; }),
+              "non-positive stride is not supported");
+  TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d < 0; }),
+              "dilation should be greater than zero");
+  TORCH_CHECK(
+      in.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
+      "-dimensional weight ", w, ", but got ", in.size(), "-dimensional input of size ", in,
+      " instead");
+  TORCH_CHECK(w.size() == 4, "fastconv conv_transpose2d expects a 4-dimensional weight, got ", w);
+  TORCH_CHECK(
+      w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
+      " at dimension 0, but got weight of size ", w, " instead");
+  TORCH_CHECK(
+      w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
+      groups, " at dimension 0, but got weight of size [", w, "] instead");
+  for (const int i : {0, 1}) {
+    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i], "Given padding=",
+                padding[i], " at dimension ", i, " , expected padding to be at most ",
+                std::numeric_limits<int64_t>::max() / 2);
+  }
+  TORCH_CHECK(in[1] == w[0], "Given transposed=1, weight of size ", w, ", expected input", in,
+              " to have ", w[0], " channels, but got ", in[1], " channels instead");
+  int64_t out_channels = 0;
+  TORCH_CHECK(!__builtin_mul_overflow(w[1], groups, &out_channels),
+              "fastconv conv_transpose2d: output channels overflow int64 (weight ", w,
+              ", groups ", groups, ")");
+  TORCH_CHECK(b == nullptr || (b->dim() == 1 && b->numel() == out_channels),
+              "Given transposed=1, weight of size ", w,
+              ", expected bias to be 1-dimensional with ", out_channels,
+              " elements, but got bias of size ", b->sizes(), " instead");
+  const bool empty_batch_or_channels = in[0] == 0 || in[1] == 0;
+  TORCH_CHECK(empty_batch_or_channels || input.numel() != 0,
+              "Only zero batch or zero channel inputs are supported, but got input shape: ", in);
+
+  const auto out_h =
+      transposed_output_size(in[2], w[2], stride[0], padding[0], dilation[0], output_padding[0]);
+  const auto out_w =
+      transposed_output_size(in[3], w[3], stride[1], padding[1], dilation[1], output_padding[1]);
+  const auto check_no_overflow = [&] {
+    TORCH_CHECK(out_h && out_w, "fastconv conv_transpose2d: the output size overflows int64 "
+                "(input ", in, ", weight ", w, ", stride ", stride, ", dilation ", dilation, ")");
+  };
+  ConvTranspose2dGeometry t{};
+  if (empty_batch_or_channels) {  // torch's Empty backend: only the output shape
+    // torch fails on an internal select() (IndexError) here; these say what is wrong.
+    TORCH_CHECK(w[2] > 0 && w[3] > 0, "kernel size should be greater than zero, but got "
+                "kernel_height: ", w[2], " kernel_width: ", w[3]);
+    TORCH_CHECK(w[1] > 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
+    check_no_overflow();
+    t.output_size = {in[0], out_channels, *out_h, *out_w};
+    // torch views an empty tensor as the output shape: a negative size fails as its infer_size
+    // says (-1 reads as "infer this dimension").
+    const at::IntArrayRef shape(t.output_size);
+    bool inferred = false;
+    for (const int d : {2, 3}) {
+      TORCH_CHECK(shape[d] != -1 || !inferred, "only one dimension can be inferred");
+      TORCH_CHECK(shape[d] >= -1, "invalid shape dimension ", shape[d], " at index ", d,
+                  " of shape ", shape);
+      inferred |= shape[d] == -1;
+    }
+    TORCH_CHECK(!inferred, "cannot reshape tensor of 0 elements into shape ", shape,
+                " because the unspecified dimension size -1 can be any value and is ambiguous");
+    return t;
+  }
+
+  // The checks of torch's slow kernel (slow_conv_transpose2d_shape_check), in its order.
+  // oneDNN takes an empty output, and a zero dilation along a kernel of one tap (it changes
+  // nothing there); torch's slow kernel refuses both.
+  const auto slow_kernel_checks = [&](bool onednn) {
+    const auto dilation_ok = [&](int d) { return dilation[d] > 0 || (onednn && w[d + 2] == 1); };
+    TORCH_CHECK(w[3] > 0 && w[2] > 0, "kernel size should be greater than zero, but got "
+                "kernel_height: ", w[2], " kernel_width: ", w[3]);
+    TORCH_CHECK(dilation_ok(1) && dilation_ok(0), "dilation should be greater than zero, but "
+                "got dilation_height: ", dilation[0], ", dilation_width: ", dilation[1]);
+    TORCH_CHECK((output_padding[1] < stride[1] || output_padding[1] < dilation[1]) &&
+                    (output_padding[0] < stride[0] || output_padding[0] < dilation[0]),
+                "output padding must be smaller than either stride or dilation, but got "
+                "output_padding_height: ", output_padding[0], " output_padding_width: ",
+                output_padding[1], " stride_height: ", stride[0], " stride_width: ", stride[1],
+                " dilation_height: ", dilation[0], " dilation_width: ", dilation[1]);
+    // torch runs its slow kernel group by group, on one group's slice of the weight.
+    TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ",
+                at::IntArrayRef{w[0] / groups, w[1], w[2], w[3]});
+    check_no_overflow();
+    const int64_t least = onednn ? 0 : 1;
+    TORCH_CHECK(*out_h >= least && *out_w >= least, "Given input size per channel: (", in[2], " x ",
+                in[3], "). Calculated output size per channel: (", *out_h, " x ", *out_w,
+                "). Output size is too small");
+  };
+  // torch's CPU backend choice: oneDNN by conv2d's heuristic, but never for an output_padding
+  // that reaches the stride; otherwise its slow kernel, which checks shapes before dtypes.
+  Conv2dGeometry heuristic{};
+  heuristic.batch = in[0];
+  heuristic.kernel_h = w[2];
+  heuristic.kernel_w = w[3];
+  heuristic.stride_h = stride[0];
+  heuristic.stride_w = stride[1];
+  heuristic.dilation_h = dilation[0];
+  heuristic.dilation_w = dilation[1];
+  heuristic.groups = groups;
+  const bool big_output_padding = output_padding[0] >= stride[0] || output_padding[1] >= stride[1];
+  const bool slow_cpu_kernel = input.is_cpu() && weight.is_cpu() &&
+      (big_output_padding || !torch_uses_onednn(heuristic, input));
+  const bool same_type =
+      input.scalar_type() == weight.scalar_type() && input.device() == weight.device();
+  if (slow_cpu_kernel) {
+    slow_kernel_checks(false);
+    TORCH_CHECK(same_type, "expected scalar type ", input.scalar_type(), " but found ",
+                weight.scalar_type());
+  }
+  const char* mkldnn_words = input.is_cpu() ? " or input should be a MKLDNN tensor and " : "";
+  TORCH_CHECK(same_type, "Input type (", legacy_type_name(input), ") and weight type (",
+              legacy_type_name(weight), ") should be the same", mkldnn_words,
+              input.is_cpu() ? "weight is a dense tensor" : "");
+  t.cast_bias = b != nullptr && slow_cpu_kernel && b->device() == input.device() &&
+      b->scalar_type() != input.scalar_type();
+  TORCH_CHECK(b == nullptr || t.cast_bias || (b->scalar_type() == input.scalar_type() &&
+                                              b->device() == input.device()),
+              "Input type (", legacy_type_name(input), ") and bias type (", legacy_type_name(*b),
+              ") should be the same", mkldnn_words, input.is_cpu() ? "bias is a dense tensor" : "");
+  // oneDNN and cuDNN fail on these inside their libraries; the slow kernel's words say what is
+  // wrong.
+  slow_kernel_checks(!slow_cpu_kernel);
+
+  t.output_size = {in[0], out_channels, *out_h, *out_w};
+  t.extra_h = output_padding[0] / stride[0];
+  t.extra_w = output_padding[1] / stride[1];
+  const std::array<int64_t, 2> taps_apart{std::max<int64_t>(dilation[0], 1),
+                                          std::max<int64_t>(dilation[1], 1)};
+  t.conv = conv2d_geometry(t.output_size, w, nullptr, stride, padding, taps_apart, groups);
+  TORCH_INTERNAL_ASSERT(t.conv.out_h == in[2] + t.extra_h && t.conv.out_w == in[3] + t.extra_w);
+  return t;
 }
 
 Pool2dGeometry check_max_pool2d(

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <optional>
 
 namespace fastconv {
@@ -36,6 +37,25 @@ struct Conv2dGeometry {
 Conv2dGeometry check_conv2d(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
+// conv_transpose2d(input, weight) is the input gradient of the conv2d whose output has input's
+// shape: `conv` is that conv2d (its input has the transposed convolution's output shape, its
+// weight is `weight` as it is). Where output_padding reaches stride (allowed below dilation), that
+// conv2d's output is taller or wider than `input` by extra_h / extra_w zero rows / columns.
+// `conv` is filled in only where the result is non-empty.
+struct ConvTranspose2dGeometry {
+  std::array<int64_t, 4> output_size;
+  Conv2dGeometry conv;
+  int64_t extra_h, extra_w;
+  bool cast_bias;  // torch's slow CPU kernel takes a bias of another dtype and casts it
+};
+
+// Checks conv_transpose2d as torch's convolution does (its generic checks, then those of the
+// backend torch would pick); input must be 4-D (the Python wrapper batches unbatched input).
+ConvTranspose2dGeometry check_conv_transpose2d(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation);
 
 // Geometry for the backward ops, from the sizes the forward saw; checks grad_output against it.
 Conv2dGeometry conv2d_backward_geometry(

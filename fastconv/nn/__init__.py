@@ -1,9 +1,10 @@
-"""Drop-in modules: subclasses of torch.nn.Conv2d, MaxPool2d and MaxUnpool2d that run fastconv's
-kernels. Constructor arguments, parameters, initialisation, state_dict keys and repr are torch's,
-so isinstance checks and pretrained weights carry over.
+"""Drop-in modules: subclasses of torch.nn.Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
+MaxPool2d and MaxUnpool2d that run fastconv's kernels. Constructor arguments, parameters,
+initialisation, state_dict keys and repr are torch's, so isinstance checks and pretrained weights
+carry over.
 
 Their forwards call the TorchScript-compatible cores of fastconv.functional with the arguments
-torch's modules hold (pairs, or a padding string), so converted models script with
+torch's modules hold (tuples, or a padding string), so converted models script with
 torch.jit.script, as torch's own layers do; eager calls skip the functional API's argument
 parsing, which the modules' arguments do not need."""
 
@@ -14,7 +15,7 @@ import torch.nn.functional as torch_F
 
 from .. import functional as F
 
-__all__ = ["Conv2d", "MaxPool2d", "MaxUnpool2d"]
+__all__ = ["Conv2d", "ConvTranspose2d", "Conv1d", "ConvTranspose1d", "MaxPool2d", "MaxUnpool2d"]
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -30,6 +31,46 @@ class Conv2d(torch.nn.Conv2d):
             return F._conv2d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
                                             self.groups)
         return F._conv2d_pairs(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(torch.nn.ConvTranspose2d):
+    """torch.nn.ConvTranspose2d computed by fastconv.conv_transpose2d. forward(input, output_size)
+    picks output_padding from output_size with torch's own rule (its _output_padding)."""
+
+    def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
+                                              self.kernel_size, 2, self.dilation)  # type: ignore[arg-type]
+        return F._conv_transpose2d_pairs(input, self.weight, self.bias, self.stride, self.padding,
+                                         output_padding, self.groups, self.dilation)
+
+
+class Conv1d(torch.nn.Conv1d):
+    """torch.nn.Conv1d computed by fastconv.conv1d (fastconv's conv2d on (N, C, 1, L)).
+    padding_mode 'reflect', 'replicate' and 'circular' pad the input first, as torch does."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        if self.padding_mode != "zeros":
+            input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F._conv1d_core(input, weight, bias, self.stride, [0], self.dilation, self.groups)
+        padding = self.padding
+        if isinstance(padding, str):
+            return F._conv1d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
+                                            self.groups)
+        return F._conv1d_core(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+class ConvTranspose1d(torch.nn.ConvTranspose1d):
+    """torch.nn.ConvTranspose1d computed by fastconv.conv_transpose1d, output_size as torch's."""
+
+    def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            raise ValueError("Only `zeros` padding mode is supported for ConvTranspose1d")
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
+                                              self.kernel_size, 1, self.dilation)  # type: ignore[arg-type]
+        return F._conv_transpose1d_core(input, self.weight, self.bias, self.stride, self.padding,
+                                        output_padding, self.groups, self.dilation)
 
 
 class MaxPool2d(torch.nn.MaxPool2d):

@@ -6,62 +6,16 @@
 //   input_backward(gy, w)  (bilinear)  -> d gy = conv2d(g, w), d w = weight_backward(gy, g)
 //   weight_backward(gy, x) (bilinear)  -> d gy = conv2d(x, g), d x = input_backward(gy, g)
 // Fake (meta) kernels stay in Python (fastconv/_ops.py), for torch.compile.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
+
+#include "conv2d_calls.h"
 
 namespace fastconv {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// The conv arguments after the tensors, kept for the backward.
-struct ConvArgs {
-  std::vector<int64_t> stride, padding, dilation;
-  int64_t groups;
-
-  void save(AutogradContext* ctx) const {
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    ctx->saved_data["dilation"] = dilation;
-    ctx->saved_data["groups"] = groups;
-  }
-  static ConvArgs load(AutogradContext* ctx) {
-    return {ctx->saved_data["stride"].toIntVector(), ctx->saved_data["padding"].toIntVector(),
-            ctx->saved_data["dilation"].toIntVector(), ctx->saved_data["groups"].toInt()};
-  }
-};
-
-at::Tensor conv2d_op(const at::Tensor& input, const at::Tensor& weight,
-                     const std::optional<at::Tensor>& bias, const ConvArgs& a) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastconv::conv2d", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               const std::optional<at::Tensor>&, at::IntArrayRef,
-                                               at::IntArrayRef, at::IntArrayRef, int64_t)>();
-  return op.call(input, weight, bias, a.stride, a.padding, a.dilation, a.groups);
-}
-
-at::Tensor input_backward_op(const at::Tensor& grad_output, const at::Tensor& weight,
-                             c10::SymIntArrayRef input_size, const ConvArgs& a) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastconv::conv2d_input_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef,
-                            at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t)>();
-  return op.call(grad_output, weight, input_size, a.stride, a.padding, a.dilation, a.groups);
-}
-
-at::Tensor weight_backward_op(const at::Tensor& grad_output, const at::Tensor& input,
-                              c10::SymIntArrayRef weight_size, const ConvArgs& a) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastconv::conv2d_weight_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef,
-                            at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t)>();
-  return op.call(grad_output, input, weight_size, a.stride, a.padding, a.dilation, a.groups);
-}
 
 class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
  public:
