@@ -10,10 +10,26 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "../shape_checks.h"
 
 namespace fastconv::cpu {
+
+// The taps t in [0, length) of a row read at iw0 + t * stride that fall inside [0, width):
+// [begin, end), begin <= end.
+inline std::pair<int64_t, int64_t> taps_inside(int64_t iw0, int64_t stride, int64_t width,
+                                               int64_t length) {
+  if (stride == 1) {  // no division
+    const int64_t begin = std::clamp<int64_t>(-iw0, 0, length);
+    return {begin, std::clamp<int64_t>(width - iw0, begin, length)};
+  }
+  // Rounded-up divisions written so that no sum can pass int64 (strides up to 2^63 - 1).
+  const int64_t begin = iw0 >= 0 ? 0 : std::min(length, (-iw0 - 1) / stride + 1);
+  const int64_t end = iw0 >= width ? 0 : std::min(length, (width - iw0 - 1) / stride + 1);
+  return {begin, std::max(begin, end)};
+}
 
 template <typename T>
 void im2col(const T* image, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
@@ -50,6 +66,11 @@ void im2col(const T* image, int64_t channels, const Conv2dGeometry& g, int64_t o
 
 // Adds to `image` (channels x in_h x in_w) every column entry of the band that was read from each
 // pixel. Each pixel gathers its own sum, so no two threads write the same element.
+// col2im as a gather: image += the sum, for each input pixel, of the column entries that read it
+// (output rows [oh_begin, oh_end)), added in (kernel row, kernel column) order into an
+// accumulator row and then to the pixel, one channel per task: deterministic. Each input row
+// takes the kernel rows that reach it (one division per row and kernel row), and each kernel
+// column a stride of output columns: no division per pixel.
 template <typename T>
 void col2im_gather(const T* columns, int64_t channels, const Conv2dGeometry& g, int64_t oh_begin,
                    int64_t oh_end, T* image) {
@@ -60,27 +81,30 @@ void col2im_gather(const T* columns, int64_t channels, const Conv2dGeometry& g, 
   const int64_t ih_end = std::min<int64_t>(
       g.in_h, (oh_end - 1) * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1);
   at::parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> sums(g.in_w);
     for (int64_t c = begin; c < end; ++c) {
       const T* channel_columns = columns + c * g.kernel_h * g.kernel_w * band;
       for (int64_t ih = ih_begin; ih < ih_end; ++ih) {
-        for (int64_t iw = 0; iw < g.in_w; ++iw) {
-          acc_t sum = 0;
-          for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-            const int64_t th = ih + g.pad_h - kh * g.dilation_h;
-            if (th < 0 || th % g.stride_h != 0) continue;
-            const int64_t oh = th / g.stride_h;
-            if (oh < oh_begin || oh >= oh_end) continue;
-            const T* row = channel_columns + kh * g.kernel_w * band + (oh - oh_begin) * g.out_w;
-            for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-              const int64_t tw = iw + g.pad_w - kw * g.dilation_w;
-              if (tw < 0 || tw % g.stride_w != 0) continue;
-              const int64_t ow = tw / g.stride_w;
-              if (ow >= g.out_w) continue;
-              sum += static_cast<acc_t>(row[kw * band + ow]);
+        std::fill(sums.begin(), sums.end(), acc_t(0));
+        for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+          const int64_t th = ih + g.pad_h - kh * g.dilation_h;
+          if (th < 0 || th % g.stride_h != 0) continue;
+          const int64_t oh = th / g.stride_h;
+          if (oh < oh_begin || oh >= oh_end) continue;
+          const T* row = channel_columns + kh * g.kernel_w * band + (oh - oh_begin) * g.out_w;
+          for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+            // Output column ow reads input column ow * stride + offset.
+            const int64_t offset = kw * g.dilation_w - g.pad_w;
+            const auto [ow_begin, ow_end] = taps_inside(offset, g.stride_w, g.in_w, g.out_w);
+            const T* entries = row + kw * band;
+            for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+              sums[ow * g.stride_w + offset] += static_cast<acc_t>(entries[ow]);
             }
           }
-          T& pixel = image[(c * g.in_h + ih) * g.in_w + iw];
-          pixel = static_cast<T>(static_cast<acc_t>(pixel) + sum);
+        }
+        T* pixels = image + (c * g.in_h + ih) * g.in_w;
+        for (int64_t iw = 0; iw < g.in_w; ++iw) {
+          pixels[iw] = static_cast<T>(static_cast<acc_t>(pixels[iw]) + sums[iw]);
         }
       }
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../shape_checks.h"
+#include "im2col_bands.h"
 #include "packed_gemm.h"
 
 namespace fastconv::cpu {
@@ -63,20 +64,6 @@ inline void zero_run(float* out, int64_t n) {
     if (n > 1) out[1] = 0.f;
     if (n > 2) out[2] = 0.f;
   }
-}
-
-// The taps t in [0, length) of a row read at iw0 + t * stride that fall inside [0, width):
-// [begin, end), begin <= end.
-inline std::pair<int64_t, int64_t> taps_inside(int64_t iw0, int64_t stride, int64_t width,
-                                               int64_t length) {
-  if (stride == 1) {  // no division
-    const int64_t begin = std::clamp<int64_t>(-iw0, 0, length);
-    return {begin, std::clamp<int64_t>(width - iw0, begin, length)};
-  }
-  // Rounded-up divisions written so that no sum can pass int64 (strides up to 2^63 - 1).
-  const int64_t begin = iw0 >= 0 ? 0 : std::min(length, (-iw0 - 1) / stride + 1);
-  const int64_t end = iw0 >= width ? 0 : std::min(length, (width - iw0 - 1) / stride + 1);
-  return {begin, std::max(begin, end)};
 }
 
 // im2col straight into the packed-B order of packed_gemm.h: rows [k0, k0 + kc) of one group's
