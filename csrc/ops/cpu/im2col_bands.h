@@ -64,8 +64,6 @@ void im2col(const T* image, int64_t channels, const Conv2dGeometry& g, int64_t o
   });
 }
 
-// Adds to `image` (channels x in_h x in_w) every column entry of the band that was read from each
-// pixel. Each pixel gathers its own sum, so no two threads write the same element.
 // col2im as a gather: image += the sum, for each input pixel, of the column entries that read it
 // (output rows [oh_begin, oh_end)), added in (kernel row, kernel column) order into an
 // accumulator row and then to the pixel, one channel per task: deterministic. Each input row
