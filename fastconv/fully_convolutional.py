@@ -279,10 +279,20 @@ def fully_convolutional(model: nn.Module, input_size: Sequence[int]) -> torch.fx
         in_channels = linear.in_features // (kernel[0] * kernel[1])
         parent_name, _, attribute = node.target.rpartition(".")
         setattr(gm.get_submodule(parent_name), attribute, _convolution_of(linear, in_channels, kernel))
+    # Drop the flattens and identity poolings, and then what only they used (x.size(0) for a
+    # view); the rest of the graph stays as traced, even where its results go unused.
+    upstream = set()  # what the dropped nodes were computed from
     for node in plan.dropped:
+        pending = list(node.all_input_nodes)
+        while pending:
+            source = pending.pop()
+            if source not in upstream:
+                upstream.add(source)
+                pending.extend(source.all_input_nodes)
         node.replace_all_uses_with(node.args[0])
         gm.graph.erase_node(node)
-    gm.graph.eliminate_dead_code()
+    upstream.difference_update(plan.dropped)
+    gm.graph.eliminate_dead_code(is_impure_node=lambda node: node not in upstream)
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()

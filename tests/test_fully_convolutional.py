@@ -4,6 +4,8 @@ a larger image each position of its class map is the original model on the corre
 (padded networks, whose features near a crop's border differ); and what it cannot convert it
 refuses, naming the layer."""
 
+import operator
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,7 @@ models = pytest.importorskip("torchvision.models")
 
 class ValidVGG(nn.Module):
     """A small VGG-like classifier without padding, written in forward code as older tutorials do
-    (x.view(x.size(0), -1), F.relu, F.dropout): its class map is exactly the model on crops."""
+    (x.view(x.shape[0], -1), F.relu, F.dropout): its class map is exactly the model on crops."""
 
     def __init__(self):
         super().__init__()
@@ -29,7 +31,7 @@ class ValidVGG(nn.Module):
 
     def forward(self, x):
         x = self.conv2(self.pool(F.relu(self.conv1(x))))
-        x = x.view(x.size(0), -1)
+        x = x.view(x.shape[0], -1)
         x = F.dropout(F.relu(self.fc1(x)), 0.5, self.training)
         return self.fc2(x * 2.0)
 
@@ -95,6 +97,9 @@ def test_forward_code_with_view_functional_calls_and_scalars():
     model = ValidVGG().double().eval()
     fcn = fastconv.fully_convolutional(model, (2, 3, 16, 16))  # 14 -> 7 -> 3: fc1 becomes 3x3
     assert fcn.get_submodule("fc1").kernel_size == (3, 3) and fcn.get_submodule("fc2").kernel_size == (1, 1)
+    # the view, and the batch size read for it, are gone; the rest is the traced forward
+    assert [n.target for n in fcn.graph.nodes if n.op != "call_module"] == [
+        "x", F.relu, F.relu, F.dropout, operator.mul, "output"]
     with torch.no_grad():
         x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
         torch.testing.assert_close(fcn(x), model(x)[:, :, None, None])
