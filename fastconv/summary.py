@@ -3,8 +3,9 @@ field of a network, and the memory training it takes: what a CNN designer otherw
 hand.
 
 Conventions:
-- A layer is a module without submodules, or any Linear, convolution or pooling layer. A layer
-  called several times (a shared ReLU) gets a row per call.
+- A layer is a module without submodules, or any Linear or WINDOW_LAYERS module (1-D and 2-D
+  convolutions, transposed convolutions, pooling and unpooling). A layer called several times (a
+  shared ReLU) gets a row per call.
 - FLOPs are the forward pass's, a multiply-add counting 2. Convolutions (1-D, 2-D, 3-D): 2 * N * K
   * (C / groups) * (kernel elements) * (output positions), plus a bias addition per output element;
   transposed convolutions: each input element times (K / groups) * (kernel elements) weights, 2 *
@@ -21,8 +22,9 @@ Conventions:
   the average distance between neighbouring outputs (their fields are not evenly spaced: each input
   feeds a block of outputs). Size and start are exact for the first output element everywhere,
   computed from the field of every position (ReceptiveField.bounds); unpooling counts every input
-  whose window holds the position (its indices are data). Any other operation passes on the field of its input of the same
-  spatial size, the largest such where several merge (a residual addition, a concatenation).
+  whose window holds the position (its indices are data). Any other operation passes on the field
+  of its input of the same spatial size, the largest such where several merge (a residual
+  addition, a concatenation).
   Resampling (interpolation, adaptive pooling to another size, flattening) ends the tracking: no
   field is shown after it.
 - Training memory: parameters and buffers, a gradient per trainable parameter, the optimizer's
@@ -32,8 +34,8 @@ Conventions:
   layers (functional calls), temporary gradients and allocator overhead are not included.
 """
 
-import functools
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
