@@ -36,6 +36,7 @@ Conventions:
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -284,7 +285,7 @@ class _FieldTracker(TorchFunctionMode):
                 field for t, field in inputs
                 if field is not None and out.dim() > axes and t.dim() > axes and t.shape[-axes:] == out.shape[-axes:]
             ]
-            self.set(out, max(candidates, key=lambda f: f.size[0] * f.size[1], default=None))
+            self.set(out, max(candidates, key=lambda f: math.prod(f.size), default=None))
         return output
 
 

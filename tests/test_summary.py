@@ -208,3 +208,23 @@ def test_transposed_two_dimensional_layers_and_lp_pooling():
     assert fields(s.rows[3]) == ((8, 6), (6, 6), (1.5, 2.5))
     assert fields(s.rows[4]) == ((8, 6), (3, 3), (1.5, 2.5))  # output 0 lies in pooling window 0 only
     assert all(row.flops == 0 for row in s.rows[1:])
+
+
+class ResidualBlock1d(nn.Module):
+    """x + conv(conv(x)): two 1-D fields meet in the addition, which keeps the larger."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(4, 4, 3, padding=1)
+        self.conv2 = nn.Conv1d(4, 4, 5, padding=2)
+
+    def forward(self, x):
+        return x + self.conv2(self.conv1(x))
+
+
+def test_one_dimensional_fields_merge():
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), ResidualBlock1d(), nn.Identity())
+    s = fastconv.summary(model, (1, 2, 33))
+    fields = [(row.name, row.receptive_field.size, row.receptive_field.jump) for row in s.rows]
+    # the sum takes the main path's 3 + 2 * 2 + 4 * 2 = 15 over the shortcut's 3
+    assert fields == [("0", (3,), (2,)), ("1.conv1", (7,), (2,)), ("1.conv2", (15,), (2,)), ("2", (15,), (2,))]
