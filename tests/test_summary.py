@@ -142,8 +142,8 @@ class PoolUnpool(nn.Module):
         return self.unpool(*self.pool(x))
 
 
-def test_one_dimensional_layers():
-    model = nn.Sequential(
+def one_dimensional_model():
+    return nn.Sequential(
         nn.Conv1d(3, 8, 5, stride=2, padding=2),
         nn.MaxPool1d(3, stride=2, padding=1, dilation=2),
         nn.AvgPool1d(2),
@@ -151,7 +151,10 @@ def test_one_dimensional_layers():
         nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1),
         PoolUnpool(nn.MaxPool1d(3, 2, return_indices=True), nn.MaxUnpool1d(3, 2)),
     )
-    s = fastconv.summary(model, (2, 3, 64))
+
+
+def test_one_dimensional_layers():
+    s = fastconv.summary(one_dimensional_model(), (2, 3, 64))
     assert [row.name for row in s.rows] == ["0", "1", "2", "3", "4", "5.pool", "5.unpool"]
     lengths = [32, 15, 7, 5, 10, 4, 9]  # (64 + 4 - 5) // 2 + 1, (32 + 2 - 4 - 1) // 2 + 1, ...
     assert [row.output_shape[0] for row in s.rows] == [(2, 8, n) for n in lengths[:4]] + [(2, 4, n) for n in lengths[4:]]
@@ -180,14 +183,17 @@ def test_one_dimensional_layers():
     assert line.split() == ["4", "ConvTranspose1d", "2x4x10", "132", "2,640", "320", "B", "41", "4", "8"]
 
 
-def test_transposed_two_dimensional_layers_and_lp_pooling():
-    model = nn.Sequential(
+def transposed_model():
+    return nn.Sequential(
         nn.ConvTranspose2d(2, 4, (3, 2), stride=2, dilation=(2, 1), groups=2, bias=False),
         nn.MaxPool2d(2),
         nn.LPPool2d(2, 3),
         PoolUnpool(nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)),
     )
-    s = fastconv.summary(model, (1, 2, 16, 16))
+
+
+def test_transposed_two_dimensional_layers_and_lp_pooling():
+    s = fastconv.summary(transposed_model(), (1, 2, 16, 16))
     # (16 - 1) * 2 + dilation * (kernel - 1) + 1: 35 rows (dilation 2), 32 columns
     assert [row.output_shape[0] for row in s.rows] == [(1, 4, 35, 32), (1, 4, 17, 16), (1, 4, 5, 5), (1, 4, 2, 2), (1, 4, 4, 4)]
     transposed = s.rows[0]
@@ -228,3 +234,16 @@ def test_one_dimensional_fields_merge():
     fields = [(row.name, row.receptive_field.size, row.receptive_field.jump) for row in s.rows]
     # the sum takes the main path's 3 + 2 * 2 + 4 * 2 = 15 over the shortcut's 3
     assert fields == [("0", (3,), (2,)), ("1.conv1", (7,), (2,)), ("1.conv2", (15,), (2,)), ("2", (15,), (2,))]
+
+
+@pytest.mark.parametrize("build, input_size", [
+    (one_dimensional_model, (2, 3, 64)), (transposed_model, (1, 2, 16, 16)), (LeNet5, (1, 1, 32, 32)),
+])
+def test_converted_models_summarise_as_the_originals(build, input_size):
+    # fastconv's modules subclass torch's, and may compute through other shapes (its 1-D
+    # convolutions run on the 2-D kernels): the summary must not change.
+    original = build(nn) if build is LeNet5 else build()
+    rows = fastconv.summary(original, input_size).rows
+    converted = fastconv.summary(fastconv.convert(original), input_size).rows
+    assert [(r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in converted] == [
+        (r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in rows]
