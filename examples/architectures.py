@@ -25,7 +25,9 @@ class LeNet5(torch_nn.Module):
 
 class FullyConvolutionalLeNet(torch_nn.Module):
     """LeNet-5 with its classifier as convolutions (5x5 over the 16x5x5 features, then 1x1): on a
-    32x32 image it gives one score per class, on a larger image a spatial map of class scores."""
+    32x32 image it gives one score per class, on a larger image a spatial map of class scores.
+    Written by hand: the reference that fastconv.fully_convolutional(lenet, (1, 1, 32, 32)), which
+    the digits example uses, is checked against."""
 
     def __init__(self, nn, classes=10):
         super().__init__()

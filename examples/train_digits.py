@@ -1,7 +1,8 @@
 """LeNet-5 built from fastconv.nn, trained on the handwritten digits scikit-learn ships (1797 8x8
 images, no download), next to the same network built from torch.nn trained from the same seed.
-Then its fully convolutional variant, with the trained weights, reads a canvas of several digits
-and gives a map of class scores: one per 32x32 window, every 4 pixels.
+Then fastconv.fully_convolutional turns the trained network into its fully convolutional form,
+which reads a canvas of several digits and gives a map of class scores: one per 32x32 window,
+every 4 pixels.
 
     python examples/train_digits.py [--epochs 12] [--out examples_out]
 
@@ -23,7 +24,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import fastconv  # noqa: E402
-from architectures import FullyConvolutionalLeNet, LeNet5  # noqa: E402
+from architectures import LeNet5  # noqa: E402
 
 IMAGE = 32  # LeNet-5's input size
 
@@ -92,14 +93,15 @@ def plot_losses(histories, path: Path):
 
 
 def class_map(lenet, test_set, args):
-    """Tiles 2x3 test digits into a 64x96 canvas and runs the fully convolutional LeNet-5, with
-    the trained weights, on it: a 9x17 map of class scores, one per 32x32 window, 4 pixels apart.
+    """Tiles 2x3 test digits into a 64x96 canvas and runs the trained LeNet-5 made fully
+    convolutional on it (its dense layers as 5x5 and 1x1 convolutions with the same weights): a
+    9x17 map of class scores, one per 32x32 window, 4 pixels apart.
     The windows at map rows 0 and 8, columns 0, 8 and 16 fall exactly on a digit."""
     images, labels = test_set
     rows, cols = 2, 3
     picks = torch.randperm(len(labels), generator=torch.Generator().manual_seed(args.seed))[: rows * cols]
     canvas = images[picks].view(rows, cols, IMAGE, IMAGE).permute(0, 2, 1, 3).reshape(1, 1, rows * IMAGE, cols * IMAGE)
-    model = FullyConvolutionalLeNet.from_lenet5(lenet, fastconv.nn).eval()
+    model = fastconv.fully_convolutional(lenet, (1, 1, IMAGE, IMAGE)).eval()
     with torch.no_grad():
         scores = model(canvas)[0]  # (10, 9, 17)
     predicted = scores.argmax(0)

@@ -7,6 +7,7 @@ the 2-d kernels) and index-recording max-pooling for PyTorch, with CPU and CUDA 
     model = torch.nn.Sequential(fastconv.nn.Conv2d(3, 64, 3), fastconv.nn.MaxPool2d(2))
     model = fastconv.convert(torchvision.models.resnet18())   # torch.nn layers -> fastconv's
     print(fastconv.summary(model, (1, 3, 224, 224)))          # shapes, FLOPs, memory, receptive fields
+    scores = fastconv.fully_convolutional(classifier, (1, 3, 224, 224))(larger_images)  # class maps
 """
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
@@ -15,10 +16,12 @@ from .functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, max_
 from . import backends, nn
 from .convert import ConversionReport, conversion_report, convert, revert
 from .summary import ModelSummary, summary
+from .fully_convolutional import fully_convolutional
 
 __all__ = [
     "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d", "nn",
     "backends", "convert", "revert", "conversion_report",
-    "ConversionReport", "summary", "ModelSummary", "build_info", "check_torch_version",
+    "ConversionReport", "summary", "ModelSummary", "fully_convolutional", "build_info",
+    "check_torch_version",
 ]
 __version__ = "0.1.0"

@@ -3,19 +3,30 @@ field of a network, and the memory training it takes: what a CNN designer otherw
 hand.
 
 Conventions:
-- A layer is a module without submodules, or any Conv2d, Linear, MaxPool2d or AvgPool2d. A layer
-  called several times (a shared ReLU) gets a row per call.
-- FLOPs are the forward pass's, a multiply-add counting 2. Conv2d: 2 * N * K * (C / groups) * R * S
-  * H' * W', plus N * K * H' * W' bias additions; Linear: 2 * rows * in * out, plus rows * out
-  bias additions. Other layers (pooling, normalisation, activations) count 0.
+- A layer is a module without submodules, or any Linear or WINDOW_LAYERS module (1-D and 2-D
+  convolutions, transposed convolutions, pooling and unpooling). A layer called several times (a
+  shared ReLU) gets a row per call.
+- FLOPs are the forward pass's, a multiply-add counting 2. Convolutions (1-D, 2-D, 3-D): 2 * N * K
+  * (C / groups) * (kernel elements) * (output positions), plus a bias addition per output element;
+  transposed convolutions: each input element times (K / groups) * (kernel elements) weights, 2 *
+  N * C * (input positions) * (K / groups) * (kernel elements), plus the bias additions; Linear:
+  2 * rows * in * out, plus rows * out bias additions. Other layers (pooling, unpooling,
+  normalisation, activations) count 0.
 - A layer's activation memory is the bytes of its output tensor(s).
-- Receptive field, per spatial axis, of the layer's first output element: its size in input pixels,
-  the jump (input pixels between adjacent outputs, the product of the strides), and the input
-  coordinate of its centre (pixel centres at 0, 1, ...; negative where it reaches into padding).
-  Fields follow the tensors: Conv2d, MaxPool2d and AvgPool2d grow their input's; any other
-  operation passes on the field of its input of the same spatial size, the largest such where
-  several merge (a residual addition, a concatenation). Resampling (interpolation, adaptive
-  pooling to another size, flattening) ends the tracking: no field is shown after it.
+- Receptive field, per spatial axis (one for 1-D networks, two for 2-D), of the layer's first
+  output element: its size in input pixels, the jump (input pixels between adjacent outputs, the
+  product of the strides), and the input coordinate of its centre (pixel centres at 0, 1, ...;
+  negative where it reaches into padding). Fields follow the tensors: convolutions and pooling
+  (Conv, MaxPool, AvgPool, LPPool, 1-D and 2-D) grow their input's. Transposed convolutions and
+  unpooling (ConvTranspose, MaxUnpool, 1-D and 2-D) divide the jump by their stride, which is then
+  the average distance between neighbouring outputs (their fields are not evenly spaced: each input
+  feeds a block of outputs). Size and start are exact for the first output element everywhere,
+  computed from the field of every position (ReceptiveField.bounds); unpooling counts every input
+  whose window holds the position (its indices are data). Any other operation passes on the field
+  of its input of the same spatial size, the largest such where several merge (a residual
+  addition, a concatenation).
+  Resampling (interpolation, adaptive pooling to another size, flattening) ends the tracking: no
+  field is shown after it.
 - Training memory: parameters and buffers, a gradient per trainable parameter, the optimizer's
   state (sgd: none, sgd_momentum: one copy of the trainable parameters, adam/adamw: two) and the
   activations kept for the backward pass, estimated as the input plus every layer's output,
@@ -23,38 +34,106 @@ Conventions:
   layers (functional calls), temporary gradients and allocator overhead are not included.
 """
 
+import dataclasses
+import functools
+import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch.nn.modules.utils import _pair
+from torch import nn
+from torch.nn.modules.utils import _ntuple
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = ["summary", "ModelSummary", "LayerSummary", "ReceptiveField"]
 
 OPTIMIZER_STATE_COPIES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
-WINDOW_LAYERS = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+# Layers that slide a window over 1 or 2 spatial axes: class -> axes. The transposed ones spread
+# each input element over a window of outputs.
+WINDOW_LAYERS = {
+    nn.Conv1d: 1, nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.LPPool1d: 1,
+    nn.Conv2d: 2, nn.MaxPool2d: 2, nn.AvgPool2d: 2, nn.LPPool2d: 2,
+    nn.ConvTranspose1d: 1, nn.MaxUnpool1d: 1, nn.ConvTranspose2d: 2, nn.MaxUnpool2d: 2,
+}
+TRANSPOSED_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxUnpool1d, nn.MaxUnpool2d)
+
+
+# Per axis: output index -> (first, last) input pixel its value depends on, None if it depends on
+# none (an output of a transposed layer that no input reaches).
+Bounds = Callable[[int], Optional[Tuple[int, int]]]
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Per spatial axis (height, width): size and jump in input pixels, start the centre of the
-    first output element's field in input coordinates."""
+    """Per spatial axis ((length,) or (height, width)): size and jump in input pixels, start the
+    centre of the first output element's field in input coordinates. `bounds` gives the field of
+    every output element (see Bounds)."""
 
-    size: Tuple[int, int]
-    jump: Tuple[int, int]
-    start: Tuple[float, float]
+    size: Tuple[int, ...]
+    jump: Tuple[float, ...]
+    start: Tuple[float, ...]
+    bounds: Tuple[Bounds, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
-    def through_window(self, kernel, stride, padding, dilation) -> "ReceptiveField":
-        """The field after a sliding window (convolution or pooling) over a tensor with this one."""
-        size, jump, start = [], [], []
-        for d in range(2):
-            span = dilation[d] * (kernel[d] - 1)  # the window's extent minus one
-            size.append(self.size[d] + span * self.jump[d])
-            jump.append(self.jump[d] * stride[d])
-            start.append(self.start[d] + (span / 2 - padding[d]) * self.jump[d])
-        return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+    @staticmethod
+    def of_input(axes: int) -> "ReceptiveField":
+        return ReceptiveField._first_of((_pixel,) * axes, (1,) * axes)
+
+    @staticmethod
+    def _first_of(bounds: Sequence[Bounds], jump: Sequence[float]) -> Optional["ReceptiveField"]:
+        first = [b(0) for b in bounds]
+        if None in first:
+            return None
+        return ReceptiveField(tuple(hi - lo + 1 for lo, hi in first), tuple(jump),
+                              tuple((lo + hi) / 2 for lo, hi in first), tuple(bounds))
+
+    def through_window(self, kernel, stride, padding, dilation, transposed=False) -> Optional["ReceptiveField"]:
+        """The field after a window layer over a tensor with this one: output o of a convolution
+        or pooling reads inputs o * stride - padding + dilation * k for the taps k; input i of a
+        transposed one (or unpooling, whose window holds every position its index may name)
+        reaches outputs i * stride - padding + dilation * k. None if no input reaches the first
+        output."""
+        bounds, jump = [], []
+        for d, inner in enumerate(self.bounds):
+            taps = _Taps(kernel[d], stride[d], padding[d], dilation[d], transposed)
+            bounds.append(_union_over(inner, taps))
+            jump.append(self.jump[d] / stride[d] if transposed else self.jump[d] * stride[d])
+        return ReceptiveField._first_of(bounds, jump)
+
+
+def _pixel(i: int) -> Tuple[int, int]:
+    return i, i
+
+
+@dataclass(frozen=True)
+class _Taps:
+    """The inputs a window layer combines into output o, along one axis."""
+
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int
+    transposed: bool
+
+    def __call__(self, o: int) -> List[int]:
+        if not self.transposed:
+            return [o * self.stride - self.padding + self.dilation * k for k in range(self.kernel)]
+        reaching = [o + self.padding - self.dilation * k for k in range(self.kernel)]
+        return [r // self.stride for r in reaching if r % self.stride == 0]
+
+
+def _union_over(inner: Bounds, taps: _Taps) -> Bounds:
+    """Bounds of a layer's outputs: the union of the fields of the inputs each one combines.
+    Cached: a window's neighbours share inputs, so each layer is evaluated once per position."""
+
+    @functools.lru_cache(maxsize=None)
+    def bounds(o: int) -> Optional[Tuple[int, int]]:
+        fields = [b for b in map(inner, taps(o)) if b is not None]
+        if not fields:
+            return None
+        return min(lo for lo, _ in fields), max(hi for _, hi in fields)
+
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -135,8 +214,8 @@ def _bytes(n: int) -> str:
         n /= 1024
 
 
-def _per_axis(pair) -> str:
-    return f"{pair[0]:g}" if pair[0] == pair[1] else f"{pair[0]:g}x{pair[1]:g}"
+def _per_axis(values) -> str:
+    return f"{values[0]:g}" if len(set(values)) == 1 else "x".join(f"{v:g}" for v in values)
 
 
 def _tensors(value) -> List[torch.Tensor]:
@@ -147,25 +226,34 @@ def _nbytes(tensors: Sequence[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def _window(module: torch.nn.Module):
-    """(kernel, stride, padding, dilation) of a Conv2d, MaxPool2d or AvgPool2d, as pairs."""
-    kernel = _pair(module.kernel_size)
-    stride = _pair(module.stride if module.stride is not None else kernel)
-    dilation = _pair(getattr(module, "dilation", 1))
-    padding = module.padding
+def _window(module: torch.nn.Module, axes: int):
+    """(kernel, stride, padding, dilation) of a window layer (WINDOW_LAYERS), a tuple of `axes`
+    each. Unset strides are the kernel's; layers without padding or dilation have 0 and 1."""
+    as_tuple = _ntuple(axes)
+    kernel = as_tuple(module.kernel_size)
+    stride = as_tuple(module.stride if module.stride not in (None, (), []) else kernel)
+    dilation = as_tuple(getattr(module, "dilation", 1))
+    padding = getattr(module, "padding", 0)
     if padding == "valid":
-        padding = (0, 0)
+        padding = 0
     elif padding == "same":  # torch puts the odd pixel at the end: the start uses the smaller half
-        padding = tuple(dilation[d] * (kernel[d] - 1) // 2 for d in range(2))
-    return kernel, stride, _pair(padding), dilation
+        padding = tuple(dilation[d] * (kernel[d] - 1) // 2 for d in range(axes))
+    return kernel, stride, as_tuple(padding), dilation
 
 
-def _flops(module: torch.nn.Module, output: torch.Tensor) -> int:
-    if isinstance(module, torch.nn.Conv2d):
-        macs_per_output = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        return output.numel() * (2 * macs_per_output + (module.bias is not None))
+def _flops(module: torch.nn.Module, input: Optional[torch.Tensor], output: torch.Tensor) -> int:
+    bias = getattr(module, "bias", None) is not None
+    if isinstance(module, nn.modules.conv._ConvNd):
+        kernel_elements = 1
+        for k in module.kernel_size:
+            kernel_elements *= k
+        if module.transposed:  # every input element is multiplied by (K / groups) * kernel weights
+            weights_per_input = module.out_channels // module.groups * kernel_elements
+            return (2 * input.numel() * weights_per_input if input is not None else 0) + bias * output.numel()
+        macs_per_output = module.in_channels // module.groups * kernel_elements
+        return output.numel() * (2 * macs_per_output + bias)
     if isinstance(module, torch.nn.Linear):
-        return output.numel() * (2 * module.in_features + (module.bias is not None))
+        return output.numel() * (2 * module.in_features + bias)
     return 0
 
 
@@ -173,8 +261,9 @@ class _FieldTracker(TorchFunctionMode):
     """Passes receptive fields from the inputs of every torch operation to its outputs (see the
     module docstring), keeping the tensors alive so that their ids stay unique."""
 
-    def __init__(self):
+    def __init__(self, spatial_axes: int):
         super().__init__()
+        self.spatial_axes = spatial_axes
         self.fields: Dict[int, Tuple[torch.Tensor, ReceptiveField]] = {}
 
     def get(self, tensor: torch.Tensor) -> Optional[ReceptiveField]:
@@ -190,12 +279,13 @@ class _FieldTracker(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         output = func(*args, **(kwargs or {}))
         inputs = [(t, self.get(t)) for t in _tensors((args, kwargs))]
+        axes = self.spatial_axes
         for out in _tensors(output):
             candidates = [
                 field for t, field in inputs
-                if field is not None and out.dim() >= 2 and t.dim() >= 2 and t.shape[-2:] == out.shape[-2:]
+                if field is not None and out.dim() > axes and t.dim() > axes and t.shape[-axes:] == out.shape[-axes:]
             ]
-            self.set(out, max(candidates, key=lambda f: f.size[0] * f.size[1], default=None))
+            self.set(out, max(candidates, key=lambda f: math.prod(f.size), default=None))
         return output
 
 
@@ -213,7 +303,8 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
     device = tensors[0].device if tensors else torch.device("cpu")
     input = torch.zeros(tuple(input_size), dtype=dtype, device=device)
 
-    tracker = _FieldTracker()
+    spatial_axes = input.dim() - 2  # fields are tracked for 1-D and 2-D (and 3-D) inputs
+    tracker = _FieldTracker(spatial_axes)
     rows: List[LayerSummary] = []
     outputs: List[torch.Tensor] = [input]  # kept alive so that shared storages are recognised
 
@@ -222,10 +313,14 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
             out = _tensors(output)
             outputs.extend(out)
             field = None
-            if isinstance(module, WINDOW_LAYERS) and args and isinstance(args[0], torch.Tensor):
-                field = tracker.get(args[0])
-                if field is not None:
-                    field = field.through_window(*_window(module))
+            layer_input = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            axes = next((n for cls, n in WINDOW_LAYERS.items() if isinstance(module, cls)), None)
+            if axes is not None and layer_input is not None:
+                field = tracker.get(layer_input)
+                if field is not None and len(field.size) != axes:
+                    field = None  # a 1-D layer in a 2-D network, or the other way round
+                elif field is not None:
+                    field = field.through_window(*_window(module, axes), isinstance(module, TRANSPOSED_LAYERS))
                 for t in out:
                     tracker.set(t, field)
             elif out:
@@ -236,7 +331,7 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
                     type=type(module).__name__,
                     output_shape=tuple(tuple(t.shape) for t in out),
                     parameters=sum(p.numel() for p in module.parameters()),
-                    flops=_flops(module, out[0]) if out else 0,
+                    flops=_flops(module, layer_input, out[0]) if out else 0,
                     output_bytes=_nbytes(out),
                     receptive_field=field if out and out[0].dim() == input.dim() else None,
                 )
@@ -244,7 +339,7 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
 
         return hook
 
-    counted = (torch.nn.Linear,) + WINDOW_LAYERS
+    counted = (torch.nn.Linear,) + tuple(WINDOW_LAYERS)
     handles = [
         module.register_forward_hook(record(name))
         for name, module in model.named_modules()
@@ -254,7 +349,8 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
     try:
         model.eval()
         with torch.no_grad(), tracker:
-            tracker.set(input, ReceptiveField((1, 1), (1, 1), (0.0, 0.0)))
+            if spatial_axes > 0:
+                tracker.set(input, ReceptiveField.of_input(spatial_axes))
             model(input)
     finally:
         model.train(was_training)

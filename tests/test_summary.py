@@ -129,3 +129,121 @@ def test_table_and_errors():
     assert "61,706 parameters" in text and "839,558 FLOPs" in text
     with pytest.raises(ValueError, match="optimizer must be one of"):
         fastconv.summary(LeNet5(fastconv.nn), (1, 1, 32, 32), optimizer="lbfgs")
+
+
+class PoolUnpool(nn.Module):
+    """Max-pooling and the unpooling that puts each maximum back where it came from."""
+
+    def __init__(self, pool, unpool):
+        super().__init__()
+        self.pool, self.unpool = pool, unpool
+
+    def forward(self, x):
+        return self.unpool(*self.pool(x))
+
+
+def one_dimensional_model():
+    return nn.Sequential(
+        nn.Conv1d(3, 8, 5, stride=2, padding=2),
+        nn.MaxPool1d(3, stride=2, padding=1, dilation=2),
+        nn.AvgPool1d(2),
+        nn.LPPool1d(2, 3, stride=1),
+        nn.ConvTranspose1d(8, 4, 4, stride=2, padding=1),
+        PoolUnpool(nn.MaxPool1d(3, 2, return_indices=True), nn.MaxUnpool1d(3, 2)),
+    )
+
+
+def test_one_dimensional_layers():
+    s = fastconv.summary(one_dimensional_model(), (2, 3, 64))
+    assert [row.name for row in s.rows] == ["0", "1", "2", "3", "4", "5.pool", "5.unpool"]
+    lengths = [32, 15, 7, 5, 10, 4, 9]  # (64 + 4 - 5) // 2 + 1, (32 + 2 - 4 - 1) // 2 + 1, ...
+    assert [row.output_shape[0] for row in s.rows] == [(2, 8, n) for n in lengths[:4]] + [(2, 4, n) for n in lengths[4:]]
+    conv = s.rows[0]
+    assert conv.parameters == 8 * 3 * 5 + 8
+    assert conv.flops == 2 * 8 * 32 * (2 * 3 * 5 + 1)  # each of 512 outputs: 15 multiply-adds and a bias
+    transposed = s.rows[4]  # each of 2 * 8 * 5 inputs times 4 * 4 weights, and 2 * 4 * 10 biases
+    assert transposed.parameters == 8 * 4 * 4 + 4
+    assert transposed.flops == 2 * (2 * 8 * 5) * (4 * 4) + 2 * 4 * 10 == 2640
+    assert [s.rows[i].flops for i in (1, 2, 3, 5, 6)] == [0] * 5  # pooling and unpooling count 0
+
+    fields = [(row.receptive_field.size[0], row.receptive_field.jump[0], row.receptive_field.start[0]) for row in s.rows]
+    assert fields == [
+        (5, 2, 0),  # inputs -2..2 (padding 2)
+        (5 + 4 * 2, 4, 0 + (2 - 1) * 2),  # taps -1, 1, 3 of the convolution (dilation 2, padding 1)
+        (13 + 1 * 4, 8, 2 + 0.5 * 4),
+        (17 + 2 * 8, 8, 4 + 1 * 8),  # LPPool: kernel 3, stride 1
+        # Transposed, stride 2, padding 1: input i reaches outputs 2i - 1 .. 2i + 2, so output 0
+        # comes from inputs -1 and 0 (fields [-12, 20] and [-4, 28]); the jump halves.
+        (41, 4, 8),
+        (41 + 2 * 4, 8, 8 + 1 * 4),
+        # unpooling (kernel 3, stride 2): pooling windows -1 ([-20, 28]) and 0 ([-12, 36]) hold output 0
+        (57, 4, 8),
+    ]
+    line = next(line for line in str(s).splitlines() if line.startswith("4 "))
+    assert line.split() == ["4", "ConvTranspose1d", "2x4x10", "132", "2,640", "320", "B", "41", "4", "8"]
+
+
+def transposed_model():
+    return nn.Sequential(
+        nn.ConvTranspose2d(2, 4, (3, 2), stride=2, dilation=(2, 1), groups=2, bias=False),
+        nn.MaxPool2d(2),
+        nn.LPPool2d(2, 3),
+        PoolUnpool(nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)),
+    )
+
+
+def test_transposed_two_dimensional_layers_and_lp_pooling():
+    s = fastconv.summary(transposed_model(), (1, 2, 16, 16))
+    # (16 - 1) * 2 + dilation * (kernel - 1) + 1: 35 rows (dilation 2), 32 columns
+    assert [row.output_shape[0] for row in s.rows] == [(1, 4, 35, 32), (1, 4, 17, 16), (1, 4, 5, 5), (1, 4, 2, 2), (1, 4, 4, 4)]
+    transposed = s.rows[0]
+    assert transposed.parameters == 2 * 2 * 3 * 2  # (in, out / groups, 3, 2), no bias
+    assert transposed.flops == 2 * (2 * 16 * 16) * (2 * 3 * 2) == 12_288  # (out / groups) * kernel per input
+
+    def fields(row):
+        f = row.receptive_field
+        return f.size, f.jump, f.start
+
+    # Input i reaches output rows 2i, 2i + 2, 2i + 4 (dilation 2) and columns 2i, 2i + 1: the
+    # first output row comes from input rows -2, -1, 0, the first column from column 0 alone.
+    assert fields(s.rows[0]) == ((3, 1), (0.5, 0.5), (-1, 0))
+    # Odd output rows are reached by no input; pooling 2x2 undoes the upsampling of the columns
+    # exactly: each window's columns come from one input column.
+    assert fields(s.rows[1]) == ((3, 1), (1, 1), (-1, 0))
+    assert fields(s.rows[2]) == ((5, 3), (3, 3), (0, 1))  # 3x3 windows, stride 3
+    assert fields(s.rows[3]) == ((8, 6), (6, 6), (1.5, 2.5))
+    assert fields(s.rows[4]) == ((8, 6), (3, 3), (1.5, 2.5))  # output 0 lies in pooling window 0 only
+    assert all(row.flops == 0 for row in s.rows[1:])
+
+
+class ResidualBlock1d(nn.Module):
+    """x + conv(conv(x)): two 1-D fields meet in the addition, which keeps the larger."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(4, 4, 3, padding=1)
+        self.conv2 = nn.Conv1d(4, 4, 5, padding=2)
+
+    def forward(self, x):
+        return x + self.conv2(self.conv1(x))
+
+
+def test_one_dimensional_fields_merge():
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, stride=2), ResidualBlock1d(), nn.Identity())
+    s = fastconv.summary(model, (1, 2, 33))
+    fields = [(row.name, row.receptive_field.size, row.receptive_field.jump) for row in s.rows]
+    # the sum takes the main path's 3 + 2 * 2 + 4 * 2 = 15 over the shortcut's 3
+    assert fields == [("0", (3,), (2,)), ("1.conv1", (7,), (2,)), ("1.conv2", (15,), (2,)), ("2", (15,), (2,))]
+
+
+@pytest.mark.parametrize("build, input_size", [
+    (one_dimensional_model, (2, 3, 64)), (transposed_model, (1, 2, 16, 16)), (LeNet5, (1, 1, 32, 32)),
+])
+def test_converted_models_summarise_as_the_originals(build, input_size):
+    # fastconv's modules subclass torch's, and may compute through other shapes (its 1-D
+    # convolutions run on the 2-D kernels): the summary must not change.
+    original = build(nn) if build is LeNet5 else build()
+    rows = fastconv.summary(original, input_size).rows
+    converted = fastconv.summary(fastconv.convert(original), input_size).rows
+    assert [(r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in converted] == [
+        (r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in rows]
