@@ -1,5 +1,6 @@
-"""fastconv: im2col-GEMM 2-D convolution, dilated convolution and index-recording max-pooling for
-PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.functional.
+"""fastconv: im2col-GEMM 2-D convolution, dilated convolution, index-recording max-pooling, average
+and power-average pooling (and their 1-d forms) for PyTorch, with CPU and CUDA kernels of its own,
+checked against torch.nn.functional.
 
     import fastconv
     y = fastconv.conv2d(x, w, b, stride=1, padding="same")
@@ -11,13 +12,15 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
-from .functional import conv2d, max_pool2d, max_unpool2d
+from .functional import (avg_pool1d, avg_pool2d, conv2d, lp_pool1d, lp_pool2d, max_pool1d, max_pool2d,
+                         max_unpool1d, max_unpool2d)
 from . import nn
 from .convert import ConversionReport, conversion_report, convert, revert
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "conv2d", "max_pool2d", "max_unpool2d", "nn", "convert", "revert", "conversion_report",
+    "conv2d", "max_pool2d", "max_unpool2d", "avg_pool2d", "lp_pool2d", "max_pool1d", "avg_pool1d",
+    "max_unpool1d", "lp_pool1d", "nn", "convert", "revert", "conversion_report",
     "ConversionReport", "summary", "ModelSummary", "build_info", "check_torch_version",
 ]
 __version__ = "0.1.0"

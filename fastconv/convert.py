@@ -1,5 +1,5 @@
-"""convert() and revert(): swap torch.nn's Conv2d, MaxPool2d and MaxUnpool2d in an existing model
-for fastconv's, and back.
+"""convert() and revert(): swap torch.nn's Conv2d and pooling layers (FASTCONV_CLASS: MaxPool2d,
+MaxUnpool2d, AvgPool2d, LPPool2d and their 1-d forms) in an existing model for fastconv's, and back.
 
 A replacement is a new module object of the other class that takes over the replaced module's
 state by reference: its parameter, buffer, submodule and hook dictionaries are the very same
@@ -27,6 +27,12 @@ FASTCONV_CLASS = {
     torch.nn.Conv2d: fastconv_nn.Conv2d,
     torch.nn.MaxPool2d: fastconv_nn.MaxPool2d,
     torch.nn.MaxUnpool2d: fastconv_nn.MaxUnpool2d,
+    torch.nn.AvgPool2d: fastconv_nn.AvgPool2d,
+    torch.nn.LPPool2d: fastconv_nn.LPPool2d,
+    torch.nn.MaxPool1d: fastconv_nn.MaxPool1d,
+    torch.nn.AvgPool1d: fastconv_nn.AvgPool1d,
+    torch.nn.MaxUnpool1d: fastconv_nn.MaxUnpool1d,
+    torch.nn.LPPool1d: fastconv_nn.LPPool1d,
 }
 TORCH_CLASS = {fast: torch_cls for torch_cls, fast in FASTCONV_CLASS.items()}
 
@@ -37,7 +43,7 @@ Selector = Union[str, type]  # an fnmatch pattern for a qualified module name, o
 
 @dataclass(frozen=True)
 class Skipped:
-    """A torch Conv2d / MaxPool2d / MaxUnpool2d (or subclass) that convert() left alone."""
+    """A torch layer of FASTCONV_CLASS (or subclass) that convert() left alone."""
 
     name: str  # qualified name in the model ("" for the model itself)
     type: str  # class name
@@ -161,7 +167,7 @@ def convert(
     include: Union[Selector, Iterable[Selector], None] = None,
     exclude: Union[Selector, Iterable[Selector], None] = None,
 ) -> torch.nn.Module:
-    """Replaces every torch.nn.Conv2d, MaxPool2d and MaxUnpool2d in `model` (exact classes) by
+    """Replaces every torch.nn.Conv2d and pooling layer of FASTCONV_CLASS in `model` (exact classes) by
     fastconv's module, where fastconv supports its configuration, and returns the model.
 
     The replacement shares the replaced module's parameters, buffers and hooks (the same objects)
@@ -172,7 +178,7 @@ def convert(
     include (when given) and not matching exclude are converted.
 
     fastconv.conversion_report(returned_model) lists what was converted and, with the reason,
-    every Conv2d / MaxPool2d / MaxUnpool2d (or subclass) left alone. fastconv.revert undoes it.
+    every such layer (or subclass) left alone. fastconv.revert undoes it.
     """
     include, exclude = _as_list(include), _as_list(exclude)
     if not inplace:
@@ -202,7 +208,7 @@ def convert(
 
 
 def revert(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
-    """Undoes convert(): replaces every fastconv.nn Conv2d, MaxPool2d and MaxUnpool2d (exact
+    """Undoes convert(): replaces every fastconv.nn module of FASTCONV_CLASS (exact
     classes) by the torch.nn module, sharing its state as convert() does. With inplace=False
     (the default) works on, and returns, a deep copy."""
     if not inplace:
