@@ -336,15 +336,10 @@ def avg_pool2d(
     """2-D average pooling as torch.nn.functional.avg_pool2d: each output is the sum of its window
     over divisor_override, else over the window's size within the zero-padded input
     (count_include_pad) or the number of its elements inside the input."""
-    kernel_size = _pool_pair(
-        kernel_size, "avg_pool2d: kernel_size must either be a single int, or a tuple of two ints"
-    )
+    kernel_size = _pool_pair(kernel_size, "avg_pool2d: kernel_size must either be a single int, or a tuple of two ints")
     if stride is not None:
-        stride = _pool_pair(
-            stride,
-            "avg_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
-            allow_empty=True,
-        )
+        stride = _pool_pair(stride, "avg_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
+                            allow_empty=True)
     padding = _pool_pair(padding, "avg_pool2d: padding must either be a single int, or a tuple of two ints")
     return _avg_pool2d_pairs(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
@@ -386,18 +381,13 @@ def _check_max_pool1d(input: torch.Tensor, kernel_size: List[int], stride: List[
             or (input.dim() == 3 and input.shape[1] != 0 and input.shape[2] != 0)):
         raise RuntimeError("max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim batch "
                            f"size for input, but got:{list(input.shape)}")
-    if len(kernel_size) != 1:
-        raise RuntimeError("max_pool1d() kernel_size must be an int, list of ints or tuple of ints of "
-                           f"size 1 but got size {len(kernel_size)}")
-    if len(stride) > 1:
-        raise RuntimeError("max_pool1d() stride must be None, an int, list of ints, or tuple of ints of "
-                           f"size 1 but got size {len(stride)}")
-    if len(padding) != 1:
-        raise RuntimeError("max_pool1d() padding must be an int, list of ints, or tuple of ints of size 1 "
-                           f"but got size {len(padding)}")
-    if len(dilation) != 1:
-        raise RuntimeError("max_pool1d() dilation must be an int, list of ints or tuple of ints of size 1 "
-                           f"but got size {len(dilation)}")
+    sizes = [(len(kernel_size), "kernel_size must be an int, list of ints or tuple of ints"),
+             (max(len(stride), 1), "stride must be None, an int, list of ints, or tuple of ints"),
+             (len(padding), "padding must be an int, list of ints, or tuple of ints"),
+             (len(dilation), "dilation must be an int, list of ints or tuple of ints")]
+    for size, rule in sizes:
+        if size != 1:
+            raise RuntimeError(f"max_pool1d() {rule} of size 1 but got size {size}")
     k, s = kernel_size[0], stride[0] if len(stride) == 1 else kernel_size[0]
     p, d = padding[0], dilation[0]
     if k <= 0:
@@ -436,9 +426,10 @@ def _max_pool1d_core(
         k, s, d = kernel_size[0], stride[0] if len(stride) == 1 else kernel_size[0], dilation[0]
         if not (input.requires_grad and torch.is_grad_enabled()):
             # torch computes this case with a 1-d kernel that holds no argument in int: a stride or
-            # dilation that cannot change the result is brought within the 2-d op's int range.
+            # dilation past the 2-d op's int range that cannot change the result is brought within
+            # it (a stride past int32 leaves one window, as int32's largest does).
             if length == 1:
-                s = min(s, input.shape[-1] + 2 * padding[0] + 1)
+                s = min(s, 2**31 - 1)
             if k == 1:
                 d = 1
     output, indices = ops.max_pool2d_with_indices(input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]],
@@ -446,12 +437,7 @@ def _max_pool1d_core(
     return output.squeeze(-2), indices.squeeze(-2)
 
 
-def _max_pool1d_arguments_plain(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                                return_indices=False) -> bool:
-    return _max_pool2d_arguments_plain(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-
-
-@_arguments.parsed_like(F.max_pool1d, _max_pool1d_arguments_plain, _max_pool2d_arguments_to_plain)
+@_arguments.parsed_like(F.max_pool1d, _max_pool2d_arguments_plain, _max_pool2d_arguments_to_plain)
 def max_pool1d(
     input: torch.Tensor,
     kernel_size: Union[int, Sequence[int]],
@@ -482,18 +468,13 @@ def _avg_pool1d_core(
     return output.squeeze(-2)
 
 
-def _avg_pool1d_arguments_plain(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                                count_include_pad=True) -> bool:
-    return _avg_pool2d_arguments_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad)
-
-
 def _avg_pool1d_arguments_to_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad) -> dict:
     plain = _avg_pool2d_arguments_to_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
     del plain["divisor_override"]
     return plain
 
 
-@_arguments.parsed_like(torch.avg_pool1d, _avg_pool1d_arguments_plain, _avg_pool1d_arguments_to_plain)
+@_arguments.parsed_like(torch.avg_pool1d, _avg_pool2d_arguments_plain, _avg_pool1d_arguments_to_plain)
 def avg_pool1d(
     input: torch.Tensor,
     kernel_size: Union[int, Sequence[int]],
@@ -602,8 +583,8 @@ def lp_pool2d(input: torch.Tensor, norm_type: float, kernel_size: IntOrPair, str
     return _lp_from_average(average, norm_type, kw * kh)
 
 
-def lp_pool1d(input: torch.Tensor, norm_type: float, kernel_size: int, stride: Optional[Union[int, Sequence[int]]] = None,
-              ceil_mode: bool = False) -> torch.Tensor:
+def lp_pool1d(input: torch.Tensor, norm_type: float, kernel_size: int,
+              stride: Optional[Union[int, Sequence[int]]] = None, ceil_mode: bool = False) -> torch.Tensor:
     """1-D power-average pooling as torch.nn.functional.lp_pool1d."""
     if _check_norm_type(norm_type):  # +-inf
         if norm_type > 0:

@@ -1,6 +1,7 @@
 """Drop-in modules: subclasses of torch.nn's Conv2d, MaxPool2d, MaxUnpool2d, AvgPool2d, LPPool2d
-and their 1-d pooling counterparts, that run fastconv's kernels. Constructor arguments, parameters, initialisation, state_dict keys and repr are torch's,
-so isinstance checks and pretrained weights carry over.
+and their 1-d pooling counterparts, that run fastconv's kernels. Constructor arguments,
+parameters, initialisation, state_dict keys and repr are torch's, so isinstance checks and
+pretrained weights carry over.
 
 Their forwards call the TorchScript-compatible cores of fastconv.functional with the arguments
 torch's modules hold (pairs, or a padding string), so converted models script with
