@@ -266,6 +266,11 @@ def test_backward_op_errors_match_torch():
                         torch.randn(2, 3, 4, 4, dtype=torch.float64)):
         assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
                                  lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
+    for dtype in (torch.bool, torch.int32):  # torch's backward kernel's words, in either layout
+        for layout in ("contiguous", "channels_last"):
+            x, grad_output = with_layout(torch.ones(2, 3, 8, 8).to(dtype), layout), torch.ones(2, 3, 4, 4).to(dtype)
+            assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
+                                     lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
 
 
 @st.composite

@@ -32,19 +32,29 @@ TORCH_LIBRARY_FRAGMENT(fastconv, m) {
 namespace fastconv {
 namespace {
 
-// torch's avg_pool2d takes floating types and int64 on the CPU, floating types on CUDA, and
-// refuses others (naming the layout on the CPU) even for empty input.
-void check_avg_pool2d_dtype(const at::Tensor& input, at::MemoryFormat layout) {
-  const auto dtype = input.scalar_type();
-  if (input.is_cuda()) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "avg_pool2d_out_cuda_frame",
-                                    [] {});
-  } else if (layout == at::MemoryFormat::ChannelsLast) {
+// torch's avg_pool2d and its backward take floating types and int64 on the CPU, floating types on
+// CUDA, and refuse others even for empty input, in the words of the kernel they would run (the
+// dispatch macros take the name as a literal).
+enum class AvgPoolPass { forward, forward_channels_last, backward };
+
+void check_avg_pool2d_dtype(const at::Tensor& t, AvgPoolPass pass) {
+  const auto dtype = t.scalar_type();
+  if (t.is_cuda()) {
+    if (pass == AvgPoolPass::backward) {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype,
+                                      "avg_pool2d_backward_out_cuda_frame", [] {});
+    } else {
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "avg_pool2d_out_cuda_frame",
+                                      [] {});
+    }
+  } else if (pass == AvgPoolPass::forward) {
+    AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype, "avg_pool2d", [] {});
+  } else if (pass == AvgPoolPass::forward_channels_last) {
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype,
                                     "avg_pool2d_channels_last", [] {});
   } else {
-    AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype, "avg_pool2d",
-                                    [] {});
+    AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype,
+                                    "avg_pool2d_backward", [] {});
   }
 }
 
@@ -59,7 +69,9 @@ at::Tensor avg_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
   sizes[sizes.size() - 2] = g.out_h;
   sizes[sizes.size() - 1] = g.out_w;
   auto output = at::empty(sizes, input.options().memory_format(layout));
-  check_avg_pool2d_dtype(input, layout);
+  check_avg_pool2d_dtype(input, layout == at::MemoryFormat::ChannelsLast
+                                    ? AvgPoolPass::forward_channels_last
+                                    : AvgPoolPass::forward);
   if (output.numel() == 0) {
     return output;
   }
@@ -80,7 +92,7 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
   const auto layout = layout_of(input);
   auto grad_input = at::empty(input.sizes(), grad_output.options().memory_format(layout));
-  check_avg_pool2d_dtype(grad_output, layout);
+  check_avg_pool2d_dtype(grad_output, AvgPoolPass::backward);
   if (grad_input.numel() == 0) {
     return grad_input;
   }
