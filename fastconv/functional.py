@@ -429,7 +429,7 @@ def _max_pool1d_core(
             # dilation past the 2-d op's int range that cannot change the result is brought within
             # it (a stride past int32 leaves one window, as int32's largest does).
             if length == 1:
-                s = min(s, 2**31 - 1)
+                s = min(s, 2147483647)  # 2**31 - 1 (a float to TorchScript)
             if k == 1:
                 d = 1
     output, indices = ops.max_pool2d_with_indices(input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]],

@@ -302,3 +302,38 @@ def test_random_configurations(cfg):
         assert_same_error(fast_error, torch_error)
         return
     check_against_torch(x, cfg["args"], exact=cfg["dtype"] == torch.float32)
+
+
+# -------------------------------------------------------------------------------------------- CUDA
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or not fastconv.build_info()["cuda"],
+                                reason="needs a CUDA device and fastconv built with CUDA")
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_cuda_matches_torch_and_the_cpu_kernel(dtype, layout):
+    x = with_layout(torch.randn(2, 5, 11, 10, dtype=dtype), layout)
+    for args in GRID:
+        on_gpu = x.cuda().requires_grad_()
+        out = pool(fastconv.avg_pool2d, on_gpu, args)
+        assert is_channels_last(out) == is_channels_last(pool(F.avg_pool2d, x.cuda(), args))
+        assert_close(out.cpu(), pool(fastconv.avg_pool2d, x, args))
+        grad_output = torch.randn(out.shape, dtype=dtype)
+        (grad,) = torch.autograd.grad(out, on_gpu, grad_output.cuda())
+        (first,) = torch.autograd.grad(pool(fastconv.avg_pool2d, on_gpu, args), on_gpu, grad_output.cuda())
+        assert torch.equal(grad, first)  # a gather: deterministic
+        cpu_x = x.detach().requires_grad_()
+        (expected,) = torch.autograd.grad(pool(fastconv.avg_pool2d, cpu_x, args), cpu_x, grad_output)
+        assert_close(grad.cpu(), expected)
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_errors_and_double_backward():
+    x = torch.ones(2, 3, 8, 8, dtype=torch.int64, device="cuda")
+    assert_raises_like_torch(lambda: fastconv.avg_pool2d(x, 2), lambda: F.avg_pool2d(x, 2))
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,))
