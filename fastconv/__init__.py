@@ -1,5 +1,6 @@
-"""fastconv: im2col-GEMM 2-D convolution, dilated and transposed convolution (and the 1-d ones on
-the 2-d kernels) and index-recording max-pooling for PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.functional.
+"""fastconv: im2col-GEMM 2-D convolution, dilated and transposed convolution, index-recording
+max-pooling, average and power-average pooling (and the 1-d forms of all, on the 2-d kernels) for
+PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.functional.
 
     import fastconv
     y = fastconv.conv2d(x, w, b, stride=1, padding="same")
@@ -12,14 +13,16 @@ the 2-d kernels) and index-recording max-pooling for PyTorch, with CPU and CUDA 
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
 from . import _ops  # noqa: F401  fake and autograd implementations of the ops
-from .functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, max_pool2d, max_unpool2d
+from .functional import (avg_pool1d, avg_pool2d, conv1d, conv2d, conv_transpose1d, conv_transpose2d,
+                         lp_pool1d, lp_pool2d, max_pool1d, max_pool2d, max_unpool1d, max_unpool2d)
 from . import backends, nn
 from .convert import ConversionReport, conversion_report, convert, revert
 from .summary import ModelSummary, summary
 from .fully_convolutional import fully_convolutional
 
 __all__ = [
-    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d", "nn",
+    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d",
+    "avg_pool2d", "lp_pool2d", "max_pool1d", "avg_pool1d", "max_unpool1d", "lp_pool1d", "nn",
     "backends", "convert", "revert", "conversion_report",
     "ConversionReport", "summary", "ModelSummary", "fully_convolutional", "build_info",
     "check_torch_version",

@@ -38,7 +38,7 @@ def conv_output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
     out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:  # last window must start in the input
         out -= 1
@@ -132,15 +132,35 @@ def _max_unpool2d_backward_fake(grad_output, indices):
     return grad_output.new_empty(indices.shape).contiguous(memory_format=_layout(_is_channels_last(indices)))
 
 
+# ------------------------------------------------------------------------------------ avg_pool2d
+
+
+@torch.library.register_fake("fastconv::avg_pool2d")
+def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    torch.ops.aten.avg_pool2d.default(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                      divisor_override)
+    size = list(input.shape)
+    for d in (0, 1):
+        size[d - 2] = pool_output_size(size[d - 2], kernel_size[d], stride[d], padding[d], 1, ceil_mode)
+    return input.new_empty(size).contiguous(memory_format=_layout(_is_channels_last(input)))
+
+
+@torch.library.register_fake("fastconv::avg_pool2d_backward")
+def _avg_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override):
+    _check_same_device(grad_output, input)
+    return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
+
+
 # -------------------------------------------------------------------------------------- autocast
 # torch's autocast policy for the matching torch ops: conv2d and conv_transpose2d are on the
 # lower-precision list (their floating inputs, float64 excepted, are cast to the autocast dtype of
-# their device), max-pooling and unpooling are on no list and run in their input's dtype, which is
-# what the Autocast keys' default fallthrough already gives the other fastconv ops.
-# torch.library.register_autocast is not used: it casts to one dtype fixed at registration, whereas
-# torch casts to the dtype of the enclosing torch.autocast(..., dtype=...) (float16 or bfloat16 on
-# CUDA, bfloat16 or float16 on the CPU). The kernel below is register_autocast's, with that dtype
-# looked up per call.
+# their device), max- and average pooling and unpooling are on no list and run in their input's
+# dtype, which is what the Autocast keys' default fallthrough already gives the other fastconv ops.
+# torch.library.register_autocast is not used: it casts to one dtype fixed at registration,
+# whereas torch casts to the dtype of the enclosing torch.autocast(..., dtype=...) (float16 or
+# bfloat16 on CUDA, bfloat16 or float16 on the CPU). The kernel below is register_autocast's,
+# with that dtype looked up per call.
 
 _autocast_library = torch.library.Library("fastconv", "IMPL")
 

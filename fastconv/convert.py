@@ -1,5 +1,6 @@
-"""convert() and revert(): swap torch.nn's Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
-MaxPool2d and MaxUnpool2d in an existing model for fastconv's, and back.
+"""convert() and revert(): swap torch.nn's convolution and pooling layers (FASTCONV_CLASS: Conv2d,
+ConvTranspose2d, MaxPool2d, MaxUnpool2d, AvgPool2d, LPPool2d and their 1-d forms) in an existing
+model for fastconv's, and back.
 
 A replacement is a new module object of the other class that takes over the replaced module's
 state by reference: its parameter, buffer, submodule and hook dictionaries are the very same
@@ -30,6 +31,12 @@ FASTCONV_CLASS = {
     torch.nn.ConvTranspose1d: fastconv_nn.ConvTranspose1d,
     torch.nn.MaxPool2d: fastconv_nn.MaxPool2d,
     torch.nn.MaxUnpool2d: fastconv_nn.MaxUnpool2d,
+    torch.nn.AvgPool2d: fastconv_nn.AvgPool2d,
+    torch.nn.LPPool2d: fastconv_nn.LPPool2d,
+    torch.nn.MaxPool1d: fastconv_nn.MaxPool1d,
+    torch.nn.AvgPool1d: fastconv_nn.AvgPool1d,
+    torch.nn.MaxUnpool1d: fastconv_nn.MaxUnpool1d,
+    torch.nn.LPPool1d: fastconv_nn.LPPool1d,
 }
 TORCH_CLASS = {fast: torch_cls for torch_cls, fast in FASTCONV_CLASS.items()}
 
@@ -164,9 +171,8 @@ def convert(
     include: Union[Selector, Iterable[Selector], None] = None,
     exclude: Union[Selector, Iterable[Selector], None] = None,
 ) -> torch.nn.Module:
-    """Replaces every torch.nn.Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d, MaxPool2d and
-    MaxUnpool2d in `model` (exact classes, FASTCONV_CLASS) by fastconv's module, where fastconv
-    supports its configuration, and returns the model.
+    """Replaces every torch.nn convolution and pooling layer of FASTCONV_CLASS in `model` (exact
+    classes) by fastconv's module, where fastconv supports its configuration, and returns the model.
 
     The replacement shares the replaced module's parameters, buffers and hooks (the same objects)
     and keeps its training mode. With inplace=False (the default) `model` is left untouched: the

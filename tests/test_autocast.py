@@ -75,9 +75,13 @@ def test_pooling_keeps_its_input_dtype(device, dtype, input_dtype):
         values, indices = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
         expected, expected_indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
         unpooled = fastconv.max_unpool2d(values, indices, 3, 2, 1, output_size=x.shape)
+        average = fastconv.avg_pool2d(x, 3, 2, 1)
+        expected_average = F.avg_pool2d(x, 3, 2, 1)
     assert values.dtype == expected.dtype == input_dtype
     assert torch.equal(values, expected) and torch.equal(indices, expected_indices)
     assert unpooled.dtype == input_dtype
+    assert average.dtype == expected_average.dtype == input_dtype
+    torch.testing.assert_close(average, expected_average)
 
 
 @pytest.mark.parametrize("device, dtype", CASES)

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 import fastconv
+from fastconv.convert import FASTCONV_CLASS
 from architectures import LeNet5, ResNet18
 from conftest import assert_close
 
-FASTCONV_TYPES = (fastconv.nn.Conv2d, fastconv.nn.MaxPool2d, fastconv.nn.MaxUnpool2d)
+FASTCONV_TYPES = tuple(FASTCONV_CLASS.values())
 
 
 class SubclassedConv(nn.Conv2d):
@@ -257,17 +258,7 @@ COVERAGE_MODELS = {
 }
 
 
-def _coverage_case(name):
-    from fastconv.convert import FASTCONV_CLASS
-
-    missing = sorted(cls.__name__ for cls in COVERAGE_MODELS[name][3] if cls not in FASTCONV_CLASS)
-    # Until the branches adding these classes are merged, convert() leaves them alone: the case
-    # must fail (strict), and runs as an ordinary test once convert's table has them.
-    return pytest.param(name, marks=pytest.mark.xfail(
-        bool(missing), reason=f"convert() has no module for {', '.join(missing)} yet", strict=True))
-
-
-@pytest.mark.parametrize("name", [_coverage_case(name) for name in COVERAGE_MODELS])
+@pytest.mark.parametrize("name", COVERAGE_MODELS)
 def test_torchvision_models_keep_no_convertible_torch_layer(name):
     models = pytest.importorskip("torchvision.models")
     arguments, size, dtype, classes = COVERAGE_MODELS[name]
@@ -289,3 +280,37 @@ def test_torchvision_models_keep_no_convertible_torch_layer(name):
     if isinstance(expected, dict):  # segmentation models
         out, expected = out["out"], expected["out"]
     assert_close(out, expected)
+
+
+class EveryNewPool(nn.Module):
+    """The average, power-average and 1-d pooling layers, each once."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool2d = nn.Sequential(nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.LPPool2d(2, 2))
+        self.pool1d = nn.MaxPool1d(2, return_indices=True)
+        self.unpool1d = nn.MaxUnpool1d(2)
+        self.tail = nn.Sequential(nn.AvgPool1d(3, 1, 1), nn.LPPool1d(3, 2))
+
+    def forward(self, x):
+        y, indices = self.pool1d(self.pool2d(x).flatten(2))
+        return self.tail(self.unpool1d(y, indices) + 1)
+
+
+def test_converts_every_pooling_layer_and_back():
+    original = EveryNewPool()
+    model = fastconv.convert(original)
+    assert types_of(model) == [
+        EveryNewPool, nn.Sequential, fastconv.nn.AvgPool2d, fastconv.nn.LPPool2d, fastconv.nn.MaxPool1d,
+        fastconv.nn.MaxUnpool1d, nn.Sequential, fastconv.nn.AvgPool1d, fastconv.nn.LPPool1d,
+    ]
+    assert fastconv.conversion_report(model).converted == [
+        "pool2d.0", "pool2d.1", "pool1d", "unpool1d", "tail.0", "tail.1"]
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64, requires_grad=True)
+    out, expected = model(x), original(x)
+    assert_close(out, expected)
+    grad = torch.randn_like(out)
+    assert_close(torch.autograd.grad(out, x, grad)[0], torch.autograd.grad(expected, x, grad)[0])
+    assert types_of(fastconv.revert(model)) == types_of(original)
+    skipped = fastconv.conversion_report(fastconv.convert(original, exclude=nn.AvgPool1d)).skipped
+    assert [(s.name, s.type) for s in skipped] == [("tail.0", "AvgPool1d")]

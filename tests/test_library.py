@@ -59,6 +59,15 @@ OPCHECK_SAMPLES = {
     "max_unpool2d_backward": lambda: [
         (_t(2, 3, 8, 8), _indices()[1]),
     ],
+    "avg_pool2d": lambda: [
+        (_t(2, 3, 9, 9), [3, 3], [2, 2], [1, 1], False, True, None),
+        (_t(2, 3, 9, 8, channels_last=True), [3, 2], [2, 1], [1, 0], True, False, None),
+        (_t(3, 7, 8), [2, 3], [2, 3], [1, 1], True, True, 5),
+    ],
+    "avg_pool2d_backward": lambda: [
+        (_t(2, 3, 5, 5), _t(2, 3, 9, 9, grad=False), [3, 3], [2, 2], [1, 1], False, True, None),
+        (_t(2, 3, 5, 7), _t(2, 3, 9, 8, channels_last=True, grad=False), [3, 2], [2, 1], [1, 0], True, False, 3),
+    ],
 }
 
 
@@ -69,8 +78,8 @@ def test_opcheck(name):
 
 
 class _Net(torch.nn.Module):
-    """Conv, pool with indices, unpool, a dilated conv, a transposed conv and the 1-d convs: every
-    op in one graph."""
+    """Conv, pool with indices, unpool, a dilated conv, a transposed conv, the average and
+    power-average pools and the 1-d convs and pools: every op in one graph."""
 
     def __init__(self):
         super().__init__()
@@ -79,13 +88,22 @@ class _Net(torch.nn.Module):
         self.unpool = fastconv.nn.MaxUnpool2d(2)
         self.dilated = fastconv.nn.Conv2d(8, 4, 3, padding="same", dilation=2, groups=2, bias=False)
         self.transposed = fastconv.nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.average = fastconv.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.l2 = fastconv.nn.LPPool2d(2, 2)
         self.conv1d = fastconv.nn.Conv1d(4, 6, 3, padding="same")
         self.transposed1d = fastconv.nn.ConvTranspose1d(6, 2, 3, stride=2)
+        self.pool1d = fastconv.nn.MaxPool1d(2, return_indices=True)
+        self.unpool1d = fastconv.nn.MaxUnpool1d(2)
+        self.average1d = fastconv.nn.AvgPool1d(3, 1, 1)
+        self.l2_1d = fastconv.nn.LPPool1d(2, 2)
 
     def forward(self, x):
         y, indices = self.pool(torch.relu(self.conv(x)))
         y = self.transposed(self.dilated(self.unpool(y, indices)))
-        return self.transposed1d(self.conv1d(y.flatten(2)))
+        # + 1 keeps the power-average pools' windows away from 0, where their gradient is not finite
+        y = self.l2(self.average(y) + 1)
+        z, indices1d = self.pool1d(self.transposed1d(self.conv1d(y.flatten(2))))
+        return self.l2_1d(self.average1d(self.unpool1d(z, indices1d)) + 1).sum(-1)
 
 
 def test_torch_compile_fullgraph_matches_eager():

@@ -20,6 +20,10 @@ OPS = {
     "nn.functional.conv_transpose1d": fastconv.conv_transpose1d,
     "nn.functional.max_pool2d": fastconv.max_pool2d,
     "nn.functional.max_unpool2d": fastconv.max_unpool2d,
+    "nn.functional.avg_pool2d": fastconv.avg_pool2d,
+    "nn.functional.avg_pool1d": fastconv.avg_pool1d,
+    "nn.functional.max_pool1d": fastconv.max_pool1d,
+    "nn.functional.max_unpool1d": fastconv.max_unpool1d,
 }
 
 DTYPES = [torch.float32, torch.float64]

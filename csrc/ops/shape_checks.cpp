@@ -437,30 +437,25 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   return t;
 }
 
-Pool2dGeometry check_max_pool2d(
-    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2,
-              "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
-  // torch holds the pooling parameters as int (safe_downcast), in this order.
-  for (const auto values : {kernel_size, stride, padding, dilation}) {
+namespace {
+
+// torch holds the pooling parameters as int (safe_downcast).
+void check_int_range(std::initializer_list<at::IntArrayRef> lists) {
+  for (const auto values : lists) {
     for (const int64_t v : values) {
       TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
                   "value cannot be converted to type int without overflow");
     }
   }
-  const bool channels_last = is_channels_last(input);
-  if (channels_last) {
-    TORCH_CHECK(input.dim() == 4,
-                "non-empty 4D (batch mode) tensor expected for input with channels_last layout");
-  } else {
-    TORCH_CHECK(input.dim() == 3 || input.dim() == 4,
-                "non-empty 3D or 4D (batch mode) tensor expected for input");
-  }
+}
+
+// The output geometry, then torch's pool2d_shape_check, in its order (max and average pooling).
+Pool2dGeometry pool2d_geometry(const at::Tensor& input, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, bool ceil_mode) {
   Pool2dGeometry g{};
   g.batch = input.dim() == 4 ? input.size(0) : 1;
-  g.channels = input.size(-3);
+  g.channels = input.size(-3);  // torch's IndexError for fewer than 3 dims
   g.in_h = input.size(-2);
   g.in_w = input.size(-1);
   g.kernel_h = kernel_size[0];
@@ -474,7 +469,6 @@ Pool2dGeometry check_max_pool2d(
   g.out_h = pooling_output_size(g.in_h, g.kernel_h, g.pad_h, g.stride_h, g.dilation_h, ceil_mode);
   g.out_w = pooling_output_size(g.in_w, g.kernel_w, g.pad_w, g.stride_w, g.dilation_w, ceil_mode);
 
-  // torch's pool2d_shape_check, in its order.
   TORCH_CHECK(g.kernel_w > 0 && g.kernel_h > 0,
               "kernel size should be greater than zero, but got kH: ", g.kernel_h,
               " kW: ", g.kernel_w);
@@ -484,7 +478,7 @@ Pool2dGeometry check_max_pool2d(
               "dilation should be greater than zero, but got dilationH: ", g.dilation_h,
               " dilationW: ", g.dilation_w);
   const bool valid_dims = input.size(1) != 0 && input.size(2) != 0;
-  if (channels_last) {
+  if (is_channels_last(input)) {
     TORCH_CHECK(input.dim() == 4 && valid_dims && input.size(3) != 0,
                 "Expected 4D (batch mode) tensor expected for input with channels_last layout"
                 " with optional 0 dim batch size for input, but got: ",
@@ -505,25 +499,55 @@ Pool2dGeometry check_max_pool2d(
   return g;
 }
 
+// torch's check_dim_size of grad_output (or indices) against the output's last three sizes.
+void check_pool2d_gradient_dims(const at::Tensor& t, const at::Tensor& input,
+                                const Pool2dGeometry& g) {
+  const int64_t ndim = input.dim();
+  const std::array<int64_t, 3> dims{ndim - 3, ndim - 2, ndim - 1};
+  const std::array<int64_t, 3> sizes{g.channels, g.out_h, g.out_w};
+  for (const size_t i : {0, 1, 2}) {
+    TORCH_CHECK(t.dim() == ndim && t.size(dims[i]) == sizes[i], "Expected a tensor of dimension ",
+                ndim, " and tensor.size[", dims[i], "] == ", sizes[i], " but got: dimension ",
+                t.dim(), " and tensor.size[", dims[i], "] = ", t.size(dims[i]));
+  }
+}
+
+// The output's sizes for this input: the input's, with the last two replaced.
+std::vector<int64_t> pooled_sizes(const at::Tensor& input, const Pool2dGeometry& g) {
+  auto sizes = input.sizes().vec();
+  sizes[sizes.size() - 2] = g.out_h;
+  sizes[sizes.size() - 1] = g.out_w;
+  return sizes;
+}
+
+} // namespace
+
+Pool2dGeometry check_max_pool2d(
+    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2,
+              "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
+  check_int_range({kernel_size, stride, padding, dilation});
+  if (is_channels_last(input)) {
+    TORCH_CHECK(input.dim() == 4,
+                "non-empty 4D (batch mode) tensor expected for input with channels_last layout");
+  } else {
+    TORCH_CHECK(input.dim() == 3 || input.dim() == 4,
+                "non-empty 3D or 4D (batch mode) tensor expected for input");
+  }
+  return pool2d_geometry(input, kernel_size, stride, padding, dilation, ceil_mode);
+}
+
 Pool2dGeometry check_max_pool2d_backward(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
     at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, bool ceil_mode) {
   const auto g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
   // torch's max_pool2d_backward_shape_check (check_dim_size), then its data access for the dtype.
-  const int64_t ndim = input.dim();
-  for (const auto* t : {&grad_output, &indices}) {
-    const std::array<int64_t, 3> dims{ndim - 3, ndim - 2, ndim - 1};
-    const std::array<int64_t, 3> sizes{g.channels, g.out_h, g.out_w};
-    for (const size_t i : {0, 1, 2}) {
-      TORCH_CHECK(t->dim() == ndim && t->size(dims[i]) == sizes[i], "Expected a tensor of dimension ",
-                  ndim, " and tensor.size[", dims[i], "] == ", sizes[i], " but got: dimension ",
-                  t->dim(), " and tensor.size[", dims[i], "] = ", t->size(dims[i]));
-    }
-  }
-  auto expected = input.sizes().vec();
-  expected[expected.size() - 2] = g.out_h;
-  expected[expected.size() - 1] = g.out_w;
+  check_pool2d_gradient_dims(grad_output, input, g);
+  check_pool2d_gradient_dims(indices, input, g);
+  const auto expected = pooled_sizes(input, g);
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
               "max_pool2d backward: expected grad_output of size ", at::IntArrayRef(expected),
               ", but got ", grad_output.sizes());
@@ -535,6 +559,39 @@ Pool2dGeometry check_max_pool2d_backward(
   TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
               "expected grad_output of type ", input.scalar_type(), " but got ",
               grad_output.scalar_type());
+  return g;
+}
+
+AvgPool2dGeometry check_avg_pool2d(
+    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+    std::optional<int64_t> divisor_override) {
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2,
+              "fastconv avg_pool2d expects kernel_size, stride and padding as pairs");
+  // torch's avg_pool2d meta function, in its order.
+  check_int_range({kernel_size, stride, padding});
+  TORCH_CHECK(!divisor_override.has_value() || *divisor_override != 0, "divisor must be not zero");
+  const std::array<int64_t, 2> no_dilation{1, 1};
+  AvgPool2dGeometry g{pool2d_geometry(input, kernel_size, stride, padding, no_dilation, ceil_mode)};
+  g.count_include_pad = count_include_pad;
+  g.divisor_override = divisor_override.value_or(0);
+  return g;
+}
+
+AvgPool2dGeometry check_avg_pool2d_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+    std::optional<int64_t> divisor_override) {
+  const auto g = check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode,
+                                  count_include_pad, divisor_override);
+  // torch's avg_pool2d_backward_shape_check (check_dim_size), then its kernel's dtype check.
+  check_pool2d_gradient_dims(grad_output, input, g);
+  const auto expected = pooled_sizes(input, g);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
+              "avg_pool2d backward: expected grad_output of size ", at::IntArrayRef(expected),
+              ", but got ", grad_output.sizes());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "expected dtype ", input.dtype(),
+              " for `gradOutput` but got dtype ", grad_output.dtype());
   return g;
 }
 

@@ -91,6 +91,24 @@ Pool2dGeometry check_max_pool2d_backward(
     at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
     at::IntArrayRef dilation, bool ceil_mode);
 
+// Average pooling: Pool2dGeometry without dilation (1), and how windows are divided.
+struct AvgPool2dGeometry : Pool2dGeometry {
+  bool count_include_pad;
+  int64_t divisor_override;  // 0: none (torch refuses 0 as a divisor)
+};
+
+// Checks avg_pool2d(input, ...) as torch does. Input is 3-D (C, H, W) or 4-D.
+AvgPool2dGeometry check_avg_pool2d(
+    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+    std::optional<int64_t> divisor_override);
+
+// The same, plus grad_output against the forward's output shape and dtype.
+AvgPool2dGeometry check_avg_pool2d_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
+    at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+    std::optional<int64_t> divisor_override);
+
 struct Unpool2dGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
 };

@@ -1,7 +1,7 @@
-"""Drop-in modules: subclasses of torch.nn.Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
-MaxPool2d and MaxUnpool2d that run fastconv's kernels. Constructor arguments, parameters,
-initialisation, state_dict keys and repr are torch's, so isinstance checks and pretrained weights
-carry over.
+"""Drop-in modules: subclasses of torch.nn's Conv2d, ConvTranspose2d, Conv1d, ConvTranspose1d,
+MaxPool2d, MaxUnpool2d, AvgPool2d, LPPool2d and their 1-d pooling counterparts, that run
+fastconv's kernels. Constructor arguments, parameters, initialisation, state_dict keys and repr
+are torch's, so isinstance checks and pretrained weights carry over.
 
 Their forwards call the TorchScript-compatible cores of fastconv.functional with the arguments
 torch's modules hold (tuples, or a padding string), so converted models script with
@@ -12,10 +12,15 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as torch_F
+from torch.jit.annotations import BroadcastingList1
+from torch.nn.modules.utils import _single
 
 from .. import functional as F
 
-__all__ = ["Conv2d", "ConvTranspose2d", "Conv1d", "ConvTranspose1d", "MaxPool2d", "MaxUnpool2d"]
+__all__ = [
+    "Conv2d", "ConvTranspose2d", "Conv1d", "ConvTranspose1d", "MaxPool2d", "MaxUnpool2d",
+    "AvgPool2d", "LPPool2d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "LPPool1d",
+]
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -96,3 +101,61 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
 
     def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
         return F._max_unpool2d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+
+class AvgPool2d(torch.nn.AvgPool2d):
+    """torch.nn.AvgPool2d computed by fastconv.avg_pool2d."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F._avg_pool2d_pairs(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                                   self.count_include_pad, self.divisor_override)
+
+
+class LPPool2d(torch.nn.LPPool2d):
+    """torch.nn.LPPool2d computed by fastconv.lp_pool2d (average pooling of x ** p)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F._lp_pool2d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+
+
+class MaxPool1d(torch.nn.MaxPool1d):
+    """torch.nn.MaxPool1d computed by fastconv.max_pool1d (return_indices gives the indices of the
+    maxima along the length)."""
+
+    def forward(self, input: torch.Tensor):
+        output, indices = F._max_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding,
+                                             self.dilation, self.ceil_mode, self.return_indices)
+        if self.return_indices:
+            return output, indices
+        return output
+
+
+class AvgPool1d(torch.nn.AvgPool1d):
+    """torch.nn.AvgPool1d computed by fastconv.avg_pool1d."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F._avg_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding, self.ceil_mode,
+                                  self.count_include_pad)
+
+
+class MaxUnpool1d(torch.nn.MaxUnpool1d):
+    """torch.nn.MaxUnpool1d computed by fastconv.max_unpool1d."""
+
+    kernel_size: Tuple[int]
+    stride: Tuple[int]
+    padding: Tuple[int]
+
+    def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
+        return F._max_unpool1d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+
+class LPPool1d(torch.nn.LPPool1d):
+    """torch.nn.LPPool1d computed by fastconv.lp_pool1d."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F._lp_pool1d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+
+
+def _strides(stride: BroadcastingList1[int]) -> List[int]:
+    """A 1-d module's stride (an int or a one-element tuple) as the 1-d cores take it."""
+    return _single(stride)
