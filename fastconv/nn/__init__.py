@@ -15,7 +15,7 @@ import torch.nn.functional as torch_F
 from torch.jit.annotations import BroadcastingList1
 from torch.nn.modules.utils import _single
 
-from .. import functional as F
+from .. import _conv_functional as conv_F, _pool_functional as pool_F
 
 __all__ = [
     "Conv2d", "ConvTranspose2d", "Conv1d", "ConvTranspose1d", "MaxPool2d", "MaxUnpool2d",
@@ -30,12 +30,12 @@ class Conv2d(torch.nn.Conv2d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         if self.padding_mode != "zeros":
             input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F._conv2d_pairs(input, weight, bias, self.stride, [0, 0], self.dilation, self.groups)
+            return conv_F._conv2d_pairs(input, weight, bias, self.stride, [0, 0], self.dilation, self.groups)
         padding = self.padding
         if isinstance(padding, str):
-            return F._conv2d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
+            return conv_F._conv2d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
                                             self.groups)
-        return F._conv2d_pairs(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+        return conv_F._conv2d_pairs(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class ConvTranspose2d(torch.nn.ConvTranspose2d):
@@ -47,7 +47,7 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
                                               self.kernel_size, 2, self.dilation)  # type: ignore[arg-type]
-        return F._conv_transpose2d_pairs(input, self.weight, self.bias, self.stride, self.padding,
+        return conv_F._conv_transpose2d_pairs(input, self.weight, self.bias, self.stride, self.padding,
                                          output_padding, self.groups, self.dilation)
 
 
@@ -58,12 +58,12 @@ class Conv1d(torch.nn.Conv1d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         if self.padding_mode != "zeros":
             input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F._conv1d_core(input, weight, bias, self.stride, [0], self.dilation, self.groups)
+            return conv_F._conv1d_core(input, weight, bias, self.stride, [0], self.dilation, self.groups)
         padding = self.padding
         if isinstance(padding, str):
-            return F._conv1d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
+            return conv_F._conv1d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
                                             self.groups)
-        return F._conv1d_core(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+        return conv_F._conv1d_core(input, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
 class ConvTranspose1d(torch.nn.ConvTranspose1d):
@@ -74,7 +74,7 @@ class ConvTranspose1d(torch.nn.ConvTranspose1d):
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose1d")
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
                                               self.kernel_size, 1, self.dilation)  # type: ignore[arg-type]
-        return F._conv_transpose1d_core(input, self.weight, self.bias, self.stride, self.padding,
+        return conv_F._conv_transpose1d_core(input, self.weight, self.bias, self.stride, self.padding,
                                         output_padding, self.groups, self.dilation)
 
 
@@ -83,7 +83,7 @@ class MaxPool2d(torch.nn.MaxPool2d):
     maxima)."""
 
     def forward(self, input: torch.Tensor):
-        output, indices = F._max_pool2d_pairs(input, self.kernel_size, self.stride, self.padding,
+        output, indices = pool_F._max_pool2d_pairs(input, self.kernel_size, self.stride, self.padding,
                                               self.dilation, self.ceil_mode)
         if self.return_indices:
             return output, indices
@@ -100,14 +100,14 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
     padding: Tuple[int, int]
 
     def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
-        return F._max_unpool2d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return pool_F._max_unpool2d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class AvgPool2d(torch.nn.AvgPool2d):
     """torch.nn.AvgPool2d computed by fastconv.avg_pool2d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F._avg_pool2d_pairs(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+        return pool_F._avg_pool2d_pairs(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                    self.count_include_pad, self.divisor_override)
 
 
@@ -115,7 +115,7 @@ class LPPool2d(torch.nn.LPPool2d):
     """torch.nn.LPPool2d computed by fastconv.lp_pool2d (average pooling of x ** p)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F._lp_pool2d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return pool_F._lp_pool2d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
 
 
 class MaxPool1d(torch.nn.MaxPool1d):
@@ -123,7 +123,7 @@ class MaxPool1d(torch.nn.MaxPool1d):
     maxima along the length)."""
 
     def forward(self, input: torch.Tensor):
-        output, indices = F._max_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding,
+        output, indices = pool_F._max_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding,
                                              self.dilation, self.ceil_mode, self.return_indices)
         if self.return_indices:
             return output, indices
@@ -134,7 +134,7 @@ class AvgPool1d(torch.nn.AvgPool1d):
     """torch.nn.AvgPool1d computed by fastconv.avg_pool1d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F._avg_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding, self.ceil_mode,
+        return pool_F._avg_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding, self.ceil_mode,
                                   self.count_include_pad)
 
 
@@ -146,14 +146,14 @@ class MaxUnpool1d(torch.nn.MaxUnpool1d):
     padding: Tuple[int]
 
     def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
-        return F._max_unpool1d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+        return pool_F._max_unpool1d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class LPPool1d(torch.nn.LPPool1d):
     """torch.nn.LPPool1d computed by fastconv.lp_pool1d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F._lp_pool1d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return pool_F._lp_pool1d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
 
 
 def _strides(stride: BroadcastingList1[int]) -> List[int]:
