@@ -2,6 +2,7 @@
 // (conv2d, conv_transpose2d), for every backend; the shared helpers and layouts (shape_checks.h).
 #include "shape_checks.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
