@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import _arguments
+from . import _C, _arguments
 from . import _ops  # noqa: F401  autograd and fake implementations must be registered
 
 ops = torch.ops.fastconv
@@ -61,6 +61,27 @@ def _check_conv_input(input: torch.Tensor, op_name: str = "conv2d") -> None:
         )
 
 
+@torch.jit.unused
+def _conv2d_eager(
+    input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
+    padding: List[int], dilation: List[int], groups: int,
+) -> torch.Tensor:
+    """ops.conv2d outside TorchScript: through _C when eager (a third of a small convolution's
+    time is torch.ops' own), as is under torch.compile, which traces torch.ops."""
+    if torch.compiler.is_compiling():
+        return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return _C._conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d_op(
+    input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
+    padding: List[int], dilation: List[int], groups: int,
+) -> torch.Tensor:
+    if torch.jit.is_scripting():
+        return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return _conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
+
+
 def _conv2d_pairs(
     input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
     padding: List[int], dilation: List[int], groups: int,
@@ -68,8 +89,8 @@ def _conv2d_pairs(
     """The op on 4-D or unbatched 3-D input, with stride, padding and dilation as pairs."""
     _check_conv_input(input)
     if input.dim() == 3:
-        return ops.conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
-    return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+        return _conv2d_op(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    return _conv2d_op(input, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv2d_padding_string(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.jit.annotations import BroadcastingList1, BroadcastingList2
 from torch.nn.modules.utils import _pair, _single
 
-from . import _arguments
+from . import _C, _arguments
 from . import _ops  # noqa: F401  autograd and fake implementations must be registered
 from ._ops import pool_output_size
 
@@ -89,8 +89,20 @@ def _max_pool2d_pairs(
     stride_pair = _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
-    return ops.max_pool2d_with_indices(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation),
-                                       ceil_mode)
+    if torch.jit.is_scripting():
+        return ops.max_pool2d_with_indices(input, kernel_pair, stride_pair, _pair(padding),
+                                           _pair(dilation), ceil_mode)
+    return _max_pool2d_eager(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode)
+
+
+@torch.jit.unused
+def _max_pool2d_eager(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
+                      dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ops.max_pool2d_with_indices outside TorchScript: through _C when eager (skipping torch.ops'
+    own cost, several us), as is under torch.compile, which traces torch.ops."""
+    if torch.compiler.is_compiling():
+        return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return _C._max_pool2d_with_indices_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def _unpool_output_size(

@@ -148,3 +148,20 @@ def test_torch_version_mismatch_is_a_clear_error():
     fastconv.check_torch_version(torch.__version__, torch.__version__)
     with pytest.raises(ImportError, match="built against torch 2.0.0.*pip install --no-build-isolation"):
         fastconv.check_torch_version("2.0.0", torch.__version__)
+
+
+def test_eager_calls_are_the_ops_to_tracing_and_autograd():
+    """fastconv.functional's eager calls reach conv2d and max_pool2d through _C (skipping torch.ops'
+    Python cost): they are still the dispatcher's ops, so torch.jit.trace records them and autograd
+    runs their C++ formulas."""
+    def net(x, w):
+        y, _ = fastconv.max_pool2d(fastconv.conv2d(x, w, padding=1), 2, return_indices=True)
+        return y
+
+    x, w = torch.randn(1, 3, 8, 8, requires_grad=True), torch.randn(4, 3, 3, 3)
+    graph = str(torch.jit.trace(net, (x, w)).graph)
+    assert "fastconv::conv2d" in graph and "fastconv::max_pool2d_with_indices" in graph
+    out = net(x, w)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (expected,) = torch.autograd.grad(F.max_pool2d(F.conv2d(x, w, padding=1), 2).sum(), x)
+    torch.testing.assert_close(grad, expected)
