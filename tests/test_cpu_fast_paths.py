@@ -31,6 +31,7 @@ EDGE_CASES = {
     "stride_2_interior": (2, 5, 20, 21, 12, 3, 3, 2, 1, 1, 1),
     "stride_3_dilation_2": (2, 4, 19, 17, 7, 3, 2, 3, 2, 2, 1),
     "grouped": (2, 12, 11, 9, 18, 3, 3, 1, 1, 1, 3),
+    "grouped_16_per_group": (2, 32, 9, 10, 32, 3, 3, 1, 1, 1, 2),  # past the direct path's 8
     "weight_grad_by_image_chunks": (19, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1),  # 3 chunks of <= 8 images
     "depthwise": (3, 8, 13, 17, 8, 3, 3, 1, 1, 1, 8),
     "depthwise_stride_2": (2, 8, 14, 15, 8, 3, 3, 2, 1, 1, 8),
@@ -50,11 +51,12 @@ EXPECTED_PATHS = {
     "wide_rows": PACKED,
     "stride_2_interior": ("packed_gemm", "im2col_blas", "packed_gemm"),
     "stride_3_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "grouped": PACKED,
+    "grouped": ("grouped_direct", "grouped_direct_flipped", "packed_gemm"),  # 4 channels per group
+    "grouped_16_per_group": PACKED,
     "weight_grad_by_image_chunks": PACKED,
     "depthwise": ("depthwise", "depthwise_flipped", "depthwise"),
     "depthwise_stride_2": ("depthwise", "depthwise_scatter", "depthwise"),
-    "depthwise_multiplier": ("depthwise", "packed_gemm_flipped", "depthwise"),
+    "depthwise_multiplier": ("depthwise", "grouped_direct_flipped", "depthwise"),  # 3 per group back
     "depthwise_dilated_big_pad": ("depthwise", "depthwise_scatter", "depthwise"),
     "depthwise_7x7_plane": ("depthwise", "depthwise_flipped", "depthwise"),
 }

@@ -36,6 +36,7 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
   record_run(Conv2dPass::forward, path);
   switch (path) {
     case Conv2dPath::depthwise:
+    case Conv2dPath::grouped_direct:
       depthwise_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
                         float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
@@ -58,13 +59,16 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
   record_run(Conv2dPass::input_backward, path);
   switch (path) {
     case Conv2dPath::depthwise_flipped:
+    case Conv2dPath::grouped_direct_flipped:
     case Conv2dPath::winograd_flipped:
     case Conv2dPath::packed_gemm_flipped: {
       const auto t = input_backward_geometry(g);
       const auto flipped = flipped_transposed_weight(w, g);
-      const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
-          : path == Conv2dPath::winograd_flipped                 ? winograd_forward
-                                                                 : packed_forward;
+      const bool direct = path == Conv2dPath::depthwise_flipped ||
+          path == Conv2dPath::grouped_direct_flipped;
+      const auto forward = direct                               ? depthwise_forward
+          : path == Conv2dPath::winograd_flipped ? winograd_forward
+                                                 : packed_forward;
       forward(t, gy.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
               gx.mutable_data_ptr<float>());
       return;

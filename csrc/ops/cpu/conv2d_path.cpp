@@ -71,6 +71,8 @@ const char* name_of(Conv2dPath path) {
     case Conv2dPath::im2col_blas: return "im2col_blas";
     case Conv2dPath::winograd: return "winograd";
     case Conv2dPath::winograd_flipped: return "winograd_flipped";
+    case Conv2dPath::grouped_direct: return "grouped_direct";
+    case Conv2dPath::grouped_direct_flipped: return "grouped_direct_flipped";
   }
   return "?";
 }
@@ -91,14 +93,16 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
   }
   switch (pass) {
     case Conv2dPass::forward:
-      return depthwise_supported(g) ? Conv2dPath::depthwise
-          : winograd_pays_off(g)    ? Conv2dPath::winograd
+      return depthwise_supported(g)      ? Conv2dPath::depthwise
+          : grouped_direct_supported(g) ? Conv2dPath::grouped_direct
+          : winograd_pays_off(g)        ? Conv2dPath::winograd
           : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
                                     : Conv2dPath::im2col_blas;
     case Conv2dPass::input_backward: {
       if (input_backward_is_a_convolution(g)) {
         const auto t = input_backward_geometry(g);
         if (depthwise_supported(t)) return Conv2dPath::depthwise_flipped;
+        if (grouped_direct_supported(t)) return Conv2dPath::grouped_direct_flipped;
         if (winograd_pays_off(t)) return Conv2dPath::winograd_flipped;
         if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
       }
@@ -116,6 +120,7 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
   const int64_t threads = at::get_num_threads();
   switch (choose_path(Conv2dPass::forward, g, dtype)) {
     case Conv2dPath::depthwise:
+    case Conv2dPath::grouped_direct:
       return std::min(threads, g.batch * g.out_channels) * depthwise_forward_workspace_bytes(g);
     case Conv2dPath::packed_gemm:
       return packed_forward_workspace_bytes(g, threads);

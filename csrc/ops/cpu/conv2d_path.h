@@ -23,8 +23,12 @@ enum class Conv2dPath : int {
   im2col_blas,          // any pass and dtype: im2col bands and ATen's BLAS (conv2d_im2col_blas.cpp)
   winograd,             // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd_conv2d.cpp)
   winograd_flipped,     // a 3x3 stride-1 input gradient, as winograd's forward
+  // Few channels per group: depthwise's stencils over every plane of a group (depthwise_conv2d.cpp),
+  // and the input gradient of such a stride-1 convolution as its forward.
+  grouped_direct,
+  grouped_direct_flipped,
 };
-constexpr int kConv2dPaths = 8;
+constexpr int kConv2dPaths = 10;
 
 const char* name_of(Conv2dPass pass);
 const char* name_of(Conv2dPath path);

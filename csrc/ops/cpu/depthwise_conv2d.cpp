@@ -14,6 +14,8 @@ namespace fastconv::cpu {
 namespace {
 
 constexpr int64_t kMaxDepthwiseTaps = 64;
+// The forward's stencils take every tap of a group's input channels at once.
+constexpr int64_t kMaxStencilTaps = 256;
 
 // The output columns [begin, end) whose tap at input column ow * stride + offset lies inside a row
 // of `width` columns.
@@ -52,8 +54,8 @@ C10_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b
 // group overlapping the one before rather than falling back to one at a time. kStride is the
 // stride when it is 1 or 2, so that the compiler vectorizes the loads, or 0 for any stride.
 struct Taps {
-  float weights[kMaxDepthwiseTaps];
-  int64_t offsets[kMaxDepthwiseTaps];
+  float weights[kMaxStencilTaps];
+  int64_t offsets[kMaxStencilTaps];
   int64_t count;
 };
 
@@ -109,31 +111,43 @@ C10_ALWAYS_INLINE void any_stride_stencil(const Taps& taps, float start,
   }
 }
 
-// The zero-padded plane the stencils read: (in_h + 2 pad_h) x (in_w + 2 pad_w), plus a zero tail
-// for the reads past the last row that a whole-plane stencil makes (see forward_planes).
+// The zero-padded planes the stencils read, one after the other: `count` planes (a group's input
+// channels) of (in_h + 2 pad_h) x (in_w + 2 pad_w), plus a zero tail for the reads past the last
+// row that a whole-plane stencil makes (see forward_planes; those past an earlier plane's last row
+// read the next plane, for outputs that are dropped).
 struct PaddedPlane {
-  int64_t height, width;
+  int64_t height, width, count;
   Workspace<float> data;
 
-  explicit PaddedPlane(const Conv2dGeometry& g)
-      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
-        data(elements(g), /*zeroed=*/true) {}
+  explicit PaddedPlane(const Conv2dGeometry& g, int64_t count = 1)
+      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w), count(count),
+        data(elements(g, count), /*zeroed=*/true) {}
 
-  static int64_t elements(const Conv2dGeometry& g) {
-    return (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) + (g.kernel_w - 1) * g.dilation_w + 16;
+  static int64_t elements(const Conv2dGeometry& g, int64_t count = 1) {
+    return count * (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) +
+        (g.kernel_w - 1) * g.dilation_w + 16;
   }
 
+  // The `count` consecutive input planes from `plane` on.
   void fill(const Conv2dGeometry& g, const float* plane) {
-    for (int64_t ih = 0; ih < g.in_h; ++ih) {
-      std::copy_n(plane + ih * g.in_w, g.in_w, data.data() + (ih + g.pad_h) * width + g.pad_w);
+    for (int64_t c = 0; c < count; ++c) {
+      float* padded = data.data() + c * height * width;
+      for (int64_t ih = 0; ih < g.in_h; ++ih) {
+        std::copy_n(plane + c * g.in_plane() + ih * g.in_w, g.in_w,
+                    padded + (ih + g.pad_h) * width + g.pad_w);
+      }
     }
   }
 
-  // Where each kernel tap (kernel row, then column) reads, relative to a window's first element.
+  // Where each tap (plane, kernel row, kernel column: the weights' order) reads, relative to a
+  // window's first element in the first plane.
   void tap_offsets(const Conv2dGeometry& g, int64_t* offsets) const {
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * width + kw * g.dilation_w;
+    for (int64_t c = 0; c < count; ++c) {
+      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          offsets[(c * g.kernel_h + kh) * g.kernel_w + kw] =
+              c * height * width + kh * g.dilation_h * width + kw * g.dilation_w;
+        }
       }
     }
   }
@@ -146,17 +160,22 @@ bool whole_plane_stencil(const Conv2dGeometry& g) { return g.stride_h == 1 && g.
 C10_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float* x,
                                                   const float* w, const float* bias, float* y,
                                                   int64_t begin, int64_t end) {
-  const int64_t multiplier = g.out_channels_per_group(), taps_per_plane = g.kernel_h * g.kernel_w;
-  PaddedPlane padded(g);
+  const int64_t multiplier = g.out_channels_per_group(), inputs = g.in_channels_per_group();
+  PaddedPlane padded(g, inputs);
   const bool whole_plane = whole_plane_stencil(g);
   Workspace<float> rows(whole_plane ? g.out_h * padded.width : 0);
   Taps taps;
-  taps.count = taps_per_plane;
+  taps.count = inputs * g.kernel_h * g.kernel_w;
   padded.tap_offsets(g, taps.offsets);
+  int64_t filled = -1;  // the (image, group) whose input planes `padded` holds
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, k = plane % g.out_channels;
-    padded.fill(g, x + (n * g.in_channels + k / multiplier) * g.in_plane());
-    std::copy_n(w + k * taps_per_plane, taps_per_plane, taps.weights);
+    const int64_t source = n * g.groups + k / multiplier;
+    if (source != filled) {  // the output channels of a group share their input planes
+      padded.fill(g, x + source * inputs * g.in_plane());
+      filled = source;
+    }
+    std::copy_n(w + k * taps.count, taps.count, taps.weights);
     const float start = bias != nullptr ? bias[k] : 0.f;
     float* out = y + plane * g.out_plane();
     if (whole_plane) {
@@ -191,18 +210,33 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 
 int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g) {
   const int64_t rows = whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0;
-  return workspace_bytes(PaddedPlane::elements(g), sizeof(float)) +
+  return workspace_bytes(PaddedPlane::elements(g, g.in_channels_per_group()), sizeof(float)) +
       workspace_bytes(rows, sizeof(float));
 }
 
-bool depthwise_supported(const Conv2dGeometry& g) {
-  // The zero-padded plane must stay of the order of the input and output planes: padding far
-  // beyond them (which torch accepts) goes to the GEMM paths, whose workspaces follow the output.
+namespace {
+
+// The zero-padded plane must stay of the order of the input and output planes: padding far
+// beyond them (which torch accepts) goes to the GEMM paths, whose workspaces follow the output.
+bool padded_plane_bounded(const Conv2dGeometry& g) {
   const double padded_plane = (static_cast<double>(g.in_h) + 2.0 * static_cast<double>(g.pad_h)) *
       (static_cast<double>(g.in_w) + 2.0 * static_cast<double>(g.pad_w));
   const double bound = 4.0 * (static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane())) + 4096;
+  return padded_plane <= bound;
+}
+
+} // namespace
+
+bool depthwise_supported(const Conv2dGeometry& g) {
   return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps &&
-      padded_plane <= bound;
+      padded_plane_bounded(g);
+}
+
+bool grouped_direct_supported(const Conv2dGeometry& g) {
+  const int64_t inputs = g.in_channels_per_group();
+  return g.groups > 1 && inputs > 1 && inputs <= kMaxGroupedDirectChannels &&
+      g.out_channels_per_group() <= kMaxGroupedDirectChannels &&
+      inputs * g.kernel_h * g.kernel_w <= kMaxStencilTaps && padded_plane_bounded(g);
 }
 
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
