@@ -197,7 +197,7 @@ PORTABLE_KERNEL_CHECK = """
 import torch, torch.nn.functional as F, fastconv
 assert fastconv.build_info()["cpu_gemm_kernel"] == "portable", fastconv.build_info()
 torch.manual_seed(0)
-for n, c, h, k, groups in [(2, 9, 11, 13, 1), (1, 40, 9, 200, 1), (3, 6, 10, 6, 6)]:
+for n, c, h, k, groups in [(2, 9, 11, 13, 1), (1, 40, 9, 200, 1), (3, 6, 10, 6, 6), (2, 8, 9, 8, 2)]:
     x, w = torch.randn(n, c, h, h), torch.randn(k, c // groups, 3, 3)
     expected = F.conv2d(x.double(), w.double(), None, 1, 1, 1, groups)
     actual = fastconv.conv2d(x, w, None, 1, 1, 1, groups)
