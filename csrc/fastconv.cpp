@@ -2,9 +2,10 @@
 // PyTorch's dispatcher (schemas and frontends in ops/*.cpp, kernels in ops/cpu and ops/cuda); the
 // module itself reports how it was built, and gives the tests and the benchmark a view of the CPU
 // conv2d's path choice and workspace.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/extension.h>
 
+#include "ops/autograd/conv2d_calls.h"
+#include "ops/autograd/pool_calls.h"
 #include "ops/cpu/conv2d_path.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/workspace.h"
@@ -31,13 +32,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       [](const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
          std::vector<int64_t> stride, std::vector<int64_t> padding,
          std::vector<int64_t> dilation, int64_t groups) {
-        static const auto op =
-            c10::Dispatcher::singleton()
-                .findSchemaOrThrow("fastconv::conv2d", "")
-                .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                  const std::optional<at::Tensor>&, at::IntArrayRef,
-                                  at::IntArrayRef, at::IntArrayRef, int64_t)>();
-        return op.call(input, weight, bias, stride, padding, dilation, groups);
+        return fastconv::conv2d_op(input, weight, bias,
+                                   {std::move(stride), std::move(padding), std::move(dilation), groups});
       },
       pybind11::call_guard<pybind11::gil_scoped_release>(),
       "torch.ops.fastconv.conv2d for eager calls.");
@@ -45,13 +41,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_max_pool2d_with_indices_eager",
       [](const at::Tensor& input, std::vector<int64_t> kernel_size, std::vector<int64_t> stride,
          std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
-        static const auto op =
-            c10::Dispatcher::singleton()
-                .findSchemaOrThrow("fastconv::max_pool2d_with_indices", "")
-                .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArrayRef,
-                                                          at::IntArrayRef, at::IntArrayRef,
-                                                          at::IntArrayRef, bool)>();
-        return op.call(input, kernel_size, stride, padding, dilation, ceil_mode);
+        return fastconv::max_pool2d_op(input, {std::move(kernel_size), std::move(stride),
+                                               std::move(padding), std::move(dilation), ceil_mode});
       },
       pybind11::call_guard<pybind11::gil_scoped_release>(),
       "torch.ops.fastconv.max_pool2d_with_indices for eager calls.");

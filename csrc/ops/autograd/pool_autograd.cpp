@@ -12,51 +12,13 @@
 
 #include <tuple>
 
+#include "pool_calls.h"
+
 namespace fastconv {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-struct PoolArgs {
-  std::vector<int64_t> kernel_size, stride, padding, dilation;
-  bool ceil_mode;
-
-  void save(AutogradContext* ctx) const {
-    ctx->saved_data["kernel_size"] = kernel_size;
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    ctx->saved_data["dilation"] = dilation;
-    ctx->saved_data["ceil_mode"] = ceil_mode;
-  }
-  static PoolArgs load(AutogradContext* ctx) {
-    return {ctx->saved_data["kernel_size"].toIntVector(), ctx->saved_data["stride"].toIntVector(),
-            ctx->saved_data["padding"].toIntVector(), ctx->saved_data["dilation"].toIntVector(),
-            ctx->saved_data["ceil_mode"].toBool()};
-  }
-};
-
-std::tuple<at::Tensor, at::Tensor> pool_op(const at::Tensor& input, const PoolArgs& a) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastconv::max_pool2d_with_indices", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArrayRef,
-                                                    at::IntArrayRef, at::IntArrayRef,
-                                                    at::IntArrayRef, bool)>();
-  return op.call(input, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode);
-}
-
-at::Tensor pool_backward_op(const at::Tensor& grad_output, const at::Tensor& input,
-                            const PoolArgs& a, const at::Tensor& indices) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastconv::max_pool2d_with_indices_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                            at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool,
-                            const at::Tensor&)>();
-  return op.call(grad_output, input, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode,
-                 indices);
-}
 
 at::Tensor unpool_op(const at::Tensor& input, const at::Tensor& indices,
                      at::IntArrayRef output_size) {
@@ -79,7 +41,7 @@ class MaxPool2dFunction : public torch::autograd::Function<MaxPool2dFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
                                const PoolArgs& args) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, indices] = pool_op(input, args);
+    auto [output, indices] = max_pool2d_op(input, args);
     ctx->mark_non_differentiable({indices});
     // Otherwise autograd hands the backward a zero "gradient" of the indices' size (int64, as
     // large as the output twice over in float32), allocated and filled on every call.
@@ -94,7 +56,7 @@ class MaxPool2dFunction : public torch::autograd::Function<MaxPool2dFunction> {
       return {at::Tensor(), at::Tensor()};
     }
     const auto saved = ctx->get_saved_variables();
-    return {pool_backward_op(grads[0], saved[0], PoolArgs::load(ctx), saved[1]), at::Tensor()};
+    return {max_pool2d_backward_op(grads[0], saved[0], PoolArgs::load(ctx), saved[1]), at::Tensor()};
   }
 };
 
@@ -106,7 +68,7 @@ class MaxPool2dBackwardFunction : public torch::autograd::Function<MaxPool2dBack
                             const at::Tensor& indices) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     ctx->save_for_backward({indices});
-    return pool_backward_op(grad_output, input, args, indices);
+    return max_pool2d_backward_op(grad_output, input, args, indices);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
