@@ -143,15 +143,16 @@ struct WeightBackwardTiling {
   int64_t sum_elements() const { return rows_padded * k_padded; }
 };
 
-// grad_output of each (image, group) as packed-B panels of 16 output channels over all its
-// pixels: panel q holds b(p, j) = gy[group * K + 16 q + j][p] at p * 16 + j, zero past K.
+// grad_output as packed-B panels of 16 output channels, per group, over the pixels of the whole
+// batch (image after image, so that a depth block may span images): panel q of a group holds
+// b(n * P + p, j) = gy[n][group * K + 16 q + j][p] at (n * P + p) * 16 + j, zero past K.
 void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded, float* packed) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group();
   const int64_t panels = k_padded / kNR;
   at::parallel_for(0, g.batch * g.groups * panels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t index = begin; index < end; ++index) {
-      const int64_t panel = index % panels, image_group = index / panels;
-      const int64_t n = image_group / g.groups, group = image_group % g.groups;
+      const int64_t n = index % g.batch, group_panel = index / g.batch;
+      const int64_t group = group_panel / panels, panel = group_panel % panels;
       const int64_t k0 = panel * kNR, lanes = std::min(kNR, K - k0);
       const float* rows = gy + (n * g.out_channels + group * K + k0) * P;
       float* out = packed + index * P * kNR;
@@ -181,9 +182,13 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   // gw^T per (chunk, group), rows_padded x k_padded.
   const Workspace<float> sums(tiling.image_chunks * g.groups * tiling.sum_elements());
   const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
-  // Equal depth blocks of at most kKC pixels.
-  const int64_t depth_blocks = (P + kKC - 1) / kKC;
-  const int64_t block_depth = (P + depth_blocks - 1) / depth_blocks;
+  // The depth is the chunk's pixels, image after image (small images share a depth block), in
+  // equal blocks of at most kKC.
+  const int64_t chunk_images = tiling.image_chunks > 1 ? kImagesPerChunk : g.batch;
+  const int64_t chunk_depth = std::min(chunk_images, g.batch) * P;
+  const int64_t depth_blocks = (chunk_depth + kKC - 1) / kKC;
+  const int64_t block_depth =
+      depth_blocks > 0 ? (chunk_depth + depth_blocks - 1) / depth_blocks : 0;
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
     const Workspace<float> a(tiling.row_block * block_depth, /*zeroed=*/true);
@@ -195,25 +200,26 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
       const int64_t row_count = std::min(tiling.row_block, rows - row_begin);
       float* sum = sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
           row_begin * tiling.k_padded;
-      const int64_t first_image = tiling.image_chunks > 1 ? chunk * kImagesPerChunk : 0;
-      const int64_t end_image =
-          tiling.image_chunks > 1 ? std::min(g.batch, first_image + kImagesPerChunk) : g.batch;
-      for (int64_t n = first_image; n < end_image; ++n) {
-        const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
-        const float* image_gy = packed_gy.data() + (n * g.groups + group) * k_panels * P * kNR;
-        for (int64_t p0 = 0; p0 < P; p0 += block_depth) {
-          const int64_t kc = std::min(block_depth, P - p0);
+      const int64_t first_image = chunk * chunk_images;
+      const int64_t depth = (std::min(g.batch, first_image + chunk_images) - first_image) * P;
+      const float* group_gy = packed_gy.data() + group * k_panels * g.batch * P * kNR;
+      for (int64_t d0 = 0; d0 < depth; d0 += block_depth) {
+        const int64_t kc = std::min(block_depth, depth - d0);
+        // A: the column rows over pixels [d0, d0 + kc) of the chunk, one image's stretch at a time.
+        for (int64_t d = d0; d < d0 + kc;) {
+          const int64_t n = first_image + d / P, p = d % P, length = std::min(P - p, d0 + kc - d);
+          const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
           for (int64_t r = 0; r < row_count; ++r) {
-            column_row(image, g, row_begin + r, p0, kc, a.data() + r * kc);
+            column_row(image, g, row_begin + r, p, length, a.data() + r * kc + (d - d0));
           }
-          const bool accumulate = n > first_image || p0 > 0;
-          for (int64_t panel = 0; panel < k_panels; ++panel) {
-            const float* b = image_gy + (panel * P + p0) * kNR;
-            for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
-              kernel(std::min(kMR, row_count - i0), kc, a.data() + i0 * kc, kc, b,
-                     sum + i0 * tiling.k_padded + panel * kNR, tiling.k_padded, nullptr,
-                     accumulate);
-            }
+          d += length;
+        }
+        for (int64_t panel = 0; panel < k_panels; ++panel) {
+          const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
+          for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
+            kernel(std::min(kMR, row_count - i0), kc, a.data() + i0 * kc, kc, b,
+                   sum + i0 * tiling.k_padded + panel * kNR, tiling.k_padded, nullptr,
+                   /*accumulate=*/d0 > 0);
           }
         }
       }
