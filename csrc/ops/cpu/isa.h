@@ -22,12 +22,10 @@
 // A helper of AVX2 code, inlined into its callers whatever gcc's size heuristics say: out of line,
 // every __m256 argument and result goes through memory.
 #define FASTCONV_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
-#define FASTCONV_ALWAYS_INLINE __attribute__((always_inline)) inline
 #define FASTCONV_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define FASTCONV_AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
 #else
 #define FASTCONV_X86 0
-#define FASTCONV_ALWAYS_INLINE inline
 #endif
 
 // Before a loop whose pointers never overlap: lets the compiler vectorise it without run-time

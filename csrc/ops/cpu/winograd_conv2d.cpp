@@ -14,9 +14,9 @@
 #include "winograd_conv2d.h"
 
 #include <ATen/Parallel.h>
+#include <c10/macros/Macros.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "microkernels/f32_gemm_12x16.h"
 #include "packed_gemm.h"
@@ -87,7 +87,7 @@ struct TileRun {
 };
 
 // The run that starts at tile t (first <= t < first + count).
-FASTCONV_ALWAYS_INLINE TileRun run_at(const Tiling& tiling, int64_t first, int64_t count,
+C10_ALWAYS_INLINE TileRun run_at(const Tiling& tiling, int64_t first, int64_t count,
                                       int64_t t) {
   const int64_t per_image = tiling.tiles_h * tiling.tiles_w;
   const int64_t r = t % per_image, tw = r % tiling.tiles_w;
@@ -106,7 +106,7 @@ int64_t transform_scratch_elements(const Tiling& tiling) {
 // input rows, so Bt goes over those rows at unit stride; their even and odd columns are then laid
 // out by the block's tile order (unused lanes zero), so that B's column sums run over whole
 // 16-tile panels.
-FASTCONV_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, const Tiling& tiling,
+C10_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, const Tiling& tiling,
                                                    const float* x, int64_t first, int64_t count,
                                                    int64_t padded_count, float* v,
                                                    float* scratch) {
@@ -190,7 +190,7 @@ FASTCONV_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, cons
 // kChannelGroup x padded_count floats, tiles contiguous): y = At M A + bias over whole panels,
 // then written run by run, two output rows at a time, clipped where the last tile hangs over
 // the output.
-FASTCONV_ALWAYS_INLINE void transform_products_impl(const Conv2dGeometry& g,
+C10_ALWAYS_INLINE void transform_products_impl(const Conv2dGeometry& g,
                                                     const Tiling& tiling, const float* m,
                                                     int64_t padded_count, int64_t k0,
                                                     int64_t rows, int64_t first, int64_t count,
