@@ -67,7 +67,7 @@ def _conv2d_eager(
     padding: List[int], dilation: List[int], groups: int,
 ) -> torch.Tensor:
     """ops.conv2d outside TorchScript: through _C when eager (a third of a small convolution's
-    time is torch.ops' own), as is under torch.compile, which traces torch.ops."""
+    time is torch.ops' own); through torch.ops under torch.compile, which traces it."""
     if torch.compiler.is_compiling():
         return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return _C._conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
@@ -109,7 +109,7 @@ def _conv2d_padding_string(
     if unbatched:
         input = input.unsqueeze(0)
     input, pairs = _same_padding(input, weight, dilation)
-    output = ops.conv2d(input, weight, bias, stride, pairs, dilation, groups)
+    output = _conv2d_op(input, weight, bias, stride, pairs, dilation, groups)
     return output.squeeze(0) if unbatched else output
 
 
@@ -340,7 +340,7 @@ def _conv1d_core(
     unbatched = input.dim() == 2
     batched = input.unsqueeze(0) if unbatched else input
     _check_1d_shapes(batched, weight, bias, stride, padding, [0], dilation, groups, False)
-    output = ops.conv2d(batched.unsqueeze(2), weight.unsqueeze(2), bias, [1, stride[0]], [0, padding[0]],
+    output = _conv2d_op(batched.unsqueeze(2), weight.unsqueeze(2), bias, [1, stride[0]], [0, padding[0]],
                         [1, dilation[0]], groups).squeeze(2)
     return output.squeeze(0) if unbatched else output
 

@@ -89,17 +89,21 @@ def _max_pool2d_pairs(
     stride_pair = _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
+    return _max_pool2d_op(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode)
+
+
+def _max_pool2d_op(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
+                   dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     if torch.jit.is_scripting():
-        return ops.max_pool2d_with_indices(input, kernel_pair, stride_pair, _pair(padding),
-                                           _pair(dilation), ceil_mode)
-    return _max_pool2d_eager(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode)
+        return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return _max_pool2d_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.jit.unused
 def _max_pool2d_eager(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
                       dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """ops.max_pool2d_with_indices outside TorchScript: through _C when eager (skipping torch.ops'
-    own cost, several us), as is under torch.compile, which traces torch.ops."""
+    own cost, several us); through torch.ops under torch.compile, which traces it."""
     if torch.compiler.is_compiling():
         return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
     return _C._max_pool2d_with_indices_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
@@ -297,8 +301,7 @@ def _max_pool1d_core(
                 s = min(s, 2147483647)  # 2**31 - 1 (a float to TorchScript)
             if k == 1:
                 d = 1
-    output, indices = ops.max_pool2d_with_indices(input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]],
-                                                  [1, d], ceil_mode)
+    output, indices = _max_pool2d_op(input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]], [1, d], ceil_mode)
     return output.squeeze(-2), indices.squeeze(-2)
 
 
