@@ -5,7 +5,8 @@
 // so the library still loads on CPUs without it. Every kernel with a vector build comes as a pair,
 // `name_portable` and (where FASTCONV_X86 is 1) `name_avx2`, with the same signature, and callers
 // pick one only through FASTCONV_SELECT_ISA(name). A kernel that gains from 512-bit vectors (the
-// GEMM micro-kernel: twice the FMA width where the CPU has two such units) also comes as
+// GEMM micro-kernel, twice the FMA width where the CPU has two such units, and Winograd's
+// transforms, which feed it) also comes as
 // `name_avx512` (FASTCONV_AVX512), and callers pick it through FASTCONV_SELECT_ISA_AVX512(name).
 // ATEN_CPU_CAPABILITY limits both, as it limits ATen's own kernels.
 //
@@ -22,6 +23,7 @@
 // A helper of AVX2 code, inlined into its callers whatever gcc's size heuristics say: out of line,
 // every __m256 argument and result goes through memory.
 #define FASTCONV_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+// The same for AVX-512F.
 #define FASTCONV_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define FASTCONV_AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
 #else
