@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "microkernels/f32_gemm_12x16.h"
+#include "microkernels/f32_gemm.h"
 #include "pack_columns.h"
 #include "packed_gemm.h"
 #include "workspace.h"
@@ -23,7 +23,7 @@ namespace {
 // stays in L2 while every weight panel passes over it.
 constexpr int64_t kPixelBlock = 128;
 // At most this many weight rows per task, so that their kKC-deep slice (192 KiB) also fits in L2.
-constexpr int64_t kMaxRowBlock = 192;
+constexpr int64_t kMaxRowBlock = 516;
 
 // The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
 // of the whole batch are numbered image after image, so a block may span small images; blocks are
@@ -66,7 +66,7 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
     weights.emplace_back(w + group * K * rows, K, rows, rows);
   }
   const ForwardTiling tiling(g);
-  const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
+  const GemmKernels kernels = select_gemm_kernels();
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> packed_columns(packed_b_elements(kPixelBlock));
     std::vector<float*> output_columns(kPixelBlock);
@@ -84,7 +84,7 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       const float* group_input = x + group * C * g.in_plane();
       const auto runs = pixel_runs(g, first, count);
       packed_gemm(
-          kernel, weights[group], row_begin, row_end, count,
+          kernels, weights[group], row_begin, row_end, count,
           [&](int64_t k0, int64_t kc, float* packed) {
             pack_columns(group_input, g, runs, count, k0, kc, packed);
           },
@@ -170,6 +170,27 @@ void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded
   });
 }
 
+// gw[k][r] = sum[r][k] for the r < row_count and k < K of a block of gw^T (row stride ld),
+// gw's rows being `rows` apart; 16 x 16 blocks at a time, so that both sides are read and written
+// along rows.
+void store_transposed(const float* sum, int64_t ld, int64_t row_count, int64_t K, float* gw,
+                      int64_t rows) {
+  for (int64_t r0 = 0; r0 < row_count; r0 += kNR) {
+    const int64_t tile_rows = std::min(kNR, row_count - r0);
+    for (int64_t k0 = 0; k0 < K; k0 += kNR) {
+      const int64_t tile_k = std::min(kNR, K - k0);
+      alignas(64) float block[kNR][kNR];
+      for (int64_t r = 0; r < tile_rows; ++r) {
+        std::copy_n(sum + (r0 + r) * ld + k0, kNR, block[r]);
+      }
+      for (int64_t k = 0; k < tile_k; ++k) {
+        float* out = gw + (k0 + k) * rows + r0;
+        for (int64_t r = 0; r < tile_rows; ++r) out[r] = block[r][k];
+      }
+    }
+  }
+}
+
 } // namespace
 
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
@@ -179,9 +200,11 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t k_panels = tiling.k_padded / kNR;
   const Workspace<float> packed_gy(g.batch * g.groups * tiling.k_padded * P);
   pack_grad_output(g, gy, tiling.k_padded, packed_gy.data());
-  // gw^T per (chunk, group), rows_padded x k_padded.
-  const Workspace<float> sums(tiling.image_chunks * g.groups * tiling.sum_elements());
-  const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
+  // With several image chunks, gw^T per (chunk, group), rows_padded x k_padded, summed at the end;
+  // with one, each task's block of gw^T is stored into gw while it is still in cache.
+  const bool chunked = tiling.image_chunks > 1;
+  const Workspace<float> sums(chunked ? tiling.image_chunks * g.groups * tiling.sum_elements() : 0);
+  const GemmKernels kernels = select_gemm_kernels();
   // The depth is the chunk's pixels, image after image (small images share a depth block), in
   // equal blocks of at most kKC.
   const int64_t chunk_images = tiling.image_chunks > 1 ? kImagesPerChunk : g.batch;
@@ -192,14 +215,16 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
     const Workspace<float> a(tiling.row_block * block_depth, /*zeroed=*/true);
+    const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_padded);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t row_block = task % tiling.row_blocks;
       const int64_t group = task / tiling.row_blocks % g.groups;
       const int64_t chunk = task / (tiling.row_blocks * g.groups);
       const int64_t row_begin = row_block * tiling.row_block;
       const int64_t row_count = std::min(tiling.row_block, rows - row_begin);
-      float* sum = sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
-          row_begin * tiling.k_padded;
+      float* sum = chunked ? sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
+              row_begin * tiling.k_padded
+                           : task_sum.data();
       const int64_t first_image = chunk * chunk_images;
       const int64_t depth = (std::min(g.batch, first_image + chunk_images) - first_image) * P;
       const float* group_gy = packed_gy.data() + group * k_panels * g.batch * P * kNR;
@@ -214,40 +239,44 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
           }
           d += length;
         }
-        for (int64_t panel = 0; panel < k_panels; ++panel) {
+        // Two panels of output channels at a time, the last alone when their count is odd.
+        const int64_t panel_stride = g.batch * P * kNR;
+        for (int64_t panel = 0; panel < k_panels; panel += 2) {
           const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
           for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
-            kernel(std::min(kMR, row_count - i0), kc, a.data() + i0 * kc, kc, b,
-                   sum + i0 * tiling.k_padded + panel * kNR, tiling.k_padded, nullptr,
-                   /*accumulate=*/d0 > 0);
+            const int64_t tile_rows = std::min(kMR, row_count - i0);
+            float* tile = sum + i0 * tiling.k_padded + panel * kNR;
+            if (panel + 1 < k_panels) {
+              kernels.tile_12x32(tile_rows, kc, a.data() + i0 * kc, kc, b, panel_stride, tile,
+                                 tiling.k_padded, nullptr, /*accumulate=*/d0 > 0);
+            } else {
+              kernels.tile_12x16(tile_rows, kc, a.data() + i0 * kc, kc, b, tile, tiling.k_padded,
+                                 nullptr, /*accumulate=*/d0 > 0);
+            }
           }
         }
       }
+      if (!chunked) {
+        if (depth == 0) std::fill_n(sum, tiling.row_block * tiling.k_padded, 0.f);
+        store_transposed(sum, tiling.k_padded, row_count, K, gw + group * K * rows + row_begin, rows);
+      }
     }
   });
-  // gw[group * K + k][row] = the chunks' gw^T[row][k], added in chunk order, 16 x 16 blocks at
-  // a time so that both sides are read and written along rows.
+  if (!chunked) {
+    return;
+  }
+  // gw = the chunks' gw^T added in chunk order, per group and 16 rows.
   const int64_t row_tiles = (rows + kNR - 1) / kNR;
   at::parallel_for(0, g.groups * row_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t index = begin; index < end; ++index) {
       const int64_t group = index / row_tiles, row0 = index % row_tiles * kNR;
       const int64_t tile_rows = std::min(kNR, rows - row0);
-      for (int64_t k0 = 0; k0 < K; k0 += kNR) {
-        const int64_t tile_k = std::min(kNR, K - k0);
-        alignas(64) float block[kNR][kNR];
-        for (int64_t r = 0; r < tile_rows; ++r) {
-          const int64_t at = (row0 + r) * tiling.k_padded + k0;
-          for (int64_t k = 0; k < kNR; ++k) block[r][k] = sums[group * tiling.sum_elements() + at + k];
-          for (int64_t chunk = 1; chunk < tiling.image_chunks; ++chunk) {
-            const float* part = sums.data() + (chunk * g.groups + group) * tiling.sum_elements() + at;
-            for (int64_t k = 0; k < kNR; ++k) block[r][k] += part[k];
-          }
-        }
-        for (int64_t k = 0; k < tile_k; ++k) {
-          float* out = gw + (group * K + k0 + k) * rows + row0;
-          for (int64_t r = 0; r < tile_rows; ++r) out[r] = block[r][k];
-        }
+      float* total = sums.data() + group * tiling.sum_elements() + row0 * tiling.k_padded;
+      for (int64_t chunk = 1; chunk < tiling.image_chunks; ++chunk) {
+        const float* part = total + chunk * g.groups * tiling.sum_elements();
+        for (int64_t i = 0; i < tile_rows * tiling.k_padded; ++i) total[i] += part[i];
       }
+      store_transposed(total, tiling.k_padded, tile_rows, K, gw + group * K * rows + row0, rows);
     }
   });
 }

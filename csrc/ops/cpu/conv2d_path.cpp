@@ -16,13 +16,18 @@ namespace fastconv::cpu {
 namespace {
 
 // Where the packed GEMM beats im2col + ATen's BLAS: not on pointwise layers (a plain GEMM on the
-// image, which MKL runs faster than our micro-kernel) nor on deep ones, whose weight rows (read in
-// place, kMR at a time, C*kh*kw apart) stream less well than MKL's packed copy; measured with
-// bench/ on the build machine (README).
+// image, which MKL runs faster than our micro-kernel), nor on deep layers with few output pixels.
+// The packed forward streams the whole weight matrix once per block of kPixelBlock pixels
+// (conv2d_packed.cpp), in place, kMR rows at a time; past kDeepColumnRows weight columns that
+// pays only when enough pixels share it. Measured with bench/ and per-pass timings on the
+// build machine: at 256-512 channels, 3x3, the packed path won at 392 and more pixels (batch 8
+// at 7x7 and 14x14) and lost at 49-196 (batch 1).
 constexpr int64_t kDeepColumnRows = 2048;
+constexpr int64_t kDeepMinPixels = 384;
 
 bool packed_gemm_pays_off(const Conv2dGeometry& g) {
-  return !g.is_pointwise() && g.column_rows() < kDeepColumnRows;
+  return !g.is_pointwise() &&
+      (g.column_rows() < kDeepColumnRows || g.batch * g.out_plane() >= kDeepMinPixels);
 }
 
 // A stride-1 convolution's input gradient is itself a convolution (input_backward_geometry),

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "microkernels/f32_gemm_12x16.h"
+#include "microkernels/f32_gemm.h"
 #include "workspace.h"
 
 namespace fastconv::cpu {
@@ -23,10 +23,17 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+// Depth blocks of equal size, at most kKC, rather than a short last one.
+inline int64_t block_depth_of(int64_t depth) {
+  const int64_t blocks = std::max<int64_t>((depth + kKC - 1) / kKC, 1);
+  return (depth + blocks - 1) / blocks;
+}
+
 // a[m x depth], row-major with row stride lda, read in place by the micro-kernel, kMR rows at a
 // time: packing it per block costs more than it saves when few columns share the block, and
-// packing it once per call doubles the weight traffic of a small batch. The rows of a last
-// partial panel are copied once into a zero-padded block so that no read passes the matrix.
+// packing it once per call doubles the weight traffic of a small batch (copying the weights of
+// deep layers into contiguous depth blocks once per call was measured too: slower). The rows of a
+// last partial panel are copied once into a zero-padded block so that no read passes the matrix.
 class GemmA {
  public:
   GemmA(const float* data, int64_t m, int64_t depth, int64_t lda)
@@ -68,41 +75,50 @@ inline int64_t packed_b_elements(int64_t n) {
 // pack_b(k0, kc, buffer) writes b's rows [k0, k0 + kc) for these n columns at packed_b_offset,
 // zero past n, into b_buffer (a Workspace of packed_b_elements(n)).
 template <typename PackB>
-void packed_gemm(MicroKernel kernel, const GemmA& a, int64_t row_begin, int64_t row_end,
+void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, int64_t row_end,
                  int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,
                  const float* row_start, bool accumulate) {
   const int64_t n_panels = (n + kNR - 1) / kNR;
-  // Depth blocks of equal size (at most kKC), rather than a short last one.
-  const int64_t depth_blocks = (a.depth() + kKC - 1) / kKC;
-  const int64_t block_depth = (a.depth() + depth_blocks - 1) / depth_blocks;
+  const int64_t block_depth = block_depth_of(a.depth());
   for (int64_t k0 = 0; k0 < a.depth(); k0 += block_depth) {
     const int64_t kc = std::min(block_depth, a.depth() - k0);
     pack_b(k0, kc, b_buffer);
     const bool add_to_c = accumulate || k0 > 0;
-    for (int64_t jp = 0; jp < n_panels; ++jp) {
-      const float* b = b_buffer + jp * kc * kNR;
+    // Two panels at a time (the 12x32 tile), the last alone when their count is odd.
+    for (int64_t jp = 0; jp < n_panels; jp += 2) {
+      const bool wide = jp + 1 < n_panels;
+      const int64_t width = wide ? 2 * kNR : kNR;
+      const int64_t cols = std::min(width, n - jp * kNR);
       float* const* tile_columns = columns + jp * kNR;
-      const int64_t cols = std::min(kNR, n - jp * kNR);
-      const bool contiguous = cols == kNR && tile_columns[kNR - 1] == tile_columns[0] + kNR - 1;
+      const float* b = b_buffer + jp * kc * kNR;
+      // A tile whose columns lie side by side in c (not split between images).
+      const bool contiguous = cols == width && tile_columns[width - 1] == tile_columns[0] + width - 1;
       for (int64_t i0 = row_begin; i0 < row_end; i0 += kMR) {
         const float* a_panel = a.panel(i0, k0);
         const int64_t lda = a.panel_stride(i0);
         const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
         const int64_t rows = std::min(kMR, row_end - i0);
+        const auto run_tile = [&](float* tile, int64_t ld, const float* tile_start, bool add) {
+          if (wide) {
+            kernels.tile_12x32(rows, kc, a_panel, lda, b, kc * kNR, tile, ld, tile_start, add);
+          } else {
+            kernels.tile_12x16(rows, kc, a_panel, lda, b, tile, ld, tile_start, add);
+          }
+        };
         if (rows == kMR && contiguous) {
-          kernel(kMR, kc, a_panel, lda, b, tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
+          run_tile(tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
           continue;
         }
         // A partial or scattered tile: compute it whole in a scratch tile, then keep the part
         // inside c.
-        float scratch[kMR * kNR];
-        kernel(rows, kc, a_panel, lda, b, scratch, kNR, nullptr, false);
+        float scratch[kMR * 2 * kNR];
+        run_tile(scratch, width, nullptr, false);
         for (int64_t j = 0; j < cols; ++j) {
           float* column = tile_columns[j] + i0 * ldc;
           for (int64_t i = 0; i < rows; ++i) {
             float& out = column[i * ldc];
             const float base = add_to_c ? out : (start != nullptr ? start[i] : 0.f);
-            out = base + scratch[i * kNR + j];
+            out = base + scratch[i * width + j];
           }
         }
       }

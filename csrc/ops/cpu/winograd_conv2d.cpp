@@ -18,7 +18,7 @@
 
 #include <algorithm>
 
-#include "microkernels/f32_gemm_12x16.h"
+#include "microkernels/f32_gemm.h"
 #include "packed_gemm.h"
 #include "workspace.h"
 
@@ -313,7 +313,7 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
   const Tiling tiling(g, at::get_num_threads());
   const Workspace<float> filters(filter_elements(g), /*zeroed=*/true);
   transform_filters(g, w, filters.data(), padded_k);
-  const MicroKernel kernel = FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16);
+  const GemmKernels kernels = select_gemm_kernels();
   const auto transform_patches = FASTCONV_SELECT_ISA_AVX512(transform_patches);
   const auto transform_products = FASTCONV_SELECT_ISA_AVX512(transform_products);
   at::parallel_for(0, tiling.tasks(), 1, [&](int64_t begin, int64_t end) {
@@ -339,10 +339,18 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
           for (int64_t c0 = 0; c0 < C; c0 += kKC) {
             const int64_t depth = std::min(kKC, C - c0);
             for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
-              for (int64_t panel = 0; panel * kNR < padded_count; ++panel) {
-                kernel(std::min(kMR, rows - i0), depth, u + i0 * C + c0, C,
-                       v + (panel * C + c0) * kNR, m + i0 * padded_count + panel * kNR,
-                       padded_count, nullptr, /*accumulate=*/c0 > 0);
+              // Panels two at a time (the 12x32 tile), the last alone when their count is odd.
+              for (int64_t panel = 0; panel * kNR < padded_count; panel += 2) {
+                const int64_t tile_rows = std::min(kMR, rows - i0);
+                const float* b = v + (panel * C + c0) * kNR;
+                float* tile = m + i0 * padded_count + panel * kNR;
+                if ((panel + 2) * kNR <= padded_count) {
+                  kernels.tile_12x32(tile_rows, depth, u + i0 * C + c0, C, b, C * kNR, tile,
+                                     padded_count, nullptr, /*accumulate=*/c0 > 0);
+                } else {
+                  kernels.tile_12x16(tile_rows, depth, u + i0 * C + c0, C, b, tile, padded_count,
+                                     nullptr, /*accumulate=*/c0 > 0);
+                }
               }
             }
           }
