@@ -111,17 +111,18 @@ namespace {
 // matrix's size, packed into 16-channel panels once per call. The other way round, the column
 // matrix itself had to be scattered into panel order, which cost as much as the GEMM.
 //
-// Tasks are (chunk of images, group, block of column rows). A small weight gradient of a large
-// batch is also split by images: chunks of kImagesPerChunk images are summed into separate partial
-// gradients in parallel, then added in chunk order. The split depends on the geometry alone, never
-// on the thread count, and the partial gradients together stay under kMaxPartialElements; every
-// element is summed over its images and pixels in the same order whatever the thread count.
+// Tasks are (chunk of images, group, block of column rows, block of output channels). A small
+// weight gradient of a large batch is also split by images: chunks of kImagesPerChunk images are
+// summed into separate partial gradients in parallel, then added in chunk order. The split
+// depends on the geometry alone, never on the thread count, and the partial gradients together
+// stay under kMaxPartialElements; every element is summed over its images and pixels in the same
+// order whatever the thread count.
 constexpr int64_t kImagesPerChunk = 8;
 constexpr int64_t kMaxPartialElements = 1 << 20;
 constexpr int64_t kMaxRowsPerTask = 96;  // column rows: their kKC-deep block (96 KiB) stays in L2
 
 struct WeightBackwardTiling {
-  int64_t image_chunks, k_padded, rows_padded, row_block, row_blocks;
+  int64_t image_chunks, k_padded, rows_padded, row_block, row_blocks, k_block, k_blocks;
 
   WeightBackwardTiling(const Conv2dGeometry& g, int64_t threads) {
     const int64_t rows = g.column_rows();
@@ -129,16 +130,29 @@ struct WeightBackwardTiling {
     rows_padded = round_up(rows, kMR);
     const int64_t chunks = (g.batch + kImagesPerChunk - 1) / kImagesPerChunk;
     image_chunks = chunks * g.groups * rows_padded * k_padded <= kMaxPartialElements ? chunks : 1;
-    // Smaller row blocks where there are few tasks; they only regroup rows, which are summed
-    // apart, so the results stay the same.
+    // Smaller blocks where there are few tasks; they only regroup the sums, so the results stay
+    // the same. Each task reads its channels' grad_output over the whole depth and builds its
+    // rows' columns: the larger side is split, so that a layer with few column rows and many
+    // channels (a pointwise layer, the stem) does not read all of grad_output once per 12 rows.
     row_block = std::min(rows_padded, kMaxRowsPerTask);
-    while (row_block > kMR &&
-           image_chunks * g.groups * ((rows + row_block - 1) / row_block) < 2 * threads) {
-      row_block = round_up(row_block / 2, kMR);
+    k_block = k_padded;
+    const auto blocks = [](int64_t n, int64_t block) { return (n + block - 1) / block; };
+    while (image_chunks * g.groups * blocks(rows, row_block) * blocks(k_padded, k_block) <
+           2 * threads) {
+      if (k_block > 2 * kNR && k_block >= row_block) {
+        k_block = round_up(k_block / 2, 2 * kNR);
+      } else if (row_block > kMR) {
+        row_block = round_up(row_block / 2, kMR);
+      } else {
+        break;
+      }
     }
-    row_blocks = (rows + row_block - 1) / row_block;
+    row_blocks = blocks(rows, row_block);
+    k_blocks = blocks(k_padded, k_block);
   }
-  int64_t tasks(const Conv2dGeometry& g) const { return image_chunks * g.groups * row_blocks; }
+  int64_t tasks(const Conv2dGeometry& g) const {
+    return image_chunks * g.groups * row_blocks * k_blocks;
+  }
   // gw^T of one (chunk, group): rows_padded x k_padded.
   int64_t sum_elements() const { return rows_padded * k_padded; }
 };
@@ -215,15 +229,20 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
     const Workspace<float> a(tiling.row_block * block_depth, /*zeroed=*/true);
-    const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_padded);
+    const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_block);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t row_block = task % tiling.row_blocks;
-      const int64_t group = task / tiling.row_blocks % g.groups;
-      const int64_t chunk = task / (tiling.row_blocks * g.groups);
+      const int64_t k_block = task % tiling.k_blocks;
+      const int64_t row_block = task / tiling.k_blocks % tiling.row_blocks;
+      const int64_t group = task / (tiling.k_blocks * tiling.row_blocks) % g.groups;
+      const int64_t chunk = task / (tiling.k_blocks * tiling.row_blocks * g.groups);
       const int64_t row_begin = row_block * tiling.row_block;
       const int64_t row_count = std::min(tiling.row_block, rows - row_begin);
+      const int64_t k_begin = k_block * tiling.k_block;
+      const int64_t k_end = std::min(tiling.k_padded, k_begin + tiling.k_block);
+      // The task's block of gw^T, row stride ld.
+      const int64_t ld = chunked ? tiling.k_padded : tiling.k_block;
       float* sum = chunked ? sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
-              row_begin * tiling.k_padded
+              row_begin * tiling.k_padded + k_begin
                            : task_sum.data();
       const int64_t first_image = chunk * chunk_images;
       const int64_t depth = (std::min(g.batch, first_image + chunk_images) - first_image) * P;
@@ -241,24 +260,26 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
         }
         // Two panels of output channels at a time, the last alone when their count is odd.
         const int64_t panel_stride = g.batch * P * kNR;
-        for (int64_t panel = 0; panel < k_panels; panel += 2) {
+        for (int64_t k0 = k_begin; k0 < k_end; k0 += 2 * kNR) {
+          const int64_t panel = k0 / kNR;
           const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
           for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
             const int64_t tile_rows = std::min(kMR, row_count - i0);
-            float* tile = sum + i0 * tiling.k_padded + panel * kNR;
-            if (panel + 1 < k_panels) {
-              kernels.tile_12x32(tile_rows, kc, a.data() + i0 * kc, kc, b, panel_stride, tile,
-                                 tiling.k_padded, nullptr, /*accumulate=*/d0 > 0);
-            } else {
-              kernels.tile_12x16(tile_rows, kc, a.data() + i0 * kc, kc, b, tile, tiling.k_padded,
+            float* tile = sum + i0 * ld + (k0 - k_begin);
+            if (k0 + kNR < k_end) {
+              kernels.tile_12x32(tile_rows, kc, a.data() + i0 * kc, kc, b, panel_stride, tile, ld,
                                  nullptr, /*accumulate=*/d0 > 0);
+            } else {
+              kernels.tile_12x16(tile_rows, kc, a.data() + i0 * kc, kc, b, tile, ld, nullptr,
+                                 /*accumulate=*/d0 > 0);
             }
           }
         }
       }
       if (!chunked) {
-        if (depth == 0) std::fill_n(sum, tiling.row_block * tiling.k_padded, 0.f);
-        store_transposed(sum, tiling.k_padded, row_count, K, gw + group * K * rows + row_begin, rows);
+        if (depth == 0) std::fill_n(sum, tiling.row_block * tiling.k_block, 0.f);
+        store_transposed(sum, ld, row_count, std::min(K, k_end) - k_begin,
+                         gw + (group * K + k_begin) * rows + row_begin, rows);
       }
     }
   });
