@@ -39,18 +39,28 @@ bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
 
 // Winograd's transforms cost a few additions per input and output value, which the 16 / 36
 // multiplications repay only with enough channels on both sides. Its transformed filters
-// (16 x K x C floats) are read once per block of tiles: past about 1 MiB they no longer stay in
-// L2, and on the build machine 256- and 512-channel layers then ran slower than the direct GEMM,
-// whose blocks reuse the weights more (bench/, README).
+// (16 x K x C floats) are read once per block of tiles: up to 1 MiB (K x C <= 128 x 128) they
+// stay in L2; up to 4 MiB (256 x 256) they pay once enough tiles share them; past that the direct
+// GEMM, whose blocks reuse the weights more, won. Measured on the build machine (2 threads,
+// forward and input gradient, against the direct path): 256 x 256 channels at 784-1568 tiles
+// (56x56 at batch 1, 14x14 at batch 16) 1.1-1.4x the direct path, at 392 tiles (14x14, batch 8)
+// even; 512 x 512 at 196-1568 tiles 0.7-1.0x.
 constexpr int64_t kWinogradMinChannels = 16;
-constexpr int64_t kWinogradMaxFilterProducts = 128 * 128;  // K x C
+constexpr int64_t kWinogradCachedFilterProducts = 128 * 128;  // K x C
+constexpr int64_t kWinogradMaxFilterProducts = 256 * 256;
+constexpr int64_t kWinogradMinSharedTiles = 512;
 
 std::atomic<bool> winograd_on{true};
 
 bool winograd_pays_off(const Conv2dGeometry& g) {
-  return winograd_on.load() && winograd_supported(g) && g.in_channels >= kWinogradMinChannels &&
-      g.out_channels >= kWinogradMinChannels &&
-      g.in_channels * g.out_channels <= kWinogradMaxFilterProducts;
+  if (!winograd_on.load() || !winograd_supported(g) || g.in_channels < kWinogradMinChannels ||
+      g.out_channels < kWinogradMinChannels) {
+    return false;
+  }
+  const int64_t filter_products = g.in_channels * g.out_channels;
+  const int64_t tiles = g.batch * ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
+  return filter_products <= kWinogradCachedFilterProducts ||
+      (filter_products <= kWinogradMaxFilterProducts && tiles >= kWinogradMinSharedTiles);
 }
 
 std::atomic<int64_t> run_counts[3][kConv2dPaths];
