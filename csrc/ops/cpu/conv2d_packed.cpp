@@ -65,6 +65,7 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   for (int64_t group = 0; group < g.groups; ++group) {
     weights.emplace_back(w + group * K * rows, K, rows, rows);
   }
+  const InputPlanes input(g, x);
   const ForwardTiling tiling(g);
   const GemmKernels kernels = select_gemm_kernels();
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
@@ -81,12 +82,11 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       }
       const int64_t row_begin = row_block * tiling.row_block;
       const int64_t row_end = std::min(K, row_begin + tiling.row_block);
-      const float* group_input = x + group * C * g.in_plane();
       const auto runs = pixel_runs(g, first, count);
       packed_gemm(
           kernels, weights[group], row_begin, row_end, count,
           [&](int64_t k0, int64_t kc, float* packed) {
-            pack_columns(group_input, g, runs, count, k0, kc, packed);
+            pack_columns(input, group * C, g, runs, count, k0, kc, packed);
           },
           packed_columns.data(), output_columns.data(), P,
           bias != nullptr ? bias + group * K : nullptr, /*accumulate=*/false);
@@ -100,7 +100,8 @@ int64_t packed_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads)
   const int64_t weight_tails =
       K % kMR == 0 ? 0 : g.groups * workspace_bytes(kMR * g.column_rows(), sizeof(float));
   return std::min(threads, tiling.tasks(g)) *
-      workspace_bytes(packed_b_elements(kPixelBlock), sizeof(float)) + weight_tails;
+      workspace_bytes(packed_b_elements(kPixelBlock), sizeof(float)) + weight_tails +
+      workspace_bytes(InputPlanes::split_elements(g), sizeof(float));
 }
 
 namespace {
@@ -211,6 +212,7 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
                 C = g.in_channels_per_group(), rows = g.column_rows();
   const WeightBackwardTiling tiling(g, at::get_num_threads());
+  const InputPlanes input(g, x);
   const int64_t k_panels = tiling.k_padded / kNR;
   const Workspace<float> packed_gy(g.batch * g.groups * tiling.k_padded * P);
   pack_grad_output(g, gy, tiling.k_padded, packed_gy.data());
@@ -252,9 +254,8 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
         // A: the column rows over pixels [d0, d0 + kc) of the chunk, one image's stretch at a time.
         for (int64_t d = d0; d < d0 + kc;) {
           const int64_t n = first_image + d / P, p = d % P, length = std::min(P - p, d0 + kc - d);
-          const float* image = x + (n * g.in_channels + group * C) * g.in_plane();
           for (int64_t r = 0; r < row_count; ++r) {
-            column_row(image, g, row_begin + r, p, length, a.data() + r * kc + (d - d0));
+            column_row(input, group * C, g, n, row_begin + r, p, length, a.data() + r * kc + (d - d0));
           }
           d += length;
         }
