@@ -141,7 +141,9 @@ void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at:
 
 void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
                                 at::Tensor& gx) {
-  gx.zero_();  // col2im adds to it
+  if (!g.is_pointwise()) {
+    gx.zero_();  // col2im adds to it; a pointwise GEMM writes every element itself
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
