@@ -1,6 +1,6 @@
 """The float32 CPU fast paths of conv2d: the packed GEMM (its panel and block edges, pixel blocks that
-span images, depth blocks, weight gradients summed by chunks of images), its portable micro-kernel,
-and the direct depthwise kernels.
+span images, depth blocks, weight gradients summed by chunks of images, strided inputs read as
+phase planes), its portable micro-kernel, and the direct depthwise kernels.
 
 Each case is computed in float32 by fastconv and compared with torch's conv2d in float64, so that
 the tolerance measures fastconv's rounding alone. Each edge case also asserts which kernel path each
@@ -20,8 +20,9 @@ from hypothesis import assume, given, settings, strategies as st
 import fastconv
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups): shapes chosen to hit the edges of the
-# packed GEMM's tiling (6-row weight panels, 16-pixel panels, 128-pixel blocks, 256-deep blocks,
-# 192-row blocks) and of the depthwise kernels.
+# packed GEMM's tiling (12-row weight panels, 16-pixel panels taken two at a time, 128-pixel
+# blocks, 256-deep blocks, row blocks), of the strided input's phase planes (pack_columns.h:
+# InputPlanes) and of the depthwise kernels.
 EDGE_CASES = {
     "pixels_span_images": (5, 3, 7, 7, 7, 3, 3, 1, 1, 1, 1),       # 49-pixel planes in 128-pixel blocks
     "one_pixel_planes": (37, 4, 1, 1, 5, 1, 1, 1, 0, 1, 1),
@@ -30,6 +31,10 @@ EDGE_CASES = {
     "wide_rows": (1, 3, 5, 150, 6, 3, 3, 1, 1, 1, 1),             # a row longer than a pixel block
     "stride_2_interior": (2, 5, 20, 21, 12, 3, 3, 2, 1, 1, 1),
     "stride_3_dilation_2": (2, 4, 19, 17, 7, 3, 2, 3, 2, 2, 1),
+    "stride_3_phase_planes": (2, 5, 17, 16, 9, 3, 3, 3, 1, 1, 1),  # 17 rows: a short last phase
+    "stride_4_kernel_5": (1, 3, 23, 22, 40, 5, 5, 4, 2, 1, 1),
+    "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),    # one phase read: not split
+    "stride_2_dilation_2": (2, 3, 13, 12, 8, 3, 3, 2, 2, 2, 1),   # one phase read: not split
     "grouped": (2, 12, 11, 9, 18, 3, 3, 1, 1, 1, 3),
     "grouped_16_per_group": (2, 32, 9, 10, 32, 3, 3, 1, 1, 1, 2),  # past the direct path's 8
     "weight_grad_by_image_chunks": (19, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1),  # 3 chunks of <= 8 images
@@ -51,6 +56,10 @@ EXPECTED_PATHS = {
     "wide_rows": PACKED,
     "stride_2_interior": ("packed_gemm", "im2col_blas", "packed_gemm"),
     "stride_3_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "stride_3_phase_planes": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "stride_4_kernel_5": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "stride_2_pointwise": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "stride_2_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
     "grouped": ("grouped_direct", "grouped_direct_flipped", "packed_gemm"),  # 4 channels per group
     "grouped_16_per_group": PACKED,
     "weight_grad_by_image_chunks": PACKED,
@@ -139,7 +148,11 @@ def test_random_float32_configurations(case, bias):
 
 @pytest.mark.parametrize("case", [EDGE_CASES["pixels_span_images"], EDGE_CASES["depthwise"],
                                   EDGE_CASES["weight_grad_by_image_chunks"],
-                                  (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1)])
+                                  EDGE_CASES["stride_3_phase_planes"],
+                                  (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1),
+                                  # 18 column rows, 96 channels: the weight gradient's tasks split
+                                  # the channels, differently for each thread count
+                                  (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1)])
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, requires_grad=True)
