@@ -1,6 +1,7 @@
-"""The Winograd F(2x2, 3x3) path of the CPU conv2d (csrc/ops/cpu/winograd_conv2d.cpp): where it is
-taken, its values and input gradients against torch, its accuracy contract against float64 on every
-benchmark suite's layers it serves, thread-count independence, and fastconv.backends.winograd."""
+"""The Winograd F(2x2, 3x3) paths of the CPU conv2d (csrc/ops/cpu/winograd_conv2d.cpp, and
+winograd_weight_backward.cpp for the weight gradient): where they are taken, values, input and
+weight gradients against torch, the accuracy contract against float64 on every benchmark suite's
+layers they serve, thread-count independence, and fastconv.backends.winograd."""
 
 import sys
 from pathlib import Path
@@ -23,9 +24,19 @@ def paths(n, c, h, w, k, padding):
     return found["forward"], found["input_backward"]
 
 
+def weight_path(n, c, h, w, k, padding):
+    x = torch.empty(n, c, h, w, device="meta")
+    weight = torch.empty(k, c, 3, 3, device="meta")
+    return fastconv._C._conv2d_cpu_paths(x, weight, [1, 1], [padding, padding], [1, 1], 1)["weight_backward"]
+
+
 def runs():
     counts = fastconv._C._conv2d_cpu_path_runs()
     return counts["forward", "winograd"], counts["input_backward", "winograd_flipped"]
+
+
+def weight_runs():
+    return fastconv._C._conv2d_cpu_path_runs()["weight_backward", "winograd"]
 
 
 def test_which_layers_take_it():
@@ -45,6 +56,44 @@ def test_which_layers_take_it():
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "packed_gemm"
     x, w = torch.empty(2, 64, 9, 9, dtype=torch.float64, device="meta"), w.double()
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
+
+
+def test_which_layers_take_it_at_256_channels_and_for_the_weight_gradient():
+    """At 256 x 256 channels the forward takes it once 512 tiles share the transformed filters;
+    the weight gradient takes it up to 256 x 256 channels at any batch, never at 512 x 512."""
+    assert paths(8, 256, 28, 28, 256, 1) == ("winograd", "winograd_flipped")  # 1568 tiles
+    assert paths(8, 256, 14, 14, 256, 1)[0] == "packed_gemm"                  # 392 tiles
+    assert paths(16, 256, 14, 14, 256, 1)[0] == "winograd"                    # 784 tiles
+    assert weight_path(2, 64, 56, 56, 64, 1) == "winograd"
+    assert weight_path(1, 256, 14, 14, 256, 1) == "winograd"
+    assert weight_path(8, 512, 7, 7, 512, 1) == "packed_gemm"
+    assert weight_path(2, 15, 9, 9, 64, 1) == "packed_gemm"
+    with fastconv.backends.winograd.flags(enabled=False):
+        assert weight_path(2, 64, 56, 56, 64, 1) == "packed_gemm"
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(16, 40), k=st.integers(16, 70), h=st.integers(1, 23),
+       w=st.integers(1, 41), padding=st.integers(0, 2))
+def test_weight_gradient_matches_torch(n, c, k, h, w, padding):
+    """Tiles that hang over the output (odd sizes), maps smaller than a tile, blocks of tile rows
+    that cross images, channel counts off the 12-row and 16-lane panels: the weight gradient
+    against torch in float64."""
+    if h + 2 * padding < 3 or w + 2 * padding < 3:
+        return
+    assert weight_path(n, c, h, w, k, padding) == "winograd"
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    weight = torch.randn(k, c, 3, 3, dtype=torch.float64, requires_grad=True)
+    expected = F.conv2d(x, weight, padding=padding)
+    grad = torch.randn_like(expected)
+    (expected_grad,) = torch.autograd.grad(expected, weight, grad)
+    w32 = weight.detach().float().requires_grad_()
+    before = weight_runs()
+    (actual_grad,) = torch.autograd.grad(fastconv.conv2d(x.float(), w32, padding=padding), w32, grad.float())
+    assert weight_runs() > before
+    # each element sums n * out_h * out_w products of unit-variance values
+    scale = (n * expected.shape[2] * expected.shape[3]) ** 0.5
+    torch.testing.assert_close(actual_grad.double(), expected_grad, rtol=1e-5, atol=4e-6 * scale)
 
 
 @settings(max_examples=40, deadline=None)
@@ -84,15 +133,15 @@ def test_empty_batch_and_channels_last():
 
 
 def winograd_layers():
-    """Every benchmark suite layer that takes the Winograd path, once each."""
+    """Every benchmark suite layer that takes a Winograd path (at batch 1), once each."""
     layers = {}
     for suite in SUITES.values():
         if suite.op != "conv2d":
             continue
         for layer in suite.layers:
-            if layer.groups == 1 and paths(1, layer.c, layer.h, layer.w, layer.k, layer.padding) == \
-                    ("winograd", "winograd_flipped") and layer.r == layer.s == 3 and layer.stride == 1 \
-                    and layer.dilation == 1:
+            shape = (1, layer.c, layer.h, layer.w, layer.k, layer.padding)
+            if layer.groups == 1 and layer.r == layer.s == 3 and layer.stride == 1 and layer.dilation == 1 \
+                    and (paths(*shape) == ("winograd", "winograd_flipped") or weight_path(*shape) == "winograd"):
                 layers.setdefault((layer.c, layer.h, layer.w, layer.k, layer.padding), f"{suite.name}.{layer.name}")
     return layers
 
@@ -108,22 +157,28 @@ def test_some_suite_layers_take_it():
 @pytest.mark.parametrize("shape", WINOGRAD_LAYERS.keys(), ids=WINOGRAD_LAYERS.values())
 def test_accuracy_contract_on_suite_layers(shape):
     """The README's contract: against a float64 evaluation, Winograd's float32 error (largest
-    absolute difference, forward and input gradient) is at most 4x torch's own float32 error."""
+    absolute difference: forward, input gradient, weight gradient) is at most 4x torch's own
+    float32 error."""
     c, h, w, k, padding = shape
-    x = torch.randn(1, c, h, w, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(k, c, 3, 3, dtype=torch.float64) / (9 * c) ** 0.5
-    grad = torch.randn(1, k, h + 2 * padding - 2, w + 2 * padding - 2, dtype=torch.float64)
+    x = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = (torch.randn(k, c, 3, 3, dtype=torch.float64) / (9 * c) ** 0.5).requires_grad_()
+    grad = torch.randn(2, k, h + 2 * padding - 2, w + 2 * padding - 2, dtype=torch.float64)
     exact = F.conv2d(x, weight, padding=padding)
-    (exact_grad,) = torch.autograd.grad(exact, x, grad)
+    exact_grads = torch.autograd.grad(exact, (x, weight), grad)
 
     def errors(conv):
         x32 = x.detach().float().requires_grad_()
-        out = conv(x32, weight.float(), padding=padding)
-        (out_grad,) = torch.autograd.grad(out, x32, grad.float())
-        return ((out.double() - exact).abs().max().item(), (out_grad.double() - exact_grad).abs().max().item())
+        w32 = weight.detach().float().requires_grad_()
+        out = conv(x32, w32, padding=padding)
+        grads = torch.autograd.grad(out, (x32, w32), grad.float())
+        return [(a.double() - e).abs().max().item() for a, e in zip((out, *grads), (exact, *exact_grads))]
 
     ours, torchs = errors(fastconv.conv2d), errors(F.conv2d)
-    assert ours[0] <= 4 * torchs[0] and ours[1] <= 4 * torchs[1], (ours, torchs)
+    # The passes that take Winograd at this batch (the direct paths' error is not this contract's).
+    taken = [path.startswith("winograd") for path in (*paths(2, c, h, w, k, padding),
+                                                       weight_path(2, c, h, w, k, padding))]
+    assert any(taken)
+    assert all(o <= 4 * t for o, t, on in zip(ours, torchs, taken) if on), (ours, torchs, taken)
 
 
 def test_results_do_not_depend_on_the_thread_count():
@@ -135,7 +190,7 @@ def test_results_do_not_depend_on_the_thread_count():
         for count in (1, 2, 3):
             torch.set_num_threads(count)
             out = fastconv.conv2d(x, weight, padding=1)
-            results.append((out, *torch.autograd.grad(out, x, torch.ones_like(out))))
+            results.append((out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out))))
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:

@@ -91,6 +91,10 @@ void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const 
       depthwise_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
                                 gw.mutable_data_ptr<float>());
       return;
+    case Conv2dPath::winograd:
+      winograd_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                               gw.mutable_data_ptr<float>());
+      return;
     case Conv2dPath::packed_gemm:
       packed_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
                              gw.mutable_data_ptr<float>());

@@ -158,6 +158,29 @@ struct WeightBackwardTiling {
   int64_t sum_elements() const { return rows_padded * k_padded; }
 };
 
+// gw[k][r] = sum[r][k] for the r < row_count and k < K of a block of gw^T (row stride ld),
+// gw's rows being `rows` apart; 16 x 16 blocks at a time, so that both sides are read and written
+// along rows.
+void store_transposed(const float* sum, int64_t ld, int64_t row_count, int64_t K, float* gw,
+                      int64_t rows) {
+  for (int64_t r0 = 0; r0 < row_count; r0 += kNR) {
+    const int64_t tile_rows = std::min(kNR, row_count - r0);
+    for (int64_t k0 = 0; k0 < K; k0 += kNR) {
+      const int64_t tile_k = std::min(kNR, K - k0);
+      alignas(64) float block[kNR][kNR];
+      for (int64_t r = 0; r < tile_rows; ++r) {
+        std::copy_n(sum + (r0 + r) * ld + k0, kNR, block[r]);
+      }
+      for (int64_t k = 0; k < tile_k; ++k) {
+        float* out = gw + (k0 + k) * rows + r0;
+        for (int64_t r = 0; r < tile_rows; ++r) out[r] = block[r][k];
+      }
+    }
+  }
+}
+
+} // namespace
+
 // grad_output as packed-B panels of 16 output channels, per group, over the pixels of the whole
 // batch (image after image, so that a depth block may span images): panel q of a group holds
 // b(n * P + p, j) = gy[n][group * K + 16 q + j][p] at (n * P + p) * 16 + j, zero past K.
@@ -184,29 +207,6 @@ void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded
     }
   });
 }
-
-// gw[k][r] = sum[r][k] for the r < row_count and k < K of a block of gw^T (row stride ld),
-// gw's rows being `rows` apart; 16 x 16 blocks at a time, so that both sides are read and written
-// along rows.
-void store_transposed(const float* sum, int64_t ld, int64_t row_count, int64_t K, float* gw,
-                      int64_t rows) {
-  for (int64_t r0 = 0; r0 < row_count; r0 += kNR) {
-    const int64_t tile_rows = std::min(kNR, row_count - r0);
-    for (int64_t k0 = 0; k0 < K; k0 += kNR) {
-      const int64_t tile_k = std::min(kNR, K - k0);
-      alignas(64) float block[kNR][kNR];
-      for (int64_t r = 0; r < tile_rows; ++r) {
-        std::copy_n(sum + (r0 + r) * ld + k0, kNR, block[r]);
-      }
-      for (int64_t k = 0; k < tile_k; ++k) {
-        float* out = gw + (k0 + k) * rows + r0;
-        for (int64_t r = 0; r < tile_rows; ++r) out[r] = block[r][k];
-      }
-    }
-  }
-}
-
-} // namespace
 
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(),

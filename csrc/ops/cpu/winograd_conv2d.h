@@ -22,6 +22,10 @@ bool winograd_supported(const Conv2dGeometry& g);
 void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y);
 
+// gw = the weight gradient (winograd_weight_backward.cpp).
+void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
+                              float* gw);
+
 // Peak workspace bytes of winograd_forward with `threads` threads.
 int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads);
 
