@@ -75,7 +75,9 @@ def max_pool2d(
     stride = kernel_size if stride is None else stride
     padding = _pool_pair(padding, "max_pool2d: padding must either be a single int, or a tuple of two ints")
     dilation = _pool_pair(dilation, "max_pool2d: dilation must be either a single int, or a tuple of two ints")
-    output, indices = _max_pool2d_pairs(input, kernel_size, stride, padding, dilation, ceil_mode)
+    # Already pairs (lists of two ints): straight to the op, without _max_pool2d_pairs' _pair
+    # calls (about 0.2 us each, a tenth of a small pooling's time).
+    output, indices = _max_pool2d_op(input, kernel_size, stride, padding, dilation, ceil_mode)
     return (output, indices) if return_indices else output
 
 
