@@ -35,6 +35,10 @@ EDGE_CASES = {
     "stride_4_kernel_5": (1, 3, 23, 22, 40, 5, 5, 4, 2, 1, 1),
     "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),    # one phase read: not split
     "stride_2_dilation_2": (2, 3, 13, 12, 8, 3, 3, 2, 2, 2, 1),   # one phase read: not split
+    # pointwise weight gradients read the input's planes in place (132 and 144 pixels), a last
+    # partial panel of 5 channels copied
+    "pointwise_in_place": (3, 29, 12, 11, 40, 1, 1, 1, 0, 1, 1),
+    "pointwise_in_place_grouped": (2, 24, 16, 9, 36, 1, 1, 1, 0, 1, 2),
     "grouped": (2, 12, 11, 9, 18, 3, 3, 1, 1, 1, 3),
     "grouped_16_per_group": (2, 32, 9, 10, 32, 3, 3, 1, 1, 1, 2),  # past the direct path's 8
     "weight_grad_by_image_chunks": (19, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1),  # 3 chunks of <= 8 images
@@ -60,6 +64,8 @@ EXPECTED_PATHS = {
     "stride_4_kernel_5": ("packed_gemm", "im2col_blas", "packed_gemm"),
     "stride_2_pointwise": ("packed_gemm", "im2col_blas", "packed_gemm"),
     "stride_2_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
+    "pointwise_in_place": ("im2col_blas", "im2col_blas", "packed_gemm"),
+    "pointwise_in_place_grouped": ("im2col_blas", "im2col_blas", "packed_gemm"),
     "grouped": ("grouped_direct", "grouped_direct_flipped", "packed_gemm"),  # 4 channels per group
     "grouped_16_per_group": PACKED,
     "weight_grad_by_image_chunks": PACKED,
@@ -149,6 +155,7 @@ def test_random_float32_configurations(case, bias):
 @pytest.mark.parametrize("case", [EDGE_CASES["pixels_span_images"], EDGE_CASES["depthwise"],
                                   EDGE_CASES["weight_grad_by_image_chunks"],
                                   EDGE_CASES["stride_3_phase_planes"],
+                                  EDGE_CASES["pointwise_in_place"],
                                   (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1),
                                   # 18 column rows, 96 channels: the weight gradient's tasks split
                                   # the channels, differently for each thread count
