@@ -22,7 +22,8 @@ namespace {
 // Output pixels per task of the packed forward: its B block, kKC x kPixelBlock floats (128 KiB),
 // stays in L2 while every weight panel passes over it.
 constexpr int64_t kPixelBlock = 128;
-// At most this many weight rows per task, so that their kKC-deep slice (192 KiB) also fits in L2.
+// At most this many weight rows per task (43 panels), so that their kKC-deep slice (516 KiB)
+// also stays in L2 and a 512-channel layer packs each pixel block once.
 constexpr int64_t kMaxRowBlock = 516;
 
 // The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
@@ -224,7 +225,7 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const GemmKernels kernels = select_gemm_kernels();
   // The depth is the chunk's pixels, image after image (small images share a depth block), in
   // equal blocks of at most kKC.
-  const int64_t chunk_images = tiling.image_chunks > 1 ? kImagesPerChunk : g.batch;
+  const int64_t chunk_images = chunked ? kImagesPerChunk : g.batch;
   // A pointwise layer's column rows are the input's own planes: its A panels are read in place
   // (kMR channel planes, the plane as row stride; a last partial panel is still copied, so that
   // no read passes the input), in depth blocks within one image. Copying them cost the densenet
@@ -235,7 +236,9 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t block_depth = span > 0 ? block_depth_of(span) : 0;
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
-    const Workspace<float> a(tiling.row_block * block_depth, /*zeroed=*/true);
+    // Read in place, only a last partial panel is copied (none where the rows are whole panels).
+    const bool copies = !in_place || rows % kMR != 0;
+    const Workspace<float> a(copies ? tiling.row_block * block_depth : 0, /*zeroed=*/true);
     const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_block);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t k_block = task % tiling.k_blocks;
@@ -278,15 +281,9 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
           const int64_t panel = k0 / kNR;
           const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
           for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
-            const int64_t tile_rows = std::min(kMR, row_count - i0);
-            float* tile = sum + i0 * ld + (k0 - k_begin);
-            if (k0 + kNR < k_end) {
-              kernels.tile_12x32(tile_rows, kc, a_panel(i0), lda(i0), b, panel_stride, tile, ld,
-                                 nullptr, /*accumulate=*/d0 > 0);
-            } else {
-              kernels.tile_12x16(tile_rows, kc, a_panel(i0), lda(i0), b, tile, ld, nullptr,
-                                 /*accumulate=*/d0 > 0);
-            }
+            kernels.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0),
+                        lda(i0), b, panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
+                        /*accumulate=*/d0 > 0);
           }
         }
       }

@@ -4,8 +4,9 @@
 //
 //   c[m x n] = start + a[m x depth] * b[depth x n]
 //
-// Blocking, outermost first: depth blocks of kKC (B block and A panels stay in L2), B panels of
-// kNR columns (one in L1 at a time), A panels of kMR rows, each pair one micro-kernel call.
+// Blocking, outermost first: depth blocks of kKC (B block and A panels stay in L2), pairs of B
+// panels of kNR columns (one pair in L1 at a time), A panels of kMR rows, each A panel and pair of
+// B panels one micro-kernel call (the 12x32 tile).
 #pragma once
 
 #include <algorithm>
@@ -98,21 +99,15 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
         const int64_t lda = a.panel_stride(i0);
         const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
         const int64_t rows = std::min(kMR, row_end - i0);
-        const auto run_tile = [&](float* tile, int64_t ld, const float* tile_start, bool add) {
-          if (wide) {
-            kernels.tile_12x32(rows, kc, a_panel, lda, b, kc * kNR, tile, ld, tile_start, add);
-          } else {
-            kernels.tile_12x16(rows, kc, a_panel, lda, b, tile, ld, tile_start, add);
-          }
-        };
         if (rows == kMR && contiguous) {
-          run_tile(tile_columns[0] + i0 * ldc, ldc, start, add_to_c);
+          kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, tile_columns[0] + i0 * ldc, ldc,
+                      start, add_to_c);
           continue;
         }
         // A partial or scattered tile: compute it whole in a scratch tile, then keep the part
         // inside c.
         float scratch[kMR * 2 * kNR];
-        run_tile(scratch, width, nullptr, false);
+        kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, scratch, width, nullptr, false);
         for (int64_t j = 0; j < cols; ++j) {
           float* column = tile_columns[j] + i0 * ldc;
           for (int64_t i = 0; i < rows; ++i) {

@@ -341,16 +341,10 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
             for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
               // Panels two at a time (the 12x32 tile), the last alone when their count is odd.
               for (int64_t panel = 0; panel * kNR < padded_count; panel += 2) {
-                const int64_t tile_rows = std::min(kMR, rows - i0);
-                const float* b = v + (panel * C + c0) * kNR;
-                float* tile = m + i0 * padded_count + panel * kNR;
-                if ((panel + 2) * kNR <= padded_count) {
-                  kernels.tile_12x32(tile_rows, depth, u + i0 * C + c0, C, b, C * kNR, tile,
-                                     padded_count, nullptr, /*accumulate=*/c0 > 0);
-                } else {
-                  kernels.tile_12x16(tile_rows, depth, u + i0 * C + c0, C, b, tile, padded_count,
-                                     nullptr, /*accumulate=*/c0 > 0);
-                }
+                kernels.run((panel + 2) * kNR <= padded_count, std::min(kMR, rows - i0), depth,
+                            u + i0 * C + c0, C, v + (panel * C + c0) * kNR, C * kNR,
+                            m + i0 * padded_count + panel * kNR, padded_count, nullptr,
+                            /*accumulate=*/c0 > 0);
               }
             }
           }

@@ -297,14 +297,9 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
           float* m_p = m.data() + p * c_rows * k_cols;
           for (int64_t q = 0; q < panels; q += 2) {
             for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
-              float* tile = m_p + i0 * k_cols + q * kNR;
-              if (q + 1 < panels) {
-                kernels.tile_12x32(kMR, depth, v_p + i0 * depth, depth, z_p + q * depth * kNR,
-                                   depth * kNR, tile, k_cols, nullptr, block > 0);
-              } else {
-                kernels.tile_12x16(kMR, depth, v_p + i0 * depth, depth, z_p + q * depth * kNR,
-                                   tile, k_cols, nullptr, block > 0);
-              }
+              kernels.run(q + 1 < panels, kMR, depth, v_p + i0 * depth, depth,
+                          z_p + q * depth * kNR, depth * kNR, m_p + i0 * k_cols + q * kNR, k_cols,
+                          nullptr, /*accumulate=*/block > 0);
             }
           }
         }

@@ -64,6 +64,18 @@ void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const float* a, int64_t 
 struct GemmKernels {
   MicroKernel tile_12x16;
   WideMicroKernel tile_12x32;
+
+  // The 12x32 tile where two panels remain (`two_panels`), else the 12x16 tile of the one at b:
+  // callers walk their panels two at a time, the last alone when their count is odd.
+  void run(bool two_panels, int64_t rows, int64_t depth, const float* a, int64_t lda,
+           const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
+           const float* row_start, bool accumulate) const {
+    if (two_panels) {
+      tile_12x32(rows, depth, a, lda, b, b_panel_stride, tile, ldc, row_start, accumulate);
+    } else {
+      tile_12x16(rows, depth, a, lda, b, tile, ldc, row_start, accumulate);
+    }
+  }
 };
 
 inline GemmKernels select_gemm_kernels() {
