@@ -141,12 +141,6 @@ def conv2d(
     input: (N, C, H, W) or unbatched (C, H, W); weight: (K, C / groups, R, S); bias: (K,) or None.
     padding: int, pair, 'valid' or 'same' (stride 1 only). Dilation > 1 gives dilated convolution.
     """
-    if type(stride) is int and type(padding) is int and type(dilation) is int and weight.dim() == 4 \
-            and input.dim() == 4:
-        # The common call, a batch and ints for a 4-d weight: what the general path below makes
-        # of it, in fewer Python calls (each costs a few percent of a small convolution).
-        return _conv2d_eager(input, weight, bias, [stride, stride], [padding, padding],
-                             [dilation, dilation], groups)
     _check_conv_input(input)
     if padding == "valid":  # torch's 'valid' is padding {0}, expanded to every dimension
         padding = [0]
