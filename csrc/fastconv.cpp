@@ -119,6 +119,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(fastconv.backends.winograd.enabled).");
   m.def("_set_winograd_enabled", &fastconv::cpu::set_winograd_enabled, pybind11::arg("enabled"),
         "Allow or forbid the Winograd path (fastconv.backends.winograd.enabled).");
+  m.def("_direct_enabled", &fastconv::cpu::direct_enabled,
+        "Whether shallow float32 convolutions on the CPU may take the direct path "
+        "(fastconv.backends.direct.enabled).");
+  m.def("_set_direct_enabled", &fastconv::cpu::set_direct_enabled, pybind11::arg("enabled"),
+        "Allow or forbid the direct path (fastconv.backends.direct.enabled).");
 
   m.def("_cpu_workspace_peak_bytes", [](bool reset) {
           const int64_t peak = fastconv::cpu::workspace_peak_bytes();

@@ -40,7 +40,7 @@ EDGE_CASES = {
     "pointwise_in_place": (3, 29, 12, 11, 40, 1, 1, 1, 0, 1, 1),
     "pointwise_in_place_grouped": (2, 24, 16, 9, 36, 1, 1, 1, 0, 1, 2),
     "grouped": (2, 12, 11, 9, 18, 3, 3, 1, 1, 1, 3),
-    "grouped_16_per_group": (2, 32, 9, 10, 32, 3, 3, 1, 1, 1, 2),  # past the direct path's 8
+    "grouped_16_per_group": (2, 32, 9, 10, 32, 3, 3, 1, 1, 1, 2),
     "weight_grad_by_image_chunks": (19, 3, 8, 8, 5, 3, 3, 1, 1, 1, 1),  # 3 chunks of <= 8 images
     "depthwise": (3, 8, 13, 17, 8, 3, 3, 1, 1, 1, 8),
     "depthwise_stride_2": (2, 8, 14, 15, 8, 3, 3, 2, 1, 1, 8),
@@ -50,30 +50,38 @@ EDGE_CASES = {
 }
 
 # The path of each pass (forward, input_backward, weight_backward) that each edge case covers
-# (csrc/ops/cpu/conv2d_path.h).
+# (csrc/ops/cpu/conv2d_path.h), with fastconv.backends.direct on (the default) and off: the
+# shallow cases take the direct kernels by default (the weight gradient's up to 32 output channels)
+# and the packed GEMM without them, so both meet every edge.
 PACKED = ("packed_gemm", "packed_gemm_flipped", "packed_gemm")
-EXPECTED_PATHS = {
-    "pixels_span_images": PACKED,
-    "one_pixel_planes": ("im2col_blas", "im2col_blas", "packed_gemm"),  # pointwise: ATen's BLAS
-    "deep_columns": PACKED,
-    "many_weight_rows": ("packed_gemm", "im2col_blas", "packed_gemm"),  # 400 * 9 rows: deep
-    "wide_rows": PACKED,
-    "stride_2_interior": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "stride_3_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "stride_3_phase_planes": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "stride_4_kernel_5": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "stride_2_pointwise": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "stride_2_dilation_2": ("packed_gemm", "im2col_blas", "packed_gemm"),
-    "pointwise_in_place": ("im2col_blas", "im2col_blas", "packed_gemm"),
-    "pointwise_in_place_grouped": ("im2col_blas", "im2col_blas", "packed_gemm"),
-    "grouped": ("grouped_direct", "grouped_direct_flipped", "packed_gemm"),  # 4 channels per group
-    "grouped_16_per_group": PACKED,
-    "weight_grad_by_image_chunks": PACKED,
-    "depthwise": ("depthwise", "depthwise_flipped", "depthwise"),
-    "depthwise_stride_2": ("depthwise", "depthwise_scatter", "depthwise"),
-    "depthwise_multiplier": ("depthwise", "grouped_direct_flipped", "depthwise"),  # 3 per group back
-    "depthwise_dilated_big_pad": ("depthwise", "depthwise_scatter", "depthwise"),
-    "depthwise_7x7_plane": ("depthwise", "depthwise_flipped", "depthwise"),
+STRIDED_PACKED = ("packed_gemm", "im2col_blas", "packed_gemm")
+DIRECT = ("direct", "direct_flipped", "direct")
+STRIDED_DIRECT = ("direct", "im2col_blas", "direct")
+EXPECTED_PATHS = {  # name: (direct on, direct off)
+    "pixels_span_images": (DIRECT, PACKED),
+    "one_pixel_planes": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,  # pointwise: BLAS
+    "deep_columns": (DIRECT, PACKED),
+    # 400 * 9 rows (deep) back
+    "many_weight_rows": (("direct", "im2col_blas", "packed_gemm"), STRIDED_PACKED),
+    "wide_rows": (DIRECT, PACKED),
+    "stride_2_interior": (STRIDED_DIRECT, STRIDED_PACKED),
+    "stride_3_dilation_2": (STRIDED_DIRECT, STRIDED_PACKED),
+    "stride_3_phase_planes": (STRIDED_DIRECT, STRIDED_PACKED),
+    "stride_4_kernel_5": (("direct", "im2col_blas", "packed_gemm"), STRIDED_PACKED),  # 40 outputs
+    "stride_2_pointwise": (STRIDED_PACKED,) * 2,  # one tap: not direct
+    "stride_2_dilation_2": (STRIDED_DIRECT, STRIDED_PACKED),
+    "pointwise_in_place": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,
+    "pointwise_in_place_grouped": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,
+    "grouped": (DIRECT, PACKED),
+    "grouped_16_per_group": (DIRECT, PACKED),
+    "weight_grad_by_image_chunks": (DIRECT, PACKED),
+    "depthwise": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
+    "depthwise_stride_2": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
+    # 3 channels per group back
+    "depthwise_multiplier": (("depthwise", "direct_flipped", "depthwise"),
+                             ("depthwise", "packed_gemm_flipped", "depthwise")),
+    "depthwise_dilated_big_pad": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
+    "depthwise_7x7_plane": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
 }
 PASSES = ("forward", "input_backward", "weight_backward")
 
@@ -114,13 +122,15 @@ def conv_float32_vs_float64(case, bias=True, grad=True):
 
 @pytest.mark.parametrize("name", EDGE_CASES.keys())
 @pytest.mark.parametrize("bias", [True, False])
-def test_edges_of_the_tiling(name, bias):
+@pytest.mark.parametrize("direct", [True, False])
+def test_edges_of_the_tiling(name, bias, direct):
     case = EDGE_CASES[name]
-    expected = EXPECTED_PATHS[name]
-    assert cpu_paths(case) == expected
-    before = fastconv._C._conv2d_cpu_path_runs()
-    conv_float32_vs_float64(case, bias)
-    after = fastconv._C._conv2d_cpu_path_runs()
+    expected = EXPECTED_PATHS[name][0 if direct else 1]
+    with fastconv.backends.direct.flags(enabled=direct):
+        assert cpu_paths(case) == expected
+        before = fastconv._C._conv2d_cpu_path_runs()
+        conv_float32_vs_float64(case, bias)
+        after = fastconv._C._conv2d_cpu_path_runs()
     for pass_name, path in zip(PASSES, expected):
         assert after[pass_name, path] > before[pass_name, path], (pass_name, path)
 
@@ -191,39 +201,49 @@ def measured_forward_workspace(x, weight, **kwargs):
     return fastconv._C._cpu_workspace_peak_bytes(), figure
 
 
-@pytest.mark.parametrize("dtype, groups, winograd, expected_path", [
-    (torch.float32, 1, True, "winograd"), (torch.float32, 1, False, "packed_gemm"),
-    (torch.float32, 64, True, "depthwise"), (torch.float64, 1, True, "im2col_blas"),
+@pytest.mark.parametrize("dtype, groups, winograd, direct, expected_path", [
+    (torch.float32, 1, True, True, "winograd"), (torch.float32, 1, False, True, "direct"),
+    (torch.float32, 1, False, False, "packed_gemm"), (torch.float32, 64, True, True, "depthwise"),
+    (torch.float64, 1, True, True, "im2col_blas"),
 ])
-def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, winograd, expected_path):
+def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, winograd, direct,
+                                                           expected_path):
     """The forward's real workspace (counted as it is allocated) stays within the reported figure,
     which is a few hundred KiB per thread for the packed GEMM and Winograd (which also holds its
-    16 x K x C transformed filters), a padded plane per thread for depthwise, and an im2col band
-    (16 MiB at most) per thread otherwise: never the whole column matrix (here
-    64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
+    16 x K x C transformed filters), a padded plane per thread for depthwise, the zero-padded
+    input (no larger than the input and its border) and the repacked weights for the direct
+    kernel, and an im2col band (16 MiB at most) per thread otherwise: never the whole column
+    matrix (here 64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
     x = torch.randn(2, 64, 96, 96, dtype=dtype)
     weight = torch.randn(64, 64 // groups, 3, 3, dtype=dtype)
-    with fastconv.backends.winograd.flags(enabled=winograd):
+    with fastconv.backends.winograd.flags(enabled=winograd), \
+            fastconv.backends.direct.flags(enabled=direct):
         assert cpu_paths((2, 64, 96, 96, 64, 3, 3, 1, 1, 1, groups), dtype)[0] == expected_path
         peak, figure = measured_forward_workspace(x, weight, padding=1, groups=groups)
     assert 0 < peak <= figure
     per_thread = {"packed_gemm": 1 << 20, "winograd": 1 << 20, "depthwise": 128 << 10,
-                  "im2col_blas": 16 << 20}[expected_path]
-    filters = 16 * 64 * 64 * 4 if expected_path == "winograd" else 0
-    assert figure <= torch.get_num_threads() * per_thread + filters
+                  "direct": 0, "im2col_blas": 16 << 20}[expected_path]
+    fixed = {"winograd": 16 * 64 * 64 * 4,
+             "direct": 2 * 64 * 98 * 98 * 4 + 64 * 64 * 9 * 4 + (64 << 10)}.get(expected_path, 0)
+    assert figure <= torch.get_num_threads() * per_thread + fixed
 
 
 PORTABLE_KERNEL_CHECK = """
 import torch, torch.nn.functional as F, fastconv
 assert fastconv.build_info()["cpu_gemm_kernel"] == "portable", fastconv.build_info()
 torch.manual_seed(0)
-for n, c, h, k, groups in [(2, 9, 11, 13, 1), (1, 40, 9, 200, 1), (3, 6, 10, 6, 6), (2, 8, 9, 8, 2)]:
+for n, c, h, k, groups in [(2, 9, 11, 13, 1), (1, 48, 9, 200, 1), (3, 6, 10, 6, 6), (2, 8, 9, 8, 2),
+                          (2, 150, 5, 9, 1)]:
     x, w = torch.randn(n, c, h, h), torch.randn(k, c // groups, 3, 3)
     expected = F.conv2d(x.double(), w.double(), None, 1, 1, 1, groups)
     actual = fastconv.conv2d(x, w, None, 1, 1, 1, groups)
     torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-4)
-# (1, 40, 9, 200) ran on the Winograd path: its portable transforms are checked too.
-assert fastconv._C._conv2d_cpu_path_runs()["forward", "winograd"] == 1
+# (1, 48, 9, 200) ran on the Winograd path, (2, 9, 11, 13) and (2, 8, 9, 8) on the direct kernel,
+# (2, 150, 5, 9) (1,350 weight columns) on the packed GEMM: their portable builds are checked too.
+runs = fastconv._C._conv2d_cpu_path_runs()
+assert runs["forward", "winograd"] == 1, runs
+assert runs["forward", "direct"] == 2, runs
+assert runs["forward", "packed_gemm"] == 1, runs
 print("ok")
 """
 
@@ -243,14 +263,21 @@ import sys, torch, fastconv
 assert fastconv.build_info()["cpu_gemm_kernel"] == sys.argv[2], fastconv.build_info()
 torch.manual_seed(0)
 results = []
-# Weight rows (K) on either side of the 4-, 8- and 12-row tiles; the forward and the weight
-# gradient both run on the micro-kernel.
-for n, c, h, k in [(2, 9, 11, 13), (1, 40, 9, 200), (3, 16, 10, 4), (2, 24, 12, 8), (2, 32, 9, 70)]:
+# Output channels on either side of the GEMM's 4-, 8- and 12-row tiles and the direct kernel's
+# 8-channel tiles, on the direct kernel (the first four, grouped and strided ones too), the packed
+# GEMM (150 channels: 1,350 weight columns) and Winograd (48 -> 200); forward and both gradients.
+for n, c, h, k, groups, stride in [(2, 9, 11, 13, 1, 1), (3, 16, 10, 4, 1, 1), (2, 24, 12, 8, 1, 1),
+                                   (2, 32, 9, 70, 1, 1), (2, 100, 8, 12, 1, 1), (2, 32, 13, 40, 4, 2), (2, 64, 10, 64, 32, 1),
+                                   (2, 150, 6, 20, 1, 1), (2, 150, 9, 13, 1, 2), (1, 48, 9, 200, 1, 1)]:
     x = torch.randn(n, c, h, h, requires_grad=True)
-    w = torch.randn(k, c, 3, 3, requires_grad=True)
-    y = fastconv.conv2d(x, w, None, 1, 1)
+    w = torch.randn(k, c // groups, 3, 3, requires_grad=True)
+    b = torch.randn(k)
+    y = fastconv.conv2d(x, w, b, stride, 1, 1, groups)
     y.backward(torch.randn_like(y))
-    results += [y.detach(), w.grad]
+    results += [y.detach(), x.grad, w.grad]
+runs = fastconv._C._conv2d_cpu_path_runs()
+for path in ("direct", "packed_gemm", "winograd"):
+    assert runs["forward", path] > 0, (path, runs)
 torch.save(results, sys.argv[1])
 """
 
@@ -272,6 +299,6 @@ def test_avx512_microkernel_matches_avx2_bitwise(tmp_path):
     ATEN_CPU_CAPABILITY=avx2 selects the AVX2 build."""
     wide = _vector_kernel_results(tmp_path, "avx512", "avx512f")
     narrow = _vector_kernel_results(tmp_path, "avx2", "avx2_fma")
-    assert len(wide) == len(narrow) == 10
+    assert len(wide) == len(narrow) == 30
     for a, b in zip(wide, narrow):
         assert torch.equal(a, b)

@@ -40,20 +40,21 @@ def weight_runs():
 
 
 def test_which_layers_take_it():
-    """3x3, stride 1, dilation 1, one group, 16+ channels on both sides and K x C <= 128 x 128;
-    the input gradient when its own convolution qualifies (padding <= 2)."""
+    """3x3, stride 1, dilation 1, one group, 48+ channels on both sides and K x C <= 128 x 128;
+    the input gradient when its own convolution qualifies (padding <= 2). The shallow layers it
+    turns down take the direct kernel."""
     assert paths(2, 64, 56, 56, 64, 1) == ("winograd", "winograd_flipped")
-    assert paths(2, 16, 9, 9, 128, 0) == ("winograd", "winograd_flipped")
+    assert paths(2, 48, 9, 9, 128, 0) == ("winograd", "winograd_flipped")
     assert paths(2, 64, 20, 20, 64, 3)[0] == "winograd"
     assert paths(2, 64, 20, 20, 64, 3)[1] != "winograd_flipped"  # padding 3: no stride-1 form
-    assert paths(2, 15, 9, 9, 64, 1)[0] == "packed_gemm"          # too few input channels
-    assert paths(2, 64, 9, 9, 8, 1)[0] == "packed_gemm"           # too few output channels
+    assert paths(2, 47, 9, 9, 64, 1)[0] == "direct"               # too few input channels
+    assert paths(2, 64, 9, 9, 47, 1)[0] == "direct"               # too few output channels
     assert paths(2, 256, 14, 14, 256, 1)[0] != "winograd"         # filters past L2
     x, w = torch.empty(2, 64, 9, 9, device="meta"), torch.empty(64, 32, 3, 3, device="meta")
-    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "packed_gemm"
+    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "direct"
     w = torch.empty(64, 64, 3, 3, device="meta")
-    assert fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"] == "packed_gemm"
-    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "packed_gemm"
+    assert fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"] == "direct"
+    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "direct"
     x, w = torch.empty(2, 64, 9, 9, dtype=torch.float64, device="meta"), w.double()
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
 
@@ -97,7 +98,7 @@ def test_weight_gradient_matches_torch(n, c, k, h, w, padding):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(16, 40), k=st.integers(16, 70), h=st.integers(1, 23),
+@given(n=st.integers(1, 3), c=st.integers(48, 64), k=st.integers(48, 70), h=st.integers(1, 23),
        w=st.integers(1, 41), padding=st.integers(0, 2), bias=st.booleans())
 def test_values_and_input_gradient_match_torch(n, c, k, h, w, padding, bias):
     """Odd and even sizes (tiles that hang over the output), maps smaller than a tile, runs of
@@ -199,20 +200,28 @@ def test_results_do_not_depend_on_the_thread_count():
 
 
 def test_backends_switch_forces_the_direct_path():
-    """fastconv.backends.winograd.enabled, and its flags() context, which restores the setting."""
-    assert fastconv.backends.winograd.enabled
+    """fastconv.backends.winograd.enabled and .direct.enabled, and their flags() contexts, which
+    restore the settings."""
+    assert fastconv.backends.winograd.enabled and fastconv.backends.direct.enabled
+    x, w = torch.randn(2, 64, 9, 9), torch.randn(64, 64, 3, 3)
     with fastconv.backends.winograd.flags(enabled=False):
         assert not fastconv.backends.winograd.enabled
-        assert paths(2, 64, 56, 56, 64, 1) == ("packed_gemm", "packed_gemm_flipped")
-        x, w = torch.randn(2, 32, 9, 9), torch.randn(32, 32, 3, 3)
-        before = fastconv._C._conv2d_cpu_path_runs()["forward", "packed_gemm"]
+        assert paths(2, 64, 56, 56, 64, 1) == ("direct", "direct_flipped")
+        before = fastconv._C._conv2d_cpu_path_runs()["forward", "direct"]
         direct = fastconv.conv2d(x, w, padding=1)
-        assert fastconv._C._conv2d_cpu_path_runs()["forward", "packed_gemm"] == before + 1
+        assert fastconv._C._conv2d_cpu_path_runs()["forward", "direct"] == before + 1
+        with fastconv.backends.direct.flags(enabled=False):
+            assert not fastconv.backends.direct.enabled
+            assert paths(2, 64, 56, 56, 64, 1) == ("packed_gemm", "packed_gemm_flipped")
+            packed = fastconv.conv2d(x, w, padding=1)
+        assert fastconv.backends.direct.enabled
     assert fastconv.backends.winograd.enabled
-    torch.testing.assert_close(fastconv.conv2d(x, w, padding=1), direct, rtol=1e-5, atol=1e-5)
+    # sums of 576 products of unit-variance values, in three orders
+    torch.testing.assert_close(fastconv.conv2d(x, w, padding=1), direct, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(packed, direct, rtol=1e-5, atol=1e-4)
     fastconv.backends.winograd.enabled = False
     try:
-        assert paths(2, 64, 56, 56, 64, 1)[0] == "packed_gemm"
+        assert paths(2, 64, 56, 56, 64, 1)[0] == "direct"
     finally:
         fastconv.backends.winograd.enabled = True
     assert paths(2, 64, 56, 56, 64, 1)[0] == "winograd"

@@ -10,6 +10,7 @@
 #include "conv2d_packed.h"
 #include "conv2d_path.h"
 #include "depthwise_conv2d.h"
+#include "direct_conv2d.h"
 #include "winograd_conv2d.h"
 
 namespace fastconv::cpu {
@@ -51,7 +52,6 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
   record_run(Conv2dPass::forward, path);
   switch (path) {
     case Conv2dPath::depthwise:
-    case Conv2dPath::grouped_direct:
       depthwise_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
                         float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
@@ -62,6 +62,10 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
     case Conv2dPath::winograd:
       winograd_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
                        float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::direct:
+      direct_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                     float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
     default:
       im2col_blas_forward(g, x, w, bias, y);
@@ -74,15 +78,14 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
   record_run(Conv2dPass::input_backward, path);
   switch (path) {
     case Conv2dPath::depthwise_flipped:
-    case Conv2dPath::grouped_direct_flipped:
     case Conv2dPath::winograd_flipped:
+    case Conv2dPath::direct_flipped:
     case Conv2dPath::packed_gemm_flipped: {
       const auto t = input_backward_geometry(g);
       const auto flipped = flipped_transposed_weight(w, g);
-      const bool direct = path == Conv2dPath::depthwise_flipped ||
-          path == Conv2dPath::grouped_direct_flipped;
-      const auto forward = direct                               ? depthwise_forward
+      const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
           : path == Conv2dPath::winograd_flipped ? winograd_forward
+          : path == Conv2dPath::direct_flipped   ? direct_forward
                                                  : packed_forward;
       forward(t, gy.const_data_ptr<float>(), flipped.const_data_ptr<float>(), nullptr,
               gx.mutable_data_ptr<float>());
@@ -109,6 +112,10 @@ void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const 
     case Conv2dPath::winograd:
       winograd_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
                                gw.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::direct:
+      direct_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                             gw.mutable_data_ptr<float>());
       return;
     case Conv2dPath::packed_gemm:
       packed_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),

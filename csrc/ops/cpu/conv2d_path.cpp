@@ -10,6 +10,7 @@
 #include "conv2d_im2col_blas.h"
 #include "conv2d_packed.h"
 #include "depthwise_conv2d.h"
+#include "direct_conv2d.h"
 #include "winograd_conv2d.h"
 
 namespace fastconv::cpu {
@@ -40,12 +41,14 @@ bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
 // Winograd's transforms cost a few additions per input and output value, which the 16 / 36
 // multiplications repay only with enough channels on both sides. Its transformed filters
 // (16 x K x C floats) are read once per block of tiles: up to 1 MiB (K x C <= 128 x 128) they
-// stay in L2; up to 4 MiB (256 x 256) they pay once enough tiles share them; past that the direct
+// stay in L2; up to 4 MiB (256 x 256) they pay once enough tiles share them; past that the packed
 // GEMM, whose blocks reuse the weights more, won. Measured on the build machine (2 threads,
-// forward and input gradient, against the direct path): 256 x 256 channels at 784-1568 tiles
-// (56x56 at batch 1, 14x14 at batch 16) 1.1-1.4x the direct path, at 392 tiles (14x14, batch 8)
-// even; 512 x 512 at 196-1568 tiles 0.7-1.0x.
+// forward and input gradient, against the packed path): 256 x 256 channels at 784-1568 tiles
+// (56x56 at batch 1, 14x14 at batch 16) 1.1-1.4x the packed path, at 392 tiles (14x14, batch 8)
+// even; 512 x 512 at 196-1568 tiles 0.7-1.0x. Below 48 channels on either side the direct kernel
+// (direct_pays_off) won instead (32 x 32 to 64 x 32 and 16 x 48: 1.05-1.6x; 48 x 64 even).
 constexpr int64_t kWinogradMinChannels = 16;
+constexpr int64_t kWinogradForwardMinChannels = 48;
 constexpr int64_t kWinogradCachedFilterProducts = 128 * 128;  // K x C
 constexpr int64_t kWinogradMaxFilterProducts = 256 * 256;
 constexpr int64_t kWinogradMinSharedTiles = 512;
@@ -63,14 +66,42 @@ bool winograd_weight_pays_off(const Conv2dGeometry& g) {
 }
 
 bool winograd_pays_off(const Conv2dGeometry& g) {
-  if (!winograd_on.load() || !winograd_supported(g) || g.in_channels < kWinogradMinChannels ||
-      g.out_channels < kWinogradMinChannels) {
+  if (!winograd_on.load() || !winograd_supported(g) ||
+      g.in_channels < kWinogradForwardMinChannels || g.out_channels < kWinogradForwardMinChannels) {
     return false;
   }
   const int64_t filter_products = g.in_channels * g.out_channels;
   const int64_t tiles = g.batch * ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
   return filter_products <= kWinogradCachedFilterProducts ||
       (filter_products <= kWinogradMaxFilterProducts && tiles >= kWinogradMinSharedTiles);
+}
+
+// Where the direct kernel beats packing im2col columns for a GEMM: on layers of few weight columns
+// (input channels per group x taps), whose columns cost as much to pack as they take to multiply.
+// Measured on the build machine (2 threads, batch 1 and 8, forward and input gradient, min of 21
+// interleaved): it won on every grouped 3x3 of ResNeXt-50 (4-32 channels per group; 1.1-4x the
+// packed path and the stencils it replaced), on 3x3 layers of up to 128 channels with 32-96
+// outputs, the 7x7 and 11x11 stems, and LeNet's 5x5 (2-4x); it lost past about 1,200 columns
+// (192 x 3x3: 0.7-0.9x), where the packed GEMM shares each weight stream across more pixels, and
+// on 1x1 strided layers, which read one tap.
+constexpr int64_t kDirectMaxColumnRows = 1152;  // 128 channels x 3 x 3
+
+std::atomic<bool> direct_on{true};
+
+bool direct_pays_off(const Conv2dGeometry& g) {
+  return direct_on.load() && direct_supported(g) && g.kernel_h * g.kernel_w > 1 &&
+      g.column_rows() <= kDirectMaxColumnRows;
+}
+
+// The direct weight gradient (3 output channels x 9 taps of one input channel per tile, each sum
+// over all images and pixels) beats the packed GEMM's where a group has few output channels, which
+// leave the GEMM's 16-wide panels mostly empty: ResNeXt-50's grouped 3x3 (4-32 per group, 1.1-3.8x
+// the packed path at batch 8) and LeNet (1.3-1.7x); with 64-128 output channels (the stem, a
+// strided 3x3) the packed GEMM won (0.5-0.8x).
+constexpr int64_t kDirectWeightMaxOutputs = 32;
+
+bool direct_weight_pays_off(const Conv2dGeometry& g) {
+  return direct_pays_off(g) && g.out_channels_per_group() <= kDirectWeightMaxOutputs;
 }
 
 std::atomic<int64_t> run_counts[3][kConv2dPaths];
@@ -96,8 +127,8 @@ const char* name_of(Conv2dPath path) {
     case Conv2dPath::im2col_blas: return "im2col_blas";
     case Conv2dPath::winograd: return "winograd";
     case Conv2dPath::winograd_flipped: return "winograd_flipped";
-    case Conv2dPath::grouped_direct: return "grouped_direct";
-    case Conv2dPath::grouped_direct_flipped: return "grouped_direct_flipped";
+    case Conv2dPath::direct: return "direct";
+    case Conv2dPath::direct_flipped: return "direct_flipped";
   }
   return "?";
 }
@@ -118,17 +149,17 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
   }
   switch (pass) {
     case Conv2dPass::forward:
-      return depthwise_supported(g)      ? Conv2dPath::depthwise
-          : grouped_direct_supported(g) ? Conv2dPath::grouped_direct
-          : winograd_pays_off(g)        ? Conv2dPath::winograd
+      return depthwise_supported(g)  ? Conv2dPath::depthwise
+          : winograd_pays_off(g)    ? Conv2dPath::winograd
+          : direct_pays_off(g)      ? Conv2dPath::direct
           : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
                                     : Conv2dPath::im2col_blas;
     case Conv2dPass::input_backward: {
       if (input_backward_is_a_convolution(g)) {
         const auto t = input_backward_geometry(g);
         if (depthwise_supported(t)) return Conv2dPath::depthwise_flipped;
-        if (grouped_direct_supported(t)) return Conv2dPath::grouped_direct_flipped;
         if (winograd_pays_off(t)) return Conv2dPath::winograd_flipped;
+        if (direct_pays_off(t)) return Conv2dPath::direct_flipped;
         if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
       }
       return depthwise_supported(g) ? Conv2dPath::depthwise_scatter : Conv2dPath::im2col_blas;
@@ -138,6 +169,7 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
       // count, which MKL's GEMM does not: it serves pointwise and deep layers too.
       return depthwise_supported(g)      ? Conv2dPath::depthwise
           : winograd_weight_pays_off(g) ? Conv2dPath::winograd
+          : direct_weight_pays_off(g)   ? Conv2dPath::direct
                                         : Conv2dPath::packed_gemm;
   }
   return Conv2dPath::im2col_blas;
@@ -147,10 +179,11 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
   const int64_t threads = at::get_num_threads();
   switch (choose_path(Conv2dPass::forward, g, dtype)) {
     case Conv2dPath::depthwise:
-    case Conv2dPath::grouped_direct:
       return std::min(threads, g.batch * g.out_channels) * depthwise_forward_workspace_bytes(g);
     case Conv2dPath::packed_gemm:
       return packed_forward_workspace_bytes(g, threads);
+    case Conv2dPath::direct:
+      return direct_forward_workspace_bytes(g, threads);
     case Conv2dPath::winograd:
       return winograd_forward_workspace_bytes(g, threads);
     default:
@@ -164,6 +197,14 @@ bool winograd_enabled() {
 
 void set_winograd_enabled(bool enabled) {
   winograd_on.store(enabled);
+}
+
+bool direct_enabled() {
+  return direct_on.load();
+}
+
+void set_direct_enabled(bool enabled) {
+  direct_on.store(enabled);
 }
 
 void record_run(Conv2dPass pass, Conv2dPath path) {

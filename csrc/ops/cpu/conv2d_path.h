@@ -23,10 +23,11 @@ enum class Conv2dPath : int {
   im2col_blas,          // any pass and dtype: im2col bands and ATen's BLAS (conv2d_im2col_blas.cpp)
   winograd,             // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd_conv2d.cpp)
   winograd_flipped,     // a 3x3 stride-1 input gradient, as winograd's forward
-  // Few channels per group: depthwise's stencils over every plane of a group (depthwise_conv2d.cpp),
-  // and the input gradient of such a stride-1 convolution as its forward.
-  grouped_direct,
-  grouped_direct_flipped,
+  // Shallow layers (grouped ones, few channels, the stem): 8 x 48 register tiles summed from
+  // zero-padded input planes, no im2col (direct_conv2d.cpp); and the input gradient of such a
+  // stride-1 convolution as its forward.
+  direct,
+  direct_flipped,
 };
 constexpr int kConv2dPaths = 10;
 
@@ -39,6 +40,11 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
 // default). Off, 3x3 layers take the direct GEMM, as torch.backends flags switch paths off.
 bool winograd_enabled();
 void set_winograd_enabled(bool enabled);
+
+// The same for the direct path (fastconv.backends.direct.enabled; on by default). Off, those
+// layers take the packed GEMM or im2col + BLAS.
+bool direct_enabled();
+void set_direct_enabled(bool enabled);
 
 // The geometry of the convolution that gives a stride-1 convolution's input gradient: grad_output
 // convolved with the flipped, transposed weights, padded by dilation * (kernel - 1) - padding.

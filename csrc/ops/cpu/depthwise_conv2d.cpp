@@ -14,8 +14,6 @@ namespace fastconv::cpu {
 namespace {
 
 constexpr int64_t kMaxDepthwiseTaps = 64;
-// The forward's stencils take every tap of a group's input channels at once.
-constexpr int64_t kMaxStencilTaps = 256;
 
 // The output columns [begin, end) whose tap at input column ow * stride + offset lies inside a row
 // of `width` columns.
@@ -54,8 +52,8 @@ C10_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b
 // group overlapping the one before rather than falling back to one at a time. kStride is the
 // stride when it is 1 or 2, so that the compiler vectorizes the loads, or 0 for any stride.
 struct Taps {
-  float weights[kMaxStencilTaps];
-  int64_t offsets[kMaxStencilTaps];
+  float weights[kMaxDepthwiseTaps];
+  int64_t offsets[kMaxDepthwiseTaps];
   int64_t count;
 };
 
@@ -230,13 +228,6 @@ bool padded_plane_bounded(const Conv2dGeometry& g) {
 bool depthwise_supported(const Conv2dGeometry& g) {
   return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps &&
       padded_plane_bounded(g);
-}
-
-bool grouped_direct_supported(const Conv2dGeometry& g) {
-  const int64_t inputs = g.in_channels_per_group();
-  return g.groups > 1 && inputs > 1 && inputs <= kMaxGroupedDirectChannels &&
-      g.out_channels_per_group() <= kMaxGroupedDirectChannels &&
-      inputs * g.kernel_h * g.kernel_w <= kMaxStencilTaps && padded_plane_bounded(g);
 }
 
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

@@ -14,19 +14,11 @@ namespace fastconv::cpu {
 // zero-padded plane not much larger than the input and output planes.
 bool depthwise_supported(const Conv2dGeometry& g);
 
-// True where depthwise_forward also computes a grouped convolution with a few channels per group
-// (up to 8; ResNeXt-50 32x4d: 4 and 8): each output channel one stencil over all the taps of its
-// group's input planes, at most 256 taps; a GEMM of 4 to 8 rows per group wastes most of its
-// register tile. Its weight gradient, and the input gradient of a strided one, stay on the GEMM
-// paths.
-constexpr int64_t kMaxGroupedDirectChannels = 8;
-bool grouped_direct_supported(const Conv2dGeometry& g);
-
 // Workspace bytes per thread of depthwise_forward (a zero-padded input plane and a plane of
 // padded-width output rows).
 int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g);
 
-// y = conv2d(x, w) + bias (bias may be null), for depthwise_supported or grouped_direct_supported.
+// y = conv2d(x, w) + bias (bias may be null), for depthwise_supported.
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                        float* y);
 

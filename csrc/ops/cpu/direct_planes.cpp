@@ -1,0 +1,82 @@
+// The zero-padded phase planes of the direct kernels (direct_planes.h).
+#include "direct_planes.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace fastconv::cpu {
+namespace {
+
+void fill_channel(const Conv2dGeometry& g, const DirectPlanes& l, const float* in, float* planes) {
+  for (int64_t ph = 0; ph < l.rows.count; ++ph) {
+    for (int64_t pw = 0; pw < l.cols.count; ++pw) {
+      float* plane = planes + (ph * l.cols.count + pw) * l.plane_rows * l.grid_w;
+      const int64_t col0 = l.cols.residue[pw] - g.pad_w;  // input column of plane column 0
+      // Plane columns [begin, end) lie inside the image.
+      const int64_t begin =
+          std::min(l.grid_w, col0 >= 0 ? 0 : (-col0 + g.stride_w - 1) / g.stride_w);
+      const int64_t last = g.in_w - 1 - col0;
+      const int64_t end =
+          last < 0 ? begin : std::clamp<int64_t>(last / g.stride_w + 1, begin, l.grid_w);
+      for (int64_t i = 0; i < l.plane_rows; ++i) {
+        float* row = plane + i * l.grid_w;
+        const int64_t ih = i * g.stride_h + l.rows.residue[ph] - g.pad_h;
+        if (ih < 0 || ih >= g.in_h) {
+          std::fill_n(row, l.grid_w, 0.f);
+          continue;
+        }
+        const float* source = in + ih * g.in_w + col0;
+        std::fill_n(row, begin, 0.f);
+        if (g.stride_w == 1) {
+          std::memcpy(row + begin, source + begin, (end - begin) * sizeof(float));
+        } else if (g.stride_w == 2) {  // a constant stride, which the compiler vectorizes
+          for (int64_t j = begin; j < end; ++j) row[j] = source[2 * j];
+        } else {
+          for (int64_t j = begin; j < end; ++j) row[j] = source[j * g.stride_w];
+        }
+        std::fill_n(row + end, l.grid_w - end, 0.f);
+      }
+    }
+  }
+}
+
+} // namespace
+
+AxisPhases::AxisPhases(int64_t kernel, int64_t dilation, int64_t stride) {
+  std::fill_n(index_of, kMaxDirectStride, -1);
+  for (int64_t k = 0; k < kernel; ++k) {
+    const int64_t r = k * dilation % stride;
+    if (index_of[r] < 0) index_of[r] = count, residue[count++] = r;
+    halo = std::max(halo, k * dilation / stride);
+  }
+}
+
+DirectPlanes::DirectPlanes(const Conv2dGeometry& g)
+    : rows(g.kernel_h, g.dilation_h, g.stride_h), cols(g.kernel_w, g.dilation_w, g.stride_w) {
+  grid_w = g.out_w + cols.halo;
+  plane_rows = g.out_h + rows.halo;
+  channel_stride = rows.count * cols.count * plane_rows * grid_w;
+  elements = g.batch * g.in_channels * channel_stride + kTailPixels + cols.halo;
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const int64_t dh = kh * g.dilation_h, dw = kw * g.dilation_w;
+      const int64_t phase =
+          rows.index_of[dh % g.stride_h] * cols.count + cols.index_of[dw % g.stride_w];
+      tap_offsets.push_back((phase * plane_rows + dh / g.stride_h) * grid_w + dw / g.stride_w);
+    }
+  }
+}
+
+void DirectPlanes::fill(const Conv2dGeometry& g, const float* x, float* planes) const {
+  const int64_t tail = kTailPixels + cols.halo;
+  std::fill_n(planes + elements - tail, tail, 0.f);
+  at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t channel = begin; channel < end; ++channel) {
+      fill_channel(g, *this, x + channel * g.in_plane(), planes + channel * channel_stride);
+    }
+  });
+}
+
+} // namespace fastconv::cpu

@@ -1,0 +1,49 @@
+// The 3x9 weight-gradient micro-kernel for AVX2+FMA. Its 16 ymm registers hold the sums of one
+// output channel and 3 taps, both 8-lane halves of each (6 sums), so it runs the tile as 9 such
+// pieces, each over all the vectors: every lane is summed as the AVX-512 build sums it.
+#include "f32_conv.h"
+
+namespace fastconv::cpu {
+
+#if FASTCONV_X86
+namespace {
+
+constexpr int kTaps = static_cast<int>(kWeightTileTaps);
+constexpr int kPieceTaps = 3;
+
+FASTCONV_AVX2_INLINE void piece_1x3(const ConvWeightTile& t, int row, int tap0) {
+  float* sums = t.sums + (row * kTaps + tap0) * kConvTileLanes;
+  __m256 lo[kPieceTaps], hi[kPieceTaps];
+  int64_t offsets[kPieceTaps];
+  for (int tap = 0; tap < kPieceTaps; ++tap) {
+    lo[tap] = _mm256_loadu_ps(sums + tap * kConvTileLanes);
+    hi[tap] = _mm256_loadu_ps(sums + tap * kConvTileLanes + 8);
+    offsets[tap] = t.tap_offsets[tap0 + tap];
+  }
+  for (int64_t n = 0; n < t.images; ++n) {
+    const float* gy = t.grad_output + n * t.grad_output_image_stride + row * t.grad_output_stride;
+    const float* in = t.input + n * t.input_image_stride;
+    for (int64_t v = 0; v < t.vectors; ++v, gy += kConvTileLanes, in += kConvTileLanes) {
+      const __m256 g_lo = _mm256_loadu_ps(gy), g_hi = _mm256_loadu_ps(gy + 8);
+      for (int tap = 0; tap < kPieceTaps; ++tap) {
+        lo[tap] = _mm256_fmadd_ps(g_lo, _mm256_loadu_ps(in + offsets[tap]), lo[tap]);
+        hi[tap] = _mm256_fmadd_ps(g_hi, _mm256_loadu_ps(in + offsets[tap] + 8), hi[tap]);
+      }
+    }
+  }
+  for (int tap = 0; tap < kPieceTaps; ++tap) {
+    _mm256_storeu_ps(sums + tap * kConvTileLanes, lo[tap]);
+    _mm256_storeu_ps(sums + tap * kConvTileLanes + 8, hi[tap]);
+  }
+}
+
+} // namespace
+
+FASTCONV_AVX2 void f32_conv_weight_3x9_avx2(const ConvWeightTile& t) {
+  for (int row = 0; row < kWeightTileChannels; ++row) {
+    for (int tap0 = 0; tap0 < kTaps; tap0 += kPieceTaps) piece_1x3(t, row, tap0);
+  }
+}
+#endif
+
+} // namespace fastconv::cpu

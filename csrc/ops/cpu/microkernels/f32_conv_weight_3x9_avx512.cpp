@@ -1,0 +1,42 @@
+// The 3x9 weight-gradient micro-kernel for AVX-512F: 27 zmm sums, three grad_output vectors and
+// one input vector per tap and 16 pixels.
+#include "f32_conv.h"
+
+namespace fastconv::cpu {
+
+#if FASTCONV_X86
+FASTCONV_AVX512 void f32_conv_weight_3x9_avx512(const ConvWeightTile& t) {
+  constexpr int kRows = static_cast<int>(kWeightTileChannels);
+  constexpr int kTaps = static_cast<int>(kWeightTileTaps);
+  __m512 sums[kRows][kTaps];
+  for (int r = 0; r < kRows; ++r) {
+    for (int tap = 0; tap < kTaps; ++tap) {
+      sums[r][tap] = _mm512_loadu_ps(t.sums + (r * kTaps + tap) * kConvTileLanes);
+    }
+  }
+  int64_t offsets[kTaps];
+  for (int tap = 0; tap < kTaps; ++tap) offsets[tap] = t.tap_offsets[tap];
+  for (int64_t n = 0; n < t.images; ++n) {
+    const float* gy = t.grad_output + n * t.grad_output_image_stride;
+    const float* in = t.input + n * t.input_image_stride;
+    for (int64_t v = 0; v < t.vectors; ++v, gy += kConvTileLanes, in += kConvTileLanes) {
+      __m512 g[kRows];
+      for (int r = 0; r < kRows; ++r) g[r] = _mm512_loadu_ps(gy + r * t.grad_output_stride);
+      for (int tap = 0; tap < kTaps; ++tap) {
+        __m512 x = _mm512_loadu_ps(in + offsets[tap]);
+        // One load per tap: folded into each of the three FMAs instead (as gcc does with 31
+        // registers live), the unaligned loads split across cache lines and bound the loop.
+        asm("" : "+v"(x));
+        for (int r = 0; r < kRows; ++r) sums[r][tap] = _mm512_fmadd_ps(g[r], x, sums[r][tap]);
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int tap = 0; tap < kTaps; ++tap) {
+      _mm512_storeu_ps(t.sums + (r * kTaps + tap) * kConvTileLanes, sums[r][tap]);
+    }
+  }
+}
+#endif
+
+} // namespace fastconv::cpu

@@ -1,0 +1,94 @@
+"""The direct CPU conv2d kernels (csrc/ops/cpu/direct_conv2d.cpp, direct_weight_backward.cpp):
+which layers take them, values and both gradients against float64 over random geometries (groups,
+strides 1-4 as phase planes, dilation, padding, several blocks of input channels, batches that
+are empty or of one image), and fastconv.backends.direct. Bitwise AVX2 / AVX-512 agreement and
+thread-count independence are in test_cpu_fast_paths.py."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings, strategies as st
+
+import fastconv
+
+
+def paths(n, c, h, w, k, kernel, stride=1, padding=0, dilation=1, groups=1):
+    x = torch.empty(n, c, h, w, device="meta")
+    weight = torch.empty(k, c // groups, kernel, kernel, device="meta")
+    found = fastconv._C._conv2d_cpu_paths(x, weight, [stride] * 2, [padding] * 2, [dilation] * 2,
+                                          groups)
+    return found["forward"], found["input_backward"], found["weight_backward"]
+
+
+def test_which_layers_take_it():
+    """Grouped layers with a few channels per group, shallow layers with few output channels, the
+    stems: up to 1,152 weights per output channel (128 x 3 x 3), stride up to 4, more than one tap;
+    the weight gradient up to 32 output channels per group."""
+    assert paths(8, 512, 14, 14, 512, 3, 1, 1, groups=32) == ("direct", "direct_flipped", "direct")
+    assert paths(8, 128, 56, 56, 128, 3, 1, 1, groups=32) == ("direct", "direct_flipped", "direct")
+    assert paths(8, 256, 56, 56, 256, 3, 2, 1, groups=32) == ("direct", "im2col_blas", "direct")
+    assert paths(8, 128, 28, 28, 32, 3, 1, 1)[:2] == ("direct", "direct_flipped")  # DenseNet growth
+    assert paths(8, 3, 224, 224, 64, 7, 2, 3) == ("direct", "im2col_blas", "packed_gemm")  # stem
+    assert paths(8, 3, 32, 32, 6, 5) == ("direct", "direct_flipped", "direct")  # LeNet
+    assert paths(8, 64, 56, 56, 64, 3, 1, 1)[0] == "winograd"
+    assert paths(8, 192, 13, 13, 384, 3, 1, 1)[0] != "direct"   # 1,728 columns: deep
+    assert paths(8, 256, 56, 56, 512, 1, 2)[0] != "direct"       # one tap
+    assert paths(8, 16, 40, 40, 16, 3, 5, 1)[0] != "direct"      # stride 5
+    assert paths(1, 4, 9, 9, 4, 3, 1, 2**20, 2**20)[0] != "direct"  # planes far past the image
+    with fastconv.backends.direct.flags(enabled=False):
+        assert "direct" not in paths(8, 512, 14, 14, 512, 3, 1, 1, groups=32)[0]
+        assert paths(8, 3, 32, 32, 6, 5)[2] == "packed_gemm"
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3), groups=st.sampled_from([1, 2, 3, 8]), c=st.integers(2, 40),
+       k=st.integers(1, 20), kernel=st.integers(2, 5), stride=st.integers(1, 4),
+       dilation=st.integers(1, 3), padding=st.integers(0, 3), h=st.integers(1, 24),
+       w=st.integers(1, 40), bias=st.booleans())
+def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dilation, padding, h,
+                                            w, bias):
+    c, k = c * groups, k * groups  # (one channel per group would be depthwise)
+    assume(h + 2 * padding >= dilation * (kernel - 1) + 1)
+    assume(w + 2 * padding >= dilation * (kernel - 1) + 1)
+    assert paths(n, c, h, w, k, kernel, stride, padding, dilation, groups)[0] == "direct"
+    x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(k, c // groups, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(k, dtype=torch.float64, requires_grad=True) if bias else None
+    args = (stride, padding, dilation, groups)
+    before = fastconv._C._conv2d_cpu_path_runs()["forward", "direct"]
+    expected = F.conv2d(x, weight, b, *args)
+    inputs32 = [t.detach().float().requires_grad_() for t in (x, weight) + ((b,) if bias else ())]
+    actual = fastconv.conv2d(inputs32[0], inputs32[1], inputs32[2] if bias else None, *args)
+    assert fastconv._C._conv2d_cpu_path_runs()["forward", "direct"] == before + (n > 0)
+    depth = c // groups * kernel * kernel  # products per output
+    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5, atol=1e-5 * depth ** 0.5)
+    if expected.numel() == 0:
+        return
+    grad = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [t for t in (x, weight, b) if t is not None], grad)
+    actual_grads = torch.autograd.grad(actual, inputs32, grad.float())
+    pixels = n * expected.shape[2] * expected.shape[3]
+    for a, e, scale in zip(actual_grads, expected_grads, (k * kernel * kernel, pixels, pixels)):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * scale ** 0.5)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_resnext_layer_gradcheck_shape_and_threads(threads):
+    """A ResNeXt-like grouped layer with 16 channels per group and two blocks of input channels'
+    worth of depth in its input gradient: float32 values across thread counts equal bitwise."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 9, 11, requires_grad=True)
+    weight = torch.randn(64, 16, 3, 3, requires_grad=True)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        reference = fastconv.conv2d(x, weight, None, 1, 1, 1, 4)
+        ref_grads = torch.autograd.grad(reference, (x, weight), torch.ones_like(reference))
+        torch.set_num_threads(threads)
+        out = fastconv.conv2d(x, weight, None, 1, 1, 1, 4)
+        grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(out, reference)
+    for a, b in zip(grads, ref_grads):
+        assert torch.equal(a, b)
