@@ -101,12 +101,14 @@ struct PackedWeights {
         const int64_t group = gb / blocks, k0 = gb % blocks * kConvTileChannels;
         float* out = weights.data() + gb * block_elements;
         for (int64_t m = 0; m < kConvTileChannels; ++m) {
-          const bool inside = k0 + m < K;
-          const float* row = w + (group * K + k0 + m) * depth;
-          for (int64_t d = 0; d < depth; ++d) out[d * kConvTileChannels + m] = inside ? row[d] : 0.f;
-          if (b != nullptr) {
-            bias[gb * kConvTileChannels + m] = inside ? b[group * K + k0 + m] : 0.f;
+          if (k0 + m >= K) {  // past the group's output channels: zero weights, zero bias
+            for (int64_t d = 0; d < depth; ++d) out[d * kConvTileChannels + m] = 0.f;
+            if (b != nullptr) bias[gb * kConvTileChannels + m] = 0.f;
+            continue;
           }
+          const float* row = w + (group * K + k0 + m) * depth;
+          for (int64_t d = 0; d < depth; ++d) out[d * kConvTileChannels + m] = row[d];
+          if (b != nullptr) bias[gb * kConvTileChannels + m] = b[group * K + k0 + m];
         }
       }
     });
