@@ -169,7 +169,9 @@ def test_random_float32_configurations(case, bias):
                                   (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1),
                                   # 18 column rows, 96 channels: the weight gradient's tasks split
                                   # the channels, differently for each thread count
-                                  (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1)])
+                                  (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1),
+                                  # a pointwise layer on 7x7 planes: one GEMM over the batch
+                                  (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1)])
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, requires_grad=True)

@@ -12,6 +12,8 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/ops/mm.h>
 
 #include <algorithm>
 
@@ -24,6 +26,30 @@ namespace {
 
 // Column workspace per thread. Larger images are processed in bands of output rows.
 constexpr int64_t kWorkspaceBytes = 16 << 20;
+
+// A pointwise layer on small planes (ResNet-50's 7x7 stage) is one GEMM over the whole batch:
+// per image, a K x C x 49 GEMM on one thread ran at about 100 GFLOP/s a core on the build machine;
+// the batch's images side by side make a GEMM that BLAS runs near its peak on all threads, for a
+// copy of the input and of the output. Measured at batch 8, 2 threads, against oneDNN: 512-2048
+// channels at 7x7, forward and input gradient 0.65-0.71x -> 0.96-1.04x; at 14x14 and 28x28 the
+// per-image GEMMs stayed ahead (0.95-1.29x, batched 0.86-1.03x).
+constexpr int64_t kBatchedPointwiseMaxPlane = 64;
+
+bool batched_pointwise(const Conv2dGeometry& g) {
+  return g.is_pointwise() && g.groups == 1 && g.batch > 1 && g.out_plane() < kBatchedPointwiseMaxPlane;
+}
+
+// [N, A, P] -> [A, N * P] and back, as ATen copies (which run on all threads).
+at::Tensor images_side_by_side(const at::Tensor& t, int64_t channels, const Conv2dGeometry& g) {
+  return t.view({g.batch, channels, g.out_plane()}).transpose(0, 1).reshape(
+      {channels, g.batch * g.out_plane()});
+}
+
+void store_images(const at::Tensor& side_by_side, int64_t channels, const Conv2dGeometry& g,
+                  at::Tensor& out) {
+  out.view({g.batch, channels, g.out_plane()})
+      .copy_(side_by_side.view({channels, g.batch, g.out_plane()}).transpose(0, 1));
+}
 
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
   return g.is_pointwise() ? 0 : g.column_rows() * band_rows * g.out_w;
@@ -123,6 +149,14 @@ void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at:
   // torch's name for its CPU kernel, so that unsupported dtypes get its message
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "slow_conv2d_cpu", [&] {
+    if (batched_pointwise(g)) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      auto side_by_side = at::mm(w.view({g.out_channels, g.in_channels}),
+                                 images_side_by_side(x, g.in_channels, g));
+      if (bias.defined()) side_by_side.add_(bias.view({g.out_channels, 1}));
+      store_images(side_by_side, g.out_channels, g, y);
+      return;
+    }
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
     const int64_t in_image = g.in_channels * g.in_plane();
     const int64_t out_image = g.out_channels * g.out_plane();
@@ -146,6 +180,13 @@ void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, c
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
+    if (batched_pointwise(g)) {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      store_images(at::mm(w.view({g.out_channels, g.in_channels}).t(),
+                          images_side_by_side(gy, g.out_channels, g)),
+                   g.in_channels, g, gx);
+      return;
+    }
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
     const int64_t in_image = g.in_channels * g.in_plane();
     const int64_t out_image = g.out_channels * g.out_plane();
