@@ -96,7 +96,8 @@ struct PackedWeights {
         weights(g.groups * blocks * block_elements),
         bias(b != nullptr ? g.groups * blocks * kConvTileChannels : 0) {
     const int64_t K = g.out_channels_per_group(), depth = g.column_rows();
-    at::parallel_for(0, g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t grain = grain_for(block_elements, kMinFloatsPerTask);
+    at::parallel_for(0, g.groups * blocks, grain, [&](int64_t begin, int64_t end) {
       for (int64_t gb = begin; gb < end; ++gb) {
         const int64_t group = gb / blocks, k0 = gb % blocks * kConvTileChannels;
         float* out = weights.data() + gb * block_elements;
@@ -150,7 +151,10 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   const int64_t C = g.in_channels_per_group(), K = g.out_channels_per_group();
   const int64_t q_end = g.out_h * l.grid_w;
   const int64_t pixel_blocks = tiling.pixel_blocks(), channel_blocks = tiling.channel_blocks();
-  at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
+  const int64_t task_work = tiling.channel_tiles_per_task * kConvTileChannels *
+      tiling.pixel_tiles_per_task * kTilePixels * g.column_rows();
+  const int64_t grain = grain_for(task_work, kMinMultiplyAddsPerTask);
+  at::parallel_for(0, tiling.tasks(g), grain, [&](int64_t begin, int64_t end) {
     ConvTileStores stores;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t source = task / (pixel_blocks * channel_blocks);

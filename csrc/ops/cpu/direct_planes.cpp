@@ -72,7 +72,8 @@ DirectPlanes::DirectPlanes(const Conv2dGeometry& g)
 void DirectPlanes::fill(const Conv2dGeometry& g, const float* x, float* planes) const {
   const int64_t tail = kTailPixels + cols.halo;
   std::fill_n(planes + elements - tail, tail, 0.f);
-  at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = grain_for(channel_stride, kMinFloatsPerTask);
+  at::parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t channel = begin; channel < end; ++channel) {
       fill_channel(g, *this, x + channel * g.in_plane(), planes + channel * channel_stride);
     }

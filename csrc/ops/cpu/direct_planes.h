@@ -4,6 +4,7 @@
 // tap_offsets[t]] for every pixel and the kernels need no bounds checks and no im2col.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -12,6 +13,16 @@
 namespace fastconv::cpu {
 
 constexpr int64_t kMaxDirectStride = 4;
+
+// The grain of the direct kernels' parallel loops: at least this many floats copied, or
+// multiply-adds, per task, so that a small convolution runs on the calling thread (starting the
+// thread team costs microseconds, more than a 16-channel 8x8 layer's whole work).
+constexpr int64_t kMinFloatsPerTask = 16 * 1024;
+constexpr int64_t kMinMultiplyAddsPerTask = 256 * 1024;
+
+inline int64_t grain_for(int64_t per_item, int64_t minimum) {
+  return std::max<int64_t>(1, minimum / std::max<int64_t>(per_item, 1));
+}
 
 // The residues of kernel_offset * dilation modulo stride that one axis's taps read: each gets a
 // phase plane, the others are never copied (a dilated or 1x1 strided kernel reads only some).

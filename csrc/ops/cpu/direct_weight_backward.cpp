@@ -46,7 +46,8 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t channel_size = vectors * kConvTileLanes;
   const int64_t channels = g.batch * g.out_channels;
   Workspace<float> grid((channels + kWeightTileChannels - 1) * channel_size);
-  at::parallel_for(0, channels + kWeightTileChannels - 1, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, channels + kWeightTileChannels - 1, grain_for(channel_size, kMinFloatsPerTask),
+                   [&](int64_t begin, int64_t end) {
     for (int64_t channel = begin; channel < end; ++channel) {
       float* out = grid.data() + channel * channel_size;
       if (channel >= channels) {
@@ -74,7 +75,9 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   const int64_t k_tiles = (K + kWeightTileChannels - 1) / kWeightTileChannels;
   // Tasks (group, input channel, tile of output channels): consecutive tasks share their input
   // channel's planes, which stay in cache.
-  at::parallel_for(0, g.groups * C * k_tiles, 1, [&](int64_t begin, int64_t end) {
+  const int64_t task_work = kWeightTileChannels * taps * g.batch * channel_size;
+  at::parallel_for(0, g.groups * C * k_tiles, grain_for(task_work, kMinMultiplyAddsPerTask),
+                   [&](int64_t begin, int64_t end) {
     std::vector<float> sums(tap_blocks * kTileSums);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t group = task / (C * k_tiles), c = task / k_tiles % C;
