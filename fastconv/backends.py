@@ -1,6 +1,6 @@
 """Switches for fastconv's kernel choices, in the way of torch.backends:
 
-    fastconv.backends.winograd.enabled = False       # 3x3 layers take the direct or packed GEMM
+    fastconv.backends.winograd.enabled = False       # 3x3 layers: the direct kernel or packed GEMM
     with fastconv.backends.direct.flags(enabled=False):
         y = fastconv.conv2d(x, w, padding=1)
 
@@ -12,9 +12,10 @@ and tests/test_winograd.py holds its error against a float64 evaluation to at mo
 own float32 error.
 
 direct: shallow float32 convolutions on the CPU (grouped ones such as ResNeXt's, few channels,
-the stems; at most 1,152 weights per output channel, stride up to 4), forward and stride-1 input
-gradient, summed straight from zero-padded input planes instead of im2col columns. The sums are
-the same products in another order: the results differ by rounding only.
+the stems; at most 1,152 weights per output channel, stride up to 4), forward, stride-1 input
+gradient, and the weight gradient where a group has at most 32 output channels, summed straight
+from zero-padded input planes instead of im2col columns. The sums are the same products in
+another order: the results differ by rounding only. Off, these layers take the packed GEMM.
 
 The switches are process-wide, as torch's are.
 """

@@ -22,7 +22,8 @@ import fastconv
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups): shapes chosen to hit the edges of the
 # packed GEMM's tiling (12-row weight panels, 16-pixel panels taken two at a time, 128-pixel
 # blocks, 256-deep blocks, row blocks), of the strided input's phase planes (pack_columns.h:
-# InputPlanes) and of the depthwise kernels.
+# InputPlanes, and direct_planes.h), of the direct kernels' tiles (8 channels, 48-pixel tiles
+# whose stores wrap rows, grids narrower than a vector) and of the depthwise kernels.
 EDGE_CASES = {
     "pixels_span_images": (5, 3, 7, 7, 7, 3, 3, 1, 1, 1, 1),       # 49-pixel planes in 128-pixel blocks
     "one_pixel_planes": (37, 4, 1, 1, 5, 1, 1, 1, 0, 1, 1),
@@ -170,8 +171,10 @@ def test_random_float32_configurations(case, bias):
                                   # 18 column rows, 96 channels: the weight gradient's tasks split
                                   # the channels, differently for each thread count
                                   (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1),
-                                  # a pointwise layer on 7x7 planes: one GEMM over the batch
-                                  (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1)])
+                                  # pointwise layers on 7x7 planes: one GEMM over the batch
+                                  # (BLAS threads: the 2048-channel one is ResNet-50's size)
+                                  (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1),
+                                  (4, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 1)])
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, requires_grad=True)

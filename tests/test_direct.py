@@ -50,7 +50,8 @@ def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dil
     c, k = c * groups, k * groups  # (one channel per group would be depthwise)
     assume(h + 2 * padding >= dilation * (kernel - 1) + 1)
     assume(w + 2 * padding >= dilation * (kernel - 1) + 1)
-    assert paths(n, c, h, w, k, kernel, stride, padding, dilation, groups)[0] == "direct"
+    chosen = paths(n, c, h, w, k, kernel, stride, padding, dilation, groups)
+    assert chosen[0] == "direct"
     x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(k, c // groups, kernel, kernel, dtype=torch.float64, requires_grad=True)
     b = torch.randn(k, dtype=torch.float64, requires_grad=True) if bias else None
@@ -61,34 +62,90 @@ def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dil
     actual = fastconv.conv2d(inputs32[0], inputs32[1], inputs32[2] if bias else None, *args)
     assert fastconv._C._conv2d_cpu_path_runs()["forward", "direct"] == before + (n > 0)
     depth = c // groups * kernel * kernel  # products per output
-    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5, atol=1e-5 * depth ** 0.5)
+    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5,
+                               atol=1e-5 * depth ** 0.5)
     if expected.numel() == 0:
         return
     grad = torch.randn_like(expected)
-    expected_grads = torch.autograd.grad(expected, [t for t in (x, weight, b) if t is not None], grad)
+    leaves = [t for t in (x, weight, b) if t is not None]
+    expected_grads = torch.autograd.grad(expected, leaves, grad)
+    runs_before = fastconv._C._conv2d_cpu_path_runs()
     actual_grads = torch.autograd.grad(actual, inputs32, grad.float())
+    runs_after = fastconv._C._conv2d_cpu_path_runs()
+    for pass_name, path in zip(("input_backward", "weight_backward"), chosen[1:]):
+        assert runs_after[pass_name, path] == runs_before[pass_name, path] + 1
     pixels = n * expected.shape[2] * expected.shape[3]
     for a, e, scale in zip(actual_grads, expected_grads, (k * kernel * kernel, pixels, pixels)):
         torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * scale ** 0.5)
 
 
+@pytest.mark.parametrize("case", [
+    # n, c, h, w, k, (kh, kw), stride, padding, dilation, groups: unequal axes, so that a rows /
+    # columns mix-up in the phase planes or the tap offsets shows
+    (2, 6, 13, 17, 10, (3, 5), (2, 1), (1, 2), (1, 2), 2),
+    (1, 4, 19, 11, 8, (2, 3), (1, 3), (0, 1), (3, 1), 1),
+    (3, 9, 9, 23, 6, (5, 2), (3, 2), (2, 0), (1, 1), 3),
+    # a grid past 1,024 pixels: the weight gradient's calls take 64 vectors at a time
+    (2, 5, 40, 45, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    # 40 channels x 9 taps: two blocks of input channels, the second continuing the first's sums
+    (2, 40, 11, 10, 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+])
+def test_unequal_axes_long_grids_and_depth_blocks(case):
+    n, c, h, w, k, kernel, stride, padding, dilation, groups = case
+    x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(k, c // groups, *kernel, dtype=torch.float64, requires_grad=True)
+    args = (stride, padding, dilation, groups)
+    expected = F.conv2d(x, weight, None, *args)
+    x32, w32 = (t.detach().float().requires_grad_() for t in (x, weight))
+    meta = [t.to("meta") for t in (x32, w32)]
+    chosen = fastconv._C._conv2d_cpu_paths(*meta, list(stride), list(padding), list(dilation),
+                                           groups)
+    assert chosen["forward"] == "direct" and chosen["weight_backward"] == "direct"
+    actual = fastconv.conv2d(x32, w32, None, *args)
+    grad = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, (x, weight), grad)
+    actual_grads = torch.autograd.grad(actual, (x32, w32), grad.float())
+    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5, atol=1e-4)
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-3)
+
+
+def test_weight_gradient_ignores_what_only_the_grid_extra_pixels_read():
+    """Pixels of the grid outside the output (its extra columns) read input values no output
+    pixel's tap reads at that offset: an inf there must not reach the weight gradient as 0 x inf."""
+    x = torch.randn(1, 4, 6, 6)
+    x[..., -1] = float("inf")  # read by tap kw = 0 only from grid columns past the output
+    weight = torch.randn(4, 4, 3, 3, requires_grad=True)
+    out = fastconv.conv2d(x, weight)  # no padding: the last column is a tap of kw = 2 only
+    (grad,) = torch.autograd.grad(out, weight, torch.ones_like(out))
+    w64 = weight.detach().double().requires_grad_()
+    expected = F.conv2d(x.double(), w64)
+    (expected_grad,) = torch.autograd.grad(expected, w64, torch.ones_like(expected))
+    assert torch.isfinite(grad[..., :2]).all()
+    assert torch.equal(torch.isinf(grad), torch.isinf(expected_grad.float()))
+    finite = torch.isfinite(expected_grad)
+    torch.testing.assert_close(grad.double()[finite], expected_grad[finite], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
-def test_resnext_layer_gradcheck_shape_and_threads(threads):
-    """A ResNeXt-like grouped layer with 16 channels per group and two blocks of input channels'
-    worth of depth in its input gradient: float32 values across thread counts equal bitwise."""
+def test_grouped_layer_results_do_not_depend_on_the_thread_count(threads):
+    """A ResNeXt-like grouped layer (16 channels per group) and a layer deep enough for two blocks
+    of input channels in its forward: forward and both gradients equal bitwise across thread
+    counts."""
     torch.manual_seed(0)
-    x = torch.randn(2, 64, 9, 11, requires_grad=True)
-    weight = torch.randn(64, 16, 3, 3, requires_grad=True)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        reference = fastconv.conv2d(x, weight, None, 1, 1, 1, 4)
-        ref_grads = torch.autograd.grad(reference, (x, weight), torch.ones_like(reference))
-        torch.set_num_threads(threads)
-        out = fastconv.conv2d(x, weight, None, 1, 1, 1, 4)
-        grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
-    finally:
-        torch.set_num_threads(previous)
-    assert torch.equal(out, reference)
-    for a, b in zip(grads, ref_grads):
-        assert torch.equal(a, b)
+    for groups, c, k in ((4, 64, 64), (1, 40, 24)):
+        x = torch.randn(2, c, 9, 11, requires_grad=True)
+        weight = torch.randn(k, c // groups, 3, 3, requires_grad=True)
+        previous = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            reference = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
+            ref_grads = torch.autograd.grad(reference, (x, weight), torch.ones_like(reference))
+            torch.set_num_threads(threads)
+            out = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
+            grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
+        finally:
+            torch.set_num_threads(previous)
+        assert torch.equal(out, reference)
+        for a, b in zip(grads, ref_grads):
+            assert torch.equal(a, b)

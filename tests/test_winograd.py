@@ -199,7 +199,7 @@ def test_results_do_not_depend_on_the_thread_count():
             assert torch.equal(a, b)
 
 
-def test_backends_switch_forces_the_direct_path():
+def test_backends_switches():
     """fastconv.backends.winograd.enabled and .direct.enabled, and their flags() contexts, which
     restore the settings."""
     assert fastconv.backends.winograd.enabled and fastconv.backends.direct.enabled

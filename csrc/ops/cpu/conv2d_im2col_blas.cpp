@@ -13,6 +13,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
 
 #include <algorithm>
@@ -27,28 +28,58 @@ namespace {
 // Column workspace per thread. Larger images are processed in bands of output rows.
 constexpr int64_t kWorkspaceBytes = 16 << 20;
 
-// A pointwise layer on small planes (ResNet-50's 7x7 stage) is one GEMM over the whole batch:
-// per image, a K x C x 49 GEMM on one thread ran at about 100 GFLOP/s a core on the build machine;
-// the batch's images side by side make a GEMM that BLAS runs near its peak on all threads, for a
-// copy of the input and of the output. Measured at batch 8, 2 threads, against oneDNN: 512-2048
-// channels at 7x7, forward and input gradient 0.65-0.71x -> 0.96-1.04x; at 14x14 and 28x28 the
-// per-image GEMMs stayed ahead (0.95-1.29x, batched 0.86-1.03x).
+// A pointwise layer on small planes (ResNet-50's 7x7 stage) runs with the batch's images side by
+// side: per image, a K x C x 49 GEMM on one thread ran at about 100 GFLOP/s a core on the build
+// machine; GEMMs of 392 and more columns run near BLAS's peak, for a copy of the input and of the
+// output. Measured at batch 8, 2 threads, against oneDNN: 512-2048 channels at 7x7, forward and
+// input gradient 0.65-0.71x -> 0.89-0.98x; at 14x14 and 28x28 the per-image GEMMs stayed ahead
+// (0.95-1.29x, batched 0.86-1.03x).
 constexpr int64_t kBatchedPointwiseMaxPlane = 64;
 
 bool batched_pointwise(const Conv2dGeometry& g) {
-  return g.is_pointwise() && g.groups == 1 && g.batch > 1 && g.out_plane() < kBatchedPointwiseMaxPlane;
+  return g.is_pointwise() && g.groups == 1 && g.batch > 1 &&
+      g.out_plane() < kBatchedPointwiseMaxPlane;
 }
 
-// [N, A, P] -> [A, N * P] and back, as ATen copies (which run on all threads).
-at::Tensor images_side_by_side(const at::Tensor& t, int64_t channels, const Conv2dGeometry& g) {
-  return t.view({g.batch, channels, g.out_plane()}).transpose(0, 1).reshape(
-      {channels, g.batch * g.out_plane()});
-}
+// out_images[N, B, P] = matrix[B, A] x in_images[N, A, P] (+ bias[B]) with the images side by
+// side ([A, N * P] and [B, N * P] in a workspace, copied by ATen): one task per kBatchedRows
+// output rows, each a GEMM per kBatchedDepth of the depth, accumulated in order. The fixed split
+// keeps the results independent of the thread count: BLAS's own threads split the sums
+// differently for each count, and so did MKL's single-threaded GEMM with a depth past 512, called
+// inside and outside a parallel region (measured: 2048 deep, 1 vs 2 threads, 3e-5 apart).
+constexpr int64_t kBatchedRows = 128;
+constexpr int64_t kBatchedDepth = 512;
 
-void store_images(const at::Tensor& side_by_side, int64_t channels, const Conv2dGeometry& g,
-                  at::Tensor& out) {
-  out.view({g.batch, channels, g.out_plane()})
-      .copy_(side_by_side.view({channels, g.batch, g.out_plane()}).transpose(0, 1));
+template <typename scalar_t>
+void batched_pointwise_gemm(const Conv2dGeometry& g, const at::Tensor& in_images, int64_t a,
+                            const at::Tensor& matrix, const at::Tensor& bias,
+                            at::Tensor& out_images, int64_t b) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const int64_t P = g.out_plane(), columns = g.batch * P;
+  Workspace<scalar_t> buffer((a + b) * columns);
+  const auto options = in_images.options();
+  auto in = at::from_blob(buffer.data(), {a, columns}, options);
+  auto out = at::from_blob(buffer.data() + a * columns, {b, columns}, options);
+  in.view({a, g.batch, P}).copy_(in_images.view({g.batch, a, P}).transpose(0, 1));
+  at::parallel_for(0, (b + kBatchedRows - 1) / kBatchedRows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t row = chunk * kBatchedRows, rows = std::min(kBatchedRows, b - row);
+      auto out_rows = out.narrow(0, row, rows);
+      const auto matrix_rows = matrix.narrow(0, row, rows);
+      for (int64_t depth = 0; depth < a; depth += kBatchedDepth) {
+        const int64_t part = std::min(kBatchedDepth, a - depth);
+        const auto product_a = matrix_rows.narrow(1, depth, part);
+        const auto product_b = in.narrow(0, depth, part);
+        if (depth == 0) {
+          at::mm_out(out_rows, product_a, product_b);
+        } else {
+          out_rows.addmm_(product_a, product_b);
+        }
+      }
+    }
+  });
+  if (bias.defined()) out.add_(bias.view({b, 1}));
+  out_images.view({g.batch, b, P}).copy_(out.view({b, g.batch, P}).transpose(0, 1));
 }
 
 int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
@@ -139,6 +170,10 @@ void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const sca
 
 int64_t im2col_blas_forward_workspace_bytes(const Conv2dGeometry& g, int64_t element_size,
                                             int64_t threads) {
+  if (batched_pointwise(g)) {
+    return workspace_bytes((g.in_channels + g.out_channels) * g.batch * g.out_plane(),
+                           element_size);
+  }
   const int64_t buffers = std::min<int64_t>(threads, std::max<int64_t>(g.batch, 1));
   const int64_t elements = workspace_elements(g, g.rows_per_band(element_size, kWorkspaceBytes));
   return buffers * workspace_bytes(elements, element_size);
@@ -150,11 +185,9 @@ void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at:
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "slow_conv2d_cpu", [&] {
     if (batched_pointwise(g)) {
-      at::AutoDispatchBelowADInplaceOrView below_autograd;
-      auto side_by_side = at::mm(w.view({g.out_channels, g.in_channels}),
-                                 images_side_by_side(x, g.in_channels, g));
-      if (bias.defined()) side_by_side.add_(bias.view({g.out_channels, 1}));
-      store_images(side_by_side, g.out_channels, g, y);
+      batched_pointwise_gemm<scalar_t>(g, x, g.in_channels,
+                                       w.view({g.out_channels, g.in_channels}), bias, y,
+                                       g.out_channels);
       return;
     }
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);
@@ -181,10 +214,9 @@ void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, c
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
     if (batched_pointwise(g)) {
-      at::AutoDispatchBelowADInplaceOrView below_autograd;
-      store_images(at::mm(w.view({g.out_channels, g.in_channels}).t(),
-                          images_side_by_side(gy, g.out_channels, g)),
-                   g.in_channels, g, gx);
+      batched_pointwise_gemm<scalar_t>(g, gy, g.out_channels,
+                                       w.view({g.out_channels, g.in_channels}).t(), at::Tensor(),
+                                       gx, g.in_channels);
       return;
     }
     const int64_t band_rows = g.rows_per_band(sizeof(scalar_t), kWorkspaceBytes);

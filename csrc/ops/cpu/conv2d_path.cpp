@@ -183,7 +183,7 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
     case Conv2dPath::packed_gemm:
       return packed_forward_workspace_bytes(g, threads);
     case Conv2dPath::direct:
-      return direct_forward_workspace_bytes(g, threads);
+      return direct_forward_workspace_bytes(g);
     case Conv2dPath::winograd:
       return winograd_forward_workspace_bytes(g, threads);
     default:

@@ -16,7 +16,7 @@ enum class Conv2dPath : int {
   depthwise,            // direct stencils, one input channel per group (depthwise_conv2d.cpp)
   packed_gemm,          // im2col packed block by block into our GEMM (conv2d_packed.cpp)
   // The input gradient of a stride-1 convolution, run as the forward of grad_output with the
-  // weights flipped and transposed (input_backward_geometry), on one of the two kernels above.
+  // weights flipped and transposed (input_backward_geometry), on a forward kernel.
   depthwise_flipped,
   packed_gemm_flipped,
   depthwise_scatter,    // the input gradient of a strided depthwise convolution
@@ -37,7 +37,8 @@ const char* name_of(Conv2dPath path);
 Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType dtype);
 
 // Whether choose_path may take the Winograd paths (fastconv.backends.winograd.enabled; on by
-// default). Off, 3x3 layers take the direct GEMM, as torch.backends flags switch paths off.
+// default). Off, 3x3 layers take the direct or packed GEMM paths, as torch.backends flags switch
+// paths off.
 bool winograd_enabled();
 void set_winograd_enabled(bool enabled);
 

@@ -120,17 +120,20 @@ struct PackedWeights {
 
 bool direct_supported(const Conv2dGeometry& g) {
   if (g.stride_h > kMaxDirectStride || g.stride_w > kMaxDirectStride) return false;
-  // The planes must stay of the order of the input and output planes: a dilation or padding far
-  // beyond them (which torch accepts) goes to the GEMM paths, whose workspaces follow the output.
+  // The planes must stay of the order of the input and output (a dilation or padding far beyond
+  // them, which torch accepts, goes to the GEMM paths, whose workspaces follow the output), and
+  // the grid no more than about twice as wide as the output (its extra columns are computed).
   const auto d = [](int64_t v) { return static_cast<double>(v); };
   const double halo_h = d(g.kernel_h - 1) * d(g.dilation_h) / d(g.stride_h);
   const double halo_w = d(g.kernel_w - 1) * d(g.dilation_w) / d(g.stride_w);
-  const double planes = d(std::min(g.kernel_h, g.stride_h)) * d(std::min(g.kernel_w, g.stride_w)) *
-      (d(g.out_h) + halo_h) * (d(g.out_w) + halo_w);
-  return planes <= 4.0 * (d(g.in_plane()) + d(g.out_plane())) + 4096.0;
+  const double planes = d(g.batch) * d(g.in_channels) * d(std::min(g.kernel_h, g.stride_h)) *
+      d(std::min(g.kernel_w, g.stride_w)) * (d(g.out_h) + halo_h) * (d(g.out_w) + halo_w);
+  const double tensors = d(g.batch) * (d(g.in_channels) * d(g.in_plane()) +
+                                       d(g.out_channels) * d(g.out_plane()));
+  return halo_w <= d(g.out_w) + 16.0 && planes <= 4.0 * tensors + 65536.0;
 }
 
-int64_t direct_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads) {
+int64_t direct_forward_workspace_bytes(const Conv2dGeometry& g) {
   const DirectPlanes planes(g);
   const int64_t channel_tiles =
       (g.out_channels_per_group() + kConvTileChannels - 1) / kConvTileChannels;
@@ -162,11 +165,13 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       const int64_t pixel_block = task / channel_blocks % pixel_blocks;
       const int64_t channel_block = task % channel_blocks;
       const int64_t first_tile = pixel_block * tiling.pixel_tiles_per_task;
-      const int64_t last_tile = std::min(tiling.pixel_tiles, first_tile + tiling.pixel_tiles_per_task);
+      const int64_t last_tile =
+          std::min(tiling.pixel_tiles, first_tile + tiling.pixel_tiles_per_task);
       const int64_t first_block = channel_block * tiling.channel_tiles_per_task;
       const int64_t last_block =
           std::min(tiling.channel_tiles, first_block + tiling.channel_tiles_per_task);
-      const float* group_planes = planes.data() + (n * g.in_channels + group * C) * l.channel_stride;
+      const float* group_planes =
+          planes.data() + (n * g.in_channels + group * C) * l.channel_stride;
       for (int64_t c0 = 0; c0 < C; c0 += tiling.depth_channels) {
         const int64_t channels = std::min(tiling.depth_channels, C - c0);
         for (int64_t tile_index = first_tile; tile_index < last_tile; ++tile_index) {

@@ -1,12 +1,13 @@
 // A direct float32 convolution for layers whose GEMMs are narrow: grouped convolutions with a few
 // channels per group (ResNeXt's 3x3: 4 to 32) and layers with few output channels. Packing
 // im2col columns for such a GEMM costs as much as the multiply (each copied value feeds one or
-// two vectors of FMAs), so this path packs nothing: each task copies its input rows once into
-// zero-padded planes (split into phase planes for strides up to 4) and the 8x48 micro-kernel
+// two vectors of FMAs), so this path packs nothing: the input is copied once into zero-padded
+// planes (direct_planes.h; phase planes for strides up to 4) and the 8x48 micro-kernel
 // (microkernels/f32_conv.h) reads every tap from them in place.
 //
-// All tensors are NCHW contiguous. Each output is summed in a fixed order by one kernel call, so
-// the results do not depend on the thread count.
+// All tensors are NCHW contiguous. Each output is summed in a fixed order (input channel, tap),
+// in blocks of input channels that continue from the stored partial sums, so the results do not
+// depend on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +22,8 @@ namespace fastconv::cpu {
 // of the input and output planes.
 bool direct_supported(const Conv2dGeometry& g);
 
-// Peak workspace bytes of direct_forward with `threads` threads.
-int64_t direct_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads);
+// Peak workspace bytes of direct_forward (whatever the thread count).
+int64_t direct_forward_workspace_bytes(const Conv2dGeometry& g);
 
 // y = conv2d(x, w) + bias (bias may be null), written whole.
 void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,

@@ -27,14 +27,15 @@ void fill_channel(const Conv2dGeometry& g, const DirectPlanes& l, const float* i
           std::fill_n(row, l.grid_w, 0.f);
           continue;
         }
-        const float* source = in + ih * g.in_w + col0;
+        // Input column of plane column j: col0 + j * stride (>= 0 from `begin` on).
+        const float* source = in + ih * g.in_w + (col0 + begin * g.stride_w);
         std::fill_n(row, begin, 0.f);
         if (g.stride_w == 1) {
-          std::memcpy(row + begin, source + begin, (end - begin) * sizeof(float));
+          std::memcpy(row + begin, source, (end - begin) * sizeof(float));
         } else if (g.stride_w == 2) {  // a constant stride, which the compiler vectorizes
-          for (int64_t j = begin; j < end; ++j) row[j] = source[2 * j];
+          for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[2 * j];
         } else {
-          for (int64_t j = begin; j < end; ++j) row[j] = source[j * g.stride_w];
+          for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[j * g.stride_w];
         }
         std::fill_n(row + end, l.grid_w - end, 0.f);
       }

@@ -39,15 +39,17 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   Workspace<float> planes(l.elements);
   l.fill(g, x, planes.data());
 
-  // grad_output on the grid, each channel padded to whole vectors, zero past its pixels; two more
-  // zero channels at the end stand in for the rows a last partial tile of 3 leaves empty.
+  // grad_output on the grid, each channel padded to whole vectors (the kernel reads only the lanes
+  // of output pixels; the rest is zeroed all the same); two more zero channels at the end stand
+  // in for the rows a last partial tile of 3 leaves empty.
   const int64_t grid_pixels = g.out_h * l.grid_w;
   const int64_t vectors = (grid_pixels + kConvTileLanes - 1) / kConvTileLanes;
   const int64_t channel_size = vectors * kConvTileLanes;
   const int64_t channels = g.batch * g.out_channels;
   Workspace<float> grid((channels + kWeightTileChannels - 1) * channel_size);
-  at::parallel_for(0, channels + kWeightTileChannels - 1, grain_for(channel_size, kMinFloatsPerTask),
-                   [&](int64_t begin, int64_t end) {
+  const int64_t fill_grain = grain_for(channel_size, kMinFloatsPerTask);
+  const int64_t grid_channels = channels + kWeightTileChannels - 1;
+  at::parallel_for(0, grid_channels, fill_grain, [&](int64_t begin, int64_t end) {
     for (int64_t channel = begin; channel < end; ++channel) {
       float* out = grid.data() + channel * channel_size;
       if (channel >= channels) {
@@ -62,6 +64,12 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
       std::fill_n(out + grid_pixels, channel_size - grid_pixels, 0.f);
     }
   });
+
+  // Which lanes of each vector are output pixels (the same in every image and channel).
+  std::vector<uint16_t> lanes(vectors, 0);
+  for (int64_t q = 0; q < grid_pixels; ++q) {
+    if (q % l.grid_w < g.out_w) lanes[q / kConvTileLanes] |= uint16_t(1u << (q % kConvTileLanes));
+  }
 
   // The taps in blocks of kWeightTileTaps, the last one filled up with tap 0 (sums ignored).
   const int64_t taps = g.kernel_h * g.kernel_w;
@@ -99,6 +107,7 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
                 v0 * kConvTileLanes;
             tile.input_image_stride = g.in_channels * l.channel_stride;
             tile.tap_offsets = offsets.data() + block * kWeightTileTaps;
+            tile.lanes = lanes.data() + v0;
             tile.images = std::min(images_per_call, g.batch - n0);
             tile.vectors = std::min(kVectorsPerCall, vectors - v0);
             tile.sums = sums.data() + block * kTileSums;

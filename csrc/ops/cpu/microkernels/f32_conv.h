@@ -5,10 +5,10 @@
 // one per file: f32_conv_8x48_{portable,avx2,avx512}.cpp and f32_conv_weight_3x9_{...}.cpp; pick
 // one with FASTCONV_SELECT_ISA_AVX512(f32_conv_8x48) or (f32_conv_weight_3x9) (../isa.h).
 //
-// The tile's pixels are consecutive positions q of a grid as wide as the padded input rows, so
-// that tap t of every pixel reads in[q + tap_offsets[t]]: one unaligned vector load per 16
-// pixels and tap, each feeding 8 FMAs (one per output channel, the weight broadcast). The grid's
-// extra columns are computed and not stored.
+// The tile's pixels are consecutive positions q of a grid out_w + (the taps' reach) wide (a
+// padded input row, at stride 1), so that tap t of every pixel reads in[q + tap_offsets[t]]: one
+// unaligned vector load per 16 pixels and tap, each feeding 8 FMAs (one per output channel, the
+// weight broadcast). The grid's extra columns are computed and not stored.
 //
 // Every output is start + the products over (input channel, tap) in that order, each added with
 // one rounding (an FMA) in the AVX2 and AVX-512 builds: those give bitwise the same results. A
@@ -59,20 +59,24 @@ void f32_conv_8x48_avx512(const ConvTile& tile, const ConvTileStores& stores);
 
 // The weight gradient's tile: for output channels r < 3 and taps t < 9 of one input channel,
 // sums[r][t][l] += grad_output[n][r][16 v + l] * input[n][16 v + l + tap_offsets[t]] over the
-// images n < images and vectors v < vectors in that order, lane by lane (each with one rounding, an FMA, in the AVX2 and AVX-512
+// images n < images and vectors v < vectors in that order, lane by lane, for the lanes of output
+// pixels (each with one rounding, an FMA, in the AVX2 and AVX-512
 // builds: bitwise the same sums); the caller adds up the 16 lanes. Every row and tap is computed:
 // a caller with fewer repeats a row's pointer or a tap's offset and ignores those sums.
 constexpr int64_t kWeightTileChannels = 3;
 constexpr int64_t kWeightTileTaps = 9;
 
 struct ConvWeightTile {
-  const float* grad_output;          // output channel 0 of the tile, image 0; zero at the grid's
-                                     // extra pixels
+  const float* grad_output;          // output channel 0 of the tile, image 0
   int64_t grad_output_stride;        // floats from one output channel to the next
   int64_t grad_output_image_stride;  // and from one image to the next
   const float* input;                // the input channel's planes, image 0
   int64_t input_image_stride;
   const int64_t* tap_offsets;        // kWeightTileTaps of them
+  // Per vector, bit l set where pixel 16 v + l is an output pixel: the other lanes of grad_output
+  // and input are read as zeros (an input value there, met by a pixel outside the output, may be
+  // an inf, and 0 x inf would poison the sum).
+  const uint16_t* lanes;
   int64_t images, vectors;
   float* sums;                       // [kWeightTileChannels][kWeightTileTaps][kConvTileLanes]
 };

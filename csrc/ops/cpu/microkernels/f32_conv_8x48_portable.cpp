@@ -17,7 +17,9 @@ void f32_conv_8x48_portable(const ConvTile& t, const ConvTileStores& stores) {
       for (int64_t j = 0; j < stores.vectors; ++j) {
         for (int64_t r = 0; r < stores.runs[j]; ++r) {
           for (int64_t l = 0; l < kConvTileLanes; ++l) {
-            if (stores.mask[j][r] >> l & 1u) acc[m][j * kConvTileLanes + l] = out[stores.offset[j][r] + l];
+            if (stores.mask[j][r] >> l & 1u) {
+              acc[m][j * kConvTileLanes + l] = out[stores.offset[j][r] + l];
+            }
           }
         }
       }
@@ -37,7 +39,9 @@ void f32_conv_8x48_portable(const ConvTile& t, const ConvTileStores& stores) {
     for (int64_t j = 0; j < stores.vectors; ++j) {
       for (int64_t r = 0; r < stores.runs[j]; ++r) {
         for (int64_t l = 0; l < kConvTileLanes; ++l) {
-          if (stores.mask[j][r] >> l & 1u) out[stores.offset[j][r] + l] = acc[m][j * kConvTileLanes + l];
+          if (stores.mask[j][r] >> l & 1u) {
+            out[stores.offset[j][r] + l] = acc[m][j * kConvTileLanes + l];
+          }
         }
       }
     }

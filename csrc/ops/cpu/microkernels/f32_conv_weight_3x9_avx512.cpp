@@ -20,10 +20,13 @@ FASTCONV_AVX512 void f32_conv_weight_3x9_avx512(const ConvWeightTile& t) {
     const float* gy = t.grad_output + n * t.grad_output_image_stride;
     const float* in = t.input + n * t.input_image_stride;
     for (int64_t v = 0; v < t.vectors; ++v, gy += kConvTileLanes, in += kConvTileLanes) {
+      const __mmask16 lanes = t.lanes[v];
       __m512 g[kRows];
-      for (int r = 0; r < kRows; ++r) g[r] = _mm512_loadu_ps(gy + r * t.grad_output_stride);
+      for (int r = 0; r < kRows; ++r) {
+        g[r] = _mm512_maskz_loadu_ps(lanes, gy + r * t.grad_output_stride);
+      }
       for (int tap = 0; tap < kTaps; ++tap) {
-        __m512 x = _mm512_loadu_ps(in + offsets[tap]);
+        __m512 x = _mm512_maskz_loadu_ps(lanes, in + offsets[tap]);
         // One load per tap: folded into each of the three FMAs instead (as gcc does with 31
         // registers live), the unaligned loads split across cache lines and bound the loop.
         asm("" : "+v"(x));

@@ -13,7 +13,9 @@ void f32_conv_weight_3x9_portable(const ConvWeightTile& t) {
         const float* in = t.input + n * t.input_image_stride + t.tap_offsets[tap];
         for (int64_t v = 0; v < t.vectors; ++v) {
           for (int64_t l = 0; l < kConvTileLanes; ++l) {
-            sums[l] += gy[v * kConvTileLanes + l] * in[v * kConvTileLanes + l];
+            if (t.lanes[v] >> l & 1u) {
+              sums[l] += gy[v * kConvTileLanes + l] * in[v * kConvTileLanes + l];
+            }
           }
         }
       }
