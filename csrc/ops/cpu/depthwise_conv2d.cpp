@@ -109,43 +109,32 @@ C10_ALWAYS_INLINE void any_stride_stencil(const Taps& taps, float start,
   }
 }
 
-// The zero-padded planes the stencils read, one after the other: `count` planes (a group's input
-// channels) of (in_h + 2 pad_h) x (in_w + 2 pad_w), plus a zero tail for the reads past the last
-// row that a whole-plane stencil makes (see forward_planes; those past an earlier plane's last row
-// read the next plane, for outputs that are dropped).
+// The zero-padded plane the stencils read: (in_h + 2 pad_h) x (in_w + 2 pad_w), plus a zero tail
+// for the reads past the last row that a whole-plane stencil makes (see forward_planes).
 struct PaddedPlane {
-  int64_t height, width, count;
+  int64_t height, width;
   Workspace<float> data;
 
-  explicit PaddedPlane(const Conv2dGeometry& g, int64_t count = 1)
-      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w), count(count),
-        data(elements(g, count), /*zeroed=*/true) {}
+  explicit PaddedPlane(const Conv2dGeometry& g)
+      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
+        data(elements(g), /*zeroed=*/true) {}
 
-  static int64_t elements(const Conv2dGeometry& g, int64_t count = 1) {
-    return count * (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) +
-        (g.kernel_w - 1) * g.dilation_w + 16;
+  static int64_t elements(const Conv2dGeometry& g) {
+    return (g.in_h + 2 * g.pad_h) * (g.in_w + 2 * g.pad_w) + (g.kernel_w - 1) * g.dilation_w + 16;
   }
 
-  // The `count` consecutive input planes from `plane` on.
   void fill(const Conv2dGeometry& g, const float* plane) {
-    for (int64_t c = 0; c < count; ++c) {
-      float* padded = data.data() + c * height * width;
-      for (int64_t ih = 0; ih < g.in_h; ++ih) {
-        std::copy_n(plane + c * g.in_plane() + ih * g.in_w, g.in_w,
-                    padded + (ih + g.pad_h) * width + g.pad_w);
-      }
+    for (int64_t ih = 0; ih < g.in_h; ++ih) {
+      std::copy_n(plane + ih * g.in_w, g.in_w, data.data() + (ih + g.pad_h) * width + g.pad_w);
     }
   }
 
-  // Where each tap (plane, kernel row, kernel column: the weights' order) reads, relative to a
-  // window's first element in the first plane.
+  // Where each tap (kernel row, kernel column: the weights' order) reads, relative to a window's
+  // first element.
   void tap_offsets(const Conv2dGeometry& g, int64_t* offsets) const {
-    for (int64_t c = 0; c < count; ++c) {
-      for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          offsets[(c * g.kernel_h + kh) * g.kernel_w + kw] =
-              c * height * width + kh * g.dilation_h * width + kw * g.dilation_w;
-        }
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        offsets[kh * g.kernel_w + kw] = kh * g.dilation_h * width + kw * g.dilation_w;
       }
     }
   }
@@ -158,19 +147,19 @@ bool whole_plane_stencil(const Conv2dGeometry& g) { return g.stride_h == 1 && g.
 C10_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float* x,
                                                   const float* w, const float* bias, float* y,
                                                   int64_t begin, int64_t end) {
-  const int64_t multiplier = g.out_channels_per_group(), inputs = g.in_channels_per_group();
-  PaddedPlane padded(g, inputs);
+  const int64_t multiplier = g.out_channels_per_group();
+  PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
   Workspace<float> rows(whole_plane ? g.out_h * padded.width : 0);
   Taps taps;
-  taps.count = inputs * g.kernel_h * g.kernel_w;
+  taps.count = g.kernel_h * g.kernel_w;
   padded.tap_offsets(g, taps.offsets);
-  int64_t filled = -1;  // the (image, group) whose input planes `padded` holds
+  int64_t filled = -1;  // the input plane (image, group) `padded` holds
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.out_channels, k = plane % g.out_channels;
     const int64_t source = n * g.groups + k / multiplier;
-    if (source != filled) {  // the output channels of a group share their input planes
-      padded.fill(g, x + source * inputs * g.in_plane());
+    if (source != filled) {  // the output channels of a group share their input plane
+      padded.fill(g, x + source * g.in_plane());
       filled = source;
     }
     std::copy_n(w + k * taps.count, taps.count, taps.weights);
@@ -208,7 +197,7 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
 
 int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g) {
   const int64_t rows = whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0;
-  return workspace_bytes(PaddedPlane::elements(g, g.in_channels_per_group()), sizeof(float)) +
+  return workspace_bytes(PaddedPlane::elements(g), sizeof(float)) +
       workspace_bytes(rows, sizeof(float));
 }
 

@@ -5,7 +5,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "direct_planes.h"
@@ -176,6 +175,8 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
         const int64_t channels = std::min(tiling.depth_channels, C - c0);
         for (int64_t tile_index = first_tile; tile_index < last_tile; ++tile_index) {
           const int64_t q0 = tile_index * kTilePixels;
+          // (Planned again per block of input channels: a few dozen operations against the
+          // block's 288 x 24 FMAs, and one plan in cache instead of a task's worth.)
           plan_stores(q0, q_end, l.grid_w, g.out_w, stores);
           for (int64_t block = first_block; block < last_block; ++block) {
             const int64_t gb = group * tiling.channel_tiles + block;
