@@ -25,6 +25,8 @@ constexpr int64_t kPixelBlock = 128;
 // At most this many weight rows per task (43 panels), so that their kKC-deep slice (516 KiB)
 // also stays in L2 and a 512-channel layer packs each pixel block once.
 constexpr int64_t kMaxRowBlock = 516;
+// Up to this many tasks per thread, the tasks are made a multiple of the thread count.
+constexpr int64_t kMaxBalancedTasksPerThread = 8;
 
 // The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
 // of the whole batch are numbered image after image, so a block may span small images; blocks are
@@ -45,6 +47,15 @@ struct ForwardTiling {
     splits = std::max(splits, (K + kMaxRowBlock - 1) / kMaxRowBlock);
     row_block = round_up((K + splits - 1) / splits, kMR);
     row_blocks = (K + row_block - 1) / row_block;
+    // With few tasks, one left over for one thread keeps the others waiting (13 tasks on 2 threads
+    // at 14x14, batch 8): smaller pixel blocks until every thread has as many. Blocks only split
+    // the pixels, and each output is summed in the same order in any tile, so the results stay
+    // the same.
+    const int64_t threads = at::get_num_threads();
+    while (tasks(g) % threads != 0 && tasks(g) < kMaxBalancedTasksPerThread * threads &&
+           pixel_blocks < panels) {
+      ++pixel_blocks;
+    }
   }
   int64_t tasks(const Conv2dGeometry& g) const { return g.groups * pixel_blocks * row_blocks; }
   // The first pixel of pixel block b, and its pixel count (at most kPixelBlock).
@@ -69,9 +80,12 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   const InputPlanes input(g, x);
   const ForwardTiling tiling(g);
   const GemmKernels kernels = select_gemm_kernels();
+  const GatherPanels gather = FASTCONV_SELECT_ISA_AVX512(f32_gather_panels);
   at::parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> packed_columns(packed_b_elements(kPixelBlock));
+    const Workspace<float> tile_scratch(packed_gemm_scratch_elements(tiling.row_block, kPixelBlock));
     std::vector<float*> output_columns(kPixelBlock);
+    TapOffsets taps(input, g);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t row_block = task % tiling.row_blocks;
       const int64_t pixel_block = task / tiling.row_blocks % tiling.pixel_blocks;
@@ -83,14 +97,14 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
       }
       const int64_t row_begin = row_block * tiling.row_block;
       const int64_t row_end = std::min(K, row_begin + tiling.row_block);
-      const auto runs = pixel_runs(g, first, count);
+      taps.assign(first, count);
       packed_gemm(
           kernels, weights[group], row_begin, row_end, count,
           [&](int64_t k0, int64_t kc, float* packed) {
-            pack_columns(input, group * C, g, runs, count, k0, kc, packed);
+            pack_columns(input, group * C, g, taps, gather, k0, kc, packed);
           },
           packed_columns.data(), output_columns.data(), P,
-          bias != nullptr ? bias + group * K : nullptr, /*accumulate=*/false);
+          bias != nullptr ? bias + group * K : nullptr, /*accumulate=*/false, tile_scratch.data());
     }
   });
 }
@@ -101,7 +115,9 @@ int64_t packed_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads)
   const int64_t weight_tails =
       K % kMR == 0 ? 0 : g.groups * workspace_bytes(kMR * g.column_rows(), sizeof(float));
   return std::min(threads, tiling.tasks(g)) *
-      workspace_bytes(packed_b_elements(kPixelBlock), sizeof(float)) + weight_tails +
+      (workspace_bytes(packed_b_elements(kPixelBlock), sizeof(float)) +
+       workspace_bytes(packed_gemm_scratch_elements(tiling.row_block, kPixelBlock), sizeof(float))) +
+      weight_tails +
       workspace_bytes(InputPlanes::split_elements(g), sizeof(float));
 }
 
@@ -125,7 +141,7 @@ constexpr int64_t kMaxRowsPerTask = 96;  // column rows: their kKC-deep block (9
 constexpr int64_t kMinInPlaceDepth = 128;  // pixels per plane (packed_weight_backward)
 
 struct WeightBackwardTiling {
-  int64_t image_chunks, k_padded, rows_padded, row_block, row_blocks, k_block, k_blocks;
+  int64_t image_chunks, k_padded, rows_padded, row_block, row_blocks, row_panels, k_block, k_blocks;
 
   WeightBackwardTiling(const Conv2dGeometry& g, int64_t threads) {
     const int64_t rows = g.column_rows();
@@ -141,7 +157,7 @@ struct WeightBackwardTiling {
     k_block = k_padded;
     const auto blocks = [](int64_t n, int64_t block) { return (n + block - 1) / block; };
     while (image_chunks * g.groups * blocks(rows, row_block) * blocks(k_padded, k_block) <
-           2 * threads) {
+           threads) {
       if (k_block > 2 * kNR && k_block >= row_block) {
         k_block = round_up(k_block / 2, 2 * kNR);
       } else if (row_block > kMR) {
@@ -150,8 +166,18 @@ struct WeightBackwardTiling {
         break;
       }
     }
+    // The row panels shared out evenly (147 rows in blocks of 48 left a block of 3, and one
+    // thread twice the other's work); row_block is then the largest block.
     row_blocks = blocks(rows, row_block);
+    row_panels = rows_padded / kMR;
+    row_block = blocks(row_panels, row_blocks) * kMR;
     k_blocks = blocks(k_padded, k_block);
+  }
+  // The first column row of row block b, and its row count (at most row_block).
+  std::pair<int64_t, int64_t> rows_of(int64_t b, int64_t rows) const {
+    const int64_t first = b * row_panels / row_blocks * kMR;
+    const int64_t end = std::min(rows, (b + 1) * row_panels / row_blocks * kMR);
+    return {first, end - first};
   }
   int64_t tasks(const Conv2dGeometry& g) const {
     return image_chunks * g.groups * row_blocks * k_blocks;
@@ -245,8 +271,7 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
       const int64_t row_block = task / tiling.k_blocks % tiling.row_blocks;
       const int64_t group = task / (tiling.k_blocks * tiling.row_blocks) % g.groups;
       const int64_t chunk = task / (tiling.k_blocks * tiling.row_blocks * g.groups);
-      const int64_t row_begin = row_block * tiling.row_block;
-      const int64_t row_count = std::min(tiling.row_block, rows - row_begin);
+      const auto [row_begin, row_count] = tiling.rows_of(row_block, rows);
       const int64_t k_begin = k_block * tiling.k_block;
       const int64_t k_end = std::min(tiling.k_padded, k_begin + tiling.k_block);
       // The task's block of gw^T, row stride ld.

@@ -15,34 +15,15 @@
 #include "../shape_checks.h"
 #include "isa.h"
 #include "im2col_bands.h"
+#include "microkernels/f32_gather.h"
 #include "packed_gemm.h"
 #include "workspace.h"
 
 namespace fastconv::cpu {
 
-// A stretch of a block's output pixels that lies in one output row of one image and in one B
-// panel: `length` pixels from (image, oh, ow), which are the block's columns from `column` on.
-struct PixelRun {
-  int64_t image, oh, ow, length, column;
-};
-
-// The runs of pixels [first, first + count) of the batch's output pixels, numbered image by image
-// and row by row (so that small images can share a GEMM).
-inline std::vector<PixelRun> pixel_runs(const Conv2dGeometry& g, int64_t first, int64_t count) {
-  std::vector<PixelRun> runs;
-  for (int64_t column = 0; column < count;) {
-    const int64_t q = first + column;
-    const int64_t p = q % g.out_plane(), ow = p % g.out_w;
-    const int64_t length = std::min({g.out_w - ow, count - column, kNR - column % kNR});
-    runs.push_back({q / g.out_plane(), p / g.out_w, ow, length, column});
-    column += length;
-  }
-  return runs;
-}
-
-// Copies / zeroes n floats, n <= kNR (a run never passes its panel), without a library call:
-// with small images most runs are a few pixels long, and a memcpy or memset call per run cost more
-// than the GEMM. Two fixed-size moves, overlapping where n is not a power of two.
+// Copies n floats, n <= kNR, without a library call: with small images most stretches are a few
+// pixels long, and a memcpy call per stretch cost more than the GEMM. Two fixed-size moves,
+// overlapping where n is not a power of two.
 inline void copy_run(float* out, const float* in, int64_t n) {
   if (n >= 8) {
     std::memcpy(out, in, 8 * sizeof(float));
@@ -54,21 +35,6 @@ inline void copy_run(float* out, const float* in, int64_t n) {
     if (n > 0) out[0] = in[0];
     if (n > 1) out[1] = in[1];
     if (n > 2) out[2] = in[2];
-  }
-}
-
-inline void zero_run(float* out, int64_t n) {
-  static constexpr float kZeros[8] = {};
-  if (n >= 8) {
-    std::memcpy(out, kZeros, 8 * sizeof(float));
-    std::memcpy(out + n - 8, kZeros, 8 * sizeof(float));
-  } else if (n >= 4) {
-    std::memcpy(out, kZeros, 4 * sizeof(float));
-    std::memcpy(out + n - 4, kZeros, 4 * sizeof(float));
-  } else {
-    if (n > 0) out[0] = 0.f;
-    if (n > 1) out[1] = 0.f;
-    if (n > 2) out[2] = 0.f;
   }
 }
 
@@ -178,60 +144,97 @@ class InputPlanes {
   std::unique_ptr<Workspace<float>> split_;
 };
 
+// Where a block of output pixels reads each tap, for pack_columns: per tap and 16-pixel panel,
+// the offset of each pixel's input value from the tap's plane of the block's first image, the
+// lanes that read inside the image (the others, padding and the columns past the block, are
+// zero), and whether the 16 lie side by side (one vector copy instead of a gather). The same for
+// every input channel, so it is built once per block and serves the whole depth.
+static_assert(kGatherLanes == kNR, "a gather fills one packed-B panel");
+
+class TapOffsets {
+ public:
+  TapOffsets(const InputPlanes& input, const Conv2dGeometry& g) : input_(input), g_(g) {}
+
+  // The pixels [first, first + count) of the batch's output pixels (image after image, so that a
+  // block may span small images).
+  void assign(int64_t first, int64_t count) {
+    const int64_t taps = g_.kernel_h * g_.kernel_w;
+    panels_ = (count + kNR - 1) / kNR;
+    first_image_ = first / g_.out_plane();
+    offsets_.assign(taps * panels_ * kNR, 0);
+    masks_.assign(taps * panels_, 0);
+    consecutive_.assign(taps * panels_, 0);
+    // Each pixel's image (relative to the first), output row and column: divided out once.
+    pixel_.resize(count);
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t q = first + j, p = q % g_.out_plane();
+      pixel_[j] = {q / g_.out_plane() - first_image_, p / g_.out_w, p % g_.out_w};
+    }
+    for (int64_t kh = 0; kh < g_.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g_.kernel_w; ++kw) {
+        const auto tap = input_.tap(0, kh, kw);
+        const int64_t t = kh * g_.kernel_w + kw;
+        for (int64_t j = 0; j < count; ++j) {
+          const int64_t ih = pixel_[j].oh * input_.stride_h() + tap.row_offset;
+          const int64_t iw = pixel_[j].ow * input_.stride_w() + tap.col_offset;
+          if (ih < 0 || ih >= input_.height() || iw < 0 || iw >= input_.width()) continue;
+          const int64_t panel = t * panels_ + j / kNR;
+          offsets_[panel * kNR + j % kNR] =
+              pixel_[j].image * input_.image_size() + ih * input_.width() + iw;
+          masks_[panel] |= static_cast<uint16_t>(1u << (j % kNR));
+        }
+        for (int64_t panel = t * panels_; panel < (t + 1) * panels_; ++panel) {
+          const int64_t* lanes = &offsets_[panel * kNR];
+          bool side_by_side = masks_[panel] == 0xFFFF;
+          for (int64_t j = 1; j < kNR && side_by_side; ++j) {
+            side_by_side = lanes[j] == lanes[0] + j;
+          }
+          consecutive_[panel] = side_by_side;
+        }
+      }
+    }
+  }
+
+  int64_t panels() const { return panels_; }
+  int64_t first_image() const { return first_image_; }
+  const int64_t* offsets(int64_t tap) const { return &offsets_[tap * panels_ * kNR]; }
+  const uint16_t* masks(int64_t tap) const { return &masks_[tap * panels_]; }
+  const uint8_t* consecutive(int64_t tap) const { return &consecutive_[tap * panels_]; }
+
+ private:
+  struct Pixel {
+    int64_t image, oh, ow;
+  };
+  const InputPlanes& input_;
+  const Conv2dGeometry& g_;
+  int64_t panels_ = 0, first_image_ = 0;
+  std::vector<int64_t> offsets_;
+  std::vector<uint16_t> masks_;
+  std::vector<uint8_t> consecutive_;
+  std::vector<Pixel> pixel_;
+};
+
 // im2col straight into the packed-B order of packed_gemm.h: rows [k0, k0 + kc) of the column
-// matrix of the group whose first input channel is `first_channel`, for the output pixels that
-// `runs` cover, `count` in all; the columns that pad the last panel are zero. The columns never
+// matrix of the group whose first input channel is `first_channel`, for the block of output
+// pixels `taps` was assigned; the columns that pad the last panel are zero. The columns never
 // exist as a matrix, only a cache-sized block of them at a time.
 inline void pack_columns(const InputPlanes& input, int64_t first_channel, const Conv2dGeometry& g,
-                         const std::vector<PixelRun>& runs, int64_t count, int64_t k0, int64_t kc,
+                         const TapOffsets& taps, GatherPanels gather, int64_t k0, int64_t kc,
                          float* packed) {
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  const int64_t stride_h = input.stride_h(), stride_w = input.stride_w();
+  const int64_t tap_count = g.kernel_h * g.kernel_w;
   // The row's (channel, kernel row, kernel column), stepped rather than divided out per row: a
   // 64-bit division costs tens of cycles, which at small images outweighed the packing itself.
-  int64_t c = k0 / taps, kh = (k0 / g.kernel_w) % g.kernel_h, kw = k0 % g.kernel_w;
+  int64_t c = k0 / tap_count, kh = (k0 / g.kernel_w) % g.kernel_h, kw = k0 % g.kernel_w;
   for (int64_t k = 0; k < kc; ++k, kw = kw + 1 < g.kernel_w ? kw + 1 : 0) {
     if (k > 0 && kw == 0 && ++kh == g.kernel_h) {
       kh = 0;
       ++c;
     }
-    const auto tap = input.tap(first_channel + c, kh, kw);
-    for (const PixelRun& run : runs) {
-      float* out = packed + packed_b_offset(k, run.column, kc);
-      const int64_t ih = run.oh * stride_h + tap.row_offset;
-      if (ih < 0 || ih >= input.height()) {
-        zero_run(out, run.length);
-        continue;
-      }
-      const float* in_row = tap.plane + run.image * input.image_size() + ih * input.width();
-      const int64_t iw0 = run.ow * stride_w + tap.col_offset;
-      if (stride_w == 1 && iw0 >= 0 && iw0 + run.length <= input.width()) {
-        // Inside the image: a copy, of constant size for a whole panel (two vector moves).
-        if (run.length == kNR) {
-          std::memcpy(out, in_row + iw0, kNR * sizeof(float));
-        } else {
-          copy_run(out, in_row + iw0, run.length);
-        }
-        continue;
-      }
-      // Taps [inside_begin, inside_end) of the run lie inside the row; those before and after
-      // read the padding. Three plain loops rather than a test per element: at small images
-      // (LeNet, 8x8 planes) most runs touch a border, and that test cost more than the GEMM.
-      const auto [inside_begin, inside_end] =
-          taps_inside(iw0, stride_w, input.width(), run.length);
-      zero_run(out, inside_begin);
-      if (stride_w == 1) {
-        copy_run(out + inside_begin, in_row + iw0 + inside_begin, inside_end - inside_begin);
-      } else {
-        for (int64_t t = inside_begin; t < inside_end; ++t) {
-          out[t] = in_row[iw0 + t * stride_w];
-        }
-      }
-      zero_run(out + inside_end, run.length - inside_end);
-    }
-    for (int64_t column = count; column % kNR != 0; ++column) {
-      packed[packed_b_offset(k, column, kc)] = 0.f;
-    }
+    const float* base = input.tap(first_channel + c, kh, kw).plane +
+        taps.first_image() * input.image_size();
+    const int64_t t = kh * g.kernel_w + kw;
+    gather(base, taps.offsets(t), taps.masks(t), taps.consecutive(t), taps.panels(),
+           packed + k * kNR, kc * kNR);
   }
 }
 

@@ -70,21 +70,35 @@ inline int64_t packed_b_elements(int64_t n) {
   return round_up(n, kNR) * kKC;
 }
 
+// Floats of the scratch tiles (kMR x 2 kNR each) of a packed_gemm call over `rows` rows and n
+// columns: one per row panel and pair of B panels.
+inline int64_t packed_gemm_scratch_elements(int64_t rows, int64_t n) {
+  return (rows + kMR - 1) / kMR * ((n + 2 * kNR - 1) / (2 * kNR)) * kMR * 2 * kNR;
+}
+
 // Rows [row_begin, row_end) (row_begin a multiple of kMR) and n columns of c = start + a * b,
 // start being c itself when `accumulate`, else row_start[i] per row, or zero. Column j of c starts
 // at columns[j] and its rows are ldc apart, so a block of columns may span several images.
 // pack_b(k0, kc, buffer) writes b's rows [k0, k0 + kc) for these n columns at packed_b_offset,
 // zero past n, into b_buffer (a Workspace of packed_b_elements(n)).
+//
+// A tile that does not lie whole and side by side in c (a last partial row panel, columns split
+// between images) is summed in its own scratch tile (tile_scratch, packed_gemm_scratch_elements),
+// kept across the depth blocks and stored once: each output is then start + the products in
+// order, as in a tile summed in place, and small images do not pay a scalar store per depth
+// block (which cost 8% of a 512-channel 7x7 layer at batch 8).
 template <typename PackB>
 void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, int64_t row_end,
                  int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,
-                 const float* row_start, bool accumulate) {
+                 const float* row_start, bool accumulate, float* tile_scratch) {
   const int64_t n_panels = (n + kNR - 1) / kNR;
+  const int64_t row_panels = (row_end - row_begin + kMR - 1) / kMR;
   const int64_t block_depth = block_depth_of(a.depth());
   for (int64_t k0 = 0; k0 < a.depth(); k0 += block_depth) {
     const int64_t kc = std::min(block_depth, a.depth() - k0);
     pack_b(k0, kc, b_buffer);
-    const bool add_to_c = accumulate || k0 > 0;
+    const bool first_block = k0 == 0, last_block = k0 + kc == a.depth();
+    const bool add_to_c = accumulate || !first_block;
     // Two panels at a time (the 12x32 tile), the last alone when their count is odd.
     for (int64_t jp = 0; jp < n_panels; jp += 2) {
       const bool wide = jp + 1 < n_panels;
@@ -97,23 +111,30 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
       for (int64_t i0 = row_begin; i0 < row_end; i0 += kMR) {
         const float* a_panel = a.panel(i0, k0);
         const int64_t lda = a.panel_stride(i0);
-        const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
         const int64_t rows = std::min(kMR, row_end - i0);
         if (rows == kMR && contiguous) {
+          const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
           kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, tile_columns[0] + i0 * ldc, ldc,
                       start, add_to_c);
           continue;
         }
-        // A partial or scattered tile: compute it whole in a scratch tile, then keep the part
-        // inside c.
-        float scratch[kMR * 2 * kNR];
-        kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, scratch, width, nullptr, false);
-        for (int64_t j = 0; j < cols; ++j) {
-          float* column = tile_columns[j] + i0 * ldc;
+        float* scratch = tile_scratch + ((i0 - row_begin) / kMR + jp / 2 * row_panels) * kMR * 2 * kNR;
+        if (first_block) {
+          // The tile's start (c, or row_start, or zero; zero in the rows and columns past c).
+          std::fill_n(scratch, kMR * width, 0.f);
           for (int64_t i = 0; i < rows; ++i) {
-            float& out = column[i * ldc];
-            const float base = add_to_c ? out : (start != nullptr ? start[i] : 0.f);
-            out = base + scratch[i * width + j];
+            for (int64_t j = 0; j < cols; ++j) {
+              scratch[i * width + j] = accumulate ? tile_columns[j][i0 * ldc + i * ldc]
+                  : row_start != nullptr ? row_start[i0 + i] : 0.f;
+            }
+          }
+        }
+        kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, scratch, width, nullptr,
+                    /*accumulate=*/true);
+        if (last_block) {
+          for (int64_t j = 0; j < cols; ++j) {
+            float* column = tile_columns[j] + i0 * ldc;
+            for (int64_t i = 0; i < rows; ++i) column[i * ldc] = scratch[i * width + j];
           }
         }
       }
