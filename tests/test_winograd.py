@@ -59,12 +59,17 @@ def test_which_layers_take_it():
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
 
 
-def test_which_layers_take_it_at_256_channels_and_for_the_weight_gradient():
-    """At 256 x 256 channels the forward takes it once 512 tiles share the transformed filters;
-    the weight gradient takes it up to 256 x 256 channels at any batch, never at 512 x 512."""
-    assert paths(8, 256, 28, 28, 256, 1) == ("winograd", "winograd_flipped")  # 1568 tiles
-    assert paths(8, 256, 14, 14, 256, 1)[0] == "packed_gemm"                  # 392 tiles
-    assert paths(16, 256, 14, 14, 256, 1)[0] == "winograd"                    # 784 tiles
+def test_which_layers_take_it_past_128_channels_and_for_the_weight_gradient():
+    """Past 128 x 128 channels (up to 512 x 512) the forward takes it from 768 output pixels on,
+    where the tiles cover at most 15% padding (not 7x7 planes: 16 tiles for 49 pixels); the weight
+    gradient takes it up to 256 x 256 channels at any batch, never at 512 x 512."""
+    assert paths(8, 256, 28, 28, 256, 1) == ("winograd", "winograd_flipped")  # 6272 pixels
+    assert paths(8, 256, 14, 14, 256, 1) == ("winograd", "winograd_flipped")  # 1568
+    assert paths(1, 256, 14, 14, 256, 1)[0] != "winograd"                     # 196
+    assert paths(4, 512, 14, 14, 512, 1) == ("winograd", "winograd_flipped")  # 784
+    assert paths(4, 384, 13, 13, 384, 1)[0] != "winograd"                     # 676
+    assert paths(16, 512, 7, 7, 512, 1)[0] != "winograd"                      # 7x7: 77% filled
+    assert paths(8, 1024, 14, 14, 1024, 1)[0] != "winograd"                   # past 512 x 512
     assert weight_path(2, 64, 56, 56, 64, 1) == "winograd"
     assert weight_path(1, 256, 14, 14, 256, 1) == "winograd"
     assert weight_path(8, 512, 7, 7, 512, 1) == "packed_gemm"
@@ -134,17 +139,22 @@ def test_empty_batch_and_channels_last():
 
 
 def winograd_layers():
-    """Every benchmark suite layer that takes a Winograd path (at batch 1), once each."""
+    """Every benchmark suite layer that takes a Winograd path at one of the suites' batches (1 and
+    8), once each, with the smaller such batch."""
     layers = {}
-    for suite in SUITES.values():
-        if suite.op != "conv2d":
-            continue
-        for layer in suite.layers:
-            shape = (1, layer.c, layer.h, layer.w, layer.k, layer.padding)
-            if layer.groups == 1 and layer.r == layer.s == 3 and layer.stride == 1 and layer.dilation == 1 \
-                    and (paths(*shape) == ("winograd", "winograd_flipped") or weight_path(*shape) == "winograd"):
-                layers.setdefault((layer.c, layer.h, layer.w, layer.k, layer.padding), f"{suite.name}.{layer.name}")
-    return layers
+    for batch in (1, 8):
+        for suite in SUITES.values():
+            if suite.op != "conv2d":
+                continue
+            for layer in suite.layers:
+                shape = (batch, layer.c, layer.h, layer.w, layer.k, layer.padding)
+                if layer.groups == 1 and layer.r == layer.s == 3 and layer.stride == 1 \
+                        and layer.dilation == 1 and (paths(*shape) == ("winograd", "winograd_flipped")
+                                                     or weight_path(*shape) == "winograd"):
+                    layers.setdefault((batch, layer.c, layer.h, layer.w, layer.k, layer.padding),
+                                      f"{suite.name}.{layer.name}")
+    return {shape: name for shape, name in layers.items()
+            if shape[0] == 1 or (1, *shape[1:]) not in layers}
 
 
 WINOGRAD_LAYERS = winograd_layers()
@@ -160,10 +170,11 @@ def test_accuracy_contract_on_suite_layers(shape):
     """The README's contract: against a float64 evaluation, Winograd's float32 error (largest
     absolute difference: forward, input gradient, weight gradient) is at most 4x torch's own
     float32 error."""
-    c, h, w, k, padding = shape
-    x = torch.randn(2, c, h, w, dtype=torch.float64, requires_grad=True)
+    batch, c, h, w, k, padding = shape
+    batch = max(batch, 2)
+    x = torch.randn(batch, c, h, w, dtype=torch.float64, requires_grad=True)
     weight = (torch.randn(k, c, 3, 3, dtype=torch.float64) / (9 * c) ** 0.5).requires_grad_()
-    grad = torch.randn(2, k, h + 2 * padding - 2, w + 2 * padding - 2, dtype=torch.float64)
+    grad = torch.randn(batch, k, h + 2 * padding - 2, w + 2 * padding - 2, dtype=torch.float64)
     exact = F.conv2d(x, weight, padding=padding)
     exact_grads = torch.autograd.grad(exact, (x, weight), grad)
 
@@ -176,8 +187,8 @@ def test_accuracy_contract_on_suite_layers(shape):
 
     ours, torchs = errors(fastconv.conv2d), errors(F.conv2d)
     # The passes that take Winograd at this batch (the direct paths' error is not this contract's).
-    taken = [path.startswith("winograd") for path in (*paths(2, c, h, w, k, padding),
-                                                       weight_path(2, c, h, w, k, padding))]
+    taken = [path.startswith("winograd") for path in (*paths(batch, c, h, w, k, padding),
+                                                       weight_path(batch, c, h, w, k, padding))]
     assert any(taken)
     assert all(o <= 4 * t for o, t, on in zip(ours, torchs, taken) if on), (ours, torchs, taken)
 

@@ -157,7 +157,7 @@ struct WeightBackwardTiling {
     k_block = k_padded;
     const auto blocks = [](int64_t n, int64_t block) { return (n + block - 1) / block; };
     while (image_chunks * g.groups * blocks(rows, row_block) * blocks(k_padded, k_block) <
-           threads) {
+           2 * threads) {
       if (k_block > 2 * kNR && k_block >= row_block) {
         k_block = round_up(k_block / 2, 2 * kNR);
       } else if (row_block > kMR) {

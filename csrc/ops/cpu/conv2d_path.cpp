@@ -39,19 +39,24 @@ bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
 }
 
 // Winograd's transforms cost a few additions per input and output value, which the 16 / 36
-// multiplications repay only with enough channels on both sides. Its transformed filters
-// (16 x K x C floats) are read once per block of tiles: up to 1 MiB (K x C <= 128 x 128) they
-// stay in L2; up to 4 MiB (256 x 256) they pay once enough tiles share them; past that the packed
-// GEMM, whose blocks reuse the weights more, won. Measured on the build machine (2 threads,
-// forward and input gradient, against the packed path): 256 x 256 channels at 784-1568 tiles
-// (56x56 at batch 1, 14x14 at batch 16) 1.1-1.4x the packed path, at 392 tiles (14x14, batch 8)
-// even; 512 x 512 at 196-1568 tiles 0.7-1.0x. Below 48 channels on either side the direct kernel
-// (direct_pays_off) won instead (32 x 32 to 64 x 32 and 16 x 48: 1.05-1.6x; 48 x 64 even).
+// multiplications repay only with enough channels on both sides. Its GEMMs run point by point
+// over a task's tiles, each point's transformed filters (K x C floats) streaming past the tiles
+// once. Up to 128 x 128 channels that pays at any size. Past that, the transformed filters
+// (16 x K x C floats, made once per call) and the tiles' padding must be repaid by enough output
+// pixels: measured on the build machine (2 threads, forward and input gradient, against the
+// packed path), 256 x 256 to 512 x 512 channels with 784 or more output pixels at 14x14 to 56x56
+// 1.05-1.6x (ResNet's 14x14 stage and VGG's 512-channel layers: 1.2-1.45x at batch 2-8), at 196
+// pixels (14x14, batch 1) 0.6x, at 13x13 with 784 pixels even (196 tiles for 676 pixels); 7x7
+// planes, whose 16 tiles cover 64 outputs for 49, lost at every batch (512 channels, batch 1-16:
+// 0.45-0.9x). Below 48 channels on either side the direct kernel (direct_pays_off) won instead
+// (32 x 32 to 64 x 32 and 16 x 48: 1.05-1.6x; 48 x 64 even).
 constexpr int64_t kWinogradMinChannels = 16;
 constexpr int64_t kWinogradForwardMinChannels = 48;
 constexpr int64_t kWinogradCachedFilterProducts = 128 * 128;  // K x C
-constexpr int64_t kWinogradMaxFilterProducts = 256 * 256;
-constexpr int64_t kWinogradMinSharedTiles = 512;
+constexpr int64_t kWinogradMaxFilterProducts = 512 * 512;
+constexpr int64_t kWinogradWeightMaxFilterProducts = 256 * 256;
+constexpr int64_t kWinogradMinOutputPixels = 768;
+constexpr double kWinogradMinTileFill = 0.85;  // outputs / (4 x tiles)
 
 std::atomic<bool> winograd_on{true};
 
@@ -62,7 +67,7 @@ std::atomic<bool> winograd_on{true};
 bool winograd_weight_pays_off(const Conv2dGeometry& g) {
   return winograd_on.load() && winograd_supported(g) && g.in_channels >= kWinogradMinChannels &&
       g.out_channels >= kWinogradMinChannels &&
-      g.in_channels * g.out_channels <= kWinogradMaxFilterProducts;
+      g.in_channels * g.out_channels <= kWinogradWeightMaxFilterProducts;
 }
 
 bool winograd_pays_off(const Conv2dGeometry& g) {
@@ -71,9 +76,11 @@ bool winograd_pays_off(const Conv2dGeometry& g) {
     return false;
   }
   const int64_t filter_products = g.in_channels * g.out_channels;
-  const int64_t tiles = g.batch * ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
-  return filter_products <= kWinogradCachedFilterProducts ||
-      (filter_products <= kWinogradMaxFilterProducts && tiles >= kWinogradMinSharedTiles);
+  if (filter_products <= kWinogradCachedFilterProducts) return true;
+  const int64_t tiles_per_image = ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
+  return filter_products <= kWinogradMaxFilterProducts &&
+      g.batch * g.out_plane() >= kWinogradMinOutputPixels &&
+      g.out_plane() >= kWinogradMinTileFill * 4 * tiles_per_image;
 }
 
 // Where the direct kernel beats packing im2col columns for a GEMM: on layers of few weight columns

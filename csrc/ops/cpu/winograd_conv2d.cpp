@@ -17,6 +17,7 @@
 #include <c10/macros/Macros.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "microkernels/f32_gemm.h"
 #include "packed_gemm.h"
@@ -26,24 +27,24 @@ namespace fastconv::cpu {
 namespace {
 
 constexpr int64_t kPoints = 16;  // of the 4x4 transform
-// The transformed patches of a task's tiles, 16 x C x tiles floats, stay in L2 while the
-// transformed filters stream past them.
-constexpr int64_t kPatchBytes = 512 << 10;
+// Tiles per task: at most kMaxTilePanels 16-tile panels. The GEMMs run point by point, so that
+// only one point's transformed patches (C x tiles floats) need stay in L2 while that point's
+// transformed filters stream past them, once per task.
 constexpr int64_t kMaxTilePanels = 4;
-// Output channels per GEMM pass (a multiple of kMR): its 16 x 48 x tiles products stay in L2
-// until they are transformed back.
+// Output channels per back transform (a multiple of kMR): the products of a group, 16 x 48 x
+// tiles floats, are transformed back together.
 constexpr int64_t kChannelGroup = 48;
+// Up to this many tasks per thread, the tasks are made a multiple of the thread count.
+constexpr int64_t kMaxBalancedTasksPerThread = 8;
 
 struct Tiling {
-  int64_t tiles_h, tiles_w, tiles, block, blocks, row_block, row_blocks;
+  int64_t tiles_h, tiles_w, tiles, panels, block, blocks, row_block, row_blocks;
 
   Tiling(const Conv2dGeometry& g, int64_t threads) {
     tiles_h = (g.out_h + 1) / 2, tiles_w = (g.out_w + 1) / 2;
     tiles = g.batch * tiles_h * tiles_w;
-    const int64_t panel_bytes = kPoints * g.in_channels * kNR * int64_t(sizeof(float));
-    block = std::clamp<int64_t>(kPatchBytes / panel_bytes, 1, kMaxTilePanels) * kNR;
-    block = std::min(block, round_up(tiles, kNR));
-    blocks = (tiles + block - 1) / block;
+    panels = (tiles + kNR - 1) / kNR;
+    blocks = std::max<int64_t>((panels + kMaxTilePanels - 1) / kMaxTilePanels, 1);
     // Few blocks: split the output channels as well, so that every thread gets work; each split
     // transforms its block's patches again. Splitting only regroups whole rows of the GEMMs, so
     // the sums do not change.
@@ -51,18 +52,40 @@ struct Tiling {
                                                (g.out_channels + kMR - 1) / kMR);
     row_block = round_up((g.out_channels + splits - 1) / splits, kMR);
     row_blocks = (g.out_channels + row_block - 1) / row_block;
+    // Then smaller blocks of tiles until every thread has as many tasks (7 on 2 threads left
+    // one waiting for a quarter of the time); the tiles' sums do not depend on their block.
+    while (tasks() % threads != 0 && tasks() < kMaxBalancedTasksPerThread * threads &&
+           blocks < panels) {
+      ++blocks;
+    }
+    block = std::max<int64_t>((panels + blocks - 1) / blocks, 1) * kNR;  // the largest
   }
   int64_t tasks() const { return blocks * row_blocks; }
+  // The first tile of block b and its tile count: whole panels, shared out evenly.
+  std::pair<int64_t, int64_t> tiles_of(int64_t b) const {
+    const int64_t first = b * panels / blocks * kNR;
+    return {first, std::min(tiles, (b + 1) * panels / blocks * kNR) - first};
+  }
+  // Groups of kChannelGroup output channels in a row block.
+  int64_t channel_groups() const { return (row_block + kChannelGroup - 1) / kChannelGroup; }
 };
 
 // U[p][k][c] = (G g Gt)[p] of filter (k, c), rows padded with zeros to a multiple of kMR so that
 // every micro-kernel call reads whole panels.
 void transform_filters(const Conv2dGeometry& g, const float* w, float* u, int64_t padded_k) {
   const int64_t K = g.out_channels, C = g.in_channels;
-  at::parallel_for(0, K, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      for (int64_t c = 0; c < C; ++c) {
-        const float* f = w + (k * C + c) * 9;
+  // The 16 points of a filter land padded_k x C floats apart, which for 512 x 512 channels is
+  // 1 MiB: stored filter by filter, their 16 lines all fell in one L1 set and the transform cost
+  // more than the GEMMs. A run of kRun channels is transformed into a local block first, then
+  // stored as 16 runs of whole lines.
+  constexpr int64_t kRun = 64;
+  const int64_t runs = (C + kRun - 1) / kRun;
+  at::parallel_for(0, K * runs, 16, [&](int64_t begin, int64_t end) {
+    alignas(64) float block[kPoints][kRun];
+    for (int64_t index = begin; index < end; ++index) {
+      const int64_t k = index / runs, c0 = index % runs * kRun, count = std::min(kRun, C - c0);
+      for (int64_t c = 0; c < count; ++c) {
+        const float* f = w + (k * C + c0 + c) * 9;
         float gf[4][3];  // G g
         for (int j = 0; j < 3; ++j) {
           gf[0][j] = f[j];
@@ -71,10 +94,14 @@ void transform_filters(const Conv2dGeometry& g, const float* w, float* u, int64_
           gf[3][j] = f[6 + j];
         }
         for (int i = 0; i < 4; ++i) {
-          const float row[4] = {gf[i][0], 0.5f * (gf[i][0] + gf[i][1] + gf[i][2]),
-                                0.5f * (gf[i][0] - gf[i][1] + gf[i][2]), gf[i][2]};
-          for (int j = 0; j < 4; ++j) u[((i * 4 + j) * padded_k + k) * C + c] = row[j];
+          block[i * 4][c] = gf[i][0];
+          block[i * 4 + 1][c] = 0.5f * (gf[i][0] + gf[i][1] + gf[i][2]);
+          block[i * 4 + 2][c] = 0.5f * (gf[i][0] - gf[i][1] + gf[i][2]);
+          block[i * 4 + 3][c] = gf[i][2];
         }
+      }
+      for (int64_t p = 0; p < kPoints; ++p) {
+        std::copy_n(block[p], count, u + (p * padded_k + k) * C + c0);
       }
     }
   });
@@ -293,7 +320,7 @@ int64_t patch_elements(const Conv2dGeometry& g, const Tiling& tiling) {
 }
 
 int64_t product_elements(const Tiling& tiling) {
-  return kPoints * kChannelGroup * tiling.block;
+  return tiling.channel_groups() * kPoints * kChannelGroup * tiling.block;
 }
 
 int64_t filter_elements(const Conv2dGeometry& g) {
@@ -321,19 +348,20 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
     const Workspace<float> products(product_elements(tiling));
     const Workspace<float> scratch(transform_scratch_elements(tiling));
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t first = task / tiling.row_blocks * tiling.block;
-      const int64_t count = std::min(tiling.block, tiling.tiles - first);
+      const auto [first, count] = tiling.tiles_of(task / tiling.row_blocks);
       const int64_t padded_count = round_up(count, kNR);
       const int64_t row_begin = task % tiling.row_blocks * tiling.row_block;
       const int64_t row_end = std::min(K, row_begin + tiling.row_block);
       transform_patches(g, tiling, x, first, count, padded_count, patches.data(),
                         scratch.data());
-      for (int64_t k0 = row_begin; k0 < row_end; k0 += kChannelGroup) {
-        const int64_t rows = std::min(kChannelGroup, row_end - k0);
-        for (int64_t p = 0; p < kPoints; ++p) {
+      // Products of channel group q at point p: products + (q * kPoints + p) * group_stride.
+      const int64_t group_stride = kChannelGroup * padded_count;
+      for (int64_t p = 0; p < kPoints; ++p) {
+        const float* v = patches.data() + p * C * padded_count;
+        for (int64_t k0 = row_begin; k0 < row_end; k0 += kChannelGroup) {
+          const int64_t rows = std::min(kChannelGroup, row_end - k0);
           const float* u = filters.data() + (p * padded_k + k0) * C;
-          const float* v = patches.data() + p * C * padded_count;
-          float* m = products.data() + p * kChannelGroup * padded_count;
+          float* m = products.data() + ((k0 - row_begin) / kChannelGroup * kPoints + p) * group_stride;
           // Depth blocks of at most kKC channels keep an A and a B panel in L1; continuing a
           // tile's sum from memory does not change it.
           for (int64_t c0 = 0; c0 < C; c0 += kKC) {
@@ -349,8 +377,12 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
             }
           }
         }
-        transform_products(g, tiling, products.data(), padded_count, k0, rows, first, count,
-                           bias, y, scratch.data());
+      }
+      for (int64_t k0 = row_begin; k0 < row_end; k0 += kChannelGroup) {
+        const int64_t rows = std::min(kChannelGroup, row_end - k0);
+        transform_products(g, tiling, products.data() +
+                               (k0 - row_begin) / kChannelGroup * kPoints * group_stride,
+                           padded_count, k0, rows, first, count, bias, y, scratch.data());
       }
     }
   });
