@@ -100,7 +100,7 @@ bool direct_pays_off(const Conv2dGeometry& g) {
       g.column_rows() <= kDirectMaxColumnRows;
 }
 
-// The direct weight gradient (3 output channels x 9 taps of one input channel per tile, each sum
+// The direct weight gradient (2 output channels x 9 taps of one input channel per tile, each sum
 // over all images and pixels) beats the packed GEMM's where a group has few output channels, which
 // leave the GEMM's 16-wide panels mostly empty: ResNeXt-50's grouped 3x3 (4-32 per group, 1.1-3.8x
 // the packed path at batch 8) and LeNet (1.3-1.7x); with 64-128 output channels (the stem, a

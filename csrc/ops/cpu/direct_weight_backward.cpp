@@ -1,7 +1,7 @@
 // The weight gradient of the direct path (direct_conv2d.h): gw[k][c][tap] = the sum over images
 // and output pixels of grad_output[k][q] * planes[c][q + tap_offsets[tap]], read in place from
 // the zero-padded input planes and from grad_output laid on the same pixel grid (zero at its
-// extra columns), 3 output channels x 9 taps of one input channel per micro-kernel call, 16 lanes
+// extra columns), 2 output channels x 9 taps of one input channel per micro-kernel call, 16 lanes
 // per sum. A packed GEMM would copy every input value kh x kw times for as few as 4 output
 // channels (ResNeXt's groups).
 #include <ATen/Parallel.h>
@@ -40,8 +40,8 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   l.fill(g, x, planes.data());
 
   // grad_output on the grid, each channel padded to whole vectors (the kernel reads only the lanes
-  // of output pixels; the rest is zeroed all the same); two more zero channels at the end stand
-  // in for the rows a last partial tile of 3 leaves empty.
+  // of output pixels; the rest is zeroed all the same); one more zero channel at the end stands
+  // in for the row a last partial tile of 2 leaves empty.
   const int64_t grid_pixels = g.out_h * l.grid_w;
   const int64_t vectors = (grid_pixels + kConvTileLanes - 1) / kConvTileLanes;
   const int64_t channel_size = vectors * kConvTileLanes;
@@ -77,7 +77,7 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   std::vector<int64_t> offsets(tap_blocks * kWeightTileTaps, l.tap_offsets[0]);
   std::copy(l.tap_offsets.begin(), l.tap_offsets.end(), offsets.begin());
 
-  const auto kernel = FASTCONV_SELECT_ISA_AVX512(f32_conv_weight_3x9);
+  const auto kernel = FASTCONV_SELECT_ISA_AVX512(f32_conv_weight_2x9);
   constexpr int64_t kTileSums = kWeightTileChannels * kWeightTileTaps * kConvTileLanes;
   const int64_t C = g.in_channels_per_group(), K = g.out_channels_per_group();
   const int64_t k_tiles = (K + kWeightTileChannels - 1) / kWeightTileChannels;

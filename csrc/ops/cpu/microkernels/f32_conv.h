@@ -1,9 +1,9 @@
 // The register-blocked inner kernels of the direct convolution (../direct_conv2d.cpp, and
 // ../direct_weight_backward.cpp): a forward tile of 8 output channels x 48 output pixels (three
 // 16-pixel vectors) summed straight from the zero-padded input planes, with no im2col; and a
-// weight-gradient tile of 3 output channels x 9 taps of one input channel, 16 lanes each. Builds,
-// one per file: f32_conv_8x48_{portable,avx2,avx512}.cpp and f32_conv_weight_3x9_{...}.cpp; pick
-// one with FASTCONV_SELECT_ISA_AVX512(f32_conv_8x48) or (f32_conv_weight_3x9) (../isa.h).
+// weight-gradient tile of 2 output channels x 9 taps of one input channel, 16 lanes each. Builds,
+// one per file: f32_conv_8x48_{portable,avx2,avx512}.cpp and f32_conv_weight_2x9_{...}.cpp; pick
+// one with FASTCONV_SELECT_ISA_AVX512(f32_conv_8x48) or (f32_conv_weight_2x9) (../isa.h).
 //
 // The tile's pixels are consecutive positions q of a grid out_w + (the taps' reach) wide (a
 // padded input row, at stride 1), so that tap t of every pixel reads in[q + tap_offsets[t]]: one
@@ -57,13 +57,13 @@ void f32_conv_8x48_avx2(const ConvTile& tile, const ConvTileStores& stores);
 void f32_conv_8x48_avx512(const ConvTile& tile, const ConvTileStores& stores);
 #endif
 
-// The weight gradient's tile: for output channels r < 3 and taps t < 9 of one input channel,
+// The weight gradient's tile: for output channels r < 2 and taps t < 9 of one input channel,
 // sums[r][t][l] += grad_output[n][r][16 v + l] * input[n][16 v + l + tap_offsets[t]] over the
 // images n < images and vectors v < vectors in that order, lane by lane, for the lanes of output
 // pixels (each with one rounding, an FMA, in the AVX2 and AVX-512
 // builds: bitwise the same sums); the caller adds up the 16 lanes. Every row and tap is computed:
 // a caller with fewer repeats a row's pointer or a tap's offset and ignores those sums.
-constexpr int64_t kWeightTileChannels = 3;
+constexpr int64_t kWeightTileChannels = 2;
 constexpr int64_t kWeightTileTaps = 9;
 
 struct ConvWeightTile {
@@ -83,10 +83,10 @@ struct ConvWeightTile {
 
 using ConvWeightMicroKernel = void (*)(const ConvWeightTile& tile);
 
-void f32_conv_weight_3x9_portable(const ConvWeightTile& tile);
+void f32_conv_weight_2x9_portable(const ConvWeightTile& tile);
 #if FASTCONV_X86
-void f32_conv_weight_3x9_avx2(const ConvWeightTile& tile);
-void f32_conv_weight_3x9_avx512(const ConvWeightTile& tile);
+void f32_conv_weight_2x9_avx2(const ConvWeightTile& tile);
+void f32_conv_weight_2x9_avx512(const ConvWeightTile& tile);
 #endif
 
 } // namespace fastconv::cpu

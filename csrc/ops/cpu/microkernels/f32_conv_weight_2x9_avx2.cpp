@@ -1,5 +1,5 @@
-// The 3x9 weight-gradient micro-kernel for AVX2+FMA. Its 16 ymm registers hold the sums of one
-// output channel and 3 taps, both 8-lane halves of each (6 sums), so it runs the tile as 9 such
+// The 2x9 weight-gradient micro-kernel for AVX2+FMA. Its 16 ymm registers hold the sums of one
+// output channel and 3 taps, both 8-lane halves of each (6 sums), so it runs the tile as 6 such
 // pieces, each over all the vectors: every lane is summed as the AVX-512 build sums it.
 #include "f32_conv.h"
 
@@ -50,7 +50,7 @@ FASTCONV_AVX2_INLINE void piece_1x3(const ConvWeightTile& t, int row, int tap0) 
 
 } // namespace
 
-FASTCONV_AVX2 void f32_conv_weight_3x9_avx2(const ConvWeightTile& t) {
+FASTCONV_AVX2 void f32_conv_weight_2x9_avx2(const ConvWeightTile& t) {
   for (int row = 0; row < kWeightTileChannels; ++row) {
     for (int tap0 = 0; tap0 < kTaps; tap0 += kPieceTaps) piece_1x3(t, row, tap0);
   }

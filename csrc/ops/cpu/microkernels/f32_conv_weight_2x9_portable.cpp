@@ -1,10 +1,10 @@
-// The 3x9 weight-gradient micro-kernel in plain C++, which the compiler vectorizes for the
+// The 2x9 weight-gradient micro-kernel in plain C++, which the compiler vectorizes for the
 // baseline ISA: used where AVX2+FMA is missing or switched off.
 #include "f32_conv.h"
 
 namespace fastconv::cpu {
 
-void f32_conv_weight_3x9_portable(const ConvWeightTile& t) {
+void f32_conv_weight_2x9_portable(const ConvWeightTile& t) {
   for (int64_t r = 0; r < kWeightTileChannels; ++r) {
     for (int64_t tap = 0; tap < kWeightTileTaps; ++tap) {
       float* sums = t.sums + (r * kWeightTileTaps + tap) * kConvTileLanes;
