@@ -70,7 +70,7 @@ C10_ALWAYS_INLINE void transform_inputs_impl(const Conv2dGeometry& g, const Tili
                                              int64_t row0, int64_t row1, int64_t depth, float* v,
                                              float* scratch) {
   const int64_t tw_count = tiling.tiles_w, span = tw_count + 1;
-  const int64_t point_stride = rows * depth;
+  const int64_t point_stride = point_stride_for(rows * depth);
   float* even = scratch;            // 4 x span
   float* odd = even + 4 * span;     // 4 x span
   // Columns 2m - pad_w (even[m]) and 2m + 1 - pad_w (odd[m]) inside the row: m in
@@ -155,7 +155,7 @@ C10_ALWAYS_INLINE void transform_grads_impl(const Conv2dGeometry& g, const Tilin
                                             int64_t panel1, int64_t row0, int64_t row1,
                                             int64_t depth, float* z) {
   const int64_t P = g.out_plane(), panels = panel1 - panel0;
-  const int64_t point_stride = panels * depth * kNR;
+  const int64_t point_stride = point_stride_for(panels * depth * kNR);
   alignas(64) static constexpr float kZeros[kNR] = {};
   for (int64_t q = panel0; q < panel1; ++q) {
     const float* gy_panel = packed_gy + q * g.batch * P * kNR;
@@ -274,9 +274,10 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
   const int64_t max_depth = tiling.rows_per_block * tiling.tiles_w;
   at::parallel_for(0, tiling.c_blocks * tiling.k_blocks, 1, [&](int64_t begin, int64_t end) {
     const int64_t c_rows = tiling.c_block, k_cols = tiling.k_block;  // M block: c_rows x k_cols
-    const Workspace<float> v(kPoints * c_rows * max_depth);
-    const Workspace<float> z(kPoints * k_cols * max_depth);
-    const Workspace<float> m(kPoints * c_rows * k_cols);
+    const Workspace<float> v(kPoints * point_stride_for(c_rows * max_depth));
+    const Workspace<float> z(kPoints * point_stride_for(k_cols * max_depth));
+    const int64_t m_stride = point_stride_for(c_rows * k_cols);
+    const Workspace<float> m(kPoints * m_stride);
     const Workspace<float> scratch(8 * (tiling.tiles_w + 1));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t c0 = task / tiling.k_blocks * tiling.c_block;
@@ -292,9 +293,9 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
         transform_grads(g, tiling, packed_gy.data(), k0 / kNR, k0 / kNR + panels, row0, row1,
                         depth, z.data());
         for (int64_t p = 0; p < kPoints; ++p) {
-          const float* v_p = v.data() + p * rows * depth;
-          const float* z_p = z.data() + p * panels * depth * kNR;
-          float* m_p = m.data() + p * c_rows * k_cols;
+          const float* v_p = v.data() + p * point_stride_for(rows * depth);
+          const float* z_p = z.data() + p * point_stride_for(panels * depth * kNR);
+          float* m_p = m.data() + p * m_stride;
           for (int64_t q = 0; q < panels; q += 2) {
             for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
               kernels.run(q + 1 < panels, kMR, depth, v_p + i0 * depth, depth,
@@ -306,7 +307,7 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
       }
       for (int64_t c = c0; c < std::min(C, c0 + rows); ++c) {
         for (int64_t k = k0; k < std::min(K, k0 + cols); ++k) {
-          transform_back(m.data() + (c - c0) * k_cols + (k - k0), c_rows * k_cols,
+          transform_back(m.data() + (c - c0) * k_cols + (k - k0), m_stride,
                          gw + (k * C + c) * 9);
         }
       }
