@@ -174,7 +174,14 @@ def test_random_float32_configurations(case, bias):
                                   # pointwise layers on 7x7 planes: one GEMM over the batch
                                   # (BLAS threads: the 2048-channel one is ResNet-50's size)
                                   (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1),
-                                  (4, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 1)])
+                                  (4, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 1),
+                                  # the packed forward on 7x7 planes, 20 channels: tiles split
+                                  # between images and a partial row panel, summed in scratch
+                                  # tiles; the pixel blocks are balanced per thread count
+                                  (3, 160, 7, 7, 20, 3, 3, 1, 1, 1, 1),
+                                  # Winograd past 128 x 128 channels, its tile blocks balanced per
+                                  # thread count
+                                  (4, 160, 14, 14, 160, 3, 3, 1, 1, 1, 1)])
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, requires_grad=True)
