@@ -25,8 +25,6 @@ constexpr int64_t kPixelBlock = 128;
 // At most this many weight rows per task (43 panels), so that their kKC-deep slice (516 KiB)
 // also stays in L2 and a 512-channel layer packs each pixel block once.
 constexpr int64_t kMaxRowBlock = 516;
-// Up to this many tasks per thread, the tasks are made a multiple of the thread count.
-constexpr int64_t kMaxBalancedTasksPerThread = 8;
 
 // The packed forward's tasks: (group, block of output pixels, block of weight rows). The pixels
 // of the whole batch are numbered image after image, so a block may span small images; blocks are
@@ -47,15 +45,9 @@ struct ForwardTiling {
     splits = std::max(splits, (K + kMaxRowBlock - 1) / kMaxRowBlock);
     row_block = round_up((K + splits - 1) / splits, kMR);
     row_blocks = (K + row_block - 1) / row_block;
-    // With few tasks, one left over for one thread keeps the others waiting (13 tasks on 2 threads
-    // at 14x14, batch 8): smaller pixel blocks until every thread has as many. Blocks only split
-    // the pixels, and each output is summed in the same order in any tile, so the results stay
-    // the same.
-    const int64_t threads = at::get_num_threads();
-    while (tasks(g) % threads != 0 && tasks(g) < kMaxBalancedTasksPerThread * threads &&
-           pixel_blocks < panels) {
-      ++pixel_blocks;
-    }
+    // Smaller pixel blocks where few tasks would leave a thread waiting (14x14, batch 8).
+    pixel_blocks = balanced_blocks(pixel_blocks, g.groups * row_blocks, panels,
+                                   at::get_num_threads());
   }
   int64_t tasks(const Conv2dGeometry& g) const { return g.groups * pixel_blocks * row_blocks; }
   // The first pixel of pixel block b, and its pixel count (at most kPixelBlock).

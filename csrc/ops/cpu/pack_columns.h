@@ -144,20 +144,23 @@ class InputPlanes {
   std::unique_ptr<Workspace<float>> split_;
 };
 
+static_assert(kGatherLanes == kNR, "a gather fills one packed-B panel");
+
 // Where a block of output pixels reads each tap, for pack_columns: per tap and 16-pixel panel,
 // the offset of each pixel's input value from the tap's plane of the block's first image, the
 // lanes that read inside the image (the others, padding and the columns past the block, are
 // zero), and whether the 16 lie side by side (one vector copy instead of a gather). The same for
 // every input channel, so it is built once per block and serves the whole depth.
-static_assert(kGatherLanes == kNR, "a gather fills one packed-B panel");
-
 class TapOffsets {
  public:
   TapOffsets(const InputPlanes& input, const Conv2dGeometry& g) : input_(input), g_(g) {}
 
   // The pixels [first, first + count) of the batch's output pixels (image after image, so that a
-  // block may span small images).
+  // block may span small images). A task of the same block (another block of weight rows) keeps
+  // the offsets it has.
   void assign(int64_t first, int64_t count) {
+    if (first == first_ && count == count_) return;
+    first_ = first, count_ = count;
     const int64_t taps = g_.kernel_h * g_.kernel_w;
     panels_ = (count + kNR - 1) / kNR;
     first_image_ = first / g_.out_plane();
@@ -207,7 +210,7 @@ class TapOffsets {
   };
   const InputPlanes& input_;
   const Conv2dGeometry& g_;
-  int64_t panels_ = 0, first_image_ = 0;
+  int64_t first_ = -1, count_ = -1, panels_ = 0, first_image_ = 0;
   std::vector<int64_t> offsets_;
   std::vector<uint16_t> masks_;
   std::vector<uint8_t> consecutive_;

@@ -24,6 +24,22 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+// The number of blocks (of pixels or tiles, at most max_blocks) that a GEMM's columns are cut
+// into, when each block makes tasks_per_block tasks: raised until the tasks are a multiple of the
+// thread count, while they number at most kMaxBalancedTasksPerThread per thread (13 tasks on 2
+// threads left one thread waiting for the last). Blocks only regroup whole columns, each summed in
+// the same order in any block, so the results do not change.
+constexpr int64_t kMaxBalancedTasksPerThread = 8;
+
+inline int64_t balanced_blocks(int64_t blocks, int64_t tasks_per_block, int64_t max_blocks,
+                               int64_t threads) {
+  while (blocks * tasks_per_block % threads != 0 &&
+         blocks * tasks_per_block < kMaxBalancedTasksPerThread * threads && blocks < max_blocks) {
+    ++blocks;
+  }
+  return blocks;
+}
+
 // Depth blocks of equal size, at most kKC, rather than a short last one.
 inline int64_t block_depth_of(int64_t depth) {
   const int64_t blocks = std::max<int64_t>((depth + kKC - 1) / kKC, 1);

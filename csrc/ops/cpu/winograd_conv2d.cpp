@@ -34,8 +34,6 @@ constexpr int64_t kMaxTilePanels = 4;
 // Output channels per back transform (a multiple of kMR): the products of a group, 16 x 48 x
 // tiles floats, are transformed back together.
 constexpr int64_t kChannelGroup = 48;
-// Up to this many tasks per thread, the tasks are made a multiple of the thread count.
-constexpr int64_t kMaxBalancedTasksPerThread = 8;
 
 struct Tiling {
   int64_t tiles_h, tiles_w, tiles, panels, block, blocks, row_block, row_blocks;
@@ -52,12 +50,8 @@ struct Tiling {
                                                (g.out_channels + kMR - 1) / kMR);
     row_block = round_up((g.out_channels + splits - 1) / splits, kMR);
     row_blocks = (g.out_channels + row_block - 1) / row_block;
-    // Then smaller blocks of tiles until every thread has as many tasks (7 on 2 threads left
-    // one waiting for a quarter of the time); the tiles' sums do not depend on their block.
-    while (tasks() % threads != 0 && tasks() < kMaxBalancedTasksPerThread * threads &&
-           blocks < panels) {
-      ++blocks;
-    }
+    // Then smaller blocks of tiles where few tasks would leave a thread waiting.
+    blocks = balanced_blocks(blocks, row_blocks, panels, threads);
     block = std::max<int64_t>((panels + blocks - 1) / blocks, 1) * kNR;  // the largest
   }
   int64_t tasks() const { return blocks * row_blocks; }
