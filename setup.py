@@ -119,15 +119,18 @@ def extension():
     # Listed so that a changed header alone makes setuptools rebuild (ninja then recompiles only
     # what includes it).
     headers = csrc("*.h", "*.hpp", "*.cuh")
-    cxx = ["-O3", "-fopenmp", f'-DFASTCONV_TORCH_VERSION="{torch.__version__}"']
+    # -g0: Python's flags ask for debug info, which costs a third of the compile time of the files
+    # that include torch's headers; the sanitizer build puts -g back.
+    cxx = ["-O3", "-g0", "-fopenmp", f'-DFASTCONV_TORCH_VERSION="{torch.__version__}"']
     link = ["-fopenmp"]
     if sanitize():
         checks = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
         cxx += checks + ["-fno-wrapv", "-fno-omit-frame-pointer", "-O1", "-g"]
         link += checks
+    include_dirs = [os.path.join(ROOT, "csrc")]  # includes are rooted at csrc/: "ops/cpu/isa.h"
     if sanitize() or not build_with_cuda():
-        return CppExtension("fastconv._C", sources, depends=headers, extra_compile_args={"cxx": cxx},
-                            extra_link_args=link)
+        return CppExtension("fastconv._C", sources, depends=headers, include_dirs=include_dirs,
+                            extra_compile_args={"cxx": cxx}, extra_link_args=link)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "visible GPUs")
@@ -137,7 +140,7 @@ def extension():
         "fastconv._C",
         sources + csrc("*.cu"),
         depends=headers,
-        include_dirs=cuda_library_headers(),
+        include_dirs=include_dirs + cuda_library_headers(),
         extra_compile_args={"cxx": cxx + defines, "nvcc": ["-O3"] + defines},
         extra_link_args=link,
     )

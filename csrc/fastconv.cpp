@@ -2,11 +2,11 @@
 // PyTorch's dispatcher (schemas and frontends in ops/*.cpp, kernels in ops/cpu and ops/cuda); the
 // module itself reports how it was built, and gives the tests and the benchmark a view of the CPU
 // conv2d's path choice and workspace.
-#include <torch/extension.h>
+#include <torch/python.h>
 
 #include "ops/autograd/conv2d_calls.h"
 #include "ops/autograd/pool_calls.h"
-#include "ops/cpu/conv2d_path.h"
+#include "ops/cpu/conv2d/conv2d_path.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/workspace.h"
 #include "ops/shape_checks.h"

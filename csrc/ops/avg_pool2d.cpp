@@ -11,9 +11,9 @@
 
 #include <optional>
 
-#include "backend.h"
-#include "avg_pool2d_kernels.h"
-#include "shape_checks.h"
+#include "ops/backend.h"
+#include "ops/avg_pool2d_kernels.h"
+#include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   // torch's avg_pool2d: each output the sum of its window's taps inside the input over the

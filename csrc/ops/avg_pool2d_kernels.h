@@ -6,7 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_AVG_POOL2D_KERNELS                                                    \
   /* each output: the sum of its window's taps inside the input over the window's divisor. */ \

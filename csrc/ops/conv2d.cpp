@@ -1,7 +1,8 @@
 // conv2d and its two backward ops: schemas, and the frontend shared by every backend. The frontend
 // checks the arguments as torch does (shape_checks.h), picks the device, allocates the result,
 // handles empty and zero-channel cases and the memory format, then hands NCHW contiguous tensors
-// to the backend's kernels (conv2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
+// to the backend's kernels (conv2d_kernels.h). Autograd: autograd/conv2d_autograd.cpp; fake
+// (meta) kernels: fastconv/_ops.py.
 //
 // The two backward ops are linear in each of their tensor arguments, so their own derivatives are
 // again conv2d and the backward ops: gradients of any order need no further kernels.
@@ -12,9 +13,9 @@
 #include <c10/util/accumulate.h>
 #include <torch/library.h>
 
-#include "backend.h"
-#include "conv2d_kernels.h"
-#include "shape_checks.h"
+#include "ops/backend.h"
+#include "ops/conv2d_kernels.h"
+#include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   m.def(

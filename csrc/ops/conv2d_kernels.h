@@ -6,7 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_CONV2D_KERNELS                                                       \
   /* y = conv2d(x, w) + bias; bias may be undefined. */                                      \

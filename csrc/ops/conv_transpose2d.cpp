@@ -9,9 +9,9 @@
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
-#include "backend.h"
-#include "conv2d_kernels.h"
-#include "shape_checks.h"
+#include "ops/backend.h"
+#include "ops/conv2d_kernels.h"
+#include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   // The argument order of torch.nn.functional.conv_transpose2d.

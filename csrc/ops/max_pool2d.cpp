@@ -1,6 +1,7 @@
 // max_pool2d_with_indices and its backward: schemas, and the frontend shared by every backend
 // (checks as torch's, device, allocation, empty cases, layout), which then calls the backend's
-// kernels (max_pool2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
+// kernels (max_pool2d_kernels.h). Autograd: autograd/pool_autograd.cpp; fake (meta) kernels:
+// fastconv/_ops.py.
 #include <ATen/DeviceGuard.h>
 #include <ATen/Dispatch.h>
 #include <ATen/TensorUtils.h>
@@ -10,9 +11,9 @@
 
 #include <tuple>
 
-#include "backend.h"
-#include "max_pool2d_kernels.h"
-#include "shape_checks.h"
+#include "ops/backend.h"
+#include "ops/max_pool2d_kernels.h"
+#include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   // Returns (output, indices): indices int64, each the flat h*W+w position of the maximum within

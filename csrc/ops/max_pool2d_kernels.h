@@ -7,7 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_MAX_POOL2D_KERNELS                                                    \
   /* output and indices of every window. */                                                   \

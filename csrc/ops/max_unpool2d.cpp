@@ -1,6 +1,7 @@
 // max_unpool2d and its backward: schemas, and the frontend shared by every backend (checks as
 // torch's, device, allocation, empty cases, layout), which then calls the backend's kernels
-// (max_unpool2d_kernels.h). Autograd and fake (meta) kernels: fastconv/_ops.py.
+// (max_unpool2d_kernels.h). Autograd: autograd/pool_autograd.cpp; fake (meta) kernels:
+// fastconv/_ops.py.
 #include <ATen/DeviceGuard.h>
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
@@ -8,9 +9,9 @@
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
-#include "backend.h"
-#include "max_unpool2d_kernels.h"
-#include "shape_checks.h"
+#include "ops/backend.h"
+#include "ops/max_unpool2d_kernels.h"
+#include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
   // Scatters each input value to the position its index names, in a zero plane of output_size.

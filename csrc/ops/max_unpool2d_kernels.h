@@ -6,7 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_MAX_UNPOOL2D_KERNELS                                                  \
   /* output (zeroed by the caller)[plane][index] = x[plane][i] for each input element i. */     \

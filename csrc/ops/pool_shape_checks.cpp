@@ -1,6 +1,6 @@
 // Argument checks with torch's exception messages, and the output geometry, of the pooling ops
 // (max, average, unpooling and the gather by indices), for every backend (shape_checks.h).
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #include <ATen/TensorUtils.h>
 #include <c10/util/Exception.h>

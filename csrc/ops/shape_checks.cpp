@@ -1,6 +1,6 @@
 // Argument checks with torch's exception messages, and the output geometry, for the convolutions
 // (conv2d, conv_transpose2d), for every backend; the shared helpers and layouts (shape_checks.h).
-#include "shape_checks.h"
+#include "ops/shape_checks.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -35,11 +35,6 @@ bool any_of(at::IntArrayRef values, bool (*pred)(int64_t)) {
 }
 
 } // namespace
-
-int64_t Conv2dGeometry::rows_per_band(int64_t element_size, int64_t workspace_bytes) const {
-  const int64_t row_bytes = std::max<int64_t>(1, column_rows() * out_w * element_size);
-  return std::clamp<int64_t>(workspace_bytes / row_bytes, 1, std::max<int64_t>(out_h, 1));
-}
 
 bool is_channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() &&
@@ -257,14 +252,16 @@ std::optional<int64_t> transposed_output_size(int64_t in, int64_t kernel, int64_
 
 } // namespace
 
-ConvTranspose2dGeometry check_conv_transpose2d(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
-    int64_t groups, at::IntArrayRef dilation) {
+namespace {
+
+// torch's _convolution, then its check_shape_forward for transposed=1, in their order: the
+// checks that come before any output size. Returns the output channels.
+int64_t check_transposed_arguments(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor* b, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                   int64_t groups, at::IntArrayRef dilation) {
   const auto in = input.sizes();
   const auto w = weight.sizes();
-  const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
-  // torch's _convolution, then its check_shape_forward for transposed=1, in their order.
   TORCH_CHECK(w.size() >= 3, "weight should have at least three dimensions");
   TORCH_CHECK(groups > 0, "non-positive groups is not supported");
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && output_padding.size() == 2 &&
@@ -305,69 +302,83 @@ ConvTranspose2dGeometry check_conv_transpose2d(
               "Given transposed=1, weight of size ", w,
               ", expected bias to be 1-dimensional with ", out_channels,
               " elements, but got bias of size ", b->sizes(), " instead");
-  const bool empty_batch_or_channels = in[0] == 0 || in[1] == 0;
-  TORCH_CHECK(empty_batch_or_channels || input.numel() != 0,
-              "Only zero batch or zero channel inputs are supported, but got input shape: ", in);
+  return out_channels;
+}
 
-  const auto out_h =
-      transposed_output_size(in[2], w[2], stride[0], padding[0], dilation[0], output_padding[0]);
-  const auto out_w =
-      transposed_output_size(in[3], w[3], stride[1], padding[1], dilation[1], output_padding[1]);
-  const auto check_no_overflow = [&] {
+// The output size of a transposed convolution, or torch's error where it overflows.
+struct TransposedOutput {
+  std::optional<int64_t> out_h, out_w;
+  void check_no_overflow(at::IntArrayRef in, at::IntArrayRef w, at::IntArrayRef stride,
+                         at::IntArrayRef dilation) const {
     TORCH_CHECK(out_h && out_w, "fastconv conv_transpose2d: the output size overflows int64 "
                 "(input ", in, ", weight ", w, ", stride ", stride, ", dilation ", dilation, ")");
-  };
-  ConvTranspose2dGeometry t{};
-  if (empty_batch_or_channels) {  // torch's Empty backend: only the output shape
-    // torch fails on an internal select() (IndexError) here; these say what is wrong.
-    TORCH_CHECK(w[2] > 0 && w[3] > 0, "kernel size should be greater than zero, but got "
-                "kernel_height: ", w[2], " kernel_width: ", w[3]);
-    TORCH_CHECK(w[1] > 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
-    check_no_overflow();
-    t.output_size = {in[0], out_channels, *out_h, *out_w};
-    // torch views an empty tensor as the output shape: a negative size fails as its infer_size
-    // says (-1 reads as "infer this dimension").
-    const at::IntArrayRef shape(t.output_size);
-    bool inferred = false;
-    for (const int d : {2, 3}) {
-      TORCH_CHECK(shape[d] != -1 || !inferred, "only one dimension can be inferred");
-      TORCH_CHECK(shape[d] >= -1, "invalid shape dimension ", shape[d], " at index ", d,
-                  " of shape ", shape);
-      inferred |= shape[d] == -1;
-    }
-    TORCH_CHECK(!inferred, "cannot reshape tensor of 0 elements into shape ", shape,
-                " because the unspecified dimension size -1 can be any value and is ambiguous");
-    return t;
   }
+};
 
-  // The checks of torch's slow kernel (slow_conv_transpose2d_shape_check), in its order.
-  // oneDNN takes an empty output, and a zero dilation along a kernel of one tap (it changes
-  // nothing there); torch's slow kernel refuses both.
-  const auto slow_kernel_checks = [&](bool onednn) {
-    const auto dilation_ok = [&](int d) { return dilation[d] > 0 || (onednn && w[d + 2] == 1); };
-    TORCH_CHECK(w[3] > 0 && w[2] > 0, "kernel size should be greater than zero, but got "
-                "kernel_height: ", w[2], " kernel_width: ", w[3]);
-    TORCH_CHECK(dilation_ok(1) && dilation_ok(0), "dilation should be greater than zero, but "
-                "got dilation_height: ", dilation[0], ", dilation_width: ", dilation[1]);
-    TORCH_CHECK((output_padding[1] < stride[1] || output_padding[1] < dilation[1]) &&
-                    (output_padding[0] < stride[0] || output_padding[0] < dilation[0]),
-                "output padding must be smaller than either stride or dilation, but got "
-                "output_padding_height: ", output_padding[0], " output_padding_width: ",
-                output_padding[1], " stride_height: ", stride[0], " stride_width: ", stride[1],
-                " dilation_height: ", dilation[0], " dilation_width: ", dilation[1]);
-    // torch runs its slow kernel group by group, on one group's slice of the weight.
-    TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ",
-                at::IntArrayRef{w[0] / groups, w[1], w[2], w[3]});
-    check_no_overflow();
-    const int64_t least = onednn ? 0 : 1;
-    TORCH_CHECK(*out_h >= least && *out_w >= least, "Given input size per channel: (", in[2], " x ",
-                in[3], "). Calculated output size per channel: (", *out_h, " x ", *out_w,
-                "). Output size is too small");
-  };
-  // torch's CPU backend choice: oneDNN by conv2d's heuristic, but never for an output_padding
-  // that reaches the stride; otherwise its slow kernel, which checks shapes before dtypes.
+// torch's Empty backend, for an empty batch or no channels: only the output shape.
+ConvTranspose2dGeometry empty_transposed(at::IntArrayRef in, at::IntArrayRef w,
+                                         int64_t out_channels, const TransposedOutput& out,
+                                         at::IntArrayRef stride, at::IntArrayRef dilation) {
+  // torch fails on an internal select() (IndexError) here; these say what is wrong.
+  TORCH_CHECK(w[2] > 0 && w[3] > 0, "kernel size should be greater than zero, but got "
+              "kernel_height: ", w[2], " kernel_width: ", w[3]);
+  TORCH_CHECK(w[1] > 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
+  out.check_no_overflow(in, w, stride, dilation);
+  ConvTranspose2dGeometry t{};
+  t.output_size = {in[0], out_channels, *out.out_h, *out.out_w};
+  // torch views an empty tensor as the output shape: a negative size fails as its infer_size
+  // says (-1 reads as "infer this dimension").
+  const at::IntArrayRef shape(t.output_size);
+  bool inferred = false;
+  for (const int d : {2, 3}) {
+    TORCH_CHECK(shape[d] != -1 || !inferred, "only one dimension can be inferred");
+    TORCH_CHECK(shape[d] >= -1, "invalid shape dimension ", shape[d], " at index ", d,
+                " of shape ", shape);
+    inferred |= shape[d] == -1;
+  }
+  TORCH_CHECK(!inferred, "cannot reshape tensor of 0 elements into shape ", shape,
+              " because the unspecified dimension size -1 can be any value and is ambiguous");
+  return t;
+}
+
+// The checks of torch's slow kernel (slow_conv_transpose2d_shape_check), in its order. oneDNN
+// takes an empty output, and a zero dilation along a kernel of one tap (it changes nothing
+// there); torch's slow kernel refuses both.
+void check_slow_kernel_shapes(bool onednn, const at::Tensor& input, const at::Tensor& weight,
+                              const TransposedOutput& out, at::IntArrayRef stride,
+                              at::IntArrayRef output_padding, int64_t groups,
+                              at::IntArrayRef dilation) {
+  const auto in = input.sizes();
+  const auto w = weight.sizes();
+  const auto dilation_ok = [&](int d) { return dilation[d] > 0 || (onednn && w[d + 2] == 1); };
+  TORCH_CHECK(w[3] > 0 && w[2] > 0, "kernel size should be greater than zero, but got "
+              "kernel_height: ", w[2], " kernel_width: ", w[3]);
+  TORCH_CHECK(dilation_ok(1) && dilation_ok(0), "dilation should be greater than zero, but "
+              "got dilation_height: ", dilation[0], ", dilation_width: ", dilation[1]);
+  TORCH_CHECK((output_padding[1] < stride[1] || output_padding[1] < dilation[1]) &&
+                  (output_padding[0] < stride[0] || output_padding[0] < dilation[0]),
+              "output padding must be smaller than either stride or dilation, but got "
+              "output_padding_height: ", output_padding[0], " output_padding_width: ",
+              output_padding[1], " stride_height: ", stride[0], " stride_width: ", stride[1],
+              " dilation_height: ", dilation[0], " dilation_width: ", dilation[1]);
+  // torch runs its slow kernel group by group, on one group's slice of the weight.
+  TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ",
+              at::IntArrayRef{w[0] / groups, w[1], w[2], w[3]});
+  out.check_no_overflow(in, w, stride, dilation);
+  const int64_t least = onednn ? 0 : 1;
+  TORCH_CHECK(*out.out_h >= least && *out.out_w >= least, "Given input size per channel: (", in[2],
+              " x ", in[3], "). Calculated output size per channel: (", *out.out_h, " x ",
+              *out.out_w, "). Output size is too small");
+}
+
+// torch's CPU backend choice: oneDNN by conv2d's heuristic, but never for an output_padding that
+// reaches the stride; otherwise its slow kernel, which checks shapes before dtypes.
+bool torch_uses_slow_kernel(const at::Tensor& input, const at::Tensor& weight,
+                            at::IntArrayRef stride, at::IntArrayRef output_padding, int64_t groups,
+                            at::IntArrayRef dilation) {
+  const auto w = weight.sizes();
   Conv2dGeometry heuristic{};
-  heuristic.batch = in[0];
+  heuristic.batch = input.size(0);
   heuristic.kernel_h = w[2];
   heuristic.kernel_w = w[3];
   heuristic.stride_h = stride[0];
@@ -376,12 +387,36 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   heuristic.dilation_w = dilation[1];
   heuristic.groups = groups;
   const bool big_output_padding = output_padding[0] >= stride[0] || output_padding[1] >= stride[1];
-  const bool slow_cpu_kernel = input.is_cpu() && weight.is_cpu() &&
+  return input.is_cpu() && weight.is_cpu() &&
       (big_output_padding || !torch_uses_onednn(heuristic, input));
+}
+
+} // namespace
+
+ConvTranspose2dGeometry check_conv_transpose2d(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+    int64_t groups, at::IntArrayRef dilation) {
+  const auto in = input.sizes();
+  const auto w = weight.sizes();
+  const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
+  const int64_t out_channels = check_transposed_arguments(input, weight, b, stride, padding,
+                                                          output_padding, groups, dilation);
+  const bool empty_batch_or_channels = in[0] == 0 || in[1] == 0;
+  TORCH_CHECK(empty_batch_or_channels || input.numel() != 0,
+              "Only zero batch or zero channel inputs are supported, but got input shape: ", in);
+  const TransposedOutput out{
+      transposed_output_size(in[2], w[2], stride[0], padding[0], dilation[0], output_padding[0]),
+      transposed_output_size(in[3], w[3], stride[1], padding[1], dilation[1], output_padding[1])};
+  if (empty_batch_or_channels) {
+    return empty_transposed(in, w, out_channels, out, stride, dilation);
+  }
+  const bool slow_cpu_kernel =
+      torch_uses_slow_kernel(input, weight, stride, output_padding, groups, dilation);
   const bool same_type =
       input.scalar_type() == weight.scalar_type() && input.device() == weight.device();
   if (slow_cpu_kernel) {
-    slow_kernel_checks(false);
+    check_slow_kernel_shapes(false, input, weight, out, stride, output_padding, groups, dilation);
     TORCH_CHECK(same_type, "expected scalar type ", input.scalar_type(), " but found ",
                 weight.scalar_type());
   }
@@ -389,6 +424,7 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   TORCH_CHECK(same_type, "Input type (", legacy_type_name(input), ") and weight type (",
               legacy_type_name(weight), ") should be the same", mkldnn_words,
               input.is_cpu() ? "weight is a dense tensor" : "");
+  ConvTranspose2dGeometry t{};
   t.cast_bias = b != nullptr && slow_cpu_kernel && b->device() == input.device() &&
       b->scalar_type() != input.scalar_type();
   TORCH_CHECK(b == nullptr || t.cast_bias || (b->scalar_type() == input.scalar_type() &&
@@ -397,9 +433,10 @@ ConvTranspose2dGeometry check_conv_transpose2d(
               ") should be the same", mkldnn_words, input.is_cpu() ? "bias is a dense tensor" : "");
   // oneDNN and cuDNN fail on these inside their libraries; the slow kernel's words say what is
   // wrong.
-  slow_kernel_checks(!slow_cpu_kernel);
+  check_slow_kernel_shapes(!slow_cpu_kernel, input, weight, out, stride, output_padding, groups,
+                           dilation);
 
-  t.output_size = {in[0], out_channels, *out_h, *out_w};
+  t.output_size = {in[0], out_channels, *out.out_h, *out.out_w};
   t.extra_h = output_padding[0] / stride[0];
   t.extra_w = output_padding[1] / stride[1];
   const std::array<int64_t, 2> taps_apart{std::max<int64_t>(dilation[0], 1),

@@ -9,7 +9,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include "conv2d_calls.h"
+#include "ops/autograd/conv2d_calls.h"
 
 namespace fastconv {
 namespace {

@@ -12,7 +12,7 @@
 
 #include <tuple>
 
-#include "pool_calls.h"
+#include "ops/autograd/pool_calls.h"
 
 namespace fastconv {
 namespace {

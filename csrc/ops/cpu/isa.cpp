@@ -1,5 +1,5 @@
 // Decides once per process whether the CPU kernels' AVX2 builds may run (isa.h).
-#include "isa.h"
+#include "ops/cpu/isa.h"
 
 #include <ATen/Version.h>
 

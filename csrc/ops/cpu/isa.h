@@ -4,10 +4,10 @@
 // Vector code is compiled per function for AVX2+FMA (FASTCONV_AVX2), never with a global -mavx2,
 // so the library still loads on CPUs without it. Every kernel with a vector build comes as a pair,
 // `name_portable` and (where FASTCONV_X86 is 1) `name_avx2`, with the same signature, and callers
-// pick one only through FASTCONV_SELECT_ISA(name). A kernel that gains from 512-bit vectors (the
-// GEMM micro-kernel, twice the FMA width where the CPU has two such units, and Winograd's
-// transforms, which feed it) also comes as
-// `name_avx512` (FASTCONV_AVX512), and callers pick it through FASTCONV_SELECT_ISA_AVX512(name).
+// pick one only through FASTCONV_SELECT_ISA(name). A kernel that gains from 512-bit vectors also
+// comes as `name_avx512` (FASTCONV_AVX512), picked through FASTCONV_SELECT_ISA_AVX512(name): the
+// GEMM micro-kernels (f32_gemm_12x16, f32_gemm_12x32), the direct convolution's (f32_conv_8x48,
+// f32_conv_weight_2x9), the packed path's gathers (f32_gather_panels) and Winograd's transforms.
 // ATEN_CPU_CAPABILITY limits both, as it limits ATen's own kernels.
 //
 // ATen's Vectorized<T> is not used: its AVX2 specialisations need the whole translation unit

@@ -3,8 +3,6 @@
 // (workspace_peak_bytes) and check it against the figure the path choice reports.
 #pragma once
 
-#include <c10/util/Exception.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -23,6 +21,9 @@ inline void add(int64_t bytes) {
   }
 }
 } // namespace workspace_accounting
+
+// Raises torch's out-of-memory error (workspace.cpp: the one place here with torch's headers).
+[[noreturn]] void throw_workspace_out_of_memory(int64_t bytes);
 
 // The most workspace bytes alive at once since the last reset (all threads together).
 inline int64_t workspace_peak_bytes() { return workspace_accounting::peak_bytes.load(); }
@@ -43,8 +44,9 @@ class Workspace {
  public:
   explicit Workspace(int64_t elements, bool zeroed = false) : bytes_(workspace_bytes(elements, sizeof(T))) {
     data_ = static_cast<T*>(std::aligned_alloc(64, std::max<int64_t>(bytes_, 64)));
-    TORCH_CHECK(data_ != nullptr, "fastconv: out of memory for a ", bytes_,
-                "-byte CPU workspace");
+    if (data_ == nullptr) {
+      throw_workspace_out_of_memory(bytes_);
+    }
     if (zeroed) {
       std::fill_n(data_, elements, T(0));
     }

@@ -1,17 +1,17 @@
-// The CUDA avg_pool2d kernels (../avg_pool2d_kernels.h), for NCHW and channels_last input, on the
+// The CUDA avg_pool2d kernels (ops/avg_pool2d_kernels.h), for NCHW and channels_last input, on the
 // current stream.
 //
 // Forward: one thread per output, which sums its window's taps inside the input (in float for the
-// half types) and divides by the window's divisor (../pool_windows.h). Backward: a gather, one
+// half types) and divides by the window's divisor (ops/pool_windows.h). Backward: a gather, one
 // thread per input element, which sums grad_output / divisor over the windows that cover it, in
 // window order: no atomics, so the result is deterministic and equal to the CPU kernel's sums.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 
-#include "../avg_pool2d_kernels.h"
-#include "../pool_windows.h"
-#include "launch.cuh"
+#include "ops/avg_pool2d_kernels.h"
+#include "ops/pool_windows.h"
+#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 namespace {

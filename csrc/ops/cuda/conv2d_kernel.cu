@@ -1,6 +1,6 @@
-// The CUDA conv2d kernels (../conv2d_kernels.h): im2col on chunks of images and bands of output
+// The CUDA conv2d kernels (ops/conv2d_kernels.h): im2col on chunks of images and bands of output
 // rows (im2col.cuh), then GEMMs through cuBLAS, on the current stream. NCHW contiguous tensors; the
-// frontend (../conv2d.cpp) has checked them, set the device and converted channels_last.
+// frontend (ops/conv2d.cpp) has checked them, set the device and converted channels_last.
 //
 // Per group g of image n, with K = out channels per group, rows = (in channels per group) * kh * kw
 // and `band` the output pixels of a band of output rows (row-major matrices):
@@ -19,9 +19,9 @@
 #include <climits>
 #include <type_traits>
 
-#include "../conv2d_kernels.h"
-#include "im2col.cuh"
-#include "launch.cuh"
+#include "ops/conv2d_kernels.h"
+#include "ops/cuda/im2col.cuh"
+#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 namespace {

@@ -13,8 +13,8 @@
 
 #include <ATen/OpMathType.h>
 
-#include "../shape_checks.h"
-#include "launch.cuh"
+#include "ops/shape_checks.h"
+#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 

@@ -1,8 +1,8 @@
-// The CUDA max_pool2d kernels (../max_pool2d_kernels.h), for NCHW and channels_last input, on the
+// The CUDA max_pool2d kernels (ops/max_pool2d_kernels.h), for NCHW and channels_last input, on the
 // current stream.
 //
 // Forward: one thread per output, which scans its window and writes the maximum and its index,
-// with torch's rule (../pool_windows.h). Backward: a gather, one thread per input element, which
+// with torch's rule (ops/pool_windows.h). Backward: a gather, one thread per input element, which
 // sums the gradients of the windows that could have picked it and did (their index names it), in
 // window order: no atomics, so the result is deterministic and equal to the CPU kernel's sums.
 #include <ATen/Dispatch.h>
@@ -10,9 +10,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/NumericLimits.cuh>
 
-#include "../max_pool2d_kernels.h"
-#include "../pool_windows.h"
-#include "launch.cuh"
+#include "ops/max_pool2d_kernels.h"
+#include "ops/pool_windows.h"
+#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 namespace {

@@ -13,8 +13,8 @@
 
 #include <limits>
 
-#include "../max_unpool2d_kernels.h"
-#include "launch.cuh"
+#include "ops/max_unpool2d_kernels.h"
+#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 namespace {

@@ -1,9 +1,9 @@
-// The register-blocked inner kernels of the direct convolution (../direct_conv2d.cpp, and
-// ../direct_weight_backward.cpp): a forward tile of 8 output channels x 48 output pixels (three
+// The register-blocked inner kernels of the direct convolution (conv2d/direct/direct_forward.cpp
+// and direct_weight_backward.cpp): a forward tile of 8 output channels x 48 output pixels (three
 // 16-pixel vectors) summed straight from the zero-padded input planes, with no im2col; and a
 // weight-gradient tile of 2 output channels x 9 taps of one input channel, 16 lanes each. Builds,
 // one per file: f32_conv_8x48_{portable,avx2,avx512}.cpp and f32_conv_weight_2x9_{...}.cpp; pick
-// one with FASTCONV_SELECT_ISA_AVX512(f32_conv_8x48) or (f32_conv_weight_2x9) (../isa.h).
+// one with FASTCONV_SELECT_ISA_AVX512(f32_conv_8x48) or (f32_conv_weight_2x9) (isa.h).
 //
 // The tile's pixels are consecutive positions q of a grid out_w + (the taps' reach) wide (a
 // padded input row, at stride 1), so that tap t of every pixel reads in[q + tap_offsets[t]]: one
@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "../isa.h"
+#include "ops/cpu/isa.h"
 
 namespace fastconv::cpu {
 

@@ -2,7 +2,7 @@
 // channels x 24 pixels (12 accumulators, three input vectors, one broadcast weight), so it runs
 // the tile as up to 2 x 2 such pieces, each over the whole depth: every output is summed as the
 // AVX-512 build sums it.
-#include "f32_conv.h"
+#include "ops/cpu/microkernels/f32_conv.h"
 
 namespace fastconv::cpu {
 

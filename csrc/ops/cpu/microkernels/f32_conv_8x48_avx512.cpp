@@ -1,6 +1,6 @@
 // The 8x48 direct-convolution micro-kernel for AVX-512F: 8 x 3 zmm accumulators, three input
 // vectors and one broadcast weight per output channel, tap and input channel.
-#include "f32_conv.h"
+#include "ops/cpu/microkernels/f32_conv.h"
 
 namespace fastconv::cpu {
 

@@ -1,6 +1,6 @@
 // The 8x48 direct-convolution micro-kernel in plain C++, which the compiler vectorizes for the
 // baseline ISA: used where AVX2+FMA is missing or switched off.
-#include "f32_conv.h"
+#include "ops/cpu/microkernels/f32_conv.h"
 
 namespace fastconv::cpu {
 

@@ -1,7 +1,7 @@
 // The 2x9 weight-gradient micro-kernel for AVX2+FMA. Its 16 ymm registers hold the sums of one
 // output channel and 3 taps, both 8-lane halves of each (6 sums), so it runs the tile as 6 such
 // pieces, each over all the vectors: every lane is summed as the AVX-512 build sums it.
-#include "f32_conv.h"
+#include "ops/cpu/microkernels/f32_conv.h"
 
 namespace fastconv::cpu {
 

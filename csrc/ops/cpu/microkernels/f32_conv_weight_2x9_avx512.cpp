@@ -1,7 +1,7 @@
 // The 2x9 weight-gradient micro-kernel for AVX-512F: 18 zmm sums, two grad_output vectors and
-// one input vector per tap and 16 pixels. (Three output channels, 27 sums, left gcc too few
-// registers: it kept sums on the stack inside the loop, at 0.4x oneDNN on ResNeXt's 14x14 layers.)
-#include "f32_conv.h"
+// one input vector per tap and 16 pixels (with three output channels, 27 sums, gcc spills sums to
+// the stack inside the loop).
+#include "ops/cpu/microkernels/f32_conv.h"
 
 namespace fastconv::cpu {
 

@@ -1,17 +1,17 @@
-// The packed GEMM's im2col step (../pack_columns.h: pack_columns): one row of the column matrix
+// The packed GEMM's im2col step (conv2d/packed/pack_columns.h): one row of the column matrix
 // (one input channel and tap) written into the packed-B panels of a block of output pixels, each
 // panel's 16 values gathered from the input by precomputed offsets. Gathering pays where an
 // output row holds fewer pixels than a panel (ResNet's 14x14 and 7x7 stages), whose panels span
-// rows and images: copying them run by run cost 13-17% of such a layer. Builds, one per file:
+// rows and images, so that copying them run by run costs more. Builds, one per file:
 // f32_gather_panels_{portable,avx2,avx512}.cpp; pick one with
-// FASTCONV_SELECT_ISA_AVX512(f32_gather_panels) (../isa.h).
+// FASTCONV_SELECT_ISA_AVX512(f32_gather_panels) (isa.h).
 //
 // Every build writes the same values (a copy), so the choice never changes a result.
 #pragma once
 
 #include <cstdint>
 
-#include "../isa.h"
+#include "ops/cpu/isa.h"
 
 namespace fastconv::cpu {
 

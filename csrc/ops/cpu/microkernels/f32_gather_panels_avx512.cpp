@@ -1,6 +1,6 @@
 // The panel gather of f32_gather.h for AVX-512F: two 8-lane gathers (64-bit offsets) per panel,
 // the lanes off the mask left zero and never read.
-#include "f32_gather.h"
+#include "ops/cpu/microkernels/f32_gather.h"
 
 namespace fastconv::cpu {
 

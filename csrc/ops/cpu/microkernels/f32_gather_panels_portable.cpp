@@ -1,5 +1,5 @@
 // The panel gather of f32_gather.h in plain C++: where AVX2 is missing or switched off.
-#include "f32_gather.h"
+#include "ops/cpu/microkernels/f32_gather.h"
 
 #include <cstring>
 

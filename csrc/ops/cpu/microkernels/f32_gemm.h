@@ -1,9 +1,9 @@
-// The register-blocked inner kernels of the packed float GEMM (../packed_gemm.h): a tile of up to
+// The register-blocked inner kernels of the packed float GEMM (conv2d/packed/packed_gemm.h): a tile of up to
 // kMR rows from kMR rows of A and one packed panel of B (12x16), or two panels at once (12x32).
 // Builds, one per file, named by tile and ISA: f32_gemm_12x16_{portable,avx2,avx512}.cpp,
 // f32_gemm_12x32_avx512.cpp, and f32_gemm_12x32_from_12x16.cpp (the other ISAs' 12x32, two
 // 12x16 calls); pick one with FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16) or (f32_gemm_12x32)
-// (../isa.h).
+// (isa.h).
 //
 // All builds add every output's products in the same order, one k after another, each with one
 // rounding (an FMA) in the AVX2 and AVX-512 builds: those give bitwise the same results, whichever
@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "../isa.h"
+#include "ops/cpu/isa.h"
 
 namespace fastconv::cpu {
 
@@ -33,8 +33,7 @@ using MicroKernel = void (*)(int64_t rows, int64_t depth, const float* a, int64_
 
 // tile[rows x 2 kNR] = start + a * [b0 | b1], b0 = b and b1 = b + b_panel_stride two packed
 // panels, otherwise as MicroKernel. With 24 zmm accumulators each broadcast A value feeds two
-// FMAs: 14 loads per 24 FMAs instead of 13 per 12, which lifts the AVX-512 kernel from about 165
-// to 200 GFLOP/s per core on the build machine (scratch micro-benchmark, cache-resident blocks).
+// FMAs: 14 loads per 24 FMAs instead of 13 per 12.
 using WideMicroKernel = void (*)(int64_t rows, int64_t depth, const float* a, int64_t lda,
                                  const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
                                  const float* row_start, bool accumulate);

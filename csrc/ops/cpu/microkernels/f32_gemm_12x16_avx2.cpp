@@ -1,7 +1,7 @@
 // The 12x16 float GEMM micro-kernel for AVX2+FMA, as two 6x16 halves: 12 accumulators, two B
 // vectors and one broadcast A value fill the 16 ymm registers, one FMA per accumulator and depth
 // step. A tile of at most 6 rows computes one half only.
-#include "f32_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 
 namespace fastconv::cpu {
 

@@ -1,7 +1,7 @@
 // The 12x16 float GEMM micro-kernel for AVX-512F: one zmm accumulator per row, one B vector and
 // one broadcast A value per row and depth step. Tiles of at most 4 or 8 rows (the last panel of a
 // matrix whose rows are not a multiple of 12) run a shorter build of the same loop.
-#include "f32_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 
 namespace fastconv::cpu {
 

@@ -1,7 +1,7 @@
 // The 12x16 float GEMM micro-kernel in plain C++, which the compiler vectorizes for the baseline
 // ISA: used where AVX2+FMA is missing or switched off, and the reference the vector builds are
 // tested against.
-#include "f32_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 
 namespace fastconv::cpu {
 

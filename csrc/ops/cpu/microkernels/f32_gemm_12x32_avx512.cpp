@@ -1,7 +1,7 @@
 // The 12x32 float GEMM micro-kernel for AVX-512F: two zmm accumulators per row, two B vectors (one
 // from each panel) and one broadcast A value per row and depth step, shared by both FMAs. Tiles of
 // at most 4 or 8 rows run a shorter build of the same loop.
-#include "f32_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 
 namespace fastconv::cpu {
 

@@ -1,7 +1,7 @@
 // The 12x32 tile where AVX-512 is missing or switched off: two 12x16 calls, one per panel. AVX2's
 // 16 ymm registers hold no wider tile than 6x16 (two of them make its 12x16), so there is nothing
 // to gain from a kernel of its own, and the results are the 12x16 builds', bitwise.
-#include "f32_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 
 namespace fastconv::cpu {
 

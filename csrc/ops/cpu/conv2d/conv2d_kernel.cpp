@@ -1,0 +1,125 @@
+// The CPU conv2d kernels: each pass runs on the path conv2d_path.cpp chooses, and records it.
+// Layout is NCHW inside; the frontend (ops/conv2d.cpp) converts channels_last at the edges.
+#include "ops/conv2d_kernels.h"
+#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
+#include "ops/cpu/conv2d/packed/packed.h"
+#include "ops/cpu/conv2d/conv2d_path.h"
+#include "ops/cpu/conv2d/depthwise/depthwise.h"
+#include "ops/cpu/conv2d/direct/direct.h"
+#include "ops/cpu/conv2d/winograd/winograd.h"
+#include "ops/cpu/common.h"
+#include "ops/cpu/parallel.h"
+#include "ops/cpu/workspace.h"
+
+namespace fastconv::cpu {
+namespace {
+
+constexpr int64_t kMinFlipFloatsPerTask = 4096;
+
+// weight[K, C/g, kh, kw] -> [C, K/g, kh, kw], flipped in both spatial dims, group by group: the
+// weights of the convolution that gives a stride-1 convolution's input gradient. One pass of
+// plain loops (ATen's transpose, flip and reshape cost a small layer a quarter of its time).
+void flip_transpose_weight(const Conv2dGeometry& g, const float* weight, float* flipped) {
+  const int64_t K = g.out_channels_per_group(), C = g.in_channels_per_group();
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  parallel_for(0, g.groups * C, grain_for(K * taps, kMinFlipFloatsPerTask),
+               [&](int64_t begin, int64_t end) {
+    for (int64_t group_c = begin; group_c < end; ++group_c) {
+      const int64_t group = group_c / C, c = group_c % C;
+      for (int64_t k = 0; k < K; ++k) {
+        const float* source = weight + ((group * K + k) * C + c) * taps;
+        float* target = flipped + (group_c * K + k) * taps;
+        for (int64_t t = 0; t < taps; ++t) target[t] = source[taps - 1 - t];
+      }
+    }
+  });
+}
+
+const float* float_data_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<float>() : nullptr;
+}
+
+} // namespace
+
+void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
+                    const at::Tensor& bias, at::Tensor& y) {
+  const auto path = choose_path(Conv2dPass::forward, g, x.scalar_type());
+  record_run(Conv2dPass::forward, path);
+  switch (path) {
+    case Conv2dPath::depthwise:
+      depthwise_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                        float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::packed_gemm:
+      packed_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                     float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::winograd:
+      winograd_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                       float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::direct:
+      direct_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                     float_data_or_null(bias), y.mutable_data_ptr<float>());
+      return;
+    default:
+      im2col_blas_forward(g, x, w, bias, y);
+  }
+}
+
+void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
+                           at::Tensor& gx) {
+  const auto path = choose_path(Conv2dPass::input_backward, g, gy.scalar_type());
+  record_run(Conv2dPass::input_backward, path);
+  switch (path) {
+    case Conv2dPath::depthwise_flipped:
+    case Conv2dPath::winograd_flipped:
+    case Conv2dPath::direct_flipped:
+    case Conv2dPath::packed_gemm_flipped: {
+      const auto t = input_backward_geometry(g);
+      const Workspace<float> flipped(w.numel());
+      flip_transpose_weight(g, w.const_data_ptr<float>(), flipped.data());
+      const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
+          : path == Conv2dPath::winograd_flipped ? winograd_forward
+          : path == Conv2dPath::direct_flipped   ? direct_forward
+                                                 : packed_forward;
+      forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr,
+              gx.mutable_data_ptr<float>());
+      return;
+    }
+    case Conv2dPath::depthwise_scatter:
+      depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                               gx.mutable_data_ptr<float>());
+      return;
+    default:
+      im2col_blas_input_backward(g, gy, w, gx);
+  }
+}
+
+void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
+                            at::Tensor& gw) {
+  const auto path = choose_path(Conv2dPass::weight_backward, g, x.scalar_type());
+  record_run(Conv2dPass::weight_backward, path);
+  switch (path) {
+    case Conv2dPath::depthwise:
+      depthwise_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                                gw.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::winograd:
+      winograd_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                               gw.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::direct:
+      direct_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                             gw.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::packed_gemm:
+      packed_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                             gw.mutable_data_ptr<float>());
+      return;
+    default:
+      im2col_blas_weight_backward(g, x, gy, gw);
+  }
+}
+
+} // namespace fastconv::cpu
