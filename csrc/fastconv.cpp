@@ -30,10 +30,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def(
       "_conv2d_eager",
       [](const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-         std::vector<int64_t> stride, std::vector<int64_t> padding,
-         std::vector<int64_t> dilation, int64_t groups) {
-        return fastconv::conv2d_op(input, weight, bias,
-                                   {std::move(stride), std::move(padding), std::move(dilation), groups});
+         std::vector<int64_t> stride, std::vector<int64_t> padding, std::vector<int64_t> dilation,
+         int64_t groups) {
+        return fastconv::conv2d_op(
+            input, weight, bias,
+            {std::move(stride), std::move(padding), std::move(dilation), groups});
       },
       pybind11::call_guard<pybind11::gil_scoped_release>(),
       "torch.ops.fastconv.conv2d for eager calls.");
@@ -41,78 +42,85 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_max_pool2d_with_indices_eager",
       [](const at::Tensor& input, std::vector<int64_t> kernel_size, std::vector<int64_t> stride,
          std::vector<int64_t> padding, std::vector<int64_t> dilation, bool ceil_mode) {
-        return fastconv::max_pool2d_op(input, {std::move(kernel_size), std::move(stride),
-                                               std::move(padding), std::move(dilation), ceil_mode});
+        return fastconv::max_pool2d_op(input,
+                                       {std::move(kernel_size), std::move(stride),
+                                        std::move(padding), std::move(dilation), ceil_mode});
       },
       pybind11::call_guard<pybind11::gil_scoped_release>(),
       "torch.ops.fastconv.max_pool2d_with_indices for eager calls.");
 
-  m.def("build_info", [] {
-    pybind11::dict info;
-    info["torch_version"] = FASTCONV_TORCH_VERSION;
+  m.def(
+      "build_info",
+      [] {
+        pybind11::dict info;
+        info["torch_version"] = FASTCONV_TORCH_VERSION;
 #ifdef FASTCONV_WITH_CUDA
-    info["cuda"] = true;
-    info["cuda_version"] = std::to_string(CUDA_VERSION / 1000) + "." +
-        std::to_string((CUDA_VERSION % 1000) / 10);
+        info["cuda"] = true;
+        info["cuda_version"] =
+            std::to_string(CUDA_VERSION / 1000) + "." + std::to_string((CUDA_VERSION % 1000) / 10);
 #else
-    info["cuda"] = false;
-    info["cuda_version"] = pybind11::none();
+        info["cuda"] = false;
+        info["cuda_version"] = pybind11::none();
 #endif
-    info["cuda_archs"] = FASTCONV_CUDA_ARCHS;
-    info["openmp"] =
+        info["cuda_archs"] = FASTCONV_CUDA_ARCHS;
+        info["openmp"] =
 #ifdef _OPENMP
-        true;
+            true;
 #else
-        false;
+            false;
 #endif
-    // The CPU kernels' vector builds, chosen at run time (cpu/isa.h).
-    info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx512() ? "avx512f"
-        : fastconv::cpu::cpu_uses_avx2()                     ? "avx2_fma"
-                                                             : "portable";
-    return info;
-  }, "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
-     "GEMM kernel it runs.");
+        // The CPU kernels' vector builds, chosen at run time (cpu/isa.h).
+        info["cpu_gemm_kernel"] = fastconv::cpu::cpu_uses_avx512() ? "avx512f"
+            : fastconv::cpu::cpu_uses_avx2()                       ? "avx2_fma"
+                                                                   : "portable";
+        return info;
+      },
+      "How this build of fastconv was compiled (torch version, CUDA, archs, OpenMP) and which CPU "
+      "GEMM kernel it runs.");
 
-  m.def("conv2d_cpu_workspace_bytes",
-        [](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
-           std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
-          const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
-                                                dilation, groups);
-          return fastconv::cpu::conv2d_forward_workspace_bytes(g, input.scalar_type());
-        },
-        "Peak workspace in bytes of the CPU conv2d forward for these arguments (meta "
-        "tensors are enough), with the current thread count.");
+  m.def(
+      "conv2d_cpu_workspace_bytes",
+      [](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
+         std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
+        const auto g =
+            fastconv::check_conv2d(input, weight, std::nullopt, stride, padding, dilation, groups);
+        return fastconv::cpu::conv2d_forward_workspace_bytes(g, input.scalar_type());
+      },
+      "Peak workspace in bytes of the CPU conv2d forward for these arguments (meta "
+      "tensors are enough), with the current thread count.");
 
   using fastconv::cpu::Conv2dPass;
   using fastconv::cpu::Conv2dPath;
   constexpr Conv2dPass kPasses[] = {Conv2dPass::forward, Conv2dPass::input_backward,
                                     Conv2dPass::weight_backward};
 
-  m.def("_conv2d_cpu_paths",
-        [=](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
-            std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
-          const auto g = fastconv::check_conv2d(input, weight, std::nullopt, stride, padding,
-                                                dilation, groups);
-          pybind11::dict paths;
-          for (const auto pass : kPasses) {
-            paths[name_of(pass)] = name_of(choose_path(pass, g, input.scalar_type()));
-          }
-          return paths;
-        },
-        "Testing hook: the CPU kernel path each conv2d pass takes for these arguments.");
+  m.def(
+      "_conv2d_cpu_paths",
+      [=](const at::Tensor& input, const at::Tensor& weight, std::vector<int64_t> stride,
+          std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups) {
+        const auto g =
+            fastconv::check_conv2d(input, weight, std::nullopt, stride, padding, dilation, groups);
+        pybind11::dict paths;
+        for (const auto pass : kPasses) {
+          paths[name_of(pass)] = name_of(choose_path(pass, g, input.scalar_type()));
+        }
+        return paths;
+      },
+      "Testing hook: the CPU kernel path each conv2d pass takes for these arguments.");
 
-  m.def("_conv2d_cpu_path_runs",
-        [=] {
-          pybind11::dict runs;
-          for (const auto pass : kPasses) {
-            for (int path = 0; path < fastconv::cpu::kConv2dPaths; ++path) {
-              const auto p = static_cast<Conv2dPath>(path);
-              runs[pybind11::make_tuple(name_of(pass), name_of(p))] = runs_of(pass, p);
-            }
+  m.def(
+      "_conv2d_cpu_path_runs",
+      [=] {
+        pybind11::dict runs;
+        for (const auto pass : kPasses) {
+          for (int path = 0; path < fastconv::cpu::kConv2dPaths; ++path) {
+            const auto p = static_cast<Conv2dPath>(path);
+            runs[pybind11::make_tuple(name_of(pass), name_of(p))] = runs_of(pass, p);
           }
-          return runs;
-        },
-        "Testing hook: {(pass, path): times run} of the CPU conv2d kernels in this process.");
+        }
+        return runs;
+      },
+      "Testing hook: {(pass, path): times run} of the CPU conv2d kernels in this process.");
 
   m.def("_winograd_enabled", &fastconv::cpu::winograd_enabled,
         "Whether 3x3 stride-1 float32 convolutions on the CPU may take the Winograd path "
@@ -125,13 +133,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_set_direct_enabled", &fastconv::cpu::set_direct_enabled, pybind11::arg("enabled"),
         "Allow or forbid the direct path (fastconv.backends.direct.enabled).");
 
-  m.def("_cpu_workspace_peak_bytes", [](bool reset) {
-          const int64_t peak = fastconv::cpu::workspace_peak_bytes();
-          if (reset) {
-            fastconv::cpu::reset_workspace_peak();
-          }
-          return peak;
-        },
-        pybind11::arg("reset") = false,
-        "Testing hook: the most CPU kernel workspace bytes alive at once since the last reset.");
+  m.def(
+      "_cpu_workspace_peak_bytes",
+      [](bool reset) {
+        const int64_t peak = fastconv::cpu::workspace_peak_bytes();
+        if (reset) {
+          fastconv::cpu::reset_workspace_peak();
+        }
+        return peak;
+      },
+      pybind11::arg("reset") = false,
+      "Testing hook: the most CPU kernel workspace bytes alive at once since the last reset.");
 }

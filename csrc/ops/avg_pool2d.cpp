@@ -11,8 +11,8 @@
 
 #include <optional>
 
-#include "ops/backend.h"
 #include "ops/avg_pool2d_kernels.h"
+#include "ops/backend.h"
 #include "ops/shape_checks.h"
 
 TORCH_LIBRARY_FRAGMENT(fastconv, m) {
@@ -48,7 +48,8 @@ void check_avg_pool2d_dtype(const at::Tensor& t, AvgPoolPass pass) {
                                       [] {});
     }
   } else if (pass == AvgPoolPass::forward) {
-    AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype, "avg_pool2d", [] {});
+    AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype, "avg_pool2d",
+                                    [] {});
   } else if (pass == AvgPoolPass::forward_channels_last) {
     AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, dtype,
                                     "avg_pool2d_channels_last", [] {});
@@ -58,20 +59,21 @@ void check_avg_pool2d_dtype(const at::Tensor& t, AvgPoolPass pass) {
   }
 }
 
-at::Tensor avg_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
-                      at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
-                      bool count_include_pad, std::optional<int64_t> divisor_override) {
-  const auto g = check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode,
-                                  count_include_pad, divisor_override);
+at::Tensor avg_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                      at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                      std::optional<int64_t> divisor_override) {
+  const auto g = check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                  divisor_override);
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
   const auto layout = layout_of(input);
   auto sizes = input.sizes().vec();
   sizes[sizes.size() - 2] = g.out_h;
   sizes[sizes.size() - 1] = g.out_w;
   auto output = at::empty(sizes, input.options().memory_format(layout));
-  check_avg_pool2d_dtype(input, layout == at::MemoryFormat::ChannelsLast
-                                    ? AvgPoolPass::forward_channels_last
-                                    : AvgPoolPass::forward);
+  check_avg_pool2d_dtype(input,
+                         layout == at::MemoryFormat::ChannelsLast
+                             ? AvgPoolPass::forward_channels_last
+                             : AvgPoolPass::forward);
   if (output.numel() == 0) {
     return output;
   }
@@ -106,7 +108,7 @@ void register_avg_pool2d(torch::Library& m) {
   m.impl("avg_pool2d_backward", &avg_pool2d_backward);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_avg_pool2d)

@@ -9,19 +9,19 @@
 #include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_AVG_POOL2D_KERNELS                                                    \
-  /* each output: the sum of its window's taps inside the input over the window's divisor. */ \
+  /* each output: the sum of its window's taps inside the input over the window's divisor. */  \
   void avg_pool2d_forward(const AvgPool2dGeometry& g, const at::Tensor& x,                     \
                           at::MemoryFormat layout, at::Tensor& output);                        \
   /* grad_input, written whole: a gather, each input element summing grad_output / divisor  */ \
-  /* of the windows that cover it, in window order (deterministic). */                        \
+  /* of the windows that cover it, in window order (deterministic). */                         \
   void avg_pool2d_backward(const AvgPool2dGeometry& g, const at::Tensor& grad_output,          \
                            at::MemoryFormat layout, at::Tensor& grad_input);
 
 namespace fastconv {
 namespace cpu {
 FASTCONV_DECLARE_AVG_POOL2D_KERNELS
-} // namespace cpu
+}  // namespace cpu
 namespace cuda {
 FASTCONV_DECLARE_AVG_POOL2D_KERNELS
-} // namespace cuda
-} // namespace fastconv
+}  // namespace cuda
+}  // namespace fastconv

@@ -14,8 +14,8 @@
 
 // Registers an op's frontend, `register_fn(torch::Library&)`, for every backend of this build.
 #ifdef FASTCONV_WITH_CUDA
-#define FASTCONV_REGISTER_FRONTEND(register_fn)                   \
-  TORCH_LIBRARY_IMPL(fastconv, CPU, m) { register_fn(m); }        \
+#define FASTCONV_REGISTER_FRONTEND(register_fn)            \
+  TORCH_LIBRARY_IMPL(fastconv, CPU, m) { register_fn(m); } \
   TORCH_LIBRARY_IMPL(fastconv, CUDA, m) { register_fn(m); }
 #else
 #define FASTCONV_REGISTER_FRONTEND(register_fn) \

@@ -71,12 +71,11 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
                                  at::IntArrayRef input_size, at::IntArrayRef stride,
                                  at::IntArrayRef padding, at::IntArrayRef dilation,
                                  int64_t groups) {
-  const auto g = conv2d_backward_geometry(grad_output, input_size, weight.sizes(), stride,
-                                          padding, dilation, groups);
+  const auto g = conv2d_backward_geometry(grad_output, input_size, weight.sizes(), stride, padding,
+                                          dilation, groups);
   const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
   const auto memory_format = layout_of(grad_output);
-  if (c10::multiply_integers(input_size) == 0 || grad_output.numel() == 0 ||
-      g.column_rows() == 0) {
+  if (c10::multiply_integers(input_size) == 0 || grad_output.numel() == 0 || g.column_rows() == 0) {
     return at::zeros(input_size, grad_output.options()).contiguous(memory_format);
   }
   check_same_dtype_and_device(grad_output, weight, "weight");
@@ -90,8 +89,8 @@ at::Tensor conv2d_weight_backward(const at::Tensor& grad_output, const at::Tenso
                                   at::IntArrayRef weight_size, at::IntArrayRef stride,
                                   at::IntArrayRef padding, at::IntArrayRef dilation,
                                   int64_t groups) {
-  const auto g = conv2d_backward_geometry(grad_output, input.sizes(), weight_size, stride,
-                                          padding, dilation, groups);
+  const auto g = conv2d_backward_geometry(grad_output, input.sizes(), weight_size, stride, padding,
+                                          dilation, groups);
   const c10::OptionalDeviceGuard device_guard(at::device_of(grad_output));
   if (c10::multiply_integers(weight_size) == 0 || grad_output.numel() == 0) {
     return at::zeros(weight_size, grad_output.options());
@@ -109,7 +108,7 @@ void register_conv2d(torch::Library& m) {
   m.impl("conv2d_weight_backward", &conv2d_weight_backward);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_conv2d)

@@ -1,8 +1,8 @@
 // conv_transpose2d: its schema, and the frontend shared by every backend. A transposed convolution
 // is the input gradient of the conv2d whose output has the input's shape, so it runs on the conv2d
 // backends' conv2d_input_backward kernels (conv2d_kernels.h, col2im as a gather; on the CPU the
-// path conv2d_path.cpp chooses), then adds the bias. Autograd: autograd/conv_transpose2d_autograd.cpp;
-// fake (meta) kernel and autocast: fastconv/_ops.py.
+// path conv2d_path.cpp chooses), then adds the bias. Autograd:
+// autograd/conv_transpose2d_autograd.cpp; fake (meta) kernel and autocast: fastconv/_ops.py.
 #include <ATen/DeviceGuard.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
@@ -25,8 +25,8 @@ namespace {
 
 at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef output_padding,
-                            int64_t groups, at::IntArrayRef dilation) {
+                            at::IntArrayRef padding, at::IntArrayRef output_padding, int64_t groups,
+                            at::IntArrayRef dilation) {
   const auto t = check_conv_transpose2d(input, weight, bias, stride, padding, output_padding,
                                         groups, dilation);
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
@@ -50,11 +50,9 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight,
   return output.contiguous(memory_format);
 }
 
-void register_conv_transpose2d(torch::Library& m) {
-  m.impl("conv_transpose2d", &conv_transpose2d);
-}
+void register_conv_transpose2d(torch::Library& m) { m.impl("conv_transpose2d", &conv_transpose2d); }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_conv_transpose2d)

@@ -55,4 +55,4 @@ struct Unpool2dGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
 };
 
-} // namespace fastconv
+}  // namespace fastconv

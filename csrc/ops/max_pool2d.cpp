@@ -61,16 +61,16 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(
   return {output, indices};
 }
 
-at::Tensor max_pool2d_with_indices_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
-    const at::Tensor& indices) {
+at::Tensor max_pool2d_with_indices_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                            at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                            at::IntArrayRef padding, at::IntArrayRef dilation,
+                                            bool ceil_mode, const at::Tensor& indices) {
   const auto g = check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride,
                                            padding, dilation, ceil_mode);
   if (input.is_cuda()) {  // torch's CUDA backward checks the devices with these names
-    at::checkAllSameGPU("max_pool2d_with_indices_backward_out_cuda",
-                        {{grad_output, "gradOutput_", 2}, {input, "input_", 3},
-                         {indices, "indices", 4}});
+    at::checkAllSameGPU(
+        "max_pool2d_with_indices_backward_out_cuda",
+        {{grad_output, "gradOutput_", 2}, {input, "input_", 3}, {indices, "indices", 4}});
   }
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
   const auto layout = layout_of(input);
@@ -91,7 +91,7 @@ void register_max_pool2d(torch::Library& m) {
   m.impl("max_pool2d_with_indices_backward", &max_pool2d_with_indices_backward);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_max_pool2d)

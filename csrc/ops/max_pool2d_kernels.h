@@ -9,20 +9,20 @@
 
 #include "ops/shape_checks.h"
 
-#define FASTCONV_DECLARE_MAX_POOL2D_KERNELS                                                    \
-  /* output and indices of every window. */                                                   \
+#define FASTCONV_DECLARE_MAX_POOL2D_KERNELS                                                      \
+  /* output and indices of every window. */                                                      \
   void max_pool2d_forward(const Pool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout, \
-                          at::Tensor& output, at::Tensor& indices);                           \
-  /* grad_input: each output's gradient added at its index, written whole. */                 \
-  void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,             \
-                           const at::Tensor& indices, at::MemoryFormat layout,                 \
+                          at::Tensor& output, at::Tensor& indices);                              \
+  /* grad_input: each output's gradient added at its index, written whole. */                    \
+  void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,               \
+                           const at::Tensor& indices, at::MemoryFormat layout,                   \
                            at::Tensor& grad_input);
 
 namespace fastconv {
 namespace cpu {
 FASTCONV_DECLARE_MAX_POOL2D_KERNELS
-} // namespace cpu
+}  // namespace cpu
 namespace cuda {
 FASTCONV_DECLARE_MAX_POOL2D_KERNELS
-} // namespace cuda
-} // namespace fastconv
+}  // namespace cuda
+}  // namespace fastconv

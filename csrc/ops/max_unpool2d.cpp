@@ -30,16 +30,17 @@ at::Tensor max_unpool2d(const at::Tensor& input, const at::Tensor& indices,
   if (input.is_cuda()) {  // torch's CUDA kernel checks in another order and partly other words
     check_max_unpool2d_cuda_order(input, indices, output_size);
   }
-  const auto g = check_max_unpool2d(input, indices, output_size,
-                                    input.is_cuda() ? "max_unpooling2d_forward_out_cuda"
-                                                    : "max_unpooling2d_forward_out_cpu");
+  const auto g = check_max_unpool2d(
+      input, indices, output_size,
+      input.is_cuda() ? "max_unpooling2d_forward_out_cuda" : "max_unpooling2d_forward_out_cpu");
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
   auto sizes = input.sizes().vec();
   sizes[sizes.size() - 2] = g.out_h;
   sizes[sizes.size() - 1] = g.out_w;
   int64_t numel = 1;
   for (const int64_t size : sizes) {
-    TORCH_CHECK(!__builtin_mul_overflow(numel, size, &numel), "numel: integer multiplication overflow");
+    TORCH_CHECK(!__builtin_mul_overflow(numel, size, &numel),
+                "numel: integer multiplication overflow");
   }
   auto output = at::zeros(sizes, input.options());
   if (output.numel() == 0) {  // torch checks neither the indices nor the dtype then
@@ -76,7 +77,7 @@ void register_max_unpool2d(torch::Library& m) {
   m.impl("max_unpool2d_backward", &max_unpool2d_backward);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_max_unpool2d)

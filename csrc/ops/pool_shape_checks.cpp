@@ -20,17 +20,16 @@ int64_t div_round_down(int64_t a, int64_t b) {
   return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-int64_t pooling_output_size(
-    int64_t input, int64_t kernel, int64_t pad, int64_t stride, int64_t dilation, bool ceil_mode) {
+int64_t pooling_output_size(int64_t input, int64_t kernel, int64_t pad, int64_t stride,
+                            int64_t dilation, bool ceil_mode) {
   TORCH_CHECK(stride != 0, "stride should not be zero");
   TORCH_CHECK(pad >= 0, "pad must be non-negative, but got pad: ", pad);
-  TORCH_CHECK(
-      pad <= ((kernel - 1) * dilation + 1) / 2,
-      "pad should be at most half of effective kernel size, but got pad=", pad,
-      ", kernel_size=", kernel, " and dilation=", dilation);
+  TORCH_CHECK(pad <= ((kernel - 1) * dilation + 1) / 2,
+              "pad should be at most half of effective kernel size, but got pad=", pad,
+              ", kernel_size=", kernel, " and dilation=", dilation);
   int64_t out =
-      div_round_down(
-          input + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0), stride) +
+      div_round_down(input + 2 * pad - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0),
+                     stride) +
       1;
   // In ceil mode the last window must still start inside the (left-padded) input.
   if (ceil_mode && (out - 1) * stride >= input + pad) {
@@ -39,7 +38,7 @@ int64_t pooling_output_size(
   return out;
 }
 
-} // namespace
+}  // namespace
 
 namespace {
 
@@ -47,8 +46,9 @@ namespace {
 void check_int_range(std::initializer_list<at::IntArrayRef> lists) {
   for (const auto values : lists) {
     for (const int64_t v : values) {
-      TORCH_CHECK(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
-                  "value cannot be converted to type int without overflow");
+      TORCH_CHECK(
+          v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
+          "value cannot be converted to type int without overflow");
     }
   }
 }
@@ -95,8 +95,8 @@ Pool2dGeometry pool2d_geometry(const at::Tensor& input, at::IntArrayRef kernel_s
                 input.sizes());
   }
   TORCH_CHECK(g.kernel_w / 2 >= g.pad_w && g.kernel_h / 2 >= g.pad_h,
-              "pad should be smaller than or equal to half of kernel size, but got padW = ", g.pad_w,
-              ", padH = ", g.pad_h, ", kW = ", g.kernel_w, ", kH = ", g.kernel_h);
+              "pad should be smaller than or equal to half of kernel size, but got padW = ",
+              g.pad_w, ", padH = ", g.pad_h, ", kW = ", g.kernel_w, ", kH = ", g.kernel_h);
   TORCH_CHECK(g.out_w >= 1 && g.out_h >= 1, "Given input size: (", g.channels, "x", g.in_h, "x",
               g.in_w, "). Calculated output size: (", g.channels, "x", g.out_h, "x", g.out_w,
               "). Output size is too small");
@@ -124,14 +124,14 @@ std::vector<int64_t> pooled_sizes(const at::Tensor& input, const Pool2dGeometry&
   return sizes;
 }
 
-} // namespace
+}  // namespace
 
-Pool2dGeometry check_max_pool2d(
-    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2,
-              "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
+Pool2dGeometry check_max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                at::IntArrayRef stride, at::IntArrayRef padding,
+                                at::IntArrayRef dilation, bool ceil_mode) {
+  TORCH_CHECK(
+      kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
+      "fastconv max_pool2d expects kernel_size, stride, padding and dilation as pairs");
   check_int_range({kernel_size, stride, padding, dilation});
   if (is_channels_last(input)) {
     TORCH_CHECK(input.dim() == 4,
@@ -143,10 +143,10 @@ Pool2dGeometry check_max_pool2d(
   return pool2d_geometry(input, kernel_size, stride, padding, dilation, ceil_mode);
 }
 
-Pool2dGeometry check_max_pool2d_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& indices,
-    at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef dilation, bool ceil_mode) {
+Pool2dGeometry check_max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                         const at::Tensor& indices, at::IntArrayRef kernel_size,
+                                         at::IntArrayRef stride, at::IntArrayRef padding,
+                                         at::IntArrayRef dilation, bool ceil_mode) {
   const auto g = check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode);
   // torch's max_pool2d_backward_shape_check (check_dim_size), then its data access for the dtype.
   check_pool2d_gradient_dims(grad_output, input, g);
@@ -160,16 +160,15 @@ Pool2dGeometry check_max_pool2d_backward(
               ", but got ", indices.sizes());
   TORCH_CHECK(indices.scalar_type() == at::kLong, "expected scalar type Long but found ",
               indices.scalar_type());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(),
-              "expected grad_output of type ", input.scalar_type(), " but got ",
-              grad_output.scalar_type());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), "expected grad_output of type ",
+              input.scalar_type(), " but got ", grad_output.scalar_type());
   return g;
 }
 
-AvgPool2dGeometry check_avg_pool2d(
-    const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-    std::optional<int64_t> divisor_override) {
+AvgPool2dGeometry check_avg_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                   at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
+                                   bool count_include_pad,
+                                   std::optional<int64_t> divisor_override) {
   TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2,
               "fastconv avg_pool2d expects kernel_size, stride and padding as pairs");
   // torch's avg_pool2d meta function, in its order.
@@ -182,12 +181,13 @@ AvgPool2dGeometry check_avg_pool2d(
   return g;
 }
 
-AvgPool2dGeometry check_avg_pool2d_backward(
-    const at::Tensor& grad_output, const at::Tensor& input, at::IntArrayRef kernel_size,
-    at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-    std::optional<int64_t> divisor_override) {
-  const auto g = check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode,
-                                  count_include_pad, divisor_override);
+AvgPool2dGeometry check_avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                                            at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                            at::IntArrayRef padding, bool ceil_mode,
+                                            bool count_include_pad,
+                                            std::optional<int64_t> divisor_override) {
+  const auto g = check_avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                  divisor_override);
   // torch's avg_pool2d_backward_shape_check (check_dim_size), then its kernel's dtype check.
   check_pool2d_gradient_dims(grad_output, input, g);
   const auto expected = pooled_sizes(input, g);
@@ -199,9 +199,8 @@ AvgPool2dGeometry check_avg_pool2d_backward(
   return g;
 }
 
-Unpool2dGeometry check_max_unpool2d(
-    const at::Tensor& input, const at::Tensor& indices, at::IntArrayRef output_size,
-    const char* kernel_name) {
+Unpool2dGeometry check_max_unpool2d(const at::Tensor& input, const at::Tensor& indices,
+                                    at::IntArrayRef output_size, const char* kernel_name) {
   // The checks and their order follow torch's max_unpooling2d_forward_out.
   TORCH_CHECK(indices.scalar_type() == at::kLong,
               "elements in indices should be type int64 but got: ", indices.scalar_type());
@@ -219,9 +218,11 @@ Unpool2dGeometry check_max_unpool2d(
                 "(): Expected input to have non-zero size for non-batch dimensions, but got ",
                 input.sizes(), " with dimension ", i, " being empty.");
   }
-  TORCH_CHECK(output_size[0] >= 0 && output_size[1] >= 0,
-              "max_unpooling2d(): output_size must contain non-negative spatial dimensions, but got "
-              "output_size=(", output_size[0], ", ", output_size[1], ")");
+  TORCH_CHECK(
+      output_size[0] >= 0 && output_size[1] >= 0,
+      "max_unpooling2d(): output_size must contain non-negative spatial dimensions, but got "
+      "output_size=(",
+      output_size[0], ", ", output_size[1], ")");
   Unpool2dGeometry g{};
   g.batch = input.dim() == 4 ? input.size(0) : 1;
   g.channels = input.size(-3);
@@ -247,8 +248,8 @@ void check_max_unpool2d_cuda_order(const at::Tensor& input, const at::Tensor& in
               "Input to max_unpooling2d should be a 3d or 4d Tensor, but got tensor with "
               "dimension: ",
               input.dim());
-  TORCH_CHECK(input.sizes() == indices.sizes(), "Expected shape of indices to be: ",
-              input.sizes(), " but got: ", indices.sizes());
+  TORCH_CHECK(input.sizes() == indices.sizes(), "Expected shape of indices to be: ", input.sizes(),
+              " but got: ", indices.sizes());
   TORCH_CHECK(output_size.size() == 2,
               "There should be exactly two elements (height, width) in output_size, but got ",
               output_size.size(), " elements.");
@@ -261,15 +262,14 @@ void check_gather_by_indices(const at::Tensor& source, const at::Tensor& indices
               "gather by indices: expected source and indices of the same rank (3 or 4), got ",
               source.sizes(), " and ", indices.sizes());
   for (int64_t d = 0; d < source.dim() - 2; ++d) {
-    TORCH_CHECK(source.size(d) == indices.size(d),
-                "gather by indices: leading dims of source ", source.sizes(),
-                " and indices ", indices.sizes(), " differ");
+    TORCH_CHECK(source.size(d) == indices.size(d), "gather by indices: leading dims of source ",
+                source.sizes(), " and indices ", indices.sizes(), " differ");
   }
 }
 
 void throw_invalid_index(int64_t index, int64_t height, int64_t width) {
-  TORCH_CHECK(false, "Found an invalid max index: ", index, " (output volumes are of size ",
-              height, "x", width, ")");
+  TORCH_CHECK(false, "Found an invalid max index: ", index, " (output volumes are of size ", height,
+              "x", width, ")");
 }
 
-} // namespace fastconv
+}  // namespace fastconv

@@ -73,4 +73,4 @@ C10_HOST_DEVICE inline bool replaces_max(scalar_t value, acc_t best) {
   return static_cast<acc_t>(value) > best || at::_isnan(value);
 }
 
-} // namespace fastconv
+}  // namespace fastconv

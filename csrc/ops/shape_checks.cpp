@@ -34,11 +34,10 @@ bool any_of(at::IntArrayRef values, bool (*pred)(int64_t)) {
   return std::any_of(values.begin(), values.end(), pred);
 }
 
-} // namespace
+}  // namespace
 
 bool is_channels_last(const at::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() &&
-      t.is_contiguous(at::MemoryFormat::ChannelsLast);
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 at::MemoryFormat layout_of(const at::Tensor& t) {
@@ -67,19 +66,19 @@ bool torch_uses_onednn(const Conv2dGeometry& g, const at::Tensor& input) {
   const bool dilated = g.dilation_h != 1 || g.dilation_w != 1;
   const bool worth_it_1x1 = strided || dilated || g.batch >= 16 || g.kernel_w != 1 ||
       g.kernel_h != 1 || at::get_num_threads() > 1;
-  const bool worth_it = g.groups > 1 || (g.kernel_w > 3 && g.kernel_h > 3) || g.batch > 1 ||
-      input.numel() > 20480;
+  const bool worth_it =
+      g.groups > 1 || (g.kernel_w > 3 && g.kernel_h > 3) || g.batch > 1 || input.numel() > 20480;
   return worth_it_1x1 && worth_it;
 }
 
-} // namespace
+}  // namespace
 
 namespace {
 
 // The shape checks of torch's check_shape_forward, in its order, on sizes alone.
-Conv2dGeometry conv2d_geometry(
-    at::IntArrayRef input, at::IntArrayRef w, const at::Tensor* bias, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+Conv2dGeometry conv2d_geometry(at::IntArrayRef input, at::IntArrayRef w, const at::Tensor* bias,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(w.size() >= 3, "weight should have at least three dimensions");
   TORCH_CHECK(groups > 0, "non-positive groups is not supported");
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2,
@@ -91,30 +90,25 @@ Conv2dGeometry conv2d_geometry(
   // Zero dilation passes here, as in torch; its backends refuse it (check_conv2d).
   TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d < 0; }),
               "dilation should be greater than zero");
-  TORCH_CHECK(
-      input.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
-      "-dimensional weight ", w, ", but got ", input.size(), "-dimensional input of size ",
-      input, " instead");
+  TORCH_CHECK(input.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
+              "-dimensional weight ", w, ", but got ", input.size(), "-dimensional input of size ",
+              input, " instead");
   TORCH_CHECK(w.size() == 4, "fastconv conv2d expects a 4-dimensional weight, got ", w);
-  TORCH_CHECK(
-      w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
-      " at dimension 0, but got weight of size ", w, " instead");
-  TORCH_CHECK(
-      w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
-      groups, " at dimension 0, but got weight of size [", w, "] instead");
-  TORCH_CHECK(
-      input[1] == w[1] * groups, "Given groups=", groups, ", weight of size ", w,
-      ", expected input", input, " to have ", w[1] * groups, " channels, but got ", input[1],
-      " channels instead");
-  TORCH_CHECK(
-      bias == nullptr || (bias->dim() == 1 && bias->size(0) == w[0]), "Given weight of size ", w,
-      ", expected bias to be 1-dimensional with ", w[0], " elements, but got bias of size ",
-      bias->sizes(), " instead");
+  TORCH_CHECK(w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
+              " at dimension 0, but got weight of size ", w, " instead");
+  TORCH_CHECK(w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
+              groups, " at dimension 0, but got weight of size [", w, "] instead");
+  TORCH_CHECK(input[1] == w[1] * groups, "Given groups=", groups, ", weight of size ", w,
+              ", expected input", input, " to have ", w[1] * groups, " channels, but got ",
+              input[1], " channels instead");
+  TORCH_CHECK(bias == nullptr || (bias->dim() == 1 && bias->size(0) == w[0]),
+              "Given weight of size ", w, ", expected bias to be 1-dimensional with ", w[0],
+              " elements, but got bias of size ", bias->sizes(), " instead");
 
   for (const int i : {0, 1}) {
-    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i], "Given padding=",
-                padding[i], " at dimension ", i, " , expected padding to be at most ",
-                std::numeric_limits<int64_t>::max() / 2);
+    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i],
+                "Given padding=", padding[i], " at dimension ", i,
+                " , expected padding to be at most ", std::numeric_limits<int64_t>::max() / 2);
   }
   // Wrapping as torch's does: an input side past int64 after padding then fails the check below
   // with torch's message.
@@ -131,12 +125,14 @@ Conv2dGeometry conv2d_geometry(
   span_overflows |= __builtin_mul_overflow(dilation[1], w[3] - 1, &span_w);
   span_overflows |= __builtin_add_overflow(span_h, 1, &span_h);
   span_overflows |= __builtin_add_overflow(span_w, 1, &span_w);
-  TORCH_CHECK(
-      padded_h >= span_h && padded_w >= span_w, "Calculated padded input size per channel: (",
-      padded_h, " x ", padded_w, "). Kernel size: (", span_h, " x ", span_w,
-      "). Kernel size can't be greater than actual input size");
-  TORCH_CHECK(!span_overflows, "fastconv conv2d: dilation * (kernel_size - 1) overflows int64 "
-              "(dilation ", dilation, ", weight ", w, ")");
+  TORCH_CHECK(padded_h >= span_h && padded_w >= span_w,
+              "Calculated padded input size per channel: (", padded_h, " x ", padded_w,
+              "). Kernel size: (", span_h, " x ", span_w,
+              "). Kernel size can't be greater than actual input size");
+  TORCH_CHECK(!span_overflows,
+              "fastconv conv2d: dilation * (kernel_size - 1) overflows int64 "
+              "(dilation ",
+              dilation, ", weight ", w, ")");
 
   Conv2dGeometry g{};
   g.batch = input[0];
@@ -158,24 +154,23 @@ Conv2dGeometry conv2d_geometry(
   return g;
 }
 
-} // namespace
+}  // namespace
 
-Conv2dGeometry check_conv2d(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+Conv2dGeometry check_conv2d(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   // torch's conv2d checks the bias dtype first, then the shapes, and the backend the rest.
   const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
-  TORCH_CHECK(
-      b == nullptr || b->dtype() == input.dtype(), "Input type (", input.dtype().name(),
-      ") and bias type (", b->dtype().name(), ") should be the same");
+  TORCH_CHECK(b == nullptr || b->dtype() == input.dtype(), "Input type (", input.dtype().name(),
+              ") and bias type (", b->dtype().name(), ") should be the same");
   const auto g =
       conv2d_geometry(input.sizes(), weight.sizes(), b, stride, padding, dilation, groups);
   // torch's backend selection: an empty batch or no channels give an empty result, other empty
   // input is refused.
   const bool empty_batch_or_channels = g.batch == 0 || g.in_channels == 0;
-  TORCH_CHECK(empty_batch_or_channels || input.numel() != 0,
-              "Only zero batch or zero channel inputs are supported, but got input shape: ",
-              input.sizes());
+  TORCH_CHECK(
+      empty_batch_or_channels || input.numel() != 0,
+      "Only zero batch or zero channel inputs are supported, but got input shape: ", input.sizes());
 
   // An empty kernel with an empty batch: torch fails on an internal select() (IndexError); this
   // says what is wrong. With no channels torch returns an empty result, as below.
@@ -190,8 +185,8 @@ Conv2dGeometry check_conv2d(
   const bool dilated = g.dilation_h != 1 || g.dilation_w != 1;
   const bool zero_dilation = g.dilation_h == 0 || g.dilation_w == 0;
   const bool zero_kernel = g.kernel_h <= 0 || g.kernel_w <= 0;
-  const bool same_type = input.scalar_type() == weight.scalar_type() &&
-      input.device() == weight.device();
+  const bool same_type =
+      input.scalar_type() == weight.scalar_type() && input.device() == weight.device();
   if (!onednn && input.is_cpu() && weight.is_cpu()) {
     // slow_conv2d or, dilated, slow_conv_dilated2d: shape checks first, types when reading data.
     if (dilated) {
@@ -199,8 +194,9 @@ Conv2dGeometry check_conv2d(
                   at::IntArrayRef{g.kernel_h, g.kernel_w});
       TORCH_CHECK(!zero_dilation, "dilation should be greater than zero, but got ", dilation);
     } else {
-      TORCH_CHECK(!zero_kernel, "kernel size should be greater than zero, but got kernel_height: ",
-                  g.kernel_h, " kernel_width: ", g.kernel_w);
+      TORCH_CHECK(!zero_kernel,
+                  "kernel size should be greater than zero, but got kernel_height: ", g.kernel_h,
+                  " kernel_width: ", g.kernel_w);
     }
     TORCH_CHECK(same_type, "expected scalar type ", input.scalar_type(), " but found ",
                 weight.scalar_type());
@@ -209,20 +205,22 @@ Conv2dGeometry check_conv2d(
       same_type, "Input type (", legacy_type_name(input), ") and weight type (",
       legacy_type_name(weight), ") should be the same",
       input.is_cpu() ? " or input should be a MKLDNN tensor and weight is a dense tensor" : "");
-  TORCH_CHECK(
-      b == nullptr || b->device() == input.device(), "Input type (", legacy_type_name(input),
-      ") and bias type (", legacy_type_name(*b), ") should be the same");
+  TORCH_CHECK(b == nullptr || b->device() == input.device(), "Input type (",
+              legacy_type_name(input), ") and bias type (", legacy_type_name(*b),
+              ") should be the same");
   TORCH_CHECK(!zero_dilation, "non-positive dilation is not supported");
   // oneDNN fails on an empty kernel with an internal message ("could not create a primitive
   // descriptor"); this one says what is wrong.
-  TORCH_CHECK(!zero_kernel, "kernel size should be greater than zero, but got kernel_height: ",
-              g.kernel_h, " kernel_width: ", g.kernel_w);
+  TORCH_CHECK(!zero_kernel,
+              "kernel size should be greater than zero, but got kernel_height: ", g.kernel_h,
+              " kernel_width: ", g.kernel_w);
   return g;
 }
 
-Conv2dGeometry conv2d_backward_geometry(
-    const at::Tensor& grad_output, at::IntArrayRef input_size, at::IntArrayRef weight_size,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+Conv2dGeometry conv2d_backward_geometry(const at::Tensor& grad_output, at::IntArrayRef input_size,
+                                        at::IntArrayRef weight_size, at::IntArrayRef stride,
+                                        at::IntArrayRef padding, at::IntArrayRef dilation,
+                                        int64_t groups) {
   const auto g =
       conv2d_geometry(input_size, weight_size, nullptr, stride, padding, dilation, groups);
   TORCH_CHECK(g.batch == 0 || g.in_channels == 0 || (g.dilation_h > 0 && g.dilation_w > 0),
@@ -250,7 +248,7 @@ std::optional<int64_t> transposed_output_size(int64_t in, int64_t kernel, int64_
   return overflows ? std::nullopt : std::optional<int64_t>(out);
 }
 
-} // namespace
+}  // namespace
 
 namespace {
 
@@ -276,32 +274,28 @@ int64_t check_transposed_arguments(const at::Tensor& input, const at::Tensor& we
               "non-positive stride is not supported");
   TORCH_CHECK(!any_of(dilation, [](int64_t d) { return d < 0; }),
               "dilation should be greater than zero");
-  TORCH_CHECK(
-      in.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
-      "-dimensional weight ", w, ", but got ", in.size(), "-dimensional input of size ", in,
-      " instead");
+  TORCH_CHECK(in.size() == w.size(), "Expected ", w.size(), "-dimensional input for ", w.size(),
+              "-dimensional weight ", w, ", but got ", in.size(), "-dimensional input of size ", in,
+              " instead");
   TORCH_CHECK(w.size() == 4, "fastconv conv_transpose2d expects a 4-dimensional weight, got ", w);
-  TORCH_CHECK(
-      w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
-      " at dimension 0, but got weight of size ", w, " instead");
-  TORCH_CHECK(
-      w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
-      groups, " at dimension 0, but got weight of size [", w, "] instead");
+  TORCH_CHECK(w[0] >= groups, "Given groups=", groups, ", expected weight to be at least ", groups,
+              " at dimension 0, but got weight of size ", w, " instead");
+  TORCH_CHECK(w[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
+              groups, " at dimension 0, but got weight of size [", w, "] instead");
   for (const int i : {0, 1}) {
-    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i], "Given padding=",
-                padding[i], " at dimension ", i, " , expected padding to be at most ",
-                std::numeric_limits<int64_t>::max() / 2);
+    TORCH_CHECK(padding[i] <= std::numeric_limits<int64_t>::max() - padding[i],
+                "Given padding=", padding[i], " at dimension ", i,
+                " , expected padding to be at most ", std::numeric_limits<int64_t>::max() / 2);
   }
   TORCH_CHECK(in[1] == w[0], "Given transposed=1, weight of size ", w, ", expected input", in,
               " to have ", w[0], " channels, but got ", in[1], " channels instead");
   int64_t out_channels = 0;
   TORCH_CHECK(!__builtin_mul_overflow(w[1], groups, &out_channels),
-              "fastconv conv_transpose2d: output channels overflow int64 (weight ", w,
-              ", groups ", groups, ")");
+              "fastconv conv_transpose2d: output channels overflow int64 (weight ", w, ", groups ",
+              groups, ")");
   TORCH_CHECK(b == nullptr || (b->dim() == 1 && b->numel() == out_channels),
-              "Given transposed=1, weight of size ", w,
-              ", expected bias to be 1-dimensional with ", out_channels,
-              " elements, but got bias of size ", b->sizes(), " instead");
+              "Given transposed=1, weight of size ", w, ", expected bias to be 1-dimensional with ",
+              out_channels, " elements, but got bias of size ", b->sizes(), " instead");
   return out_channels;
 }
 
@@ -310,8 +304,10 @@ struct TransposedOutput {
   std::optional<int64_t> out_h, out_w;
   void check_no_overflow(at::IntArrayRef in, at::IntArrayRef w, at::IntArrayRef stride,
                          at::IntArrayRef dilation) const {
-    TORCH_CHECK(out_h && out_w, "fastconv conv_transpose2d: the output size overflows int64 "
-                "(input ", in, ", weight ", w, ", stride ", stride, ", dilation ", dilation, ")");
+    TORCH_CHECK(out_h && out_w,
+                "fastconv conv_transpose2d: the output size overflows int64 "
+                "(input ",
+                in, ", weight ", w, ", stride ", stride, ", dilation ", dilation, ")");
   }
 };
 
@@ -320,8 +316,10 @@ ConvTranspose2dGeometry empty_transposed(at::IntArrayRef in, at::IntArrayRef w,
                                          int64_t out_channels, const TransposedOutput& out,
                                          at::IntArrayRef stride, at::IntArrayRef dilation) {
   // torch fails on an internal select() (IndexError) here; these say what is wrong.
-  TORCH_CHECK(w[2] > 0 && w[3] > 0, "kernel size should be greater than zero, but got "
-              "kernel_height: ", w[2], " kernel_width: ", w[3]);
+  TORCH_CHECK(w[2] > 0 && w[3] > 0,
+              "kernel size should be greater than zero, but got "
+              "kernel_height: ",
+              w[2], " kernel_width: ", w[3]);
   TORCH_CHECK(w[1] > 0, "non-empty 2D or 4D weight tensor expected, but got: ", w);
   out.check_no_overflow(in, w, stride, dilation);
   ConvTranspose2dGeometry t{};
@@ -332,8 +330,8 @@ ConvTranspose2dGeometry empty_transposed(at::IntArrayRef in, at::IntArrayRef w,
   bool inferred = false;
   for (const int d : {2, 3}) {
     TORCH_CHECK(shape[d] != -1 || !inferred, "only one dimension can be inferred");
-    TORCH_CHECK(shape[d] >= -1, "invalid shape dimension ", shape[d], " at index ", d,
-                " of shape ", shape);
+    TORCH_CHECK(shape[d] >= -1, "invalid shape dimension ", shape[d], " at index ", d, " of shape ",
+                shape);
     inferred |= shape[d] == -1;
   }
   TORCH_CHECK(!inferred, "cannot reshape tensor of 0 elements into shape ", shape,
@@ -351,15 +349,20 @@ void check_slow_kernel_shapes(bool onednn, const at::Tensor& input, const at::Te
   const auto in = input.sizes();
   const auto w = weight.sizes();
   const auto dilation_ok = [&](int d) { return dilation[d] > 0 || (onednn && w[d + 2] == 1); };
-  TORCH_CHECK(w[3] > 0 && w[2] > 0, "kernel size should be greater than zero, but got "
-              "kernel_height: ", w[2], " kernel_width: ", w[3]);
-  TORCH_CHECK(dilation_ok(1) && dilation_ok(0), "dilation should be greater than zero, but "
-              "got dilation_height: ", dilation[0], ", dilation_width: ", dilation[1]);
+  TORCH_CHECK(w[3] > 0 && w[2] > 0,
+              "kernel size should be greater than zero, but got "
+              "kernel_height: ",
+              w[2], " kernel_width: ", w[3]);
+  TORCH_CHECK(dilation_ok(1) && dilation_ok(0),
+              "dilation should be greater than zero, but "
+              "got dilation_height: ",
+              dilation[0], ", dilation_width: ", dilation[1]);
   TORCH_CHECK((output_padding[1] < stride[1] || output_padding[1] < dilation[1]) &&
                   (output_padding[0] < stride[0] || output_padding[0] < dilation[0]),
               "output padding must be smaller than either stride or dilation, but got "
-              "output_padding_height: ", output_padding[0], " output_padding_width: ",
-              output_padding[1], " stride_height: ", stride[0], " stride_width: ", stride[1],
+              "output_padding_height: ",
+              output_padding[0], " output_padding_width: ", output_padding[1],
+              " stride_height: ", stride[0], " stride_width: ", stride[1],
               " dilation_height: ", dilation[0], " dilation_width: ", dilation[1]);
   // torch runs its slow kernel group by group, on one group's slice of the weight.
   TORCH_CHECK(weight.numel() != 0, "non-empty 2D or 4D weight tensor expected, but got: ",
@@ -391,12 +394,13 @@ bool torch_uses_slow_kernel(const at::Tensor& input, const at::Tensor& weight,
       (big_output_padding || !torch_uses_onednn(heuristic, input));
 }
 
-} // namespace
+}  // namespace
 
-ConvTranspose2dGeometry check_conv_transpose2d(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
-    int64_t groups, at::IntArrayRef dilation) {
+ConvTranspose2dGeometry check_conv_transpose2d(const at::Tensor& input, const at::Tensor& weight,
+                                               const std::optional<at::Tensor>& bias,
+                                               at::IntArrayRef stride, at::IntArrayRef padding,
+                                               at::IntArrayRef output_padding, int64_t groups,
+                                               at::IntArrayRef dilation) {
   const auto in = input.sizes();
   const auto w = weight.sizes();
   const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
@@ -427,8 +431,8 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   ConvTranspose2dGeometry t{};
   t.cast_bias = b != nullptr && slow_cpu_kernel && b->device() == input.device() &&
       b->scalar_type() != input.scalar_type();
-  TORCH_CHECK(b == nullptr || t.cast_bias || (b->scalar_type() == input.scalar_type() &&
-                                              b->device() == input.device()),
+  TORCH_CHECK(b == nullptr || t.cast_bias ||
+                  (b->scalar_type() == input.scalar_type() && b->device() == input.device()),
               "Input type (", legacy_type_name(input), ") and bias type (", legacy_type_name(*b),
               ") should be the same", mkldnn_words, input.is_cpu() ? "bias is a dense tensor" : "");
   // oneDNN and cuDNN fail on these inside their libraries; the slow kernel's words say what is
@@ -446,4 +450,4 @@ ConvTranspose2dGeometry check_conv_transpose2d(
   return t;
 }
 
-} // namespace fastconv
+}  // namespace fastconv

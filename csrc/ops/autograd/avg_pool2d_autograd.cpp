@@ -31,8 +31,10 @@ struct AvgPoolArgs {
   }
   static AvgPoolArgs load(AutogradContext* ctx) {
     const auto& divisor = ctx->saved_data["divisor_override"];
-    return {ctx->saved_data["kernel_size"].toIntVector(), ctx->saved_data["stride"].toIntVector(),
-            ctx->saved_data["padding"].toIntVector(), ctx->saved_data["ceil_mode"].toBool(),
+    return {ctx->saved_data["kernel_size"].toIntVector(),
+            ctx->saved_data["stride"].toIntVector(),
+            ctx->saved_data["padding"].toIntVector(),
+            ctx->saved_data["ceil_mode"].toBool(),
             ctx->saved_data["count_include_pad"].toBool(),
             divisor.isNone() ? std::nullopt : std::optional<int64_t>(divisor.toInt())};
   }
@@ -53,9 +55,8 @@ at::Tensor avg_pool_backward_op(const at::Tensor& grad_output, const at::Tensor&
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("fastconv::avg_pool2d_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                            at::IntArrayRef, at::IntArrayRef, bool, bool,
-                            std::optional<int64_t>)>();
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                            at::IntArrayRef, bool, bool, std::optional<int64_t>)>();
   return op.call(grad_output, input, a.kernel_size, a.stride, a.padding, a.ceil_mode,
                  a.count_include_pad, a.divisor_override);
 }
@@ -93,9 +94,9 @@ class AvgPool2dBackwardFunction : public torch::autograd::Function<AvgPool2dBack
 at::Tensor avg_pool2d_autograd(const at::Tensor& input, at::IntArrayRef kernel_size,
                                at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode,
                                bool count_include_pad, std::optional<int64_t> divisor_override) {
-  return AvgPool2dFunction::apply(input, AvgPoolArgs{kernel_size.vec(), stride.vec(),
-                                                     padding.vec(), ceil_mode, count_include_pad,
-                                                     divisor_override});
+  return AvgPool2dFunction::apply(input,
+                                  AvgPoolArgs{kernel_size.vec(), stride.vec(), padding.vec(),
+                                              ceil_mode, count_include_pad, divisor_override});
 }
 
 at::Tensor avg_pool2d_backward_autograd(const at::Tensor& grad_output, const at::Tensor& input,
@@ -109,8 +110,8 @@ at::Tensor avg_pool2d_backward_autograd(const at::Tensor& grad_output, const at:
                   divisor_override});
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 TORCH_LIBRARY_IMPL(fastconv, Autograd, m) {
   m.impl("avg_pool2d", &fastconv::avg_pool2d_autograd);

@@ -19,9 +19,8 @@ using torch::autograd::variable_list;
 
 class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            const ConvArgs& args) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const ConvArgs& args) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     ctx->save_for_backward({input, weight});
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
@@ -126,8 +125,8 @@ at::Tensor weight_backward_autograd(const at::Tensor& grad_output, const at::Ten
                                        conv_args(stride, padding, dilation, groups));
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 TORCH_LIBRARY_IMPL(fastconv, Autograd, m) {
   m.impl("conv2d", &fastconv::conv2d_autograd);

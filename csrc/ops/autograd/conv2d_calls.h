@@ -29,11 +29,11 @@ struct ConvArgs {
 
 inline at::Tensor conv2d_op(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, const ConvArgs& a) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastconv::conv2d", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               const std::optional<at::Tensor>&, at::IntArrayRef,
-                                               at::IntArrayRef, at::IntArrayRef, int64_t)>();
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastconv::conv2d", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t)>();
   return op.call(input, weight, bias, a.stride, a.padding, a.dilation, a.groups);
 }
 
@@ -57,4 +57,4 @@ inline at::Tensor weight_backward_op(const at::Tensor& grad_output, const at::Te
   return op.call(grad_output, input, weight_size, a.stride, a.padding, a.dilation, a.groups);
 }
 
-} // namespace fastconv
+}  // namespace fastconv

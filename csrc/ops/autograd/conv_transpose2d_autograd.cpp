@@ -31,9 +31,9 @@ at::Tensor conv_transpose2d_op(const at::Tensor& input, const at::Tensor& weight
 
 class ConvTranspose2dFunction : public torch::autograd::Function<ConvTranspose2dFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                            const ConvArgs& args, at::IntArrayRef output_padding) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const ConvArgs& args,
+                            at::IntArrayRef output_padding) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     ctx->save_for_backward({input, weight});
     ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
@@ -80,17 +80,16 @@ class ConvTranspose2dFunction : public torch::autograd::Function<ConvTranspose2d
 };
 
 at::Tensor conv_transpose2d_autograd(const at::Tensor& input, const at::Tensor& weight,
-                                     const std::optional<at::Tensor>& bias,
-                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, int64_t groups,
-                                     at::IntArrayRef dilation) {
+                                     const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                     at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                     int64_t groups, at::IntArrayRef dilation) {
   return ConvTranspose2dFunction::apply(
       input, weight, bias, ConvArgs{stride.vec(), padding.vec(), dilation.vec(), groups},
       output_padding);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 TORCH_LIBRARY_IMPL(fastconv, Autograd, m) {
   m.impl("conv_transpose2d", &fastconv::conv_transpose2d_autograd);

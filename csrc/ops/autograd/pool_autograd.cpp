@@ -1,9 +1,10 @@
 // Autograd of the max-pool and max-unpool ops, registered in C++ at the Autograd key. Formulas:
 //   max_pool2d_with_indices(x)           -> dx = max_pool2d_with_indices_backward(gy, x, indices);
 //                                           the indices are not differentiable
-//   max_pool2d_with_indices_backward(gy) -> d gy = gather of g by the indices (max_unpool2d_backward)
-//   max_unpool2d(x, indices)             -> dx = max_unpool2d_backward(gy, indices) (a gather)
-//   max_unpool2d_backward(gy, indices)   -> d gy = g scattered back, adding where indices repeat
+//   max_pool2d_with_indices_backward(gy) -> d gy = gather of g by the indices
+//   (max_unpool2d_backward) max_unpool2d(x, indices)             -> dx = max_unpool2d_backward(gy,
+//   indices) (a gather) max_unpool2d_backward(gy, indices)   -> d gy = g scattered back, adding
+//   where indices repeat
 //                                           (scatter_add: overlapping windows; third order and up)
 // Fake (meta) kernels stay in Python (fastconv/_ops.py), for torch.compile.
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -22,10 +23,10 @@ using torch::autograd::variable_list;
 
 at::Tensor unpool_op(const at::Tensor& input, const at::Tensor& indices,
                      at::IntArrayRef output_size) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastconv::max_unpool2d", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                               at::IntArrayRef)>();
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastconv::max_unpool2d", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef)>();
   return op.call(input, indices, output_size);
 }
 
@@ -56,7 +57,8 @@ class MaxPool2dFunction : public torch::autograd::Function<MaxPool2dFunction> {
       return {at::Tensor(), at::Tensor()};
     }
     const auto saved = ctx->get_saved_variables();
-    return {max_pool2d_backward_op(grads[0], saved[0], PoolArgs::load(ctx), saved[1]), at::Tensor()};
+    return {max_pool2d_backward_op(grads[0], saved[0], PoolArgs::load(ctx), saved[1]),
+            at::Tensor()};
   }
 };
 
@@ -129,8 +131,7 @@ at::Tensor max_pool2d_backward_autograd(const at::Tensor& grad_output, const at:
                                         bool ceil_mode, const at::Tensor& indices) {
   return MaxPool2dBackwardFunction::apply(
       grad_output, input,
-      PoolArgs{kernel_size.vec(), stride.vec(), padding.vec(), dilation.vec(), ceil_mode},
-      indices);
+      PoolArgs{kernel_size.vec(), stride.vec(), padding.vec(), dilation.vec(), ceil_mode}, indices);
 }
 
 at::Tensor max_unpool2d_autograd(const at::Tensor& input, const at::Tensor& indices,
@@ -142,8 +143,8 @@ at::Tensor gather_autograd(const at::Tensor& source, const at::Tensor& indices) 
   return GatherFunction::apply(source, indices);
 }
 
-} // namespace
-} // namespace fastconv
+}  // namespace
+}  // namespace fastconv
 
 TORCH_LIBRARY_IMPL(fastconv, Autograd, m) {
   m.impl("max_pool2d_with_indices", &fastconv::max_pool2d_autograd);

@@ -29,13 +29,13 @@ struct PoolArgs {
   }
 };
 
-inline std::tuple<at::Tensor, at::Tensor> max_pool2d_op(const at::Tensor& input, const PoolArgs& a) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastconv::max_pool2d_with_indices", "")
-          .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, at::IntArrayRef,
-                                                    at::IntArrayRef, at::IntArrayRef,
-                                                    at::IntArrayRef, bool)>();
+inline std::tuple<at::Tensor, at::Tensor> max_pool2d_op(const at::Tensor& input,
+                                                        const PoolArgs& a) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastconv::max_pool2d_with_indices", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor>(
+                                 const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                                 at::IntArrayRef, at::IntArrayRef, bool)>();
   return op.call(input, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode);
 }
 
@@ -44,11 +44,10 @@ inline at::Tensor max_pool2d_backward_op(const at::Tensor& grad_output, const at
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("fastconv::max_pool2d_with_indices_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef,
-                            at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, bool,
-                            const at::Tensor&)>();
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, at::IntArrayRef, at::IntArrayRef,
+                            at::IntArrayRef, at::IntArrayRef, bool, const at::Tensor&)>();
   return op.call(grad_output, input, a.kernel_size, a.stride, a.padding, a.dilation, a.ceil_mode,
                  indices);
 }
 
-} // namespace fastconv
+}  // namespace fastconv

@@ -62,4 +62,4 @@ FASTCONV_ALWAYS_INLINE OutputRange outputs_inside(int64_t first, int64_t last, i
   return {begin, std::max(begin, taps_inside(last, stride, width, outputs).end)};
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -22,13 +22,14 @@ bool avx2_allowed() {
 
 bool avx512_allowed() {
 #if FASTCONV_X86
-  return at::get_cpu_capability() == "AVX512" && __builtin_cpu_supports("avx512f") && avx2_allowed();
+  return at::get_cpu_capability() == "AVX512" && __builtin_cpu_supports("avx512f") &&
+      avx2_allowed();
 #else
   return false;
 #endif
 }
 
-} // namespace
+}  // namespace
 
 bool cpu_uses_avx512() {
   static const bool allowed = avx512_allowed();
@@ -40,4 +41,4 @@ bool cpu_uses_avx2() {
   return allowed;
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -50,7 +50,7 @@ bool cpu_uses_avx2();
 // (ATEN_CPU_CAPABILITY=avx2 turns it off alone).
 bool cpu_uses_avx512();
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu
 
 // The build of kernel `name` for this CPU: name_avx2 where cpu_uses_avx2(), else name_portable.
 #if FASTCONV_X86

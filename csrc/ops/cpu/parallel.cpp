@@ -11,4 +11,4 @@ void detail::parallel_for(int64_t begin, int64_t end, int64_t grain, const void*
 
 int64_t num_threads() { return at::get_num_threads(); }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -9,7 +9,7 @@ namespace fastconv::cpu {
 namespace detail {
 using RangeBody = void (*)(const void* body, int64_t begin, int64_t end);
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const void* body, RangeBody call);
-} // namespace detail
+}  // namespace detail
 
 // at::parallel_for(begin, end, grain, f): f(b, e) over chunks of at least `grain` items, on the
 // calling thread where the range is smaller than the grain or the call is already parallel.
@@ -23,4 +23,4 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
 // at::get_num_threads().
 int64_t num_threads();
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -20,7 +20,7 @@ inline void add(int64_t bytes) {
   while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
   }
 }
-} // namespace workspace_accounting
+}  // namespace workspace_accounting
 
 // Raises torch's out-of-memory error (workspace.cpp: the one place here with torch's headers).
 [[noreturn]] void throw_workspace_out_of_memory(int64_t bytes);
@@ -42,7 +42,8 @@ constexpr int64_t workspace_bytes(int64_t elements, int64_t element_size) {
 template <typename T>
 class Workspace {
  public:
-  explicit Workspace(int64_t elements, bool zeroed = false) : bytes_(workspace_bytes(elements, sizeof(T))) {
+  explicit Workspace(int64_t elements, bool zeroed = false)
+      : bytes_(workspace_bytes(elements, sizeof(T))) {
     data_ = static_cast<T*>(std::aligned_alloc(64, std::max<int64_t>(bytes_, 64)));
     if (data_ == nullptr) {
       throw_workspace_out_of_memory(bytes_);
@@ -67,4 +68,4 @@ class Workspace {
   T* data_;
 };
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

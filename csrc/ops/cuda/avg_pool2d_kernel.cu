@@ -10,8 +10,8 @@
 #include <ATen/cuda/CUDAContext.h>
 
 #include "ops/avg_pool2d_kernels.h"
-#include "ops/pool_windows.h"
 #include "ops/cuda/launch.cuh"
+#include "ops/pool_windows.h"
 
 namespace fastconv::cuda {
 namespace {
@@ -25,8 +25,9 @@ struct AvgShape {
 };
 
 AvgShape avg_shape(const AvgPool2dGeometry& g) {
-  return {g.channels, g.in_h,     g.in_w,     g.out_h, g.out_w, g.kernel_h,          g.kernel_w,
-          g.stride_h, g.stride_w, g.pad_h,    g.pad_w, g.count_include_pad, g.divisor_override};
+  return {g.channels,        g.in_h,     g.in_w,     g.out_h, g.out_w, g.kernel_h,
+          g.kernel_w,        g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.count_include_pad,
+          g.divisor_override};
 }
 
 __device__ __forceinline__ AvgWindow rows_of(const AvgShape& s, int64_t oh) {
@@ -58,15 +59,16 @@ __device__ __forceinline__ scalar_t window_average(const scalar_t* input, int64_
 }
 
 template <typename scalar_t>
-__global__ void avg_pool2d_kernel(const scalar_t* __restrict__ input, AvgShape s, bool channels_last,
-                                  int64_t total, scalar_t* __restrict__ output) {
+__global__ void avg_pool2d_kernel(const scalar_t* __restrict__ input, AvgShape s,
+                                  bool channels_last, int64_t total,
+                                  scalar_t* __restrict__ output) {
   const int64_t C = s.channels, in_plane = s.in_h * s.in_w;
   FASTCONV_GRID_STRIDE_LOOP(index, total) {
     if (channels_last) {  // index = ((n * H' + oh) * W' + ow) * C + c
       const int64_t c = index % C, pixel = index / C;
       const int64_t n = pixel / (s.out_h * s.out_w);
-      output[index] = window_average(input + n * in_plane * C + c, C, s, (pixel / s.out_w) % s.out_h,
-                                     pixel % s.out_w);
+      output[index] = window_average(input + n * in_plane * C + c, C, s,
+                                     (pixel / s.out_w) % s.out_h, pixel % s.out_w);
     } else {  // index = (plane * H' + oh) * W' + ow
       const int64_t plane = index / (s.out_h * s.out_w);
       output[index] = window_average(input + plane * in_plane, 1, s, (index / s.out_w) % s.out_h,
@@ -115,7 +117,7 @@ __global__ void avg_pool2d_backward_kernel(const scalar_t* __restrict__ grad_out
   }
 }
 
-} // namespace
+}  // namespace
 
 void avg_pool2d_forward(const AvgPool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout,
                         at::Tensor& output) {
@@ -123,8 +125,8 @@ void avg_pool2d_forward(const AvgPool2dGeometry& g, const at::Tensor& x, at::Mem
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "avg_pool2d", [&] {
     avg_pool2d_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), avg_shape(g), layout == at::MemoryFormat::ChannelsLast,
-        total, output.mutable_data_ptr<scalar_t>());
+        x.const_data_ptr<scalar_t>(), avg_shape(g), layout == at::MemoryFormat::ChannelsLast, total,
+        output.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -135,11 +137,12 @@ void avg_pool2d_backward(const AvgPool2dGeometry& g, const at::Tensor& grad_outp
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_output.scalar_type(), "avg_pool2d_backward", [&] {
-    avg_pool2d_backward_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-        grad_output.const_data_ptr<scalar_t>(), avg_shape(g),
-        layout == at::MemoryFormat::ChannelsLast, total, grad_input.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+        avg_pool2d_backward_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
+            grad_output.const_data_ptr<scalar_t>(), avg_shape(g),
+            layout == at::MemoryFormat::ChannelsLast, total,
+            grad_input.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda

@@ -93,20 +93,21 @@ void gemm_row_major(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
   const int batch_count = static_cast<int>(batches);
   if constexpr (std::is_same_v<T, double>) {
     const double alpha = 1, beta = accumulate ? 1 : 0;
-    TORCH_CUDABLAS_CHECK(cublasDgemmStridedBatched(
-        handle, op_b, op_a, ni, mi, ki, &alpha, b, ldb, stride_b, a, lda, stride_a, &beta, c, ldc,
-        stride_c, batch_count));
+    TORCH_CUDABLAS_CHECK(cublasDgemmStridedBatched(handle, op_b, op_a, ni, mi, ki, &alpha, b, ldb,
+                                                   stride_b, a, lda, stride_a, &beta, c, ldc,
+                                                   stride_c, batch_count));
   } else if constexpr (std::is_same_v<T, float>) {
     const float alpha = 1, beta = accumulate ? 1 : 0;
-    TORCH_CUDABLAS_CHECK(cublasSgemmStridedBatched(
-        handle, op_b, op_a, ni, mi, ki, &alpha, b, ldb, stride_b, a, lda, stride_a, &beta, c, ldc,
-        stride_c, batch_count));
+    TORCH_CUDABLAS_CHECK(cublasSgemmStridedBatched(handle, op_b, op_a, ni, mi, ki, &alpha, b, ldb,
+                                                   stride_b, a, lda, stride_a, &beta, c, ldc,
+                                                   stride_c, batch_count));
   } else {
     const float alpha = 1, beta = accumulate ? 1 : 0;
     // Without this cuBLAS may sum split-K partial results in half precision.
     const MathModeGuard fp32_reduction(
-        handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
-                                          CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
+        handle,
+        static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     TORCH_CUDABLAS_CHECK(cublasGemmStridedBatchedEx(
         handle, op_b, op_a, ni, mi, ki, &alpha, b, cuda_data_type<T>(), ldb, stride_b, a,
         cuda_data_type<T>(), lda, stride_a, &beta, c, cuda_data_type<OutT>(), ldc, stride_c,
@@ -122,10 +123,10 @@ struct Strides {
 // One GEMM per (image, group) of a chunk: strided batches over the images with a loop over the
 // groups, or the other way round, whichever launches fewer calls (a single call when groups == 1).
 template <typename T>
-void gemm_per_image_and_group(int64_t images, int64_t groups, bool trans_a, bool trans_b,
-                              int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-                              Strides sa, const T* b, int64_t ldb, Strides sb, bool accumulate,
-                              T* c, int64_t ldc, Strides sc) {
+void gemm_per_image_and_group(int64_t images, int64_t groups, bool trans_a, bool trans_b, int64_t m,
+                              int64_t n, int64_t k, const T* a, int64_t lda, Strides sa, const T* b,
+                              int64_t ldb, Strides sb, bool accumulate, T* c, int64_t ldc,
+                              Strides sc) {
   if (groups <= images) {
     for (int64_t group = 0; group < groups; ++group) {
       gemm_row_major(trans_a, trans_b, m, n, k, a + group * sa.group, lda, sa.image,
@@ -146,9 +147,7 @@ void gemm_per_image_and_group(int64_t images, int64_t groups, bool trans_a, bool
 template <typename T>
 __global__ void fill_with_bias_kernel(T* __restrict__ output, const T* __restrict__ bias,
                                       int64_t channels, int64_t plane, int64_t total) {
-  FASTCONV_GRID_STRIDE_LOOP(index, total) {
-    output[index] = bias[(index / plane) % channels];
-  }
+  FASTCONV_GRID_STRIDE_LOOP(index, total) { output[index] = bias[(index / plane) % channels]; }
 }
 
 // int32 index arithmetic when the chunk's image and column offsets fit, else int64.
@@ -158,8 +157,8 @@ bool chunk_fits_int32(const Conv2dGeometry& g, int64_t image_count, int64_t band
 }
 
 template <typename T>
-void launch_im2col(const T* images, int64_t image_count, const Conv2dGeometry& g,
-                   int64_t oh_begin, int64_t band, T* columns) {
+void launch_im2col(const T* images, int64_t image_count, const Conv2dGeometry& g, int64_t oh_begin,
+                   int64_t band, T* columns) {
   const int64_t threads = g.in_channels * image_count * band;
   const auto stream = at::cuda::getCurrentCUDAStream();
   if (chunk_fits_int32(g, image_count, band)) {
@@ -204,9 +203,9 @@ void forward(const Conv2dGeometry& g, const scalar_t* x, const scalar_t* w, cons
   const bool has_bias = bias != nullptr;
   if (has_bias) {  // the GEMMs then add onto the bias
     const int64_t total = g.batch * out_image;
-    fill_with_bias_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0,
-                                      at::cuda::getCurrentCUDAStream()>>>(
-        y, bias, g.out_channels, P, total);
+    fill_with_bias_kernel<scalar_t>
+        <<<blocks_for(total), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+            y, bias, g.out_channels, P, total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   const Strides weight_strides{0, K * rows}, output_strides{out_image, K * P};
@@ -308,16 +307,15 @@ void weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Ten
       auto gy_chunk = grad_output_buffer.narrow(0, 0, width * g.out_channels)
                           .view({g.out_channels, images, band_rows, g.out_w});
       gy_chunk.copy_(gy.narrow(0, n0, images).narrow(2, oh0, band_rows).transpose(0, 1));
-      gemm_row_major<scalar_t, acc_t>(false, true, K, rows, width,
-                                      gy_chunk.const_data_ptr<scalar_t>(), width, K * width,
-                                      columns, width, rows * width, !first, gw, rows, K * rows,
-                                      g.groups);
+      gemm_row_major<scalar_t, acc_t>(
+          false, true, K, rows, width, gy_chunk.const_data_ptr<scalar_t>(), width, K * width,
+          columns, width, rows * width, !first, gw, rows, K * rows, g.groups);
       first = false;
     }
   }
 }
 
-} // namespace
+}  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
                     const at::Tensor& bias, at::Tensor& y) {
@@ -330,25 +328,26 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
 
 void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
                            at::Tensor& gx) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
-    input_backward<scalar_t>(g, gy.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), gx);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gy.scalar_type(),
+                                  "conv2d_input_backward", [&] {
+                                    input_backward<scalar_t>(g, gy.const_data_ptr<scalar_t>(),
+                                                             w.const_data_ptr<scalar_t>(), gx);
+                                  });
 }
 
 void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
                             at::Tensor& gw) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d_weight_backward", [&] {
-    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    if constexpr (std::is_same_v<acc_t, scalar_t>) {
-      weight_backward<scalar_t, acc_t>(g, x, gy, gw.mutable_data_ptr<acc_t>());
-    } else {  // accumulate in fp32, round once
-      auto accumulator = at::empty(gw.sizes(), gy.options().dtype(at::kFloat));
-      weight_backward<scalar_t, acc_t>(g, x, gy, accumulator.mutable_data_ptr<acc_t>());
-      gw.copy_(accumulator);
-    }
-  });
+        using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+        if constexpr (std::is_same_v<acc_t, scalar_t>) {
+          weight_backward<scalar_t, acc_t>(g, x, gy, gw.mutable_data_ptr<acc_t>());
+        } else {  // accumulate in fp32, round once
+          auto accumulator = at::empty(gw.sizes(), gy.options().dtype(at::kFloat));
+          weight_backward<scalar_t, acc_t>(g, x, gy, accumulator.mutable_data_ptr<acc_t>());
+          gw.copy_(accumulator);
+        }
+      });
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda

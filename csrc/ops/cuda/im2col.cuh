@@ -13,8 +13,8 @@
 
 #include <ATen/OpMathType.h>
 
-#include "ops/shape_checks.h"
 #include "ops/cuda/launch.cuh"
+#include "ops/shape_checks.h"
 
 namespace fastconv::cuda {
 
@@ -25,7 +25,7 @@ struct ConvShape {
 };
 
 inline ConvShape conv_shape(const Conv2dGeometry& g) {
-  return {g.in_h,     g.in_w,     g.out_h, g.out_w, g.kernel_h, g.kernel_w,
+  return {g.in_h,     g.in_w,     g.out_h, g.out_w, g.kernel_h,   g.kernel_w,
           g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
 }
 
@@ -36,9 +36,17 @@ struct Shape {
       dilation_w;
 
   __device__ explicit Shape(const ConvShape& s)
-      : in_h(s.in_h), in_w(s.in_w), out_w(s.out_w), kernel_h(s.kernel_h), kernel_w(s.kernel_w),
-        stride_h(s.stride_h), stride_w(s.stride_w), pad_h(s.pad_h), pad_w(s.pad_w),
-        dilation_h(s.dilation_h), dilation_w(s.dilation_w) {}
+      : in_h(s.in_h),
+        in_w(s.in_w),
+        out_w(s.out_w),
+        kernel_h(s.kernel_h),
+        kernel_w(s.kernel_w),
+        stride_h(s.stride_h),
+        stride_w(s.stride_w),
+        pad_h(s.pad_h),
+        pad_w(s.pad_w),
+        dilation_h(s.dilation_h),
+        dilation_w(s.dilation_w) {}
 };
 
 // One thread per (channel, image, output pixel of the band); it writes that pixel's column entry
@@ -102,16 +110,15 @@ __global__ void col2im_gather_kernel(const T* __restrict__ columns, index_t imag
     acc_t sum = 0;
     for (index_t i = 0; i < s.kernel_h; ++i) {
       index_t oh;  // tap i of output row oh reads input row ih
-      if (!output_at<index_t>(ih + s.pad_h - i * s.dilation_h, s.stride_h, &oh) ||
-          oh < oh_begin || oh >= oh_end) {
+      if (!output_at<index_t>(ih + s.pad_h - i * s.dilation_h, s.stride_h, &oh) || oh < oh_begin ||
+          oh >= oh_end) {
         continue;
       }
       const T* row = columns + ((c * s.kernel_h + i) * s.kernel_w * image_count + n) * band +
           (oh - oh_begin) * s.out_w;
       for (index_t j = 0; j < s.kernel_w; ++j) {
         index_t ow;
-        if (output_at<index_t>(iw + s.pad_w - j * s.dilation_w, s.stride_w, &ow) &&
-            ow < s.out_w) {
+        if (output_at<index_t>(iw + s.pad_w - j * s.dilation_w, s.stride_w, &ow) && ow < s.out_w) {
           sum += static_cast<acc_t>(row[j * row_step + ow]);
         }
       }
@@ -121,4 +128,4 @@ __global__ void col2im_gather_kernel(const T* __restrict__ columns, index_t imag
   }
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda

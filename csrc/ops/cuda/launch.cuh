@@ -29,7 +29,7 @@ inline bool fits_int32(int64_t extent) {
   return extent < INT32_MAX - kMaxBlocks * kThreadsPerBlock;
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda
 
 #define FASTCONV_GRID_STRIDE_LOOP_T(index_t, i, n)                                       \
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \

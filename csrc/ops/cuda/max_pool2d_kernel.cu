@@ -10,9 +10,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/NumericLimits.cuh>
 
+#include "ops/cuda/launch.cuh"
 #include "ops/max_pool2d_kernels.h"
 #include "ops/pool_windows.h"
-#include "ops/cuda/launch.cuh"
 
 namespace fastconv::cuda {
 namespace {
@@ -24,8 +24,8 @@ struct PoolShape {
 };
 
 PoolShape pool_shape(const Pool2dGeometry& g) {
-  return {g.channels, g.in_h,     g.in_w,     g.out_h, g.out_w,      g.kernel_h,  g.kernel_w,
-          g.stride_h, g.stride_w, g.pad_h,    g.pad_w, g.dilation_h, g.dilation_w};
+  return {g.channels, g.in_h,     g.in_w,  g.out_h, g.out_w,      g.kernel_h,  g.kernel_w,
+          g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
 }
 
 // `stride_c` is 1 for NCHW (a plane per (n, c)) and C for channels_last, where `input` points at
@@ -75,8 +75,7 @@ __global__ void max_pool2d_channels_last_kernel(const scalar_t* __restrict__ inp
     const int64_t c = index % C;
     const int64_t ow = (index / C) % s.out_w, oh = (index / (C * s.out_w)) % s.out_h;
     const int64_t n = index / (C * s.out_w * s.out_h);
-    pool_window(input + n * s.in_h * s.in_w * C + c, C, s, oh, ow, output + index,
-                indices + index);
+    pool_window(input + n * s.in_h * s.in_w * C + c, C, s, oh, ow, output + index, indices + index);
   }
 }
 
@@ -104,15 +103,14 @@ __device__ __forceinline__ scalar_t gather_gradient(const scalar_t* grad_output,
 
 template <typename scalar_t>
 __global__ void max_pool2d_backward_nchw_kernel(const scalar_t* __restrict__ grad_output,
-                                                const int64_t* __restrict__ indices,
-                                                PoolShape s, int64_t total,
-                                                scalar_t* __restrict__ grad_input) {
+                                                const int64_t* __restrict__ indices, PoolShape s,
+                                                int64_t total, scalar_t* __restrict__ grad_input) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
   FASTCONV_GRID_STRIDE_LOOP(index, total) {
     const int64_t plane = index / in_plane;
     const int64_t ih = (index / s.in_w) % s.in_h, iw = index % s.in_w;
-    grad_input[index] = gather_gradient(grad_output + plane * out_plane,
-                                        indices + plane * out_plane, 1, s, ih, iw);
+    grad_input[index] =
+        gather_gradient(grad_output + plane * out_plane, indices + plane * out_plane, 1, s, ih, iw);
   }
 }
 
@@ -131,7 +129,7 @@ __global__ void max_pool2d_backward_channels_last_kernel(const scalar_t* __restr
   }
 }
 
-} // namespace
+}  // namespace
 
 void max_pool2d_forward(const Pool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout,
                         at::Tensor& output, at::Tensor& indices) {
@@ -155,14 +153,14 @@ void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_output.scalar_type(), "max_pool2d_backward", [&] {
-    auto kernel = layout == at::MemoryFormat::ChannelsLast
-        ? max_pool2d_backward_channels_last_kernel<scalar_t>
-        : max_pool2d_backward_nchw_kernel<scalar_t>;
-    kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
-        grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
-        pool_shape(g), total, grad_input.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+        auto kernel = layout == at::MemoryFormat::ChannelsLast
+            ? max_pool2d_backward_channels_last_kernel<scalar_t>
+            : max_pool2d_backward_nchw_kernel<scalar_t>;
+        kernel<<<blocks_for(total), kThreadsPerBlock, 0, stream>>>(
+            grad_output.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(),
+            pool_shape(g), total, grad_input.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda

@@ -13,8 +13,8 @@
 
 #include <limits>
 
-#include "ops/max_unpool2d_kernels.h"
 #include "ops/cuda/launch.cuh"
+#include "ops/max_unpool2d_kernels.h"
 
 namespace fastconv::cuda {
 namespace {
@@ -62,8 +62,8 @@ __device__ __forceinline__ void record_invalid(unsigned long long* first_invalid
 // one of their values (which one is unspecified, as in torch).
 template <typename scalar_t>
 __global__ void max_unpool2d_scatter_kernel(const scalar_t* __restrict__ input,
-                                            const int64_t* __restrict__ indices,
-                                            int64_t in_plane, int64_t out_plane, int64_t total,
+                                            const int64_t* __restrict__ indices, int64_t in_plane,
+                                            int64_t out_plane, int64_t total,
                                             scalar_t* __restrict__ output,
                                             unsigned long long* first_invalid) {
   FASTCONV_GRID_STRIDE_LOOP(index, total) {
@@ -79,10 +79,10 @@ __global__ void max_unpool2d_scatter_kernel(const scalar_t* __restrict__ input,
 // One thread per output element: out[plane][i] = source[plane][index], 0 for an invalid index.
 template <typename scalar_t>
 __global__ void gather_by_indices_kernel(const scalar_t* __restrict__ source,
-                                          const int64_t* __restrict__ indices, int64_t plane,
-                                          int64_t source_plane, int64_t total,
-                                          scalar_t* __restrict__ out,
-                                          unsigned long long* first_invalid) {
+                                         const int64_t* __restrict__ indices, int64_t plane,
+                                         int64_t source_plane, int64_t total,
+                                         scalar_t* __restrict__ out,
+                                         unsigned long long* first_invalid) {
   FASTCONV_GRID_STRIDE_LOOP(index, total) {
     const int64_t from = indices[index];
     if (from < 0 || from >= source_plane) {
@@ -94,17 +94,18 @@ __global__ void gather_by_indices_kernel(const scalar_t* __restrict__ source,
   }
 }
 
-} // namespace
+}  // namespace
 
-void max_unpool2d_forward(const Unpool2dGeometry& g, const at::Tensor& x,
-                          const at::Tensor& indices, at::Tensor& output) {
+void max_unpool2d_forward(const Unpool2dGeometry& g, const at::Tensor& x, const at::Tensor& indices,
+                          at::Tensor& output) {
   const int64_t total = x.numel();
   InvalidIndexRecord invalid(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "max_unpool2d", [&] {
-    max_unpool2d_scatter_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0,
-                                            at::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), g.in_h * g.in_w,
-        g.out_h * g.out_w, total, output.mutable_data_ptr<scalar_t>(), invalid.device_pointer());
+    max_unpool2d_scatter_kernel<scalar_t>
+        <<<blocks_for(total), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+            x.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), g.in_h * g.in_w,
+            g.out_h * g.out_w, total, output.mutable_data_ptr<scalar_t>(),
+            invalid.device_pointer());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   invalid.throw_if_any(indices, g.out_h, g.out_w);
@@ -117,13 +118,13 @@ void gather_by_indices(const at::Tensor& source, const at::Tensor& indices, at::
   InvalidIndexRecord invalid(source);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, source.scalar_type(), "max_unpool2d_backward", [&] {
-    gather_by_indices_kernel<scalar_t><<<blocks_for(total), kThreadsPerBlock, 0,
-                                         at::cuda::getCurrentCUDAStream()>>>(
-        source.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), plane,
-        source_plane, total, out.mutable_data_ptr<scalar_t>(), invalid.device_pointer());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+        gather_by_indices_kernel<scalar_t>
+            <<<blocks_for(total), kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
+                source.const_data_ptr<scalar_t>(), indices.const_data_ptr<int64_t>(), plane,
+                source_plane, total, out.mutable_data_ptr<scalar_t>(), invalid.device_pointer());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
   invalid.throw_if_any(indices, source.size(-2), source.size(-1));
 }
 
-} // namespace fastconv::cuda
+}  // namespace fastconv::cuda

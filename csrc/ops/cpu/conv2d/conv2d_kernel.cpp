@@ -1,13 +1,13 @@
 // The CPU conv2d kernels: each pass runs on the path conv2d_path.cpp chooses, and records it.
 // Layout is NCHW inside; the frontend (ops/conv2d.cpp) converts channels_last at the edges.
 #include "ops/conv2d_kernels.h"
-#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
-#include "ops/cpu/conv2d/packed/packed.h"
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/conv2d_path.h"
 #include "ops/cpu/conv2d/depthwise/depthwise.h"
 #include "ops/cpu/conv2d/direct/direct.h"
+#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
+#include "ops/cpu/conv2d/packed/packed.h"
 #include "ops/cpu/conv2d/winograd/winograd.h"
-#include "ops/cpu/common.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/workspace.h"
 
@@ -24,22 +24,22 @@ void flip_transpose_weight(const Conv2dGeometry& g, const float* weight, float* 
   const int64_t taps = g.kernel_h * g.kernel_w;
   parallel_for(0, g.groups * C, grain_for(K * taps, kMinFlipFloatsPerTask),
                [&](int64_t begin, int64_t end) {
-    for (int64_t group_c = begin; group_c < end; ++group_c) {
-      const int64_t group = group_c / C, c = group_c % C;
-      for (int64_t k = 0; k < K; ++k) {
-        const float* source = weight + ((group * K + k) * C + c) * taps;
-        float* target = flipped + (group_c * K + k) * taps;
-        for (int64_t t = 0; t < taps; ++t) target[t] = source[taps - 1 - t];
-      }
-    }
-  });
+                 for (int64_t group_c = begin; group_c < end; ++group_c) {
+                   const int64_t group = group_c / C, c = group_c % C;
+                   for (int64_t k = 0; k < K; ++k) {
+                     const float* source = weight + ((group * K + k) * C + c) * taps;
+                     float* target = flipped + (group_c * K + k) * taps;
+                     for (int64_t t = 0; t < taps; ++t) target[t] = source[taps - 1 - t];
+                   }
+                 }
+               });
 }
 
 const float* float_data_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<float>() : nullptr;
 }
 
-} // namespace
+}  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
                     const at::Tensor& bias, at::Tensor& y) {
@@ -80,11 +80,10 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
       const Workspace<float> flipped(w.numel());
       flip_transpose_weight(g, w.const_data_ptr<float>(), flipped.data());
       const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
-          : path == Conv2dPath::winograd_flipped ? winograd_forward
-          : path == Conv2dPath::direct_flipped   ? direct_forward
-                                                 : packed_forward;
-      forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr,
-              gx.mutable_data_ptr<float>());
+          : path == Conv2dPath::winograd_flipped                 ? winograd_forward
+          : path == Conv2dPath::direct_flipped                   ? direct_forward
+                                                                 : packed_forward;
+      forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr, gx.mutable_data_ptr<float>());
       return;
     }
     case Conv2dPath::depthwise_scatter:
@@ -122,4 +121,4 @@ void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const 
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

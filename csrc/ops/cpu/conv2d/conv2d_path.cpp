@@ -2,14 +2,13 @@
 // the tests read.
 #include "ops/cpu/conv2d/conv2d_path.h"
 
-
 #include <algorithm>
 #include <atomic>
 
-#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
-#include "ops/cpu/conv2d/packed/packed.h"
 #include "ops/cpu/conv2d/depthwise/depthwise.h"
 #include "ops/cpu/conv2d/direct/direct.h"
+#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
+#include "ops/cpu/conv2d/packed/packed.h"
 #include "ops/cpu/conv2d/winograd/winograd.h"
 #include "ops/cpu/parallel.h"
 
@@ -101,29 +100,42 @@ bool direct_weight_pays_off(const Conv2dGeometry& g) {
 
 std::atomic<int64_t> run_counts[3][kConv2dPaths];
 
-} // namespace
+}  // namespace
 
 const char* name_of(Conv2dPass pass) {
   switch (pass) {
-    case Conv2dPass::forward: return "forward";
-    case Conv2dPass::input_backward: return "input_backward";
-    case Conv2dPass::weight_backward: return "weight_backward";
+    case Conv2dPass::forward:
+      return "forward";
+    case Conv2dPass::input_backward:
+      return "input_backward";
+    case Conv2dPass::weight_backward:
+      return "weight_backward";
   }
   return "?";
 }
 
 const char* name_of(Conv2dPath path) {
   switch (path) {
-    case Conv2dPath::depthwise: return "depthwise";
-    case Conv2dPath::packed_gemm: return "packed_gemm";
-    case Conv2dPath::depthwise_flipped: return "depthwise_flipped";
-    case Conv2dPath::packed_gemm_flipped: return "packed_gemm_flipped";
-    case Conv2dPath::depthwise_scatter: return "depthwise_scatter";
-    case Conv2dPath::im2col_blas: return "im2col_blas";
-    case Conv2dPath::winograd: return "winograd";
-    case Conv2dPath::winograd_flipped: return "winograd_flipped";
-    case Conv2dPath::direct: return "direct";
-    case Conv2dPath::direct_flipped: return "direct_flipped";
+    case Conv2dPath::depthwise:
+      return "depthwise";
+    case Conv2dPath::packed_gemm:
+      return "packed_gemm";
+    case Conv2dPath::depthwise_flipped:
+      return "depthwise_flipped";
+    case Conv2dPath::packed_gemm_flipped:
+      return "packed_gemm_flipped";
+    case Conv2dPath::depthwise_scatter:
+      return "depthwise_scatter";
+    case Conv2dPath::im2col_blas:
+      return "im2col_blas";
+    case Conv2dPath::winograd:
+      return "winograd";
+    case Conv2dPath::winograd_flipped:
+      return "winograd_flipped";
+    case Conv2dPath::direct:
+      return "direct";
+    case Conv2dPath::direct_flipped:
+      return "direct_flipped";
   }
   return "?";
 }
@@ -144,7 +156,7 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
   }
   switch (pass) {
     case Conv2dPass::forward:
-      return depthwise_supported(g)  ? Conv2dPath::depthwise
+      return depthwise_supported(g) ? Conv2dPath::depthwise
           : winograd_pays_off(g)    ? Conv2dPath::winograd
           : direct_pays_off(g)      ? Conv2dPath::direct
           : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
@@ -162,7 +174,7 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
     case Conv2dPass::weight_backward:
       // The packed weight gradient (and Winograd's) sums in a fixed order whatever the thread
       // count, which MKL's GEMM does not: it serves pointwise and deep layers too.
-      return depthwise_supported(g)      ? Conv2dPath::depthwise
+      return depthwise_supported(g)     ? Conv2dPath::depthwise
           : winograd_weight_pays_off(g) ? Conv2dPath::winograd
           : direct_weight_pays_off(g)   ? Conv2dPath::direct
                                         : Conv2dPath::packed_gemm;
@@ -186,21 +198,13 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
   }
 }
 
-bool winograd_enabled() {
-  return winograd_on.load();
-}
+bool winograd_enabled() { return winograd_on.load(); }
 
-void set_winograd_enabled(bool enabled) {
-  winograd_on.store(enabled);
-}
+void set_winograd_enabled(bool enabled) { winograd_on.store(enabled); }
 
-bool direct_enabled() {
-  return direct_on.load();
-}
+bool direct_enabled() { return direct_on.load(); }
 
-void set_direct_enabled(bool enabled) {
-  direct_on.store(enabled);
-}
+void set_direct_enabled(bool enabled) { direct_on.store(enabled); }
 
 void record_run(Conv2dPass pass, Conv2dPath path) {
   run_counts[static_cast<int>(pass)][static_cast<int>(path)].fetch_add(1);
@@ -210,4 +214,4 @@ int64_t runs_of(Conv2dPass pass, Conv2dPath path) {
   return run_counts[static_cast<int>(pass)][static_cast<int>(path)].load();
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -13,16 +13,16 @@ namespace fastconv::cpu {
 enum class Conv2dPass : int { forward, input_backward, weight_backward };
 
 enum class Conv2dPath : int {
-  depthwise,            // direct stencils, one input channel per group (depthwise/)
-  packed_gemm,          // im2col packed block by block into our GEMM (packed/)
+  depthwise,    // direct stencils, one input channel per group (depthwise/)
+  packed_gemm,  // im2col packed block by block into our GEMM (packed/)
   // The input gradient of a stride-1 convolution, run as the forward of grad_output with the
   // weights flipped and transposed (input_backward_geometry), on a forward kernel.
   depthwise_flipped,
   packed_gemm_flipped,
-  depthwise_scatter,    // the input gradient of a strided depthwise convolution
-  im2col_blas,          // any pass and dtype: im2col bands and ATen's BLAS (im2col_blas/)
-  winograd,             // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd/)
-  winograd_flipped,     // a 3x3 stride-1 input gradient, as winograd's forward
+  depthwise_scatter,  // the input gradient of a strided depthwise convolution
+  im2col_blas,        // any pass and dtype: im2col bands and ATen's BLAS (im2col_blas/)
+  winograd,           // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd/)
+  winograd_flipped,   // a 3x3 stride-1 input gradient, as winograd's forward
   // Shallow layers (grouped ones, few channels, the stem): 8 x 48 register tiles summed from
   // zero-padded input planes, no im2col (direct/); and the input gradient of such a
   // stride-1 convolution as its forward.
@@ -60,4 +60,4 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
 void record_run(Conv2dPass pass, Conv2dPath path);
 int64_t runs_of(Conv2dPass pass, Conv2dPath path);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -1,11 +1,10 @@
 // Phase planes (phase_planes.h).
 #include "ops/cpu/conv2d/phase_planes.h"
 
-
 #include <algorithm>
 #include <cstring>
-#include "ops/cpu/parallel.h"
 #include "ops/cpu/common.h"
+#include "ops/cpu/parallel.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -13,14 +12,14 @@ namespace {
 void fill_channel(const Conv2dGeometry& g, const DirectPlanes& l, const float* in, float* planes) {
   for (int64_t ph = 0; ph < l.rows.count; ++ph) {
     for (int64_t pw = 0; pw < l.cols.count; ++pw) {
-      fill_phase_plane(in, g.in_h, g.in_w, l.rows.residue[ph] - g.pad_h, l.cols.residue[pw] - g.pad_w,
-                       g.stride_h, g.stride_w, l.plane_rows, l.grid_w, l.grid_w,
-                       planes + (ph * l.cols.count + pw) * l.plane_rows * l.grid_w);
+      fill_phase_plane(in, g.in_h, g.in_w, l.rows.residue[ph] - g.pad_h,
+                       l.cols.residue[pw] - g.pad_w, g.stride_h, g.stride_w, l.plane_rows, l.grid_w,
+                       l.grid_w, planes + (ph * l.cols.count + pw) * l.plane_rows * l.grid_w);
     }
   }
 }
 
-} // namespace
+}  // namespace
 
 void fill_phase_plane(const float* in, int64_t in_h, int64_t in_w, int64_t row0, int64_t col0,
                       int64_t stride_h, int64_t stride_w, int64_t rows, int64_t cols, int64_t ld,
@@ -83,4 +82,4 @@ void DirectPlanes::fill(const Conv2dGeometry& g, const float* x, float* planes) 
   });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -57,4 +57,4 @@ struct DirectPlanes {
   void fill(const Conv2dGeometry& g, const float* x, float* planes) const;
 };
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -29,24 +29,24 @@ constexpr int64_t kConvTileVectors = 3;  // at most, per tile
 // Where a tile's pixels go: per 16-pixel vector, runs of lanes that land in one output row, each
 // stored with one masked store at out + offset (the address of lane 0, which the mask may skip).
 struct ConvTileStores {
-  int64_t vectors;                                          // 1 .. kConvTileVectors
+  int64_t vectors;  // 1 .. kConvTileVectors
   int64_t runs[kConvTileVectors];
   int64_t offset[kConvTileVectors][kConvTileLanes];
-  uint32_t mask[kConvTileVectors][kConvTileLanes];          // bit l: lane l is stored
+  uint32_t mask[kConvTileVectors][kConvTileLanes];  // bit l: lane l is stored
 };
 
 struct ConvTile {
-  const float* input;            // input channel 0 at the tile's first pixel
-  int64_t channel_stride;        // floats from one input channel's planes to the next
+  const float* input;      // input channel 0 at the tile's first pixel
+  int64_t channel_stride;  // floats from one input channel's planes to the next
   int64_t channels;
-  const int64_t* tap_offsets;    // per tap, relative to the pixel
+  const int64_t* tap_offsets;  // per tap, relative to the pixel
   int64_t taps;
-  const float* weights;          // [channels][taps][kConvTileChannels]
-  const float* start;            // kConvTileChannels values (a bias), or null for zeros
-  float* output;                 // output channel 0 of the tile; stores.offset is relative to it
+  const float* weights;  // [channels][taps][kConvTileChannels]
+  const float* start;    // kConvTileChannels values (a bias), or null for zeros
+  float* output;         // output channel 0 of the tile; stores.offset is relative to it
   int64_t output_channel_stride;
-  int64_t rows;                  // output channels kept, 1 .. kConvTileChannels
-  bool accumulate;               // start from the stored outputs (an earlier block of channels)
+  int64_t rows;     // output channels kept, 1 .. kConvTileChannels
+  bool accumulate;  // start from the stored outputs (an earlier block of channels)
 };
 
 using ConvMicroKernel = void (*)(const ConvTile& tile, const ConvTileStores& stores);
@@ -72,13 +72,13 @@ struct ConvWeightTile {
   int64_t grad_output_image_stride;  // and from one image to the next
   const float* input;                // the input channel's planes, image 0
   int64_t input_image_stride;
-  const int64_t* tap_offsets;        // kWeightTileTaps of them
+  const int64_t* tap_offsets;  // kWeightTileTaps of them
   // Per vector, bit l set where pixel 16 v + l is an output pixel: the other lanes of grad_output
   // and input are read as zeros (an input value there, met by a pixel outside the output, may be
   // an inf, and 0 x inf would poison the sum).
   const uint16_t* lanes;
   int64_t images, vectors;
-  float* sums;                       // [kWeightTileChannels][kWeightTileTaps][kConvTileLanes]
+  float* sums;  // [kWeightTileChannels][kWeightTileTaps][kConvTileLanes]
 };
 
 using ConvWeightMicroKernel = void (*)(const ConvWeightTile& tile);
@@ -89,4 +89,4 @@ void f32_conv_weight_2x9_avx2(const ConvWeightTile& tile);
 void f32_conv_weight_2x9_avx512(const ConvWeightTile& tile);
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

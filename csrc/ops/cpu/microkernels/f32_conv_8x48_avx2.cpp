@@ -81,17 +81,23 @@ FASTCONV_AVX2_INLINE void half_rows(const ConvTile& t, const ConvTileStores& sto
   }
 }
 
-} // namespace
+}  // namespace
 
 FASTCONV_AVX2 void f32_conv_8x48_avx2(const ConvTile& tile, const ConvTileStores& stores) {
   for (int row0 = 0; row0 < kRows && row0 < tile.rows; row0 += 4) {
     switch (stores.vectors) {
-      case 3: half_rows<3>(tile, stores, row0); break;
-      case 2: half_rows<2>(tile, stores, row0); break;
-      default: half_rows<1>(tile, stores, row0); break;
+      case 3:
+        half_rows<3>(tile, stores, row0);
+        break;
+      case 2:
+        half_rows<2>(tile, stores, row0);
+        break;
+      default:
+        half_rows<1>(tile, stores, row0);
+        break;
     }
   }
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -42,22 +42,28 @@ FASTCONV_AVX512_INLINE void tile_8xv(const ConvTile& t, const ConvTileStores& st
     float* out = t.output + m * t.output_channel_stride;
     for (int j = 0; j < kVectors; ++j) {
       for (int64_t r = 0; r < stores.runs[j]; ++r) {
-        _mm512_mask_storeu_ps(out + stores.offset[j][r],
-                              static_cast<__mmask16>(stores.mask[j][r]), acc[m][j]);
+        _mm512_mask_storeu_ps(out + stores.offset[j][r], static_cast<__mmask16>(stores.mask[j][r]),
+                              acc[m][j]);
       }
     }
   }
 }
 
-} // namespace
+}  // namespace
 
 FASTCONV_AVX512 void f32_conv_8x48_avx512(const ConvTile& tile, const ConvTileStores& stores) {
   switch (stores.vectors) {
-    case 3: tile_8xv<3>(tile, stores); return;
-    case 2: tile_8xv<2>(tile, stores); return;
-    default: tile_8xv<1>(tile, stores); return;
+    case 3:
+      tile_8xv<3>(tile, stores);
+      return;
+    case 2:
+      tile_8xv<2>(tile, stores);
+      return;
+    default:
+      tile_8xv<1>(tile, stores);
+      return;
   }
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -48,4 +48,4 @@ void f32_conv_8x48_portable(const ConvTile& t, const ConvTileStores& stores) {
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -48,7 +48,7 @@ FASTCONV_AVX2_INLINE void piece_1x3(const ConvWeightTile& t, int row, int tap0) 
   }
 }
 
-} // namespace
+}  // namespace
 
 FASTCONV_AVX2 void f32_conv_weight_2x9_avx2(const ConvWeightTile& t) {
   for (int row = 0; row < kWeightTileChannels; ++row) {
@@ -57,4 +57,4 @@ FASTCONV_AVX2 void f32_conv_weight_2x9_avx2(const ConvWeightTile& t) {
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

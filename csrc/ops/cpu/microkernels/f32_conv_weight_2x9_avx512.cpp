@@ -52,4 +52,4 @@ FASTCONV_AVX512 void f32_conv_weight_2x9_avx512(const ConvWeightTile& t) {
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

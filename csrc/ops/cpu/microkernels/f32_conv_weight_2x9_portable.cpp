@@ -23,4 +23,4 @@ void f32_conv_weight_2x9_portable(const ConvWeightTile& t) {
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -37,4 +37,4 @@ void f32_gather_panels_avx512(const float* base, const int64_t* offsets, const u
                               int64_t out_stride);
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -18,8 +18,8 @@ FASTCONV_AVX2 void f32_gather_panels_avx2(const float* base, const int64_t* offs
     }
     for (int quarter = 0; quarter < 4; ++quarter) {
       const __m128i bits = _mm_set1_epi32(masks[p] >> (4 * quarter) & 0xF);
-      const __m128 mask = _mm_castsi128_ps(
-          _mm_cmpeq_epi32(_mm_and_si128(bits, lane_bits), lane_bits));
+      const __m128 mask =
+          _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(bits, lane_bits), lane_bits));
       const __m256i index =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + 4 * quarter));
       _mm_store_ps(out + 4 * quarter,
@@ -29,4 +29,4 @@ FASTCONV_AVX2 void f32_gather_panels_avx2(const float* base, const int64_t* offs
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -13,8 +13,10 @@ FASTCONV_AVX512 void f32_gather_panels_avx512(const float* base, const int64_t* 
       _mm512_store_ps(out, _mm512_loadu_ps(base + offsets[0]));
       continue;
     }
-    const __mmask8 low = static_cast<__mmask8>(masks[p]), high = static_cast<__mmask8>(masks[p] >> 8);
-    const __m512i low_index = _mm512_loadu_si512(offsets), high_index = _mm512_loadu_si512(offsets + 8);
+    const __mmask8 low = static_cast<__mmask8>(masks[p]),
+                   high = static_cast<__mmask8>(masks[p] >> 8);
+    const __m512i low_index = _mm512_loadu_si512(offsets),
+                  high_index = _mm512_loadu_si512(offsets + 8);
     _mm256_store_ps(out, _mm512_mask_i64gather_ps(_mm256_setzero_ps(), low, low_index, base, 4));
     _mm256_store_ps(out + 8,
                     _mm512_mask_i64gather_ps(_mm256_setzero_ps(), high, high_index, base, 4));
@@ -22,4 +24,4 @@ FASTCONV_AVX512 void f32_gather_panels_avx512(const float* base, const int64_t* 
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

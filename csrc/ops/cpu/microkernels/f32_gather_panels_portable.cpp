@@ -19,4 +19,4 @@ void f32_gather_panels_portable(const float* base, const int64_t* offsets, const
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

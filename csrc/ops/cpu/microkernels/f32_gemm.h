@@ -1,6 +1,6 @@
-// The register-blocked inner kernels of the packed float GEMM (conv2d/packed/packed_gemm.h): a tile of up to
-// kMR rows from kMR rows of A and one packed panel of B (12x16), or two panels at once (12x32).
-// Builds, one per file, named by tile and ISA: f32_gemm_12x16_{portable,avx2,avx512}.cpp,
+// The register-blocked inner kernels of the packed float GEMM (conv2d/packed/packed_gemm.h): a tile
+// of up to kMR rows from kMR rows of A and one packed panel of B (12x16), or two panels at once
+// (12x32). Builds, one per file, named by tile and ISA: f32_gemm_12x16_{portable,avx2,avx512}.cpp,
 // f32_gemm_12x32_avx512.cpp, and f32_gemm_12x32_from_12x16.cpp (the other ISAs' 12x32, two
 // 12x16 calls); pick one with FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16) or (f32_gemm_12x32)
 // (isa.h).
@@ -45,18 +45,16 @@ void f32_gemm_12x32_portable(int64_t rows, int64_t depth, const float* a, int64_
                              const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
                              const float* row_start, bool accumulate);
 #if FASTCONV_X86
-void f32_gemm_12x16_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda,
-                         const float* b, float* tile, int64_t ldc, const float* row_start,
+void f32_gemm_12x16_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                         float* tile, int64_t ldc, const float* row_start, bool accumulate);
+void f32_gemm_12x16_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                           float* tile, int64_t ldc, const float* row_start, bool accumulate);
+void f32_gemm_12x32_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                         int64_t b_panel_stride, float* tile, int64_t ldc, const float* row_start,
                          bool accumulate);
-void f32_gemm_12x16_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda,
-                           const float* b, float* tile, int64_t ldc, const float* row_start,
+void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                           int64_t b_panel_stride, float* tile, int64_t ldc, const float* row_start,
                            bool accumulate);
-void f32_gemm_12x32_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda,
-                         const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
-                         const float* row_start, bool accumulate);
-void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda,
-                           const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
-                           const float* row_start, bool accumulate);
 #endif
 
 // This CPU's builds of both tiles.
@@ -67,8 +65,8 @@ struct GemmKernels {
   // The 12x32 tile where two panels remain (`two_panels`), else the 12x16 tile of the one at b:
   // callers walk their panels two at a time, the last alone when their count is odd.
   void run(bool two_panels, int64_t rows, int64_t depth, const float* a, int64_t lda,
-           const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
-           const float* row_start, bool accumulate) const {
+           const float* b, int64_t b_panel_stride, float* tile, int64_t ldc, const float* row_start,
+           bool accumulate) const {
     if (two_panels) {
       tile_12x32(rows, depth, a, lda, b, b_panel_stride, tile, ldc, row_start, accumulate);
     } else {
@@ -81,4 +79,4 @@ inline GemmKernels select_gemm_kernels() {
   return {FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x16), FASTCONV_SELECT_ISA_AVX512(f32_gemm_12x32)};
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -55,7 +55,7 @@ FASTCONV_AVX2_INLINE void tile_6x16(int64_t depth, const float* a, int64_t lda, 
   _mm256_storeu_ps(tile + 5 * ldc, c50), _mm256_storeu_ps(tile + 5 * ldc + 8, c51);
 }
 
-} // namespace
+}  // namespace
 
 FASTCONV_AVX2 void f32_gemm_12x16_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda,
                                        const float* b, float* tile, int64_t ldc,
@@ -68,4 +68,4 @@ FASTCONV_AVX2 void f32_gemm_12x16_avx2(int64_t rows, int64_t depth, const float*
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -14,8 +14,9 @@ FASTCONV_AVX512_INLINE void tile_rows_x16(int64_t depth, const float* a, int64_t
                                           const float* row_start, bool accumulate) {
   __m512 acc[kRows];
   for (int i = 0; i < kRows; ++i) {
-    acc[i] = accumulate ? _mm512_loadu_ps(tile + i * ldc)
-                        : (row_start != nullptr ? _mm512_set1_ps(row_start[i]) : _mm512_setzero_ps());
+    acc[i] = accumulate
+        ? _mm512_loadu_ps(tile + i * ldc)
+        : (row_start != nullptr ? _mm512_set1_ps(row_start[i]) : _mm512_setzero_ps());
   }
   for (int64_t k = 0; k < depth; ++k, b += kNR) {
     const __m512 bk = _mm512_load_ps(b);
@@ -26,10 +27,10 @@ FASTCONV_AVX512_INLINE void tile_rows_x16(int64_t depth, const float* a, int64_t
   for (int i = 0; i < kRows; ++i) _mm512_storeu_ps(tile + i * ldc, acc[i]);
 }
 
-} // namespace
+}  // namespace
 
-FASTCONV_AVX512 void f32_gemm_12x16_avx512(int64_t rows, int64_t depth, const float* a,
-                                           int64_t lda, const float* b, float* tile, int64_t ldc,
+FASTCONV_AVX512 void f32_gemm_12x16_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda,
+                                           const float* b, float* tile, int64_t ldc,
                                            const float* row_start, bool accumulate) {
   if (rows > 8) {
     tile_rows_x16<12>(depth, a, lda, b, tile, ldc, row_start, accumulate);
@@ -41,4 +42,4 @@ FASTCONV_AVX512 void f32_gemm_12x16_avx512(int64_t rows, int64_t depth, const fl
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -28,4 +28,4 @@ void f32_gemm_12x16_portable(int64_t rows, int64_t depth, const float* a, int64_
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

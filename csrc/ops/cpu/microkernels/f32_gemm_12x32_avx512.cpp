@@ -18,7 +18,8 @@ FASTCONV_AVX512_INLINE void tile_rows_x32(int64_t depth, const float* a, int64_t
       left[i] = _mm512_loadu_ps(tile + i * ldc);
       right[i] = _mm512_loadu_ps(tile + i * ldc + kNR);
     } else {
-      left[i] = right[i] = row_start != nullptr ? _mm512_set1_ps(row_start[i]) : _mm512_setzero_ps();
+      left[i] = right[i] =
+          row_start != nullptr ? _mm512_set1_ps(row_start[i]) : _mm512_setzero_ps();
     }
   }
   for (int64_t k = 0; k < depth; ++k, b0 += kNR, b1 += kNR) {
@@ -35,12 +36,11 @@ FASTCONV_AVX512_INLINE void tile_rows_x32(int64_t depth, const float* a, int64_t
   }
 }
 
-} // namespace
+}  // namespace
 
-FASTCONV_AVX512 void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const float* a,
-                                           int64_t lda, const float* b, int64_t b_panel_stride,
-                                           float* tile, int64_t ldc, const float* row_start,
-                                           bool accumulate) {
+FASTCONV_AVX512 void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const float* a, int64_t lda,
+                                           const float* b, int64_t b_panel_stride, float* tile,
+                                           int64_t ldc, const float* row_start, bool accumulate) {
   const float* b1 = b + b_panel_stride;
   if (rows > 8) {
     tile_rows_x32<12>(depth, a, lda, b, b1, tile, ldc, row_start, accumulate);
@@ -52,4 +52,4 @@ FASTCONV_AVX512 void f32_gemm_12x32_avx512(int64_t rows, int64_t depth, const fl
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

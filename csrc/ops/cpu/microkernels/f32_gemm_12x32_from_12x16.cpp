@@ -14,13 +14,13 @@ void f32_gemm_12x32_portable(int64_t rows, int64_t depth, const float* a, int64_
 }
 
 #if FASTCONV_X86
-void f32_gemm_12x32_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda,
-                         const float* b, int64_t b_panel_stride, float* tile, int64_t ldc,
-                         const float* row_start, bool accumulate) {
+void f32_gemm_12x32_avx2(int64_t rows, int64_t depth, const float* a, int64_t lda, const float* b,
+                         int64_t b_panel_stride, float* tile, int64_t ldc, const float* row_start,
+                         bool accumulate) {
   f32_gemm_12x16_avx2(rows, depth, a, lda, b, tile, ldc, row_start, accumulate);
   f32_gemm_12x16_avx2(rows, depth, a, lda, b + b_panel_stride, tile + kNR, ldc, row_start,
                       accumulate);
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

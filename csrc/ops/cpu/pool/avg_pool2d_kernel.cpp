@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "ops/avg_pool2d_kernels.h"
-#include "ops/pool_windows.h"
+#include "ops/cpu/common.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
 #include "ops/cpu/workspace.h"
+#include "ops/pool_windows.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -43,7 +43,7 @@ FASTCONV_ALWAYS_INLINE bool no_tap_inside(const AvgWindow& rows, const AvgWindow
 // Outputs [ow_begin, ow_end) of output row `oh` of one plane (y: that plane's output).
 template <typename scalar_t>
 FASTCONV_ALWAYS_INLINE void average_row(const AvgPool2dGeometry& g, const scalar_t* x, int64_t oh,
-                                   int64_t ow_begin, int64_t ow_end, scalar_t* y) {
+                                        int64_t ow_begin, int64_t ow_end, scalar_t* y) {
   using acc_t = at::opmath_type<scalar_t>;
   const AvgWindow rows = window_rows(g, oh);
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
@@ -98,8 +98,8 @@ void pool_pixels_cl(const AvgPool2dGeometry& g, const scalar_t* input, scalar_t*
         }
       }
     }
-    const auto divisor = static_cast<acc_t>(
-        avg_divisor(rows, cols, g.count_include_pad, g.divisor_override));
+    const auto divisor =
+        static_cast<acc_t>(avg_divisor(rows, cols, g.count_include_pad, g.divisor_override));
     for (int64_t c = 0; c < C; ++c) {
       y[c] = static_cast<scalar_t>(sums[c] / divisor);
     }
@@ -217,8 +217,8 @@ FASTCONV_AVX2 void pool_pixels_cl_f32_avx2(const AvgPool2dGeometry& g, const flo
       continue;
     }
     const float* x = input + position / g.out_plane() * g.in_plane() * C;
-    const __m256 divisor = _mm256_set1_ps(static_cast<float>(
-        avg_divisor(rows, cols, g.count_include_pad, g.divisor_override)));
+    const __m256 divisor = _mm256_set1_ps(
+        static_cast<float>(avg_divisor(rows, cols, g.count_include_pad, g.divisor_override)));
     for (int64_t c = 0; c < C; c += 8) {
       const bool partial = c + 8 > C;
       __m256 sum = _mm256_setzero_ps();
@@ -282,16 +282,15 @@ struct Windows {
 
 template <typename acc_t>
 FASTCONV_ALWAYS_INLINE acc_t divisor_of(const AvgPool2dGeometry& g, const Windows& w, int64_t oh,
-                                   int64_t ow) {
+                                        int64_t ow) {
   return static_cast<acc_t>(
       avg_divisor(w.rows[oh], w.cols[ow], g.count_include_pad, g.divisor_override));
 }
 
 // Planes [begin, end), NCHW.
 template <typename scalar_t>
-void backward_planes_nchw(const AvgPool2dGeometry& g, const Windows& w,
-                          const scalar_t* grad_output, scalar_t* grad_input, int64_t begin,
-                          int64_t end) {
+void backward_planes_nchw(const AvgPool2dGeometry& g, const Windows& w, const scalar_t* grad_output,
+                          scalar_t* grad_input, int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t plane = begin; plane < end; ++plane) {
     const scalar_t* gy = grad_output + plane * g.out_plane();
@@ -321,8 +320,8 @@ void backward_pixels_cl(const AvgPool2dGeometry& g, const Windows& w, const scal
   const Workspace<acc_t> sums(C);
   for (int64_t pixel = begin; pixel < end; ++pixel) {
     const int64_t n = pixel / g.in_plane();
-    const auto rows = covering_windows((pixel / g.in_w) % g.in_h, g.stride_h, g.pad_h, g.kernel_h,
-                                       1, g.out_h);
+    const auto rows =
+        covering_windows((pixel / g.in_w) % g.in_h, g.stride_h, g.pad_h, g.kernel_h, 1, g.out_h);
     const auto cols = covering_windows(pixel % g.in_w, g.stride_w, g.pad_w, g.kernel_w, 1, g.out_w);
     std::fill_n(sums.data(), C, acc_t(0));
     for (int64_t oh = rows.first; oh <= rows.last; ++oh) {
@@ -341,37 +340,38 @@ void backward_pixels_cl(const AvgPool2dGeometry& g, const Windows& w, const scal
   }
 }
 
-} // namespace
+}  // namespace
 
 void avg_pool2d_forward(const AvgPool2dGeometry& g, const at::Tensor& x, at::MemoryFormat layout,
                         at::Tensor& output) {
-  AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, x.scalar_type(),
-                                  "avg_pool2d", [&] {
-    const auto forward = layout == at::MemoryFormat::ChannelsLast ? forward_channels_last<scalar_t>
-                                                                  : forward_nchw<scalar_t>;
-    forward(g, x.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>());
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND3(
+      at::kLong, at::kHalf, at::kBFloat16, x.scalar_type(), "avg_pool2d", [&] {
+        const auto forward = layout == at::MemoryFormat::ChannelsLast
+            ? forward_channels_last<scalar_t>
+            : forward_nchw<scalar_t>;
+        forward(g, x.const_data_ptr<scalar_t>(), output.mutable_data_ptr<scalar_t>());
+      });
 }
 
 void avg_pool2d_backward(const AvgPool2dGeometry& g, const at::Tensor& grad_output,
                          at::MemoryFormat layout, at::Tensor& grad_input) {
   const Windows windows(g);
-  AT_DISPATCH_FLOATING_TYPES_AND3(at::kLong, at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                  "avg_pool2d_backward", [&] {
-    const scalar_t* gy = grad_output.const_data_ptr<scalar_t>();
-    scalar_t* gx = grad_input.mutable_data_ptr<scalar_t>();
-    if (layout == at::MemoryFormat::ChannelsLast) {
-      const int64_t grain = grain_for(g.channels, kMinPoolElementsPerTask);
-      parallel_for(0, g.batch * g.in_plane(), grain, [&](int64_t begin, int64_t end) {
-        backward_pixels_cl(g, windows, gy, gx, begin, end);
+  AT_DISPATCH_FLOATING_TYPES_AND3(
+      at::kLong, at::kHalf, at::kBFloat16, grad_output.scalar_type(), "avg_pool2d_backward", [&] {
+        const scalar_t* gy = grad_output.const_data_ptr<scalar_t>();
+        scalar_t* gx = grad_input.mutable_data_ptr<scalar_t>();
+        if (layout == at::MemoryFormat::ChannelsLast) {
+          const int64_t grain = grain_for(g.channels, kMinPoolElementsPerTask);
+          parallel_for(0, g.batch * g.in_plane(), grain, [&](int64_t begin, int64_t end) {
+            backward_pixels_cl(g, windows, gy, gx, begin, end);
+          });
+        } else {
+          const int64_t grain = grain_for(g.in_plane(), kMinPoolElementsPerTask);
+          parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
+            backward_planes_nchw(g, windows, gy, gx, begin, end);
+          });
+        }
       });
-    } else {
-      const int64_t grain = grain_for(g.in_plane(), kMinPoolElementsPerTask);
-      parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
-        backward_planes_nchw(g, windows, gy, gx, begin, end);
-      });
-    }
-  });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -35,8 +35,8 @@ FASTCONV_AVX2_INLINE void gather_block_2x2(const int64_t* s, const float* gy, fl
   const __m256i s_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s));
   const __m256i s_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 4));
   __m256 grad = _mm256_loadu_ps(gy);
-  const __m256i expected_lo = _mm256_add_epi64(_mm256_set1_epi64x(first_index),
-                                               _mm256_setr_epi64x(0, 2, 4, 6));
+  const __m256i expected_lo =
+      _mm256_add_epi64(_mm256_set1_epi64x(first_index), _mm256_setr_epi64x(0, 2, 4, 6));
   const __m256i expected_hi = _mm256_add_epi64(expected_lo, _mm256_set1_epi64x(8));
   const __m256i one = _mm256_set1_epi64x(1);
   const __m256i m0_lo = _mm256_cmpeq_epi64(s_lo, expected_lo);
@@ -46,12 +46,16 @@ FASTCONV_AVX2_INLINE void gather_block_2x2(const int64_t* s, const float* gy, fl
   __m256i matched_lo = _mm256_add_epi64(m0_lo, m1_lo), matched_hi = _mm256_add_epi64(m0_hi, m1_hi);
   __m256i valid_lo = _mm256_setzero_si256(), valid_hi = _mm256_setzero_si256();
   if (count_valid) {  // 0 <= s < plane size
-    valid_lo = _mm256_and_si256(_mm256_cmpgt_epi64(s_lo, minus_one), _mm256_cmpgt_epi64(plane_size, s_lo));
-    valid_hi = _mm256_and_si256(_mm256_cmpgt_epi64(s_hi, minus_one), _mm256_cmpgt_epi64(plane_size, s_hi));
+    valid_lo =
+        _mm256_and_si256(_mm256_cmpgt_epi64(s_lo, minus_one), _mm256_cmpgt_epi64(plane_size, s_lo));
+    valid_hi =
+        _mm256_and_si256(_mm256_cmpgt_epi64(s_hi, minus_one), _mm256_cmpgt_epi64(plane_size, s_hi));
   }
   if constexpr (kOverlap) {
-    const __m256i fresh_lo = _mm256_cmpgt_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(skip - 1));
-    const __m256i fresh_hi = _mm256_cmpgt_epi64(_mm256_setr_epi64x(4, 5, 6, 7), _mm256_set1_epi64x(skip - 1));
+    const __m256i fresh_lo =
+        _mm256_cmpgt_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(skip - 1));
+    const __m256i fresh_hi =
+        _mm256_cmpgt_epi64(_mm256_setr_epi64x(4, 5, 6, 7), _mm256_set1_epi64x(skip - 1));
     matched_lo = _mm256_and_si256(matched_lo, fresh_lo);
     matched_hi = _mm256_and_si256(matched_hi, fresh_hi);
     valid_lo = _mm256_and_si256(valid_lo, fresh_lo);
@@ -89,13 +93,13 @@ FASTCONV_AVX2 bool gather_plane_2x2(const Pool2dGeometry& g, const float* gy, co
       const int64_t ih = oh * KH + kh;
       float* gx_row = gx + ih * W;
       for (int64_t ow = 0; ow < full; ow += 8) {
-        gather_block_2x2<false>(s_row + ow, gy_row + ow, gx_row + 2 * ow, ih * W + 2 * ow,
-                                kh == 0, 0, plane_size, counts);
+        gather_block_2x2<false>(s_row + ow, gy_row + ow, gx_row + 2 * ow, ih * W + 2 * ow, kh == 0,
+                                0, plane_size, counts);
       }
       if (rest > 0) {
         const int64_t ow = both_inside - 8;
-        gather_block_2x2<true>(s_row + ow, gy_row + ow, gx_row + 2 * ow, ih * W + 2 * ow,
-                               kh == 0, 8 - rest, plane_size, counts);
+        gather_block_2x2<true>(s_row + ow, gy_row + ow, gx_row + 2 * ow, ih * W + 2 * ow, kh == 0,
+                               8 - rest, plane_size, counts);
       }
       // The last column when the width is odd: in a window of its own (ceil mode) or in none.
       for (int64_t iw = 2 * both_inside; iw < W; ++iw) {
@@ -120,9 +124,9 @@ FASTCONV_AVX2 bool gather_plane_2x2(const Pool2dGeometry& g, const float* gy, co
   _mm256_store_si256(reinterpret_cast<__m256i*>(totals), counts.matched);
   _mm256_store_si256(reinterpret_cast<__m256i*>(totals + 4), counts.valid);
   return totals[0] + totals[1] + totals[2] + totals[3] + matched_tail ==
-         totals[4] + totals[5] + totals[6] + totals[7] + valid_tail;
+      totals[4] + totals[5] + totals[6] + totals[7] + valid_tail;
 }
-} // namespace
+}  // namespace
 
 void backward_plane_2x2_f32_avx2(const Pool2dGeometry& g, const float* gy, const int64_t* s,
                                  float* gx) {
@@ -138,9 +142,10 @@ void backward_plane_2x2_f32_avx2(const Pool2dGeometry& g, const float* gy, const
 // indices that matched (`matched`) and, for the windows whose first tap lies in the band, those
 // inside the plane (`valid`): equal totals over an image's bands mean every index inside the
 // plane was in its window; otherwise the caller redoes the image with the scatter.
-FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, const float* gy, const int64_t* s,
-                                  float* gx, int64_t row_lo, int64_t row_hi, int64_t& matched,
-                                  int64_t& valid) {
+FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, const float* gy,
+                                                      const int64_t* s, float* gx, int64_t row_lo,
+                                                      int64_t row_hi, int64_t& matched,
+                                                      int64_t& valid) {
   const int64_t C = g.channels, W = g.in_w, in_plane = g.in_plane();
   const int64_t vector_c = C / 8 * 8;
   const __m256i minus_one = _mm256_set1_epi64x(-1), plane_size = _mm256_set1_epi64x(in_plane);
@@ -158,8 +163,7 @@ FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, c
         zero_fill(x, C);  // in no window
         continue;
       }
-      const bool count_valid =
-          first_row && iw == std::max<int64_t>(0, ow * g.stride_w - g.pad_w);
+      const bool count_valid = first_row && iw == std::max<int64_t>(0, ow * g.stride_w - g.pad_w);
       const int64_t o = (oh * g.out_w + ow) * C;
       const int64_t* s_o = s + o;
       const float* gy_o = gy + o;
@@ -183,7 +187,8 @@ FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, c
             _mm256_castps_pd(_mm256_shuffle_ps(_mm256_castsi256_ps(m_lo), _mm256_castsi256_ps(m_hi),
                                                _MM_SHUFFLE(2, 0, 2, 0))),
             _MM_SHUFFLE(3, 1, 2, 0)));
-        _mm256_storeu_ps(x + c, _mm256_add_ps(_mm256_and_ps(_mm256_loadu_ps(gy_o + c), mask), zero));
+        _mm256_storeu_ps(x + c,
+                         _mm256_add_ps(_mm256_and_ps(_mm256_loadu_ps(gy_o + c), mask), zero));
       }
       for (int64_t c = vector_c; c < C; ++c) {
         const bool hit = s_o[c] == position;
@@ -201,4 +206,4 @@ FASTCONV_AVX2 void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, c
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

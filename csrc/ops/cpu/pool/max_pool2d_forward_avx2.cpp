@@ -14,9 +14,9 @@
 // stored.
 #include <vector>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/pool/max_pool2d_generic.h"
 #include "ops/cpu/pool/max_pool2d_vector.h"
-#include "ops/cpu/common.h"
 
 namespace fastconv::cpu {
 
@@ -57,9 +57,8 @@ FASTCONV_AVX2_INLINE BlockMasks block_masks(int n) {
     // Elements p[0 .. 2n-2] are needed: p[e] from the first load, p[7 + e] from the second.
     const __m256i last = _mm256_set1_epi32(2 * n - 2);
     const __m256i lo = _mm256_cmpgt_epi32(_mm256_add_epi32(last, _mm256_set1_epi32(1)), iota);
-    const __m256i hi = _mm256_cmpgt_epi32(
-        _mm256_add_epi32(last, _mm256_set1_epi32(1)),
-        _mm256_add_epi32(iota, _mm256_set1_epi32(7)));
+    const __m256i hi = _mm256_cmpgt_epi32(_mm256_add_epi32(last, _mm256_set1_epi32(1)),
+                                          _mm256_add_epi32(iota, _mm256_set1_epi32(7)));
     return {lo, hi};
   }
 }
@@ -135,17 +134,17 @@ FASTCONV_AVX2_INLINE Best tap(const float* row, int32_t row_index, int64_t offse
 
 // The taps of one window row: KW of them (KW = 0: g.kernel_w, one after the other).
 template <int S, int KW, bool kPartial>
-FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row,
-                                      int32_t row_index, const BlockMasks& masks,
-                                      __m256i lanes) {
+FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row, int32_t row_index,
+                                      const BlockMasks& masks, __m256i lanes) {
   const int64_t dw = g.dilation_w;
   if constexpr (KW == 2) {
     return combine(tap<S, kPartial>(row, row_index, 0, masks, lanes),
                    tap<S, kPartial>(row, row_index, dw, masks, lanes));
   } else if constexpr (KW == 3) {
     const Best first = tap<S, kPartial>(row, row_index, 0, masks, lanes);
-    return combine(first, combine(tap<S, kPartial>(row, row_index, dw, masks, lanes),
-                                  tap<S, kPartial>(row, row_index, 2 * dw, masks, lanes)));
+    return combine(first,
+                   combine(tap<S, kPartial>(row, row_index, dw, masks, lanes),
+                           tap<S, kPartial>(row, row_index, 2 * dw, masks, lanes)));
   } else {
     Best best = tap<S, kPartial>(row, row_index, 0, masks, lanes);
     for (int64_t t = 1; t < g.kernel_w; ++t) {
@@ -158,13 +157,12 @@ FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row,
 // Outputs [ow0, ow0 + n) of one output row whose window rows are `rows` (n = 8 unless kPartial),
 // all interior columns.
 template <int S, int KW, bool kPartial>
-FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* x,
-                                          WindowTaps rows, int64_t ow0, int n, float* y,
-                                          int64_t* indices) {
+FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* x, WindowTaps rows,
+                                          int64_t ow0, int n, float* y, int64_t* indices) {
   const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
   const __m256i lanes = lane_offsets<S>();
   const int64_t col0 = ow0 * S - g.pad_w, W = g.in_w;
-#define FASTCONV_ROW(ih) \
+#define FASTCONV_ROW(ih)                                                                      \
   row_maximum<S, KW, kPartial>(g, x + (ih) * W + col0, static_cast<int32_t>((ih) * W + col0), \
                                masks, lanes)
   Best best = FASTCONV_ROW(rows.begin);
@@ -179,7 +177,8 @@ FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* 
   __m256 value = best.value;
   __m256i index = best.index;
   if constexpr (S == 2) {  // lanes back in column order
-    value = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(value), _MM_SHUFFLE(3, 1, 2, 0)));
+    value =
+        _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(value), _MM_SHUFFLE(3, 1, 2, 0)));
     index = _mm256_permute4x64_epi64(index, _MM_SHUFFLE(3, 1, 2, 0));
   }
   const __m256i index_lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(index));
@@ -194,9 +193,8 @@ FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* 
 }
 
 template <int S, int KW>
-FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* input,
-                                         float* output, int64_t* indices, int64_t begin,
-                                         int64_t end) {
+FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* input, float* output,
+                                         int64_t* indices, int64_t begin, int64_t end) {
   const OutputRange interior = interior_columns(g);
   const int64_t width = interior.end - interior.begin;
   for (int64_t plane = begin; plane < end; ++plane) {
@@ -262,7 +260,8 @@ FASTCONV_AVX2_INLINE void pool_channels_cl(const float* x, const Tap* taps, int6
     const float* p = x + taps[t].offset;
     const __m256 index = _mm256_castsi256_ps(_mm256_set1_epi32(taps[t].index));
     for (int k = 0; k < K; ++k) {
-      const __m256 value = kMasked ? _mm256_maskload_ps(p + 8 * k, mask) : _mm256_loadu_ps(p + 8 * k);
+      const __m256 value =
+          kMasked ? _mm256_maskload_ps(p + 8 * k, mask) : _mm256_loadu_ps(p + 8 * k);
       const __m256 take = replaces_max_mask(value, best[k]);
       best[k] = _mm256_blendv_ps(best[k], value, take);
       best_index[k] =
@@ -292,7 +291,8 @@ FASTCONV_AVX2_INLINE void pool_pixel_cl_tap_major(const float* x, const Tap* tap
                                                   int64_t* indices) {
   for (int64_t c = 0; c < C; c += 8) {
     _mm256_storeu_ps(y + c, _mm256_loadu_ps(x + taps[0].offset + c));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(best_index + c), _mm256_set1_epi32(taps[0].index));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(best_index + c),
+                        _mm256_set1_epi32(taps[0].index));
   }
   for (int64_t t = 1; t < num_taps; ++t) {
     const float* p = x + taps[t].offset;
@@ -361,7 +361,7 @@ FASTCONV_AVX2 void pool_pixels_cl_avx2(const Pool2dGeometry& g, const float* inp
   }
 }
 
-} // namespace
+}  // namespace
 
 void pool_planes_nchw_f32_avx2(const Pool2dGeometry& g, const float* input, float* output,
                                int64_t* indices, int64_t begin, int64_t end) {
@@ -390,4 +390,4 @@ void pool_pixels_cl_f32_avx2(const Pool2dGeometry& g, const float* input, float*
 }
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -1,7 +1,7 @@
 // The generic loops of max_pool2d on the CPU, for every dtype and layout: they define the
-// semantics (torch's scan order and tie rule, pool_windows.h), run wherever no vector build applies,
-// and are what the float32 vector builds (max_pool2d_forward_avx2.cpp, max_pool2d_backward_avx2.cpp)
-// fall back to at borders and for indices they do not expect.
+// semantics (torch's scan order and tie rule, pool_windows.h), run wherever no vector build
+// applies, and are what the float32 vector builds (max_pool2d_forward_avx2.cpp,
+// max_pool2d_backward_avx2.cpp) fall back to at borders and for indices they do not expect.
 #pragma once
 
 #include <ATen/OpMathType.h>
@@ -10,10 +10,10 @@
 #include <cstring>
 #include <limits>
 
-#include "ops/pool_windows.h"
-#include "ops/geometry.h"
-#include "ops/cpu/isa.h"
 #include "ops/cpu/common.h"
+#include "ops/cpu/isa.h"
+#include "ops/geometry.h"
+#include "ops/pool_windows.h"
 
 namespace fastconv::cpu {
 
@@ -25,13 +25,12 @@ constexpr acc_t lowest_value() {
                                                   : std::numeric_limits<acc_t>::lowest();
 }
 
-
 // ------------------------------------------------------------------------------- generic forward
 
 // One output of one plane: the window's maximum and its index, torch's scan.
 template <typename scalar_t>
-FASTCONV_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows, int64_t ow,
-                     scalar_t* y, int64_t* indices) {
+FASTCONV_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x, WindowTaps rows,
+                                     int64_t ow, scalar_t* y, int64_t* indices) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto cols = window_taps(ow, g.stride_w, g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
   acc_t best = lowest_value<acc_t>();
@@ -53,14 +52,13 @@ FASTCONV_ALWAYS_INLINE void pool_one(const Pool2dGeometry& g, const scalar_t* x,
 // line, each call cost as much as a vector block of 8 outputs (ymm state around the call).
 template <typename scalar_t>
 FASTCONV_ALWAYS_INLINE void pool_row_generic(const Pool2dGeometry& g, const scalar_t* x, int64_t oh,
-                                        int64_t ow_begin, int64_t ow_end, scalar_t* y,
-                                        int64_t* indices) {
+                                             int64_t ow_begin, int64_t ow_end, scalar_t* y,
+                                             int64_t* indices) {
   const auto rows = window_taps(oh, g.stride_h, g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
     pool_one(g, x, rows, ow, y + oh * g.out_w + ow, indices + oh * g.out_w + ow);
   }
 }
-
 
 // Output pixel `position` of a channels_last batch (pixels numbered image by image, row by row):
 // its image and the taps of its window.
@@ -110,8 +108,8 @@ FASTCONV_ALWAYS_INLINE void zero_fill(scalar_t* p, int64_t n) {
 #endif
 }
 
-// The scatter of one plane (C = 1 unless kChannelsLast), or of one channels_last image (element (i, c)
-// at gx[i * C + c]), restricted to the input rows [row_lo, row_hi): it goes through the output
+// The scatter of one plane (C = 1 unless kChannelsLast), or of one channels_last image (element (i,
+// c) at gx[i * C + c]), restricted to the input rows [row_lo, row_hi): it goes through the output
 // rows whose windows reach into them, in order, and adds the gradients whose indices fall in
 // them, so that bands of one image can run in parallel and give the same sums as one pass. The
 // band is zeroed as it goes, a little ahead of the windows, so that zeroing and sums stay in the
@@ -121,13 +119,14 @@ FASTCONV_ALWAYS_INLINE void zero_fill(scalar_t* p, int64_t n) {
 // were spilled to the stack.
 template <typename scalar_t, bool kChannelsLast>
 FASTCONV_NOINLINE bool scatter_band(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
-                               scalar_t* gx, int64_t C, int64_t row_lo, int64_t row_hi) {
+                                    scalar_t* gx, int64_t C, int64_t row_lo, int64_t row_hi) {
   if constexpr (!kChannelsLast) {
     C = 1;
   }
   const int64_t W = g.in_w, in_plane = g.in_plane();
   // Zeroing goes ahead by at least 4 KiB at a time (fewer, longer fills).
-  const int64_t ahead = std::max<int64_t>(1, 4096 / (W * C * static_cast<int64_t>(sizeof(scalar_t))));
+  const int64_t ahead =
+      std::max<int64_t>(1, 4096 / (W * C * static_cast<int64_t>(sizeof(scalar_t))));
   int64_t zeroed = row_lo;  // rows [row_lo, zeroed) are zero
   auto zero_rows_until = [&](int64_t row) {
     if (row > zeroed) {
@@ -178,12 +177,11 @@ FASTCONV_NOINLINE bool scatter_band(const Pool2dGeometry& g, const scalar_t* gy,
   return true;
 }
 
-
 // The plain scatter, for any indices: zero, then add each output's gradient at its index (one
 // outside the plane, from a window with no tap inside the input, passes no gradient).
 template <typename scalar_t>
 FASTCONV_NOINLINE void scatter_all(const Pool2dGeometry& g, const scalar_t* gy, const int64_t* s,
-                              scalar_t* gx, int64_t C) {
+                                   scalar_t* gx, int64_t C) {
   const int64_t in_plane = g.in_plane();
   zero_fill(gx, in_plane * C);
   for (int64_t o = 0; o < g.out_plane(); ++o) {
@@ -196,4 +194,4 @@ FASTCONV_NOINLINE void scatter_all(const Pool2dGeometry& g, const scalar_t* gy, 
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -18,12 +18,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "ops/max_pool2d_kernels.h"
+#include "ops/cpu/common.h"
+#include "ops/cpu/parallel.h"
 #include "ops/cpu/pool/max_pool2d_generic.h"
 #include "ops/cpu/pool/max_pool2d_vector.h"
-#include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
 #include "ops/cpu/workspace.h"
+#include "ops/max_pool2d_kernels.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -107,7 +107,8 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t in_plane = g.in_plane(), out_plane = g.out_plane();
   const int64_t grain = grain_for(in_plane, kMinPoolElementsPerTask);
-  const bool gather_2x2 = std::is_same_v<scalar_t, float> && int32_plane(g) && gather_2x2_applies(g);
+  const bool gather_2x2 =
+      std::is_same_v<scalar_t, float> && int32_plane(g) && gather_2x2_applies(g);
   const bool small_plane = in_plane * static_cast<int64_t>(sizeof(scalar_t)) <= 16384;
   // A plane per task, its outputs in order: each plane's sums have a fixed order.
   parallel_for(0, g.batch * g.channels, grain, [&](int64_t begin, int64_t end) {
@@ -147,8 +148,8 @@ void max_pool2d_backward_nchw(const Pool2dGeometry& g, const scalar_t* grad_outp
 }
 
 // channels_last, float and double: a task is an image, or with fewer images than threads a band
-// of an image's input rows (backward_band_cl_disjoint for disjoint windows in float32, else scatter_band).
-// Sums are those of one pass in output order, whatever the split: deterministic.
+// of an image's input rows (backward_band_cl_disjoint for disjoint windows in float32, else
+// scatter_band). Sums are those of one pass in output order, whatever the split: deterministic.
 template <typename scalar_t>
 void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* grad_output,
                                        const int64_t* indices, scalar_t* grad_input) {
@@ -172,9 +173,9 @@ void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* 
           continue;
         }
       }
-      valid[task] = !scatter_band<scalar_t, true>(
-          g, grad_output + n * out_plane * C, indices + n * out_plane * C,
-          grad_input + n * in_plane * C, C, row_lo, row_hi);
+      valid[task] = !scatter_band<scalar_t, true>(g, grad_output + n * out_plane * C,
+                                                  indices + n * out_plane * C,
+                                                  grad_input + n * in_plane * C, C, row_lo, row_hi);
     }
   });
   for (int64_t n = 0; n < g.batch; ++n) {
@@ -187,7 +188,7 @@ void max_pool2d_backward_channels_last(const Pool2dGeometry& g, const scalar_t* 
   }
 }
 
-} // namespace
+}  // namespace
 
 void pool_planes_nchw_f32_portable(const Pool2dGeometry& g, const float* input, float* output,
                                    int64_t* indices, int64_t begin, int64_t end) {
@@ -252,9 +253,10 @@ void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,
   // Half types in channels_last go through NCHW.
   const auto gy = grad_output.contiguous();
   const auto nchw_indices = indices.contiguous();
-  auto grad_nchw = channels_last ? at::empty(grad_input.sizes(), grad_input.options()
-                                                 .memory_format(at::MemoryFormat::Contiguous))
-                                 : grad_input;
+  auto grad_nchw = channels_last
+      ? at::empty(grad_input.sizes(),
+                  grad_input.options().memory_format(at::MemoryFormat::Contiguous))
+      : grad_input;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "max_pool2d_backward", [&] {
     max_pool2d_backward_nchw(g, gy.const_data_ptr<scalar_t>(),
                              nchw_indices.const_data_ptr<int64_t>(),
@@ -265,4 +267,4 @@ void max_pool2d_backward(const Pool2dGeometry& g, const at::Tensor& grad_output,
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "ops/geometry.h"
 #include "ops/cpu/isa.h"
+#include "ops/geometry.h"
 
 namespace fastconv::cpu {
 
@@ -29,8 +29,7 @@ void pool_pixels_cl_f32_portable(const Pool2dGeometry& g, const float* input, fl
 // two columns lie inside (narrower planes scatter faster).
 inline bool gather_2x2_applies(const Pool2dGeometry& g) {
   return g.kernel_w == 2 && g.stride_w == 2 && g.kernel_h == g.stride_h && g.pad_h == 0 &&
-      g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1 &&
-      std::min(g.out_w, g.in_w / 2) >= 8;
+      g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1 && std::min(g.out_w, g.in_w / 2) >= 8;
 }
 
 // Backward, NCHW, one plane of such windows, written whole (max_pool2d_backward_avx2.cpp).
@@ -58,9 +57,9 @@ void pool_pixels_cl_f32_avx2(const Pool2dGeometry& g, const float* input, float*
                              int64_t* indices, int64_t begin, int64_t end);
 void backward_plane_2x2_f32_avx2(const Pool2dGeometry& g, const float* gy, const int64_t* s,
                                  float* gx);
-void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, const float* gy,
-                                        const int64_t* s, float* gx, int64_t row_lo,
-                                        int64_t row_hi, int64_t& matched, int64_t& valid);
+void backward_band_cl_disjoint_f32_avx2(const Pool2dGeometry& g, const float* gy, const int64_t* s,
+                                        float* gx, int64_t row_lo, int64_t row_hi, int64_t& matched,
+                                        int64_t& valid);
 #endif
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -4,8 +4,8 @@
 
 #include <atomic>
 
-#include "ops/max_unpool2d_kernels.h"
 #include "ops/cpu/parallel.h"
+#include "ops/max_unpool2d_kernels.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -29,10 +29,10 @@ class InvalidIndex {
   int64_t index_ = 0;
 };
 
-} // namespace
+}  // namespace
 
-void max_unpool2d_forward(const Unpool2dGeometry& g, const at::Tensor& x,
-                          const at::Tensor& indices, at::Tensor& output) {
+void max_unpool2d_forward(const Unpool2dGeometry& g, const at::Tensor& x, const at::Tensor& indices,
+                          at::Tensor& output) {
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   InvalidIndex invalid;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "max_unpool2d", [&] {
@@ -60,23 +60,23 @@ void gather_by_indices(const at::Tensor& source, const at::Tensor& indices, at::
   InvalidIndex invalid;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, source.scalar_type(), "max_unpool2d_backward", [&] {
-    parallel_for(0, out.numel() / plane, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const scalar_t* src = source.const_data_ptr<scalar_t>() + p * source_plane;
-        const int64_t* i_p = indices.const_data_ptr<int64_t>() + p * plane;
-        scalar_t* o_p = out.mutable_data_ptr<scalar_t>() + p * plane;
-        for (int64_t i = 0; i < plane; ++i) {
-          if (i_p[i] < 0 || i_p[i] >= source_plane) {
-            invalid.record(i_p[i]);
-            o_p[i] = scalar_t(0);
-          } else {
-            o_p[i] = src[i_p[i]];
+        parallel_for(0, out.numel() / plane, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t p = begin; p < end; ++p) {
+            const scalar_t* src = source.const_data_ptr<scalar_t>() + p * source_plane;
+            const int64_t* i_p = indices.const_data_ptr<int64_t>() + p * plane;
+            scalar_t* o_p = out.mutable_data_ptr<scalar_t>() + p * plane;
+            for (int64_t i = 0; i < plane; ++i) {
+              if (i_p[i] < 0 || i_p[i] >= source_plane) {
+                invalid.record(i_p[i]);
+                o_p[i] = scalar_t(0);
+              } else {
+                o_p[i] = src[i_p[i]];
+              }
+            }
           }
-        }
-      }
-    });
-  });
+        });
+      });
   invalid.throw_if_seen(source.size(-2), source.size(-1));
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

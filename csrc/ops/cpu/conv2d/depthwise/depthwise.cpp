@@ -2,26 +2,24 @@
 // each compiled twice (portable and AVX2) and picked with FASTCONV_SELECT_ISA.
 #include "ops/cpu/conv2d/depthwise/depthwise.h"
 
-
 #include <algorithm>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/phase_planes.h"
 #include "ops/cpu/isa.h"
-#include "ops/cpu/workspace.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
 
 constexpr int64_t kMaxDepthwiseTaps = 64;
 
-
 // The sum over i < length of a[i] * b[i * stride], in 16 fixed lanes (a sum the compiler can
 // vectorize, in the same order on every run).
 template <int kStride>
 FASTCONV_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b,
-                                        int64_t length, int64_t stride) {
+                                 int64_t length, int64_t stride) {
   const int64_t s = kStride != 0 ? kStride : stride;
   float lanes[16] = {};
   int64_t i = 0;
@@ -47,7 +45,7 @@ struct Taps {
 
 template <int kStride, int kLanes>
 FASTCONV_ALWAYS_INLINE void stencil_lanes(const Taps& taps, float start, int64_t stride,
-                                                 const float* in, float* out, int64_t i) {
+                                          const float* in, float* out, int64_t i) {
   const int64_t s = kStride != 0 ? kStride : stride;
   float acc[kLanes];
   for (int64_t l = 0; l < kLanes; ++l) acc[l] = start;
@@ -61,7 +59,7 @@ FASTCONV_ALWAYS_INLINE void stencil_lanes(const Taps& taps, float start, int64_t
 
 template <int kStride, int kLanes>
 FASTCONV_ALWAYS_INLINE void stencil_groups(const Taps& taps, float start, int64_t stride,
-                                                  const float* in, float* out, int64_t length) {
+                                           const float* in, float* out, int64_t length) {
   int64_t i = 0;
   for (; i + kLanes <= length; i += kLanes) {
     stencil_lanes<kStride, kLanes>(taps, start, stride, in, out, i);
@@ -72,8 +70,8 @@ FASTCONV_ALWAYS_INLINE void stencil_groups(const Taps& taps, float start, int64_
 }
 
 template <int kStride>
-FASTCONV_ALWAYS_INLINE void stencil(const Taps& taps, float start, int64_t stride,
-                                           const float* in, float* out, int64_t length) {
+FASTCONV_ALWAYS_INLINE void stencil(const Taps& taps, float start, int64_t stride, const float* in,
+                                    float* out, int64_t length) {
   if (length >= 16) {
     stencil_groups<kStride, 16>(taps, start, stride, in, out, length);
   } else if (length >= 8) {
@@ -85,9 +83,8 @@ FASTCONV_ALWAYS_INLINE void stencil(const Taps& taps, float start, int64_t strid
   }
 }
 
-FASTCONV_ALWAYS_INLINE void any_stride_stencil(const Taps& taps, float start,
-                                                      int64_t stride, const float* in,
-                                                      float* out, int64_t length) {
+FASTCONV_ALWAYS_INLINE void any_stride_stencil(const Taps& taps, float start, int64_t stride,
+                                               const float* in, float* out, int64_t length) {
   if (stride == 1) {
     stencil<1>(taps, start, 1, in, out, length);
   } else if (stride == 2) {
@@ -104,7 +101,8 @@ struct PaddedPlane {
   Workspace<float> data;
 
   explicit PaddedPlane(const Conv2dGeometry& g)
-      : height(g.in_h + 2 * g.pad_h), width(g.in_w + 2 * g.pad_w),
+      : height(g.in_h + 2 * g.pad_h),
+        width(g.in_w + 2 * g.pad_w),
         data(elements(g), /*zeroed=*/true) {}
 
   static int64_t elements(const Conv2dGeometry& g) {
@@ -131,9 +129,9 @@ struct PaddedPlane {
 // end: out_h rows of padded-width outputs, of which the first out_w of each are kept.
 bool whole_plane_stencil(const Conv2dGeometry& g) { return g.stride_h == 1 && g.stride_w == 1; }
 
-FASTCONV_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float* x,
-                                                  const float* w, const float* bias, float* y,
-                                                  int64_t begin, int64_t end) {
+FASTCONV_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float* x, const float* w,
+                                           const float* bias, float* y, int64_t begin,
+                                           int64_t end) {
   const int64_t multiplier = g.out_channels_per_group();
   PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
@@ -161,16 +159,15 @@ FASTCONV_ALWAYS_INLINE void forward_planes(const Conv2dGeometry& g, const float*
     }
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       any_stride_stencil(taps, start, g.stride_w,
-                         padded.data.data() + oh * g.stride_h * padded.width,
-                         out + oh * g.out_w, g.out_w);
+                         padded.data.data() + oh * g.stride_h * padded.width, out + oh * g.out_w,
+                         g.out_w);
     }
   }
 }
 
 #if FASTCONV_X86
-FASTCONV_AVX2 void forward_planes_avx2(
-    const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y,
-    int64_t begin, int64_t end) {
+FASTCONV_AVX2 void forward_planes_avx2(const Conv2dGeometry& g, const float* x, const float* w,
+                                       const float* bias, float* y, int64_t begin, int64_t end) {
   forward_planes(g, x, w, bias, y, begin, end);
 }
 #endif
@@ -180,7 +177,7 @@ void forward_planes_portable(const Conv2dGeometry& g, const float* x, const floa
   forward_planes(g, x, w, bias, y, begin, end);
 }
 
-} // namespace
+}  // namespace
 
 int64_t depthwise_forward_workspace_bytes(const Conv2dGeometry& g) {
   const int64_t rows = whole_plane_stencil(g) ? g.out_h * (g.in_w + 2 * g.pad_w) : 0;
@@ -195,11 +192,12 @@ namespace {
 bool padded_plane_bounded(const Conv2dGeometry& g) {
   const double padded_plane = (static_cast<double>(g.in_h) + 2.0 * static_cast<double>(g.pad_h)) *
       (static_cast<double>(g.in_w) + 2.0 * static_cast<double>(g.pad_w));
-  const double bound = 4.0 * (static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane())) + 4096;
+  const double bound =
+      4.0 * (static_cast<double>(g.in_plane()) + static_cast<double>(g.out_plane())) + 4096;
   return padded_plane <= bound;
 }
 
-} // namespace
+}  // namespace
 
 bool depthwise_supported(const Conv2dGeometry& g) {
   return g.in_channels_per_group() == 1 && g.kernel_h * g.kernel_w <= kMaxDepthwiseTaps &&
@@ -209,9 +207,8 @@ bool depthwise_supported(const Conv2dGeometry& g) {
 void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                        float* y) {
   const auto planes = FASTCONV_SELECT_ISA(forward_planes);
-  parallel_for(0, g.batch * g.out_channels, 1, [&](int64_t begin, int64_t end) {
-    planes(g, x, w, bias, y, begin, end);
-  });
+  parallel_for(0, g.batch * g.out_channels, 1,
+               [&](int64_t begin, int64_t end) { planes(g, x, w, bias, y, begin, end); });
 }
 
 namespace {
@@ -219,8 +216,8 @@ namespace {
 // The input gradient of planes [begin, end): one input plane per task, adding the taps of its
 // output channels in a fixed order (the forward's taps, transposed).
 FASTCONV_ALWAYS_INLINE void input_backward_planes(const Conv2dGeometry& g, const float* gy,
-                                                         const float* w, float* gx,
-                                                         int64_t begin, int64_t end) {
+                                                  const float* w, float* gx, int64_t begin,
+                                                  int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t n = plane / g.in_channels, c = plane % g.in_channels;
@@ -253,10 +250,9 @@ FASTCONV_ALWAYS_INLINE void input_backward_planes(const Conv2dGeometry& g, const
 // The weight gradient of output channels [begin, end), each summed over the images in order:
 // per tap, the dot product of grad_output with the padded input plane shifted by the tap (with
 // stride 1, over whole planes: grad_output's rows are spread to the padded width, zeros between).
-FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g,
-                                                            const float* x, const float* gy,
-                                                            float* gw, int64_t begin,
-                                                            int64_t end) {
+FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g, const float* x,
+                                                     const float* gy, float* gw, int64_t begin,
+                                                     int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
@@ -274,8 +270,8 @@ FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g,
           std::copy_n(grad_out + oh * g.out_w, g.out_w, wide_grad.data() + oh * padded.width);
         }
         for (int64_t t = 0; t < taps; ++t) {
-          grad_weights[t] += dot<1>(wide_grad.data(), padded.data.data() + offsets[t],
-                                    g.out_h * padded.width, 1);
+          grad_weights[t] +=
+              dot<1>(wide_grad.data(), padded.data.data() + offsets[t], g.out_h * padded.width, 1);
         }
         continue;
       }
@@ -285,8 +281,7 @@ FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g,
           const float* grad_row = grad_out + oh * g.out_w;
           grad_weights[t] += g.stride_w == 1 ? dot<1>(grad_row, row + offsets[t], g.out_w, 1)
               : g.stride_w == 2              ? dot<2>(grad_row, row + offsets[t], g.out_w, 2)
-                                             : dot<0>(grad_row, row + offsets[t], g.out_w,
-                                                      g.stride_w);
+                                : dot<0>(grad_row, row + offsets[t], g.out_w, g.stride_w);
         }
       }
     }
@@ -294,15 +289,15 @@ FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g,
 }
 
 #if FASTCONV_X86
-FASTCONV_AVX2 void input_backward_planes_avx2(
-    const Conv2dGeometry& g, const float* gy, const float* w, float* gx, int64_t begin,
-    int64_t end) {
+FASTCONV_AVX2 void input_backward_planes_avx2(const Conv2dGeometry& g, const float* gy,
+                                              const float* w, float* gx, int64_t begin,
+                                              int64_t end) {
   input_backward_planes(g, gy, w, gx, begin, end);
 }
 
-FASTCONV_AVX2 void weight_backward_channels_avx2(
-    const Conv2dGeometry& g, const float* x, const float* gy, float* gw, int64_t begin,
-    int64_t end) {
+FASTCONV_AVX2 void weight_backward_channels_avx2(const Conv2dGeometry& g, const float* x,
+                                                 const float* gy, float* gw, int64_t begin,
+                                                 int64_t end) {
   weight_backward_channels(g, x, gy, gw, begin, end);
 }
 #endif
@@ -317,22 +312,19 @@ void weight_backward_channels_portable(const Conv2dGeometry& g, const float* x, 
   weight_backward_channels(g, x, gy, gw, begin, end);
 }
 
-} // namespace
+}  // namespace
 
-void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w,
-                              float* gx) {
+void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w, float* gx) {
   const auto planes = FASTCONV_SELECT_ISA(input_backward_planes);
-  parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
-    planes(g, gy, w, gx, begin, end);
-  });
+  parallel_for(0, g.batch * g.in_channels, 1,
+               [&](int64_t begin, int64_t end) { planes(g, gy, w, gx, begin, end); });
 }
 
 void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
                                float* gw) {
   const auto channels = FASTCONV_SELECT_ISA(weight_backward_channels);
-  parallel_for(0, g.out_channels, 1, [&](int64_t begin, int64_t end) {
-    channels(g, x, gy, gw, begin, end);
-  });
+  parallel_for(0, g.out_channels, 1,
+               [&](int64_t begin, int64_t end) { channels(g, x, gy, gw, begin, end); });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -23,11 +23,9 @@ void depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w, 
                        float* y);
 
 // gx = the input gradient, written whole (gx need not be zeroed).
-void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w,
-                              float* gx);
+void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const float* w, float* gx);
 
 // gw = the weight gradient, written whole.
-void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
-                               float* gw);
+void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

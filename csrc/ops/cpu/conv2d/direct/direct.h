@@ -12,8 +12,8 @@
 
 #include <cstdint>
 
-#include "ops/geometry.h"
 #include "ops/cpu/conv2d/phase_planes.h"
+#include "ops/geometry.h"
 
 namespace fastconv::cpu {
 
@@ -33,4 +33,4 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 // images and pixels in a fixed order, whatever the thread count.
 void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -2,15 +2,14 @@
 // 8 x 48 tiles of the micro-kernel.
 #include "ops/cpu/conv2d/direct/direct.h"
 
-
 #include <algorithm>
 #include <vector>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/phase_planes.h"
 #include "ops/cpu/microkernels/f32_conv.h"
-#include "ops/cpu/workspace.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -36,8 +35,8 @@ struct DirectTiling {
     pixel_tiles_per_task = pixel_tiles, channel_tiles_per_task = channel_tiles;
     if (depth_channels < channels) {  // outputs revisited per block of input channels
       const int64_t tile_bytes = kConvTileChannels * kTilePixels * 4;
-      pixel_tiles_per_task = std::clamp<int64_t>(kMaxRevisitedBytes / (channel_tiles * tile_bytes),
-                                                 1, pixel_tiles);
+      pixel_tiles_per_task =
+          std::clamp<int64_t>(kMaxRevisitedBytes / (channel_tiles * tile_bytes), 1, pixel_tiles);
       channel_tiles_per_task = std::clamp<int64_t>(
           kMaxRevisitedBytes / (pixel_tiles_per_task * tile_bytes), 1, channel_tiles);
     }
@@ -51,12 +50,8 @@ struct DirectTiling {
     }
   }
 
-  int64_t pixel_blocks() const {
-    return ceil_div(pixel_tiles, pixel_tiles_per_task);
-  }
-  int64_t channel_blocks() const {
-    return ceil_div(channel_tiles, channel_tiles_per_task);
-  }
+  int64_t pixel_blocks() const { return ceil_div(pixel_tiles, pixel_tiles_per_task); }
+  int64_t channel_blocks() const { return ceil_div(channel_tiles, channel_tiles_per_task); }
   int64_t tasks(const Conv2dGeometry& g) const {
     return g.batch * g.groups * pixel_blocks() * channel_blocks();
   }
@@ -116,7 +111,7 @@ struct PackedWeights {
   }
 };
 
-} // namespace
+}  // namespace
 
 bool direct_supported(const Conv2dGeometry& g) {
   if (g.stride_h > kMaxDirectStride || g.stride_w > kMaxDirectStride) return false;
@@ -128,15 +123,14 @@ bool direct_supported(const Conv2dGeometry& g) {
   const double halo_w = d(g.kernel_w - 1) * d(g.dilation_w) / d(g.stride_w);
   const double planes = d(g.batch) * d(g.in_channels) * d(std::min(g.kernel_h, g.stride_h)) *
       d(std::min(g.kernel_w, g.stride_w)) * (d(g.out_h) + halo_h) * (d(g.out_w) + halo_w);
-  const double tensors = d(g.batch) * (d(g.in_channels) * d(g.in_plane()) +
-                                       d(g.out_channels) * d(g.out_plane()));
+  const double tensors =
+      d(g.batch) * (d(g.in_channels) * d(g.in_plane()) + d(g.out_channels) * d(g.out_plane()));
   return halo_w <= d(g.out_w) + 16.0 && planes <= 4.0 * tensors + 65536.0;
 }
 
 int64_t direct_forward_workspace_bytes(const Conv2dGeometry& g) {
   const DirectPlanes planes(g);
-  const int64_t channel_tiles =
-      ceil_div(g.out_channels_per_group(), kConvTileChannels);
+  const int64_t channel_tiles = ceil_div(g.out_channels_per_group(), kConvTileChannels);
   // The planes, and the packed weights and bias (the bias counted whether or not there is one).
   return workspace_bytes(planes.elements, 4) +
       workspace_bytes(g.groups * channel_tiles * g.column_rows() * kConvTileChannels, 4) +
@@ -189,10 +183,10 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
             tile.taps = g.kernel_h * g.kernel_w;
             tile.weights = packed.weights.data() + gb * packed.block_elements +
                 c0 * tile.taps * kConvTileChannels;
-            tile.start = bias != nullptr && c0 == 0 ? packed.bias.data() + gb * kConvTileChannels
-                                                    : nullptr;
-            tile.output = y + (n * g.out_channels + group * K + block * kConvTileChannels) *
-                g.out_plane();
+            tile.start =
+                bias != nullptr && c0 == 0 ? packed.bias.data() + gb * kConvTileChannels : nullptr;
+            tile.output =
+                y + (n * g.out_channels + group * K + block * kConvTileChannels) * g.out_plane();
             tile.output_channel_stride = g.out_plane();
             tile.rows = std::min(kConvTileChannels, K - block * kConvTileChannels);
             tile.accumulate = c0 > 0;
@@ -204,4 +198,4 @@ void direct_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -8,11 +8,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/direct/direct.h"
 #include "ops/cpu/microkernels/f32_conv.h"
-#include "ops/cpu/workspace.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -33,7 +33,7 @@ float lane_total(const float* lanes) {
   return folded[0];
 }
 
-} // namespace
+}  // namespace
 
 void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
   const DirectPlanes l(g);
@@ -85,49 +85,50 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
   // Tasks (group, input channel, tile of output channels): consecutive tasks share their input
   // channel's planes, which stay in cache.
   const int64_t task_work = kWeightTileChannels * taps * g.batch * channel_size;
-  parallel_for(0, g.groups * C * k_tiles, grain_for(task_work, kMinMultiplyAddsPerTask),
-                   [&](int64_t begin, int64_t end) {
-    const Workspace<float> sums(tap_blocks * kTileSums);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t group = task / (C * k_tiles), c = task / k_tiles % C;
-      const int64_t k0 = task % k_tiles * kWeightTileChannels;
-      const int64_t rows = std::min(kWeightTileChannels, K - k0);
-      std::fill_n(sums.data(), tap_blocks * kTileSums, 0.f);
-      // Every sum runs over the images and the pixels in order, in any cut of them.
-      const int64_t images_per_call =
-          vectors >= kVectorsPerCall ? 1 : std::max<int64_t>(1, kVectorsPerCall / vectors);
-      for (int64_t n0 = 0; n0 < g.batch; n0 += images_per_call) {
-        for (int64_t v0 = 0; v0 < vectors; v0 += kVectorsPerCall) {
+  parallel_for(
+      0, g.groups * C * k_tiles, grain_for(task_work, kMinMultiplyAddsPerTask),
+      [&](int64_t begin, int64_t end) {
+        const Workspace<float> sums(tap_blocks * kTileSums);
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t group = task / (C * k_tiles), c = task / k_tiles % C;
+          const int64_t k0 = task % k_tiles * kWeightTileChannels;
+          const int64_t rows = std::min(kWeightTileChannels, K - k0);
+          std::fill_n(sums.data(), tap_blocks * kTileSums, 0.f);
+          // Every sum runs over the images and the pixels in order, in any cut of them.
+          const int64_t images_per_call =
+              vectors >= kVectorsPerCall ? 1 : std::max<int64_t>(1, kVectorsPerCall / vectors);
+          for (int64_t n0 = 0; n0 < g.batch; n0 += images_per_call) {
+            for (int64_t v0 = 0; v0 < vectors; v0 += kVectorsPerCall) {
+              for (int64_t block = 0; block < tap_blocks; ++block) {
+                ConvWeightTile tile;
+                tile.grad_output = grid.data() +
+                    (n0 * g.out_channels + group * K + k0) * channel_size + v0 * kConvTileLanes;
+                tile.grad_output_stride = channel_size;
+                tile.grad_output_image_stride = g.out_channels * channel_size;
+                tile.input = planes.data() +
+                    (n0 * g.in_channels + group * C + c) * l.channel_stride + v0 * kConvTileLanes;
+                tile.input_image_stride = g.in_channels * l.channel_stride;
+                tile.tap_offsets = offsets.data() + block * kWeightTileTaps;
+                tile.lanes = lanes.data() + v0;
+                tile.images = std::min(images_per_call, g.batch - n0);
+                tile.vectors = std::min(kVectorsPerCall, vectors - v0);
+                tile.sums = sums.data() + block * kTileSums;
+                kernel(tile);
+              }
+            }
+          }
           for (int64_t block = 0; block < tap_blocks; ++block) {
-            ConvWeightTile tile;
-            tile.grad_output = grid.data() + (n0 * g.out_channels + group * K + k0) * channel_size +
-                v0 * kConvTileLanes;
-            tile.grad_output_stride = channel_size;
-            tile.grad_output_image_stride = g.out_channels * channel_size;
-            tile.input = planes.data() + (n0 * g.in_channels + group * C + c) * l.channel_stride +
-                v0 * kConvTileLanes;
-            tile.input_image_stride = g.in_channels * l.channel_stride;
-            tile.tap_offsets = offsets.data() + block * kWeightTileTaps;
-            tile.lanes = lanes.data() + v0;
-            tile.images = std::min(images_per_call, g.batch - n0);
-            tile.vectors = std::min(kVectorsPerCall, vectors - v0);
-            tile.sums = sums.data() + block * kTileSums;
-            kernel(tile);
+            const int64_t block_taps = std::min(kWeightTileTaps, taps - block * kWeightTileTaps);
+            for (int64_t r = 0; r < rows; ++r) {
+              float* out = gw + ((group * K + k0 + r) * C + c) * taps + block * kWeightTileTaps;
+              for (int64_t t = 0; t < block_taps; ++t) {
+                out[t] = lane_total(sums.data() + block * kTileSums +
+                                    (r * kWeightTileTaps + t) * kConvTileLanes);
+              }
+            }
           }
         }
-      }
-      for (int64_t block = 0; block < tap_blocks; ++block) {
-        const int64_t block_taps = std::min(kWeightTileTaps, taps - block * kWeightTileTaps);
-        for (int64_t r = 0; r < rows; ++r) {
-          float* out = gw + ((group * K + k0 + r) * C + c) * taps + block * kWeightTileTaps;
-          for (int64_t t = 0; t < block_taps; ++t) {
-            out[t] = lane_total(sums.data() + block * kTileSums +
-                                (r * kWeightTileTaps + t) * kConvTileLanes);
-          }
-        }
-      }
-    }
-  });
+      });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

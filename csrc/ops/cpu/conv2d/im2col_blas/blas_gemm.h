@@ -46,4 +46,4 @@ void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumu
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -10,10 +10,10 @@
 
 #include <algorithm>
 
-#include "ops/geometry.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/workspace.h"
+#include "ops/geometry.h"
 
 namespace fastconv::cpu {
 
@@ -94,4 +94,4 @@ void col2im_gather(const T* columns, int64_t channels, const Conv2dGeometry& g, 
   });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

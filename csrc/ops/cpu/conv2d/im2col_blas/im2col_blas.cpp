@@ -1,6 +1,6 @@
-// conv2d by im2col (or col2im) on bands of output rows and a GEMM through ATen's BLAS (blas_gemm.h), for
-// every dtype: the plain path, and the one for the passes where MKL's GEMM beats our packed one
-// (pointwise and deep layers; conv2d_path.cpp decides).
+// conv2d by im2col (or col2im) on bands of output rows and a GEMM through ATen's BLAS
+// (blas_gemm.h), for every dtype: the plain path, and the one for the passes where MKL's GEMM beats
+// our packed one (pointwise and deep layers; conv2d_path.cpp decides).
 //
 // Per group g of one image, with C = in channels and K = out channels per group, P = out_h*out_w,
 // rows = C*kh*kw and `band` the output pixels of a band of output rows:
@@ -17,11 +17,11 @@
 
 #include <algorithm>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/im2col_blas/blas_gemm.h"
 #include "ops/cpu/conv2d/im2col_blas/im2col_bands.h"
-#include "ops/cpu/workspace.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -99,10 +99,10 @@ int64_t workspace_elements(const Conv2dGeometry& g, int64_t band_rows) {
 // A pointwise convolution uses the image x_g[C x P] itself in place of the columns.
 
 template <typename scalar_t>
-void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x,
-                   const scalar_t* w, const scalar_t* bias, scalar_t* y, scalar_t* columns) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
-                C = g.in_channels_per_group(), rows = g.column_rows();
+void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x, const scalar_t* w,
+                   const scalar_t* bias, scalar_t* y, scalar_t* columns) {
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
+                rows = g.column_rows();
   if (bias != nullptr) {
     for (int64_t k = 0; k < g.out_channels; ++k) {
       std::fill_n(y + k * P, P, bias[k]);
@@ -128,8 +128,8 @@ void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x
 template <typename scalar_t>
 void input_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* gy,
                           const scalar_t* w, scalar_t* gx, scalar_t* columns) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
-                C = g.in_channels_per_group(), rows = g.column_rows();
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
+                rows = g.column_rows();
   for (int64_t group = 0; group < g.groups; ++group) {
     const auto w_t = transposed(Matrix<scalar_t>{w + group * K * rows, rows, K, rows});
     const scalar_t* gy_g = gy + group * K * P;
@@ -150,15 +150,15 @@ void input_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scal
 template <typename scalar_t>
 void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x,
                            const scalar_t* gy, scalar_t* gw, scalar_t* columns) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
-                C = g.in_channels_per_group(), rows = g.column_rows();
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
+                rows = g.column_rows();
   for (int64_t group = 0; group < g.groups; ++group) {
     const scalar_t* x_g = x + group * C * g.in_plane();
     const scalar_t* gy_g = gy + group * K * P;
     scalar_t* gw_g = gw + group * K * rows;
     if (g.is_pointwise()) {
-      gemm(Matrix<scalar_t>{gy_g, K, P, P}, transposed(Matrix<scalar_t>{x_g, P, C, P}), gw_g,
-           rows, true);
+      gemm(Matrix<scalar_t>{gy_g, K, P, P}, transposed(Matrix<scalar_t>{x_g, P, C, P}), gw_g, rows,
+           true);
       continue;
     }
     for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
@@ -171,7 +171,7 @@ void weight_backward_image(const Conv2dGeometry& g, int64_t band_rows, const sca
   }
 }
 
-} // namespace
+}  // namespace
 
 int64_t im2col_blas_forward_workspace_bytes(const Conv2dGeometry& g, int64_t element_size,
                                             int64_t threads) {
@@ -189,26 +189,26 @@ void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at:
   // torch's name for its CPU kernel, so that unsupported dtypes get its message
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "slow_conv2d_cpu", [&] {
-    if (batched_pointwise(g)) {
-      batched_pointwise_gemm<scalar_t>(g, x, g.in_channels,
-                                       w.view({g.out_channels, g.in_channels}), bias, y,
-                                       g.out_channels);
-      return;
-    }
-    const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
-    const int64_t in_image = g.in_channels * g.in_plane();
-    const int64_t out_image = g.out_channels * g.out_plane();
-    const scalar_t* bias_data = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
-    // One image per task; a batch of one leaves the threads to im2col and the GEMM instead.
-    parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
-      Workspace<scalar_t> columns(workspace_elements(g, band_rows));
-      for (int64_t n = begin; n < end; ++n) {
-        forward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
-                      w.const_data_ptr<scalar_t>(), bias_data,
-                      y.mutable_data_ptr<scalar_t>() + n * out_image, columns.data());
-      }
-    });
-  });
+        if (batched_pointwise(g)) {
+          batched_pointwise_gemm<scalar_t>(g, x, g.in_channels,
+                                           w.view({g.out_channels, g.in_channels}), bias, y,
+                                           g.out_channels);
+          return;
+        }
+        const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
+        const int64_t in_image = g.in_channels * g.in_plane();
+        const int64_t out_image = g.out_channels * g.out_plane();
+        const scalar_t* bias_data = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+        // One image per task; a batch of one leaves the threads to im2col and the GEMM instead.
+        parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
+          Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+          for (int64_t n = begin; n < end; ++n) {
+            forward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
+                          w.const_data_ptr<scalar_t>(), bias_data,
+                          y.mutable_data_ptr<scalar_t>() + n * out_image, columns.data());
+          }
+        });
+      });
 }
 
 void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
@@ -218,44 +218,43 @@ void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, c
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
-    if (batched_pointwise(g)) {
-      batched_pointwise_gemm<scalar_t>(g, gy, g.out_channels,
-                                       w.view({g.out_channels, g.in_channels}).t(), at::Tensor(),
-                                       gx, g.in_channels);
-      return;
-    }
-    const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
-    const int64_t in_image = g.in_channels * g.in_plane();
-    const int64_t out_image = g.out_channels * g.out_plane();
-    parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
-      Workspace<scalar_t> columns(workspace_elements(g, band_rows));
-      for (int64_t n = begin; n < end; ++n) {
-        input_backward_image(g, band_rows, gy.const_data_ptr<scalar_t>() + n * out_image,
-                             w.const_data_ptr<scalar_t>(),
-                             gx.mutable_data_ptr<scalar_t>() + n * in_image,
-                             columns.data());
-      }
-    });
-  });
+        if (batched_pointwise(g)) {
+          batched_pointwise_gemm<scalar_t>(g, gy, g.out_channels,
+                                           w.view({g.out_channels, g.in_channels}).t(),
+                                           at::Tensor(), gx, g.in_channels);
+          return;
+        }
+        const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
+        const int64_t in_image = g.in_channels * g.in_plane();
+        const int64_t out_image = g.out_channels * g.out_plane();
+        parallel_for(0, g.batch, 1, [&](int64_t begin, int64_t end) {
+          Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+          for (int64_t n = begin; n < end; ++n) {
+            input_backward_image(g, band_rows, gy.const_data_ptr<scalar_t>() + n * out_image,
+                                 w.const_data_ptr<scalar_t>(),
+                                 gx.mutable_data_ptr<scalar_t>() + n * in_image, columns.data());
+          }
+        });
+      });
 }
 
-void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
-                                 const at::Tensor& gy, at::Tensor& gw) {
+void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
+                                 at::Tensor& gw) {
   gw.zero_();  // the GEMMs accumulate into it
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "conv2d_weight_backward", [&] {
-    const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
-    const int64_t in_image = g.in_channels * g.in_plane();
-    const int64_t out_image = g.out_channels * g.out_plane();
-    Workspace<scalar_t> columns(workspace_elements(g, band_rows));
-    // Images in order, each GEMM accumulating into grad_weight: a fixed summation order, so the
-    // result does not depend on the thread count or timing. The threads work inside each step.
-    for (int64_t n = 0; n < g.batch; ++n) {
-      weight_backward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
-                            gy.const_data_ptr<scalar_t>() + n * out_image,
-                            gw.mutable_data_ptr<scalar_t>(), columns.data());
-    }
-  });
+        const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
+        const int64_t in_image = g.in_channels * g.in_plane();
+        const int64_t out_image = g.out_channels * g.out_plane();
+        Workspace<scalar_t> columns(workspace_elements(g, band_rows));
+        // Images in order, each GEMM accumulating into grad_weight: a fixed summation order, so the
+        // result does not depend on the thread count or timing. The threads work inside each step.
+        for (int64_t n = 0; n < g.batch; ++n) {
+          weight_backward_image(g, band_rows, x.const_data_ptr<scalar_t>() + n * in_image,
+                                gy.const_data_ptr<scalar_t>() + n * out_image,
+                                gw.mutable_data_ptr<scalar_t>(), columns.data());
+        }
+      });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -19,7 +19,7 @@ int64_t im2col_blas_forward_workspace_bytes(const Conv2dGeometry& g, int64_t ele
 void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
                                 at::Tensor& gx);
 
-void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
-                                 const at::Tensor& gy, at::Tensor& gw);
+void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
+                                 at::Tensor& gw);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

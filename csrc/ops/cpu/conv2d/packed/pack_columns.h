@@ -12,14 +12,14 @@
 #include <utility>
 #include <vector>
 
-#include "ops/geometry.h"
-#include "ops/cpu/isa.h"
-#include "ops/cpu/microkernels/f32_gather.h"
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/packed/packed_gemm.h"
 #include "ops/cpu/conv2d/phase_planes.h"
-#include "ops/cpu/workspace.h"
+#include "ops/cpu/isa.h"
+#include "ops/cpu/microkernels/f32_gather.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
+#include "ops/geometry.h"
 
 namespace fastconv::cpu {
 
@@ -82,7 +82,8 @@ class InputPlanes {
   }
 
   // Where tap (kh, kw) of input channel c reads: output pixel (oh, ow) of image n reads row
-  // oh * stride_h() + row_offset, column ow * stride_w() + col_offset of `plane` + n * image_size().
+  // oh * stride_h() + row_offset, column ow * stride_w() + col_offset of `plane` + n *
+  // image_size().
   struct Tap {
     const float* plane;
     int64_t row_offset, col_offset;
@@ -219,8 +220,8 @@ inline void pack_columns(const InputPlanes& input, int64_t first_channel, const 
       kh = 0;
       ++c;
     }
-    const float* base = input.tap(first_channel + c, kh, kw).plane +
-        taps.first_image() * input.image_size();
+    const float* base =
+        input.tap(first_channel + c, kh, kw).plane + taps.first_image() * input.image_size();
     const int64_t t = kh * g.kernel_w + kw;
     gather(base, taps.offsets(t), taps.masks(t), taps.consecutive(t), taps.panels(),
            packed + k * kNR, kc * kNR);
@@ -234,8 +235,8 @@ inline void pack_columns(const InputPlanes& input, int64_t first_channel, const 
 inline void column_row(const InputPlanes& input, int64_t first_channel, const Conv2dGeometry& g,
                        int64_t image, int64_t row, int64_t p0, int64_t n, float* out) {
   const int64_t taps = g.kernel_h * g.kernel_w;
-  const auto tap = input.tap(first_channel + row / taps, (row / g.kernel_w) % g.kernel_h,
-                             row % g.kernel_w);
+  const auto tap =
+      input.tap(first_channel + row / taps, (row / g.kernel_w) % g.kernel_h, row % g.kernel_w);
   const float* plane = tap.plane + image * input.image_size();
   const int64_t stride_h = input.stride_h(), stride_w = input.stride_w();
   int64_t oh = p0 / g.out_w, ow = p0 % g.out_w;
@@ -267,4 +268,4 @@ inline void column_row(const InputPlanes& input, int64_t first_channel, const Co
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

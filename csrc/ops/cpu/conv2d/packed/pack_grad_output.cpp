@@ -34,4 +34,4 @@ void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded
   });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -1,5 +1,5 @@
-// float32 conv2d passes on our packed GEMM (packed_forward.cpp, packed_weight_backward.cpp). NCHW contiguous tensors; every
-// output is written whole.
+// float32 conv2d passes on our packed GEMM (packed_forward.cpp, packed_weight_backward.cpp). NCHW
+// contiguous tensors; every output is written whole.
 #pragma once
 
 #include <cstdint>
@@ -18,4 +18,4 @@ int64_t packed_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads)
 // gw = the weight gradient.
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -5,17 +5,16 @@
 // the thread count.
 #include "ops/cpu/conv2d/packed/packed.h"
 
-
 #include <algorithm>
 #include <utility>
 #include <vector>
 
-#include "ops/cpu/microkernels/f32_gemm.h"
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/packed/pack_columns.h"
 #include "ops/cpu/conv2d/packed/packed_gemm.h"
-#include "ops/cpu/workspace.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -42,8 +41,7 @@ struct ForwardTiling {
     const RowBlocks rows = split_rows(K, g.groups * pixel_blocks, 2 * num_threads(), kMaxRowBlock);
     row_block = rows.block, row_blocks = rows.count;
     // Smaller pixel blocks where few tasks would leave a thread waiting (14x14, batch 8).
-    pixel_blocks = balanced_blocks(pixel_blocks, g.groups * row_blocks, panels,
-                                   num_threads());
+    pixel_blocks = balanced_blocks(pixel_blocks, g.groups * row_blocks, panels, num_threads());
   }
   int64_t tasks(const Conv2dGeometry& g) const { return g.groups * pixel_blocks * row_blocks; }
   // The first pixel of pixel block b, and its pixel count (at most kPixelBlock).
@@ -52,12 +50,12 @@ struct ForwardTiling {
   }
 };
 
-} // namespace
+}  // namespace
 
 void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                     float* y) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
-                C = g.in_channels_per_group(), rows = g.column_rows();
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
+                rows = g.column_rows();
   std::vector<GemmA> weights;
   weights.reserve(g.groups);
   for (int64_t group = 0; group < g.groups; ++group) {
@@ -69,7 +67,8 @@ void packed_forward(const Conv2dGeometry& g, const float* x, const float* w, con
   const GatherPanels gather = FASTCONV_SELECT_ISA_AVX512(f32_gather_panels);
   parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> packed_columns(packed_b_elements(kPixelBlock));
-    const Workspace<float> tile_scratch(packed_gemm_scratch_elements(tiling.row_block, kPixelBlock));
+    const Workspace<float> tile_scratch(
+        packed_gemm_scratch_elements(tiling.row_block, kPixelBlock));
     std::vector<float*> output_columns(kPixelBlock);
     TapOffsets taps(input, g);
     for (int64_t task = begin; task < end; ++task) {
@@ -102,9 +101,9 @@ int64_t packed_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads)
       K % kMR == 0 ? 0 : g.groups * workspace_bytes(kMR * g.column_rows(), sizeof(float));
   return std::min(threads, tiling.tasks(g)) *
       (workspace_bytes(packed_b_elements(kPixelBlock), sizeof(float)) +
-       workspace_bytes(packed_gemm_scratch_elements(tiling.row_block, kPixelBlock), sizeof(float))) +
-      weight_tails +
-      workspace_bytes(InputPlanes::split_elements(g), sizeof(float));
+       workspace_bytes(packed_gemm_scratch_elements(tiling.row_block, kPixelBlock),
+                       sizeof(float))) +
+      weight_tails + workspace_bytes(InputPlanes::split_elements(g), sizeof(float));
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

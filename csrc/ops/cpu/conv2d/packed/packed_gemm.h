@@ -14,10 +14,10 @@
 #include <memory>
 #include <utility>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/microkernels/f32_gemm.h"
 #include "ops/cpu/workspace.h"
 #include "ops/geometry.h"
-#include "ops/cpu/common.h"
 
 namespace fastconv::cpu {
 
@@ -102,9 +102,7 @@ inline int64_t packed_b_offset(int64_t k, int64_t j, int64_t kc) {
 }
 
 // Elements of the B buffer a call with n columns needs.
-inline int64_t packed_b_elements(int64_t n) {
-  return round_up(n, kNR) * kKC;
-}
+inline int64_t packed_b_elements(int64_t n) { return round_up(n, kNR) * kKC; }
 
 // Floats of the scratch tiles (kMR x 2 kNR each) of a packed_gemm call over `rows` rows and n
 // columns: one per row panel and pair of B panels.
@@ -143,7 +141,8 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
       float* const* tile_columns = columns + jp * kNR;
       const float* b = b_buffer + jp * kc * kNR;
       // A tile whose columns lie side by side in c (not split between images).
-      const bool contiguous = cols == width && tile_columns[width - 1] == tile_columns[0] + width - 1;
+      const bool contiguous =
+          cols == width && tile_columns[width - 1] == tile_columns[0] + width - 1;
       for (int64_t i0 = row_begin; i0 < row_end; i0 += kMR) {
         const float* a_panel = a.panel(i0, k0);
         const int64_t lda = a.panel_stride(i0);
@@ -154,14 +153,16 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
                       start, add_to_c);
           continue;
         }
-        float* scratch = tile_scratch + ((i0 - row_begin) / kMR + jp / 2 * row_panels) * kMR * 2 * kNR;
+        float* scratch =
+            tile_scratch + ((i0 - row_begin) / kMR + jp / 2 * row_panels) * kMR * 2 * kNR;
         if (first_block) {
           // The tile's start (c, or row_start, or zero; zero in the rows and columns past c).
           std::fill_n(scratch, kMR * width, 0.f);
           for (int64_t i = 0; i < rows; ++i) {
             for (int64_t j = 0; j < cols; ++j) {
               scratch[i * width + j] = accumulate ? tile_columns[j][i0 * ldc + i * ldc]
-                  : row_start != nullptr ? row_start[i0 + i] : 0.f;
+                  : row_start != nullptr          ? row_start[i0 + i]
+                                                  : 0.f;
             }
           }
         }
@@ -184,4 +185,4 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
 // The weight gradients of the packed and Winograd paths read it (pack_grad_output.cpp).
 void pack_grad_output(const Conv2dGeometry& g, const float* gy, int64_t k_padded, float* packed);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/packed/pack_columns.h"
 #include "ops/cpu/conv2d/packed/packed_gemm.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/workspace.h"
-#include "ops/cpu/common.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -27,7 +27,7 @@ namespace {
 // order whatever the thread count.
 constexpr int64_t kImagesPerChunk = 8;
 constexpr int64_t kMaxPartialElements = 1 << 20;
-constexpr int64_t kMaxRowsPerTask = 96;  // column rows: their kKC-deep block (96 KiB) stays in L2
+constexpr int64_t kMaxRowsPerTask = 96;    // column rows: their kKC-deep block (96 KiB) stays in L2
 constexpr int64_t kMinInPlaceDepth = 128;  // pixels per plane (packed_weight_backward)
 
 struct WeightBackwardTiling {
@@ -116,11 +116,11 @@ void add_chunks(const Conv2dGeometry& g, const WeightBackwardTiling& tiling, flo
   });
 }
 
-} // namespace
+}  // namespace
 
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(),
-                C = g.in_channels_per_group(), rows = g.column_rows();
+  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
+                rows = g.column_rows();
   const WeightBackwardTiling tiling(g, num_threads());
   const InputPlanes input(g, x);
   const int64_t k_panels = tiling.k_padded / kNR;
@@ -172,14 +172,15 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
         for (int64_t d = d0; d < d0 + kc;) {
           const int64_t n = first_image + d / P, p = d % P, length = std::min(P - p, d0 + kc - d);
           for (int64_t r = copied_from; r < row_count; ++r) {
-            column_row(input, group * C, g, n, row_begin + r, p, length, a.data() + r * kc + (d - d0));
+            column_row(input, group * C, g, n, row_begin + r, p, length,
+                       a.data() + r * kc + (d - d0));
           }
           d += length;
         }
         const auto a_panel = [&](int64_t i0) {
-          return i0 < copied_from
-              ? x + ((first_image + d0 / P) * g.in_channels + group * C + row_begin + i0) * P + d0 % P
-              : a.data() + i0 * kc;
+          return i0 < copied_from ? x +
+                  ((first_image + d0 / P) * g.in_channels + group * C + row_begin + i0) * P + d0 % P
+                                  : a.data() + i0 * kc;
         };
         const auto lda = [&](int64_t i0) { return i0 < copied_from ? P : kc; };
         // Two panels of output channels at a time, the last alone when their count is odd.
@@ -188,8 +189,8 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
           const int64_t panel = k0 / kNR;
           const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
           for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
-            kernels.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0),
-                        lda(i0), b, panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
+            kernels.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0), lda(i0),
+                        b, panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
                         /*accumulate=*/d0 > 0);
           }
         }
@@ -206,4 +207,4 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   }
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

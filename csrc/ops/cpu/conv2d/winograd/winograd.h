@@ -20,9 +20,7 @@ namespace fastconv::cpu {
 // transform writes or reads point by point: an odd number of cache lines, so that the 16 points
 // fall in 16 different L1 sets (at a multiple of 4 KiB they would all fall in one, and a transform
 // writing a few floats per point at a time would miss L1 at every store).
-inline int64_t point_stride_for(int64_t n) {
-  return ((n + 15) / 16 | 1) * 16;
-}
+inline int64_t point_stride_for(int64_t n) { return ((n + 15) / 16 | 1) * 16; }
 
 // True for the convolutions this kernel computes: 3x3, stride 1, dilation 1, one group (any
 // padding).
@@ -33,10 +31,9 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
                       float* y);
 
 // gw = the weight gradient (winograd_weight_backward.cpp).
-void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
-                              float* gw);
+void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw);
 
 // Peak workspace bytes of winograd_forward with `threads` threads.
 int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads);
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

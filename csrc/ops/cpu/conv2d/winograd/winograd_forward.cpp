@@ -13,16 +13,15 @@
 // those back into the output.
 #include "ops/cpu/conv2d/winograd/winograd.h"
 
-
 #include <algorithm>
 #include <limits>
 #include <utility>
 
-#include "ops/cpu/microkernels/f32_gemm.h"
-#include "ops/cpu/conv2d/packed/packed_gemm.h"
-#include "ops/cpu/workspace.h"
-#include "ops/cpu/parallel.h"
 #include "ops/cpu/common.h"
+#include "ops/cpu/conv2d/packed/packed_gemm.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
+#include "ops/cpu/parallel.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -47,8 +46,8 @@ struct Tiling {
     // Few blocks: split the output channels as well, so that every thread gets work; each split
     // transforms its block's patches again. Splitting only regroups whole rows of the GEMMs, so
     // the sums do not change.
-    const RowBlocks rows = split_rows(g.out_channels, blocks, 2 * threads,
-                                      std::numeric_limits<int64_t>::max());
+    const RowBlocks rows =
+        split_rows(g.out_channels, blocks, 2 * threads, std::numeric_limits<int64_t>::max());
     row_block = rows.block, row_blocks = rows.count;
     // Then smaller blocks of tiles where few tasks would leave a thread waiting.
     blocks = balanced_blocks(blocks, row_blocks, panels, threads);
@@ -128,8 +127,7 @@ int64_t transform_scratch_elements(const Tiling& tiling) {
 // 16-tile panels.
 FASTCONV_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, const Tiling& tiling,
                                                    const float* x, int64_t first, int64_t count,
-                                                   int64_t padded_count, float* v,
-                                                   float* scratch) {
+                                                   int64_t padded_count, float* v, float* scratch) {
   const int64_t C = g.in_channels, H = g.in_h, W = g.in_w;
   const int64_t point_stride = C * padded_count;
   const int64_t padded_w = 2 * tiling.tiles_w + 2;
@@ -156,10 +154,10 @@ FASTCONV_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, cons
                     row + w_begin + g.pad_w);
         }
       }
-      const float *r0 = rows, *r1 = rows + padded_w,
-                  *r2 = rows + 2 * padded_w, *r3 = rows + 3 * padded_w;
-      float *m0 = mixed, *m1 = mixed + padded_w,
-            *m2 = mixed + 2 * padded_w, *m3 = mixed + 3 * padded_w;
+      const float *r0 = rows, *r1 = rows + padded_w, *r2 = rows + 2 * padded_w,
+                  *r3 = rows + 3 * padded_w;
+      float *m0 = mixed, *m1 = mixed + padded_w, *m2 = mixed + 2 * padded_w,
+            *m3 = mixed + 3 * padded_w;
       FASTCONV_NO_OVERLAP
       for (int64_t q = q_begin; q < q_end; ++q) {
         m0[q] = r0[q] - r2[q];
@@ -210,16 +208,15 @@ FASTCONV_ALWAYS_INLINE void transform_patches_impl(const Conv2dGeometry& g, cons
 // kChannelGroup x padded_count floats, tiles contiguous): y = At M A + bias over whole panels,
 // then written run by run, two output rows at a time, clipped where the last tile hangs over
 // the output.
-FASTCONV_ALWAYS_INLINE void transform_products_impl(const Conv2dGeometry& g,
-                                                    const Tiling& tiling, const float* m,
-                                                    int64_t padded_count, int64_t k0,
-                                                    int64_t rows, int64_t first, int64_t count,
-                                                    const float* bias, float* y,
+FASTCONV_ALWAYS_INLINE void transform_products_impl(const Conv2dGeometry& g, const Tiling& tiling,
+                                                    const float* m, int64_t padded_count,
+                                                    int64_t k0, int64_t rows, int64_t first,
+                                                    int64_t count, const float* bias, float* y,
                                                     float* scratch) {
   const int64_t point_stride = kChannelGroup * padded_count;
   const int64_t OH = g.out_h, OW = g.out_w;
-  float* sums = scratch;                     // 8 x padded_count: At M, 2 rows x 4 columns
-  float* out = sums + 8 * padded_count;      // 4 x padded_count: y00, y01, y10, y11 per tile
+  float* sums = scratch;                 // 8 x padded_count: At M, 2 rows x 4 columns
+  float* out = sums + 8 * padded_count;  // 4 x padded_count: y00, y01, y10, y11 per tile
   for (int64_t r = 0; r < rows; ++r) {
     const float* mr = m + r * padded_count;
     for (int j = 0; j < 4; ++j) {
@@ -320,7 +317,7 @@ int64_t filter_elements(const Conv2dGeometry& g) {
   return kPoints * round_up(g.out_channels, kMR) * g.in_channels;
 }
 
-} // namespace
+}  // namespace
 
 bool winograd_supported(const Conv2dGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 &&
@@ -345,8 +342,7 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
       const int64_t padded_count = round_up(count, kNR);
       const int64_t row_begin = task % tiling.row_blocks * tiling.row_block;
       const int64_t row_end = std::min(K, row_begin + tiling.row_block);
-      transform_patches(g, tiling, x, first, count, padded_count, patches.data(),
-                        scratch.data());
+      transform_patches(g, tiling, x, first, count, padded_count, patches.data(), scratch.data());
       // Products of channel group q at point p: products + (q * kPoints + p) * group_stride.
       const int64_t group_stride = kChannelGroup * padded_count;
       for (int64_t p = 0; p < kPoints; ++p) {
@@ -354,7 +350,8 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
         for (int64_t k0 = row_begin; k0 < row_end; k0 += kChannelGroup) {
           const int64_t rows = std::min(kChannelGroup, row_end - k0);
           const float* u = filters.data() + (p * padded_k + k0) * C;
-          float* m = products.data() + ((k0 - row_begin) / kChannelGroup * kPoints + p) * group_stride;
+          float* m =
+              products.data() + ((k0 - row_begin) / kChannelGroup * kPoints + p) * group_stride;
           // Depth blocks of at most kKC channels keep an A and a B panel in L1; continuing a
           // tile's sum from memory does not change it.
           for (int64_t c0 = 0; c0 < C; c0 += kKC) {
@@ -373,9 +370,9 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
       }
       for (int64_t k0 = row_begin; k0 < row_end; k0 += kChannelGroup) {
         const int64_t rows = std::min(kChannelGroup, row_end - k0);
-        transform_products(g, tiling, products.data() +
-                               (k0 - row_begin) / kChannelGroup * kPoints * group_stride,
-                           padded_count, k0, rows, first, count, bias, y, scratch.data());
+        transform_products(
+            g, tiling, products.data() + (k0 - row_begin) / kChannelGroup * kPoints * group_stride,
+            padded_count, k0, rows, first, count, bias, y, scratch.data());
       }
     }
   });
@@ -390,4 +387,4 @@ int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t thread
        workspace_bytes(transform_scratch_elements(tiling), sizeof(float)));
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu

@@ -17,14 +17,14 @@
 #include <algorithm>
 #include <array>
 
+#include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/packed/packed.h"
-#include "ops/cpu/isa.h"
-#include "ops/cpu/microkernels/f32_gemm.h"
 #include "ops/cpu/conv2d/packed/packed_gemm.h"
 #include "ops/cpu/conv2d/winograd/winograd.h"
-#include "ops/cpu/workspace.h"
+#include "ops/cpu/isa.h"
+#include "ops/cpu/microkernels/f32_gemm.h"
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/common.h"
+#include "ops/cpu/workspace.h"
 
 namespace fastconv::cpu {
 namespace {
@@ -65,13 +65,13 @@ struct Tiling {
 // apart (zero outside the image), so that tile tw's patch columns are even[tw], odd[tw],
 // even[tw + 1], odd[tw + 1]: the transform then runs over a row of tiles at unit stride.
 FASTCONV_ALWAYS_INLINE void transform_inputs_impl(const Conv2dGeometry& g, const Tiling& tiling,
-                                             const float* x, int64_t c0, int64_t rows,
-                                             int64_t row0, int64_t row1, int64_t depth, float* v,
-                                             float* scratch) {
+                                                  const float* x, int64_t c0, int64_t rows,
+                                                  int64_t row0, int64_t row1, int64_t depth,
+                                                  float* v, float* scratch) {
   const int64_t tw_count = tiling.tiles_w, span = tw_count + 1;
   const int64_t point_stride = point_stride_for(rows * depth);
-  float* even = scratch;            // 4 x span
-  float* odd = even + 4 * span;     // 4 x span
+  float* even = scratch;         // 4 x span
+  float* odd = even + 4 * span;  // 4 x span
   // Columns 2m - pad_w (even[m]) and 2m + 1 - pad_w (odd[m]) inside the row: m in
   // [even_begin, even_end) and [odd_begin, odd_end).
   const auto first_m = [&](int64_t shift) {  // smallest m with 2m + shift - pad_w >= 0
@@ -150,9 +150,9 @@ FASTCONV_ALWAYS_INLINE void transform_inputs_impl(const Conv2dGeometry& g, const
 // packed B: z[((p * panels + q) * depth + t) * 16 + lane], from packed_gy (pack_grad_output: panel
 // q, pixel n * P + oh * out_w + ow, 16 lanes); pixels past the output are zero.
 FASTCONV_ALWAYS_INLINE void transform_grads_impl(const Conv2dGeometry& g, const Tiling& tiling,
-                                            const float* packed_gy, int64_t panel0,
-                                            int64_t panel1, int64_t row0, int64_t row1,
-                                            int64_t depth, float* z) {
+                                                 const float* packed_gy, int64_t panel0,
+                                                 int64_t panel1, int64_t row0, int64_t row1,
+                                                 int64_t depth, float* z) {
   const int64_t P = g.out_plane(), panels = panel1 - panel0;
   const int64_t point_stride = point_stride_for(panels * depth * kNR);
   alignas(64) static constexpr float kZeros[kNR] = {};
@@ -207,13 +207,13 @@ using TransformGrads = void (*)(const Conv2dGeometry&, const Tiling&, const floa
                                 int64_t, int64_t, int64_t, int64_t, float*);
 
 void transform_inputs_portable(const Conv2dGeometry& g, const Tiling& tiling, const float* x,
-                               int64_t c0, int64_t rows, int64_t row0, int64_t row1,
-                               int64_t depth, float* v, float* scratch) {
+                               int64_t c0, int64_t rows, int64_t row0, int64_t row1, int64_t depth,
+                               float* v, float* scratch) {
   transform_inputs_impl(g, tiling, x, c0, rows, row0, row1, depth, v, scratch);
 }
-void transform_grads_portable(const Conv2dGeometry& g, const Tiling& tiling,
-                              const float* packed_gy, int64_t panel0, int64_t panel1,
-                              int64_t row0, int64_t row1, int64_t depth, float* z) {
+void transform_grads_portable(const Conv2dGeometry& g, const Tiling& tiling, const float* packed_gy,
+                              int64_t panel0, int64_t panel1, int64_t row0, int64_t row1,
+                              int64_t depth, float* z) {
   transform_grads_impl(g, tiling, packed_gy, panel0, panel1, row0, row1, depth, z);
 }
 #if FASTCONV_X86
@@ -228,15 +228,14 @@ FASTCONV_AVX2 void transform_grads_avx2(const Conv2dGeometry& g, const Tiling& t
   transform_grads_impl(g, tiling, packed_gy, panel0, panel1, row0, row1, depth, z);
 }
 FASTCONV_AVX512 void transform_inputs_avx512(const Conv2dGeometry& g, const Tiling& tiling,
-                                             const float* x, int64_t c0, int64_t rows,
-                                             int64_t row0, int64_t row1, int64_t depth, float* v,
+                                             const float* x, int64_t c0, int64_t rows, int64_t row0,
+                                             int64_t row1, int64_t depth, float* v,
                                              float* scratch) {
   transform_inputs_impl(g, tiling, x, c0, rows, row0, row1, depth, v, scratch);
 }
 FASTCONV_AVX512 void transform_grads_avx512(const Conv2dGeometry& g, const Tiling& tiling,
-                                            const float* packed_gy, int64_t panel0,
-                                            int64_t panel1, int64_t row0, int64_t row1,
-                                            int64_t depth, float* z) {
+                                            const float* packed_gy, int64_t panel0, int64_t panel1,
+                                            int64_t row0, int64_t row1, int64_t depth, float* z) {
   transform_grads_impl(g, tiling, packed_gy, panel0, panel1, row0, row1, depth, z);
 }
 #endif
@@ -258,10 +257,9 @@ void transform_back(const float* m, int64_t point_stride, float* gw) {
   }
 }
 
-} // namespace
+}  // namespace
 
-void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy,
-                              float* gw) {
+void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
   const int64_t K = g.out_channels, C = g.in_channels;
   const Tiling tiling(g, num_threads());
   const int64_t k_padded = round_up(K, kNR);
@@ -289,8 +287,8 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
         const int64_t row1 = std::min(tiling.tile_rows, row0 + tiling.rows_per_block);
         const int64_t depth = (row1 - row0) * tiling.tiles_w;
         transform_inputs(g, tiling, x, c0, rows, row0, row1, depth, v.data(), scratch.data());
-        transform_grads(g, tiling, packed_gy.data(), k0 / kNR, k0 / kNR + panels, row0, row1,
-                        depth, z.data());
+        transform_grads(g, tiling, packed_gy.data(), k0 / kNR, k0 / kNR + panels, row0, row1, depth,
+                        z.data());
         for (int64_t p = 0; p < kPoints; ++p) {
           const float* v_p = v.data() + p * point_stride_for(rows * depth);
           const float* z_p = z.data() + p * point_stride_for(panels * depth * kNR);
@@ -306,12 +304,11 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
       }
       for (int64_t c = c0; c < std::min(C, c0 + rows); ++c) {
         for (int64_t k = k0; k < std::min(K, k0 + cols); ++k) {
-          transform_back(m.data() + (c - c0) * k_cols + (k - k0), m_stride,
-                         gw + (k * C + c) * 9);
+          transform_back(m.data() + (c - c0) * k_cols + (k - k0), m_stride, gw + (k * C + c) * 9);
         }
       }
     }
   });
 }
 
-} // namespace fastconv::cpu
+}  // namespace fastconv::cpu
