@@ -116,90 +116,141 @@ void add_chunks(const Conv2dGeometry& g, const WeightBackwardTiling& tiling, flo
   });
 }
 
+// The tasks of packed_weight_backward: each computes one block of gw^T, (chunk, group, block of
+// column rows, block of output channels), over its chunk's pixels in depth blocks.
+class WeightBackwardTasks {
+ public:
+  WeightBackwardTasks(const Conv2dGeometry& g, const WeightBackwardTiling& tiling,
+                      const InputPlanes& input, const float* x, const float* packed_gy, float* sums,
+                      float* gw)
+      : g_(g),
+        tiling_(tiling),
+        input_(input),
+        x_(x),
+        packed_gy_(packed_gy),
+        sums_(sums),
+        gw_(gw),
+        kernels_(select_gemm_kernels()) {
+    const int64_t P = g.out_plane();
+    // The depth is the chunk's pixels, image after image (small images share a depth block), in
+    // equal blocks of at most kKC.
+    chunk_images_ = sums != nullptr ? kImagesPerChunk : g.batch;
+    // A pointwise layer's column rows are the input's own planes: its A panels are read in place
+    // (kMR channel planes, the plane as row stride; a last partial panel is still copied, so that
+    // no read passes the input), in depth blocks within one image, which saves the copies' third
+    // of the GEMM's time on densenet's and ResNet's bottleneck layers. Planes smaller than
+    // kMinInPlaceDepth keep the copies, whose depth blocks span images.
+    in_place_ = g.is_pointwise() && P >= kMinInPlaceDepth;
+    const int64_t span = in_place_ ? P : std::min(chunk_images_, g.batch) * P;
+    block_depth_ = span > 0 ? block_depth_of(span) : 0;
+  }
+
+  // Floats of a task's A block: its column rows over one depth block, row-major (rows past the
+  // matrix stay zero). Read in place, only a last partial panel is copied.
+  int64_t a_elements() const {
+    const bool copies = !in_place_ || g_.column_rows() % kMR != 0;
+    return copies ? tiling_.row_block * block_depth_ : 0;
+  }
+
+  // Task `task`, with `a` (a_elements(), zeroed) and `task_sum` (row_block x k_block, unchunked)
+  // as scratch.
+  void run(int64_t task, float* a, float* task_sum) const {
+    const Conv2dGeometry& g = g_;
+    const int64_t P = g.out_plane(), K = g.out_channels_per_group(), rows = g.column_rows();
+    const int64_t k_block = task % tiling_.k_blocks;
+    const int64_t row_block = task / tiling_.k_blocks % tiling_.row_blocks;
+    const int64_t group = task / (tiling_.k_blocks * tiling_.row_blocks) % g.groups;
+    const int64_t chunk = task / (tiling_.k_blocks * tiling_.row_blocks * g.groups);
+    const auto [row_begin, row_count] = tiling_.rows_of(row_block, rows);
+    const int64_t k_begin = k_block * tiling_.k_block;
+    const int64_t k_end = std::min(tiling_.k_padded, k_begin + tiling_.k_block);
+    // The task's block of gw^T, row stride ld.
+    const bool chunked = sums_ != nullptr;
+    const int64_t ld = chunked ? tiling_.k_padded : tiling_.k_block;
+    float* sum = chunked ? sums_ + (chunk * g.groups + group) * tiling_.sum_elements() +
+            row_begin * tiling_.k_padded + k_begin
+                         : task_sum;
+    const int64_t first_image = chunk * chunk_images_;
+    const int64_t depth = (std::min(g.batch, first_image + chunk_images_) - first_image) * P;
+    for (int64_t d0 = 0, kc = 0; d0 < depth; d0 += kc) {
+      kc = std::min(block_depth_, in_place_ ? P - d0 % P : depth - d0);
+      accumulate_depth_block(group, first_image, row_begin, row_count, k_begin, k_end, d0, kc, a,
+                             sum, ld);
+    }
+    if (!chunked) {
+      if (depth == 0) std::fill_n(sum, tiling_.row_block * tiling_.k_block, 0.f);
+      store_transposed(sum, ld, row_count, std::min(K, k_end) - k_begin,
+                       gw_ + (group * K + k_begin) * rows + row_begin, rows);
+    }
+  }
+
+ private:
+  // sum (+)= the column rows [row_begin, + row_count) over the chunk's pixels [d0, d0 + kc) times
+  // grad_output's panels of channels [k_begin, k_end).
+  void accumulate_depth_block(int64_t group, int64_t first_image, int64_t row_begin,
+                              int64_t row_count, int64_t k_begin, int64_t k_end, int64_t d0,
+                              int64_t kc, float* a, float* sum, int64_t ld) const {
+    const Conv2dGeometry& g = g_;
+    const int64_t P = g.out_plane(), C = g.in_channels_per_group();
+    // In place, the rows from here on are copied: a last partial panel.
+    const int64_t copied_from = in_place_ ? row_count / kMR * kMR : 0;
+    // A: the column rows over pixels [d0, d0 + kc) of the chunk, one image's stretch at a time.
+    for (int64_t d = d0; d < d0 + kc;) {
+      const int64_t n = first_image + d / P, p = d % P, length = std::min(P - p, d0 + kc - d);
+      for (int64_t r = copied_from; r < row_count; ++r) {
+        column_row(input_, group * C, g, n, row_begin + r, p, length, a + r * kc + (d - d0));
+      }
+      d += length;
+    }
+    const auto a_panel = [&](int64_t i0) {
+      return i0 < copied_from
+          ? x_ + ((first_image + d0 / P) * g.in_channels + group * C + row_begin + i0) * P + d0 % P
+          : a + i0 * kc;
+    };
+    const auto lda = [&](int64_t i0) { return i0 < copied_from ? P : kc; };
+    const float* group_gy = packed_gy_ + group * (tiling_.k_padded / kNR) * g.batch * P * kNR;
+    // Two panels of output channels at a time, the last alone when their count is odd.
+    const int64_t panel_stride = g.batch * P * kNR;
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += 2 * kNR) {
+      const float* b = group_gy + ((k0 / kNR * g.batch + first_image) * P + d0) * kNR;
+      for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
+        kernels_.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0), lda(i0), b,
+                     panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
+                     /*accumulate=*/d0 > 0);
+      }
+    }
+  }
+
+  const Conv2dGeometry& g_;
+  const WeightBackwardTiling& tiling_;
+  const InputPlanes& input_;
+  const float* x_;
+  const float* packed_gy_;
+  float* sums_;  // per (chunk, group) gw^T, or null where tasks store into gw
+  float* gw_;
+  const GemmKernels kernels_;
+  int64_t chunk_images_, block_depth_;
+  bool in_place_;
+};
+
 }  // namespace
 
 void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw) {
-  const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
-                rows = g.column_rows();
   const WeightBackwardTiling tiling(g, num_threads());
   const InputPlanes input(g, x);
-  const int64_t k_panels = tiling.k_padded / kNR;
-  const Workspace<float> packed_gy(g.batch * g.groups * tiling.k_padded * P);
+  const Workspace<float> packed_gy(g.batch * g.groups * tiling.k_padded * g.out_plane());
   pack_grad_output(g, gy, tiling.k_padded, packed_gy.data());
   // With several image chunks, gw^T per (chunk, group), rows_padded x k_padded, summed at the end;
   // with one, each task's block of gw^T is stored into gw while it is still in cache.
   const bool chunked = tiling.image_chunks > 1;
   const Workspace<float> sums(chunked ? tiling.image_chunks * g.groups * tiling.sum_elements() : 0);
-  const GemmKernels kernels = select_gemm_kernels();
-  // The depth is the chunk's pixels, image after image (small images share a depth block), in
-  // equal blocks of at most kKC.
-  const int64_t chunk_images = chunked ? kImagesPerChunk : g.batch;
-  // A pointwise layer's column rows are the input's own planes: its A panels are read in place
-  // (kMR channel planes, the plane as row stride; a last partial panel is still copied, so that
-  // no read passes the input), in depth blocks within one image. Copying them cost the densenet
-  // and ResNet bottleneck layers a third as much again as their GEMM. Planes smaller than
-  // kMinInPlaceDepth keep the copies, whose depth blocks span images.
-  const bool in_place = g.is_pointwise() && P >= kMinInPlaceDepth;
-  const int64_t span = in_place ? P : std::min(chunk_images, g.batch) * P;
-  const int64_t block_depth = span > 0 ? block_depth_of(span) : 0;
+  const WeightBackwardTasks tasks(g, tiling, input, x, packed_gy.data(),
+                                  chunked ? sums.data() : nullptr, gw);
   parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
-    // The task's column rows over one depth block, row-major; rows past the matrix stay zero.
-    // Read in place, only a last partial panel is copied (none where the rows are whole panels).
-    const bool copies = !in_place || rows % kMR != 0;
-    const Workspace<float> a(copies ? tiling.row_block * block_depth : 0, /*zeroed=*/true);
+    const Workspace<float> a(tasks.a_elements(), /*zeroed=*/true);
     const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_block);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t k_block = task % tiling.k_blocks;
-      const int64_t row_block = task / tiling.k_blocks % tiling.row_blocks;
-      const int64_t group = task / (tiling.k_blocks * tiling.row_blocks) % g.groups;
-      const int64_t chunk = task / (tiling.k_blocks * tiling.row_blocks * g.groups);
-      const auto [row_begin, row_count] = tiling.rows_of(row_block, rows);
-      const int64_t k_begin = k_block * tiling.k_block;
-      const int64_t k_end = std::min(tiling.k_padded, k_begin + tiling.k_block);
-      // The task's block of gw^T, row stride ld.
-      const int64_t ld = chunked ? tiling.k_padded : tiling.k_block;
-      float* sum = chunked ? sums.data() + (chunk * g.groups + group) * tiling.sum_elements() +
-              row_begin * tiling.k_padded + k_begin
-                           : task_sum.data();
-      const int64_t first_image = chunk * chunk_images;
-      const int64_t depth = (std::min(g.batch, first_image + chunk_images) - first_image) * P;
-      const float* group_gy = packed_gy.data() + group * k_panels * g.batch * P * kNR;
-      // In place, the rows from here on are copied: a last partial panel.
-      const int64_t copied_from = in_place ? row_count / kMR * kMR : 0;
-      for (int64_t d0 = 0, kc = 0; d0 < depth; d0 += kc) {
-        kc = std::min(block_depth, in_place ? P - d0 % P : depth - d0);
-        // A: the column rows over pixels [d0, d0 + kc) of the chunk, one image's stretch at a time.
-        for (int64_t d = d0; d < d0 + kc;) {
-          const int64_t n = first_image + d / P, p = d % P, length = std::min(P - p, d0 + kc - d);
-          for (int64_t r = copied_from; r < row_count; ++r) {
-            column_row(input, group * C, g, n, row_begin + r, p, length,
-                       a.data() + r * kc + (d - d0));
-          }
-          d += length;
-        }
-        const auto a_panel = [&](int64_t i0) {
-          return i0 < copied_from ? x +
-                  ((first_image + d0 / P) * g.in_channels + group * C + row_begin + i0) * P + d0 % P
-                                  : a.data() + i0 * kc;
-        };
-        const auto lda = [&](int64_t i0) { return i0 < copied_from ? P : kc; };
-        // Two panels of output channels at a time, the last alone when their count is odd.
-        const int64_t panel_stride = g.batch * P * kNR;
-        for (int64_t k0 = k_begin; k0 < k_end; k0 += 2 * kNR) {
-          const int64_t panel = k0 / kNR;
-          const float* b = group_gy + ((panel * g.batch + first_image) * P + d0) * kNR;
-          for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
-            kernels.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0), lda(i0),
-                        b, panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
-                        /*accumulate=*/d0 > 0);
-          }
-        }
-      }
-      if (!chunked) {
-        if (depth == 0) std::fill_n(sum, tiling.row_block * tiling.k_block, 0.f);
-        store_transposed(sum, ld, row_count, std::min(K, k_end) - k_begin,
-                         gw + (group * K + k_begin) * rows + row_begin, rows);
-      }
+      tasks.run(task, a.data(), task_sum.data());
     }
   });
   if (chunked) {
