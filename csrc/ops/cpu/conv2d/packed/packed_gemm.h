@@ -116,11 +116,24 @@ inline int64_t packed_gemm_scratch_elements(int64_t rows, int64_t n) {
 // pack_b(k0, kc, buffer) writes b's rows [k0, k0 + kc) for these n columns at packed_b_offset,
 // zero past n, into b_buffer (a Workspace of packed_b_elements(n)).
 //
+// Each depth block after the first is summed from zero into a local tile and then added to the
+// output (blocked sums): no output is one running total over the whole depth, whose rounding
+// error would grow with it (a 512-channel 3x3 layer's input gradient sums 4608 products).
+//
 // A tile that does not lie whole and side by side in c (a last partial row panel, columns split
 // between images) is summed in its own scratch tile (tile_scratch, packed_gemm_scratch_elements),
 // kept across the depth blocks and stored once: each output is then start + the products in
 // order, as in a tile summed in place, and small images do not pay a scalar store per depth
 // block.
+// c[i * ldc + j] += block[i * ld_block + j] for i < rows, j < cols.
+inline void add_tile(const float* block, int64_t ld_block, int64_t rows, int64_t cols, float* c,
+                     int64_t ldc) {
+  for (int64_t i = 0; i < rows; ++i) {
+    FASTCONV_NO_OVERLAP
+    for (int64_t j = 0; j < cols; ++j) c[i * ldc + j] += block[i * ld_block + j];
+  }
+}
+
 template <typename PackB>
 void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, int64_t row_end,
                  int64_t n, PackB&& pack_b, float* b_buffer, float* const* columns, int64_t ldc,
@@ -128,11 +141,11 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
   const int64_t n_panels = ceil_div(n, kNR);
   const int64_t row_panels = ceil_div(row_end - row_begin, kMR);
   const int64_t block_depth = block_depth_of(a.depth());
+  alignas(64) float block[kMR * 2 * kNR];  // a depth block's tile, before it is added
   for (int64_t k0 = 0; k0 < a.depth(); k0 += block_depth) {
     const int64_t kc = std::min(block_depth, a.depth() - k0);
     pack_b(k0, kc, b_buffer);
     const bool first_block = k0 == 0, last_block = k0 + kc == a.depth();
-    const bool add_to_c = accumulate || !first_block;
     // Two panels at a time (the 12x32 tile), the last alone when their count is odd.
     for (int64_t jp = 0; jp < n_panels; jp += 2) {
       const bool wide = jp + 1 < n_panels;
@@ -148,9 +161,14 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
         const int64_t lda = a.panel_stride(i0);
         const int64_t rows = std::min(kMR, row_end - i0);
         if (rows == kMR && contiguous) {
-          const float* start = (add_to_c || row_start == nullptr) ? nullptr : row_start + i0;
-          kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, tile_columns[0] + i0 * ldc, ldc,
-                      start, add_to_c);
+          float* c_tile = tile_columns[0] + i0 * ldc;
+          if (first_block) {
+            const float* start = (accumulate || row_start == nullptr) ? nullptr : row_start + i0;
+            kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, c_tile, ldc, start, accumulate);
+          } else {
+            kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, block, width, nullptr, false);
+            add_tile(block, width, rows, width, c_tile, ldc);
+          }
           continue;
         }
         float* scratch =
@@ -165,9 +183,12 @@ void packed_gemm(const GemmKernels& kernels, const GemmA& a, int64_t row_begin, 
                                                   : 0.f;
             }
           }
+          kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, scratch, width, nullptr,
+                      /*accumulate=*/true);
+        } else {
+          kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, block, width, nullptr, false);
+          add_tile(block, width, rows, width, scratch, width);
         }
-        kernels.run(wide, rows, kc, a_panel, lda, b, kc * kNR, scratch, width, nullptr,
-                    /*accumulate=*/true);
         if (last_block) {
           for (int64_t j = 0; j < cols; ++j) {
             float* column = tile_columns[j] + i0 * ldc;

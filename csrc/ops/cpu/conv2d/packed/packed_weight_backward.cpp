@@ -152,9 +152,10 @@ class WeightBackwardTasks {
     return copies ? tiling_.row_block * block_depth_ : 0;
   }
 
-  // Task `task`, with `a` (a_elements(), zeroed) and `task_sum` (row_block x k_block, unchunked)
+  // Task `task`, with `a` (a_elements(), zeroed), `task_sum` (row_block x k_block, unchunked) and
+  // `partial` (row_block x k_block) as scratch.
   // as scratch.
-  void run(int64_t task, float* a, float* task_sum) const {
+  void run(int64_t task, float* a, float* task_sum, float* partial) const {
     const Conv2dGeometry& g = g_;
     const int64_t P = g.out_plane(), K = g.out_channels_per_group(), rows = g.column_rows();
     const int64_t k_block = task % tiling_.k_blocks;
@@ -174,8 +175,17 @@ class WeightBackwardTasks {
     const int64_t depth = (std::min(g.batch, first_image + chunk_images_) - first_image) * P;
     for (int64_t d0 = 0, kc = 0; d0 < depth; d0 += kc) {
       kc = std::min(block_depth_, in_place_ ? P - d0 % P : depth - d0);
-      accumulate_depth_block(group, first_image, row_begin, row_count, k_begin, k_end, d0, kc, a,
-                             sum, ld);
+      // Blocked sums: each depth block is summed from zero (in the micro-kernel's registers, or
+      // in `partial`) and then added to the task's sum, so that no output is one running total
+      // over the whole batch's pixels (whose rounding error grows with their count).
+      const int64_t k_count = k_end - k_begin;
+      float* block_sum = d0 == 0 ? sum : partial;
+      const int64_t block_ld = d0 == 0 ? ld : k_count;
+      multiply_depth_block(group, first_image, row_begin, row_count, k_begin, k_end, d0, kc, a,
+                           block_sum, block_ld);
+      if (d0 > 0) {
+        add_tile(partial, k_count, row_count, k_count, sum, ld);
+      }
     }
     if (!chunked) {
       if (depth == 0) std::fill_n(sum, tiling_.row_block * tiling_.k_block, 0.f);
@@ -185,11 +195,11 @@ class WeightBackwardTasks {
   }
 
  private:
-  // sum (+)= the column rows [row_begin, + row_count) over the chunk's pixels [d0, d0 + kc) times
+  // sum = the column rows [row_begin, + row_count) over the chunk's pixels [d0, d0 + kc) times
   // grad_output's panels of channels [k_begin, k_end).
-  void accumulate_depth_block(int64_t group, int64_t first_image, int64_t row_begin,
-                              int64_t row_count, int64_t k_begin, int64_t k_end, int64_t d0,
-                              int64_t kc, float* a, float* sum, int64_t ld) const {
+  void multiply_depth_block(int64_t group, int64_t first_image, int64_t row_begin,
+                            int64_t row_count, int64_t k_begin, int64_t k_end, int64_t d0,
+                            int64_t kc, float* a, float* sum, int64_t ld) const {
     const Conv2dGeometry& g = g_;
     const int64_t P = g.out_plane(), C = g.in_channels_per_group();
     // In place, the rows from here on are copied: a last partial panel.
@@ -216,7 +226,7 @@ class WeightBackwardTasks {
       for (int64_t i0 = 0; i0 < row_count; i0 += kMR) {
         kernels_.run(k0 + kNR < k_end, std::min(kMR, row_count - i0), kc, a_panel(i0), lda(i0), b,
                      panel_stride, sum + i0 * ld + (k0 - k_begin), ld, nullptr,
-                     /*accumulate=*/d0 > 0);
+                     /*accumulate=*/false);
       }
     }
   }
@@ -249,8 +259,9 @@ void packed_weight_backward(const Conv2dGeometry& g, const float* x, const float
   parallel_for(0, tiling.tasks(g), 1, [&](int64_t begin, int64_t end) {
     const Workspace<float> a(tasks.a_elements(), /*zeroed=*/true);
     const Workspace<float> task_sum(chunked ? 0 : tiling.row_block * tiling.k_block);
+    const Workspace<float> partial(tiling.row_block * tiling.k_block);
     for (int64_t task = begin; task < end; ++task) {
-      tasks.run(task, a.data(), task_sum.data());
+      tasks.run(task, a.data(), task_sum.data(), partial.data());
     }
   });
   if (chunked) {
