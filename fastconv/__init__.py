@@ -12,7 +12,7 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
 """
 
 from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
-from . import _ops  # noqa: F401  fake and autograd implementations of the ops
+from . import _ops  # noqa: F401  registers fake kernels and autocast; autograd is in C++
 from .functional import (avg_pool1d, avg_pool2d, conv1d, conv2d, conv_transpose1d, conv_transpose2d,
                          lp_pool1d, lp_pool2d, max_pool1d, max_pool2d, max_unpool1d, max_unpool2d)
 from . import backends, nn

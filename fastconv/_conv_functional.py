@@ -8,10 +8,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import _C, _arguments
-from . import _ops  # noqa: F401  autograd and fake implementations must be registered
+from . import _arguments
+from ._extension import _C, ops
 
-ops = torch.ops.fastconv
 IntOrPair = Union[int, Sequence[int]]
 
 
@@ -34,23 +33,42 @@ def _wrap_int64(value: int) -> int:
     return (value + 2**63) % 2**64 - 2**63
 
 
-def _same_padding(input: torch.Tensor, weight: torch.Tensor, dilation: List[int]) -> Tuple[torch.Tensor, List[int]]:
-    """padding='same': symmetric padding, plus one more row/column at the end where the total is
-    odd (as torch does, by padding a copy of the input)."""
+def _same_padding(dilation: int, kernel_size: int) -> Tuple[int, int]:
+    """padding='same' along one dimension, as torch derives it: (the padding on both sides, the one
+    more at the end where the total is odd; torch pads a copy of the input with it)."""
+    total = dilation * (kernel_size - 1)
+    if not torch.jit.is_scripting():  # TorchScript's ints wrap as they are
+        total = _wrap_int64(total)
+    left = total // 2 if total >= 0 else -((-total) // 2)  # C++ division
+    if left < 0:  # a dilation past int64 (torch's check of the padding it derived)
+        raise RuntimeError("negative padding is not supported")
+    return left, total - 2 * left
+
+
+def _pad_same(input: torch.Tensor, weight: torch.Tensor, dilation: List[int]) -> Tuple[torch.Tensor, List[int]]:
+    """padding='same' of a 2-d convolution: (the input, padded at the end where a total is odd, and
+    the padding pair that remains)."""
     padding: List[int] = []
     extra = [0, 0, 0, 0]  # F.pad order: left, right, top, bottom
     for d in range(2):
-        total = dilation[d] * (weight.shape[d + 2] - 1)
-        if not torch.jit.is_scripting():  # TorchScript's ints wrap as they are
-            total = _wrap_int64(total)
-        left = total // 2 if total >= 0 else -((-total) // 2)  # C++ division
-        if left < 0:  # a dilation past int64 (torch's check of the padding it derived)
-            raise RuntimeError("negative padding is not supported")
+        left, odd = _same_padding(dilation[d], weight.shape[d + 2])
         padding.append(left)
-        extra[2 * (1 - d) + 1] = total - 2 * left
+        extra[2 * (1 - d) + 1] = odd
     if extra[1] != 0 or extra[3] != 0:
         input = F.pad(input, extra)
     return input, padding
+
+
+def _check_weight_rank(weight: torch.Tensor) -> None:
+    """torch's first check of a convolution: it takes the convolution's rank from the weight."""
+    if weight.dim() < 3:
+        raise RuntimeError("weight should have at least three dimensions")
+
+
+def _check_weight_rank_and_groups(weight: torch.Tensor, groups: int) -> None:
+    _check_weight_rank(weight)
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
 
 
 def _check_conv_input(input: torch.Tensor, op_name: str = "conv2d") -> None:
@@ -66,8 +84,8 @@ def _conv2d_eager(
     input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: List[int],
     padding: List[int], dilation: List[int], groups: int,
 ) -> torch.Tensor:
-    """ops.conv2d outside TorchScript: through _C when eager (a third of a small convolution's
-    time is torch.ops' own); through torch.ops under torch.compile, which traces it."""
+    """ops.conv2d outside TorchScript: through _C when eager (skipping torch.ops' own cost, a large
+    share of a small convolution's); through torch.ops under torch.compile, which traces it."""
     if torch.compiler.is_compiling():
         return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
     return _C._conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
@@ -108,7 +126,7 @@ def _conv2d_padding_string(
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
-    input, pairs = _same_padding(input, weight, dilation)
+    input, pairs = _pad_same(input, weight, dilation)
     output = _conv2d_op(input, weight, bias, stride, pairs, dilation, groups)
     return output.squeeze(0) if unbatched else output
 
@@ -146,8 +164,7 @@ def conv2d(
         padding = [0]
     if isinstance(padding, str):
         return _conv2d_string_padding_checked(input, weight, bias, stride, padding, dilation, groups)
-    if weight.dim() < 3:
-        raise RuntimeError("weight should have at least three dimensions")
+    _check_weight_rank(weight)
     spatial_dims = weight.dim() - 2  # torch takes the convolution's rank from the weight
     stride = _conv_param("stride", stride, spatial_dims)
     dilation = _conv_param("dilation", dilation, spatial_dims)
@@ -159,11 +176,8 @@ def _conv2d_string_padding_checked(input, weight, bias, stride, padding: str, di
     """padding='same' with torch's checks in its order (its convolution_same)."""
     if padding != "same":
         raise RuntimeError("Invalid padding string: '" + padding + "'")
+    _check_weight_rank_and_groups(weight, groups)
     k = weight.dim()
-    if k <= 2:
-        raise RuntimeError("weight should have at least three dimensions")
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
     batched_dim = input.dim() if input.dim() == 4 else input.dim() + 1
     if k != batched_dim:
         raise RuntimeError(
@@ -210,10 +224,7 @@ def _conv_transpose2d_arguments_to_plain(input, weight, bias, stride, padding, o
 def _transposed_params(weight, groups, stride, padding, output_padding, dilation, schema_length):
     """torch's _convolution before its shape checks: the weight's rank, groups, then each argument
     expanded to the rank's spatial dims, in torch's order."""
-    if weight.dim() < 3:
-        raise RuntimeError("weight should have at least three dimensions")
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
+    _check_weight_rank_and_groups(weight, groups)
     dims = weight.dim() - 2
     stride = _conv_param("stride", stride, dims, schema_length)
     padding = _conv_param("padding", padding, dims, schema_length)
@@ -358,11 +369,8 @@ def _conv1d_padding_string(
     unbatched = input.dim() == 2
     if unbatched:
         input = input.unsqueeze(0)
+    _check_weight_rank_and_groups(weight, groups)
     k = weight.dim()
-    if k <= 2:
-        raise RuntimeError("weight should have at least three dimensions")
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
     if k != input.dim():
         raise RuntimeError("Expected " + str(k) + "-dimensional input for " + str(k) + "-dimensional weight"
                            + str(list(weight.shape)) + ", but got " + str(input.dim())
@@ -373,14 +381,9 @@ def _conv1d_padding_string(
         raise RuntimeError("dilation cannot broadcast to 1 dimensions")
     if stride[0] != 1:
         raise RuntimeError("padding='same' is not supported for strided convolutions")
-    total = dilation[0] * (weight.shape[2] - 1)
-    if not torch.jit.is_scripting():
-        total = _wrap_int64(total)
-    left = total // 2 if total >= 0 else -((-total) // 2)  # C++ division
-    if left < 0:  # a dilation past int64 (torch's check of the padding it derived)
-        raise RuntimeError("negative padding is not supported")
-    if total - 2 * left != 0:  # an odd total: one more column on the right, as torch pads
-        input = F.pad(input, [0, total - 2 * left])
+    left, odd = _same_padding(dilation[0], weight.shape[2])
+    if odd != 0:  # one more column on the right, as torch pads
+        input = F.pad(input, [0, odd])
     output = _conv1d_core(input, weight, bias, stride, [left], dilation, groups)
     return output.squeeze(0) if unbatched else output
 
@@ -426,10 +429,7 @@ def conv1d(
         raise RuntimeError(f"Input type ({_TYPE_META_NAMES.get(input.dtype, str(input.dtype))}) and bias type "
                            f"({_TYPE_META_NAMES.get(bias.dtype, str(bias.dtype))}) should be the same")
     _check_1d_input(input, "conv1d")
-    if weight.dim() < 3:
-        raise RuntimeError("weight should have at least three dimensions")
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
+    _check_weight_rank_and_groups(weight, groups)
     dims = weight.dim() - 2
     stride = _conv_param("stride", stride, dims, 1)
     padding = _conv_param("padding", padding, dims, 1)

@@ -56,6 +56,8 @@ except ImportError as error:  # an ABI mismatch shows up as undefined symbols
 
 check_torch_version(_C.build_info()["torch_version"], torch.__version__)
 
+ops = torch.ops.fastconv  # the ops _C registered: conv2d, max_pool2d_with_indices, ...
+
 
 def build_info() -> dict:
     """How fastconv was built: torch_version, cuda (bool), cuda_version, cuda_archs, openmp."""

@@ -8,7 +8,7 @@ Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda), and so does its aut
 
 import torch
 
-ops = torch.ops.fastconv
+from ._extension import ops
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
@@ -34,15 +34,15 @@ def _check_same_device(*tensors, expected=None):
             raise RuntimeError(f"Tensor on device {t.device} is not on the expected device {expected}!")
 
 
-def conv_output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
     out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:  # last window must start in the input
         out -= 1
     return out
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return pool_output_size(size, kernel, stride, padding, dilation, ceil_mode=False)
 
 
 # ---------------------------------------------------------------------------------------- conv2d

@@ -11,15 +11,14 @@ import torch.nn.functional as F
 from torch.jit.annotations import BroadcastingList1, BroadcastingList2
 from torch.nn.modules.utils import _pair, _single
 
-from . import _C, _arguments
-from . import _ops  # noqa: F401  autograd and fake implementations must be registered
+from . import _arguments
+from ._extension import _C, ops
 from ._ops import pool_output_size
 
-ops = torch.ops.fastconv
 IntOrPair = Union[int, Sequence[int]]
 
 
-def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:
+def _pool_pair(value, op: str, rule: str, allow_empty: bool = False) -> Optional[List[int]]:
     if isinstance(value, int):
         return [value, value]
     values = list(value)
@@ -28,8 +27,19 @@ def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[
     if len(values) == 1:
         return values * 2
     if len(values) != 2:
-        raise RuntimeError(message)
+        raise RuntimeError(op + ": " + rule)
     return values
+
+
+def _pool_pairs(op: str, kernel_size, stride, padding):
+    """(kernel_size, stride, padding) as pairs, stride None where omitted or empty; torch's checks
+    and errors, in its order."""
+    kernel_size = _pool_pair(kernel_size, op, "kernel_size must either be a single int, or a tuple of two ints")
+    if stride is not None:
+        stride = _pool_pair(stride, op, "stride must either be omitted, a single int, or a tuple of two ints",
+                            allow_empty=True)
+    padding = _pool_pair(padding, op, "padding must either be a single int, or a tuple of two ints")
+    return kernel_size, stride, padding
 
 
 def _max_pool2d_arguments_plain(input, kernel_size, stride=None, padding=0, dilation=1,
@@ -63,20 +73,11 @@ def max_pool2d(
     With return_indices=True returns (output, indices): int64, for each output the flat position
     h * W + w of its maximum within its (n, c) plane, identical to torch's.
     """
-    kernel_size = _pool_pair(
-        kernel_size, "max_pool2d: kernel_size must either be a single int, or a tuple of two ints"
-    )
-    if stride is not None:
-        stride = _pool_pair(
-            stride,
-            "max_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
-            allow_empty=True,
-        )
+    kernel_size, stride, padding = _pool_pairs("max_pool2d", kernel_size, stride, padding)
     stride = kernel_size if stride is None else stride
-    padding = _pool_pair(padding, "max_pool2d: padding must either be a single int, or a tuple of two ints")
-    dilation = _pool_pair(dilation, "max_pool2d: dilation must be either a single int, or a tuple of two ints")
-    # Already pairs (lists of two ints): straight to the op, without _max_pool2d_pairs' _pair
-    # calls (about 0.2 us each, a tenth of a small pooling's time).
+    dilation = _pool_pair(dilation, "max_pool2d", "dilation must be either a single int, or a tuple of two ints")
+    # Already pairs: straight to the op, without _max_pool2d_pairs' _pair calls (a noticeable share
+    # of a small pooling's time).
     output, indices = _max_pool2d_op(input, kernel_size, stride, padding, dilation, ceil_mode)
     return (output, indices) if return_indices else output
 
@@ -105,38 +106,30 @@ def _max_pool2d_op(input: torch.Tensor, kernel_size: List[int], stride: List[int
 def _max_pool2d_eager(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
                       dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """ops.max_pool2d_with_indices outside TorchScript: through _C when eager (skipping torch.ops'
-    own cost, several us); through torch.ops under torch.compile, which traces it."""
+    own cost); through torch.ops under torch.compile, which traces it."""
     if torch.compiler.is_compiling():
         return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
     return _C._max_pool2d_with_indices_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _unpool_output_size(
-    input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
-    output_size: Optional[List[int]],
+def _unpool2d_output_size(
+    input: torch.Tensor, kernel_size: BroadcastingList2[int], stride: Optional[BroadcastingList2[int]],
+    padding: BroadcastingList2[int], output_size: Optional[List[int]],
 ) -> List[int]:
-    """torch's rule: the size max-pooling came from, or output_size, which must lie within a stride
-    of it (it may carry the batch and channel dims too); one size per kernel dimension."""
-    n = len(kernel_size)
-    default = [
-        (input.shape[d - n] - 1) * stride[d] + kernel_size[d] - 2 * padding[d] for d in range(n)
-    ]
-    if output_size is None:
-        return default
-    if len(output_size) == n + 2:
-        output_size = output_size[2:]
-    if len(output_size) != n:
-        raise ValueError(
-            f"output_size should be a sequence containing {n} or {n + 2} elements, but it has a "
-            f"length of '{len(output_size)}'"
-        )
-    for d in range(n):
-        low, high = default[d] - stride[d], default[d] + stride[d]
-        if not low < output_size[d] < high:
-            raise ValueError(
-                f'invalid output_size "{output_size}" (dim {d} must be between {low} and {high})'
-            )
-    return [int(s) for s in output_size]
+    """torch's steps (its _unpool_output_size, with its ValueErrors): the size max-pooling came
+    from, or output_size, which must lie within a stride of it; stride None: the kernel's."""
+    kernel_pair = _pair(kernel_size)
+    stride_pair = kernel_pair if stride is None else _pair(stride)
+    return F._unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
+
+
+def _max_unpool2d_parsed(input, indices, size) -> torch.Tensor:
+    """ops.max_unpool2d, after torch's parser on arguments it may refuse (its errors for them)."""
+    if not (isinstance(input, torch.Tensor) and isinstance(indices, torch.Tensor)
+            and isinstance(size, (list, tuple)) and _arguments.is_plain_ints(size)):
+        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
+        size = _arguments.as_ints(size)
+    return ops.max_unpool2d(input, indices, list(size))
 
 
 def max_unpool2d(
@@ -149,16 +142,8 @@ def max_unpool2d(
 ) -> torch.Tensor:
     """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d: each value goes to the
     position its index names in a zero-filled plane; everything else stays zero."""
-    # torch's own Python steps (its _unpool_output_size, with its ValueErrors), then its parser on
-    # the size they give.
-    kernel_pair = _pair(kernel_size)
-    stride_pair = kernel_pair if stride is None else _pair(stride)
-    size = F._unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
-    if not (isinstance(input, torch.Tensor) and isinstance(indices, torch.Tensor)
-            and isinstance(size, (list, tuple)) and _arguments.is_plain_ints(size)):
-        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
-        size = _arguments.as_ints(size)
-    return ops.max_unpool2d(input, indices, list(size))
+    size = _unpool2d_output_size(input, kernel_size, stride, padding, output_size)
+    return _max_unpool2d_parsed(input, indices, size)
 
 
 def _max_unpool2d_core(
@@ -167,10 +152,8 @@ def _max_unpool2d_core(
     output_size: Optional[List[int]],
 ) -> torch.Tensor:
     """max_unpool2d with kernel_size, stride (None: the kernel's) and padding as ints or pairs."""
-    kernel_pair = _pair(kernel_size)
-    stride_pair = kernel_pair if stride is None else _pair(stride)
-    size = _unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
-    return ops.max_unpool2d(input, indices, size)
+    size = _unpool2d_output_size(input, kernel_size, stride, padding, output_size)
+    return ops.max_unpool2d(input, indices, [int(s) for s in size])
 
 
 # ------------------------------------------------------------------------------- average pooling
@@ -207,11 +190,7 @@ def avg_pool2d(
     """2-D average pooling as torch.nn.functional.avg_pool2d: each output is the sum of its window
     over divisor_override, else over the window's size within the zero-padded input
     (count_include_pad) or the number of its elements inside the input."""
-    kernel_size = _pool_pair(kernel_size, "avg_pool2d: kernel_size must either be a single int, or a tuple of two ints")
-    if stride is not None:
-        stride = _pool_pair(stride, "avg_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
-                            allow_empty=True)
-    padding = _pool_pair(padding, "avg_pool2d: padding must either be a single int, or a tuple of two ints")
+    kernel_size, stride, padding = _pool_pairs("avg_pool2d", kernel_size, stride, padding)
     return _avg_pool2d_pairs(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
@@ -370,11 +349,7 @@ def max_unpool1d(
     kernel = _single(kernel_size)
     size = F._unpool_output_size(input, kernel, kernel if stride is None else _single(stride), _single(padding),
                                  output_size)
-    size = list(size) + [1]
-    if not (isinstance(indices, torch.Tensor) and _arguments.is_plain_ints(size)):
-        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input.unsqueeze(-1), indices.unsqueeze(-1), size)
-        size = _arguments.as_ints(size)
-    return ops.max_unpool2d(input.unsqueeze(-1), indices.unsqueeze(-1), size).squeeze(-1)
+    return _max_unpool2d_parsed(input.unsqueeze(-1), indices.unsqueeze(-1), list(size) + [1]).squeeze(-1)
 
 
 def _max_unpool1d_core(
@@ -382,8 +357,8 @@ def _max_unpool1d_core(
     stride: BroadcastingList1[int], padding: BroadcastingList1[int], output_size: Optional[List[int]],
 ) -> torch.Tensor:
     """max_unpool1d with the arguments torch.nn.MaxUnpool1d holds."""
-    size = _unpool_output_size(input, _single(kernel_size), _single(stride), _single(padding), output_size)
-    return ops.max_unpool2d(input.unsqueeze(-1), indices.unsqueeze(-1), size + [1]).squeeze(-1)
+    size = F._unpool_output_size(input, _single(kernel_size), _single(stride), _single(padding), output_size)
+    return ops.max_unpool2d(input.unsqueeze(-1), indices.unsqueeze(-1), [int(s) for s in size] + [1]).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- power-average pooling
@@ -396,19 +371,36 @@ def _lp_from_average(average: torch.Tensor, norm_type: float, window: int) -> to
     return (torch.sign(average) * torch.relu(torch.abs(average))).mul(window).pow(1.0 / norm_type)
 
 
+def _lp_pool_core(input: torch.Tensor, norm_type: float, kernel: List[int], stride: List[int],
+                  ceil_mode: bool) -> torch.Tensor:
+    """lp pooling over one kernel value (1-d) or two (2-d); stride empty for the kernel's."""
+    if norm_type == float("inf"):
+        return _max_pool_nd(input.abs(), kernel, stride, ceil_mode)
+    if norm_type == -float("inf"):
+        return -_max_pool_nd(-input.abs(), kernel, stride, ceil_mode)
+    if len(kernel) == 1:
+        average = _avg_pool1d_core(input.pow(norm_type), kernel, stride, 0, ceil_mode, True)
+    else:
+        average = _avg_pool2d_pairs(input.pow(norm_type), kernel, stride, 0, ceil_mode, True, None)
+    window = 1
+    for k in kernel:
+        window *= k
+    return _lp_from_average(average, norm_type, window)
+
+
+def _max_pool_nd(input: torch.Tensor, kernel: List[int], stride: List[int], ceil_mode: bool) -> torch.Tensor:
+    if len(kernel) == 1:
+        return _max_pool1d_core(input, kernel, stride, 0, 1, ceil_mode, False)[0]
+    return _max_pool2d_pairs(input, kernel, stride, 0, 1, ceil_mode)[0]
+
+
 def _lp_pool2d_core(
     input: torch.Tensor, norm_type: float, kernel_size: BroadcastingList2[int],
     stride: Optional[BroadcastingList2[int]], ceil_mode: bool,
 ) -> torch.Tensor:
     """lp_pool2d with the arguments torch.nn.LPPool2d holds."""
-    kernel = _pair(kernel_size)
-    stride_pair = kernel if stride is None else _pair(stride)
-    if norm_type == float("inf"):
-        return _max_pool2d_pairs(input.abs(), kernel, stride_pair, 0, 1, ceil_mode)[0]
-    if norm_type == -float("inf"):
-        return -_max_pool2d_pairs(-input.abs(), kernel, stride_pair, 0, 1, ceil_mode)[0]
-    average = _avg_pool2d_pairs(input.pow(norm_type), kernel, stride_pair, 0, ceil_mode, True, None)
-    return _lp_from_average(average, norm_type, kernel[0] * kernel[1])
+    strides = torch.jit.annotate(List[int], []) if stride is None else _pair(stride)
+    return _lp_pool_core(input, norm_type, _pair(kernel_size), strides, ceil_mode)
 
 
 def _lp_pool1d_core(
@@ -417,12 +409,7 @@ def _lp_pool1d_core(
 ) -> torch.Tensor:
     """lp_pool1d with the arguments torch.nn.LPPool1d holds."""
     strides = torch.jit.annotate(List[int], []) if stride is None else _single(stride)
-    if norm_type == float("inf"):
-        return _max_pool1d_core(input.abs(), kernel_size, strides, 0, 1, ceil_mode, False)[0]
-    if norm_type == -float("inf"):
-        return -_max_pool1d_core(-input.abs(), kernel_size, strides, 0, 1, ceil_mode, False)[0]
-    average = _avg_pool1d_core(input.pow(norm_type), kernel_size, strides, 0, ceil_mode, True)
-    return _lp_from_average(average, norm_type, kernel_size)
+    return _lp_pool_core(input, norm_type, [kernel_size], strides, ceil_mode)
 
 
 def _check_norm_type(norm_type) -> bool:
@@ -438,30 +425,27 @@ def _check_norm_type(norm_type) -> bool:
 # arguments meet the same checks in the same order.
 
 
+def _lp_pool(max_pool, avg_pool, input, norm_type, kernel_size, stride, ceil_mode, window):
+    """torch's lp_pool1d and lp_pool2d on fastconv's public max_pool and avg_pool (1-d or 2-d)."""
+    if _check_norm_type(norm_type):  # +-inf
+        if norm_type > 0:
+            return max_pool(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+        return -max_pool(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    if stride is not None:
+        average = avg_pool(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    else:
+        average = avg_pool(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
+    return _lp_from_average(average, norm_type, window)
+
+
 def lp_pool2d(input: torch.Tensor, norm_type: float, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None,
               ceil_mode: bool = False) -> torch.Tensor:
     """2-D power-average pooling as torch.nn.functional.lp_pool2d (p = 2: L2 pooling)."""
     kw, kh = _pair(kernel_size)
-    if _check_norm_type(norm_type):  # +-inf
-        if norm_type > 0:
-            return max_pool2d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-        return -max_pool2d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-    if stride is not None:
-        average = avg_pool2d(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
-    else:
-        average = avg_pool2d(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
-    return _lp_from_average(average, norm_type, kw * kh)
+    return _lp_pool(max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, kw * kh)
 
 
 def lp_pool1d(input: torch.Tensor, norm_type: float, kernel_size: int,
               stride: Optional[Union[int, Sequence[int]]] = None, ceil_mode: bool = False) -> torch.Tensor:
     """1-D power-average pooling as torch.nn.functional.lp_pool1d."""
-    if _check_norm_type(norm_type):  # +-inf
-        if norm_type > 0:
-            return max_pool1d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-        return -max_pool1d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-    if stride is not None:
-        average = avg_pool1d(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
-    else:
-        average = avg_pool1d(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
-    return _lp_from_average(average, norm_type, kernel_size)
+    return _lp_pool(max_pool1d, avg_pool1d, input, norm_type, kernel_size, stride, ceil_mode, kernel_size)

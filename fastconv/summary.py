@@ -46,6 +46,8 @@ from torch.nn.modules.utils import _ntuple
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from ._conv_functional import _same_padding
+
 __all__ = ["summary", "ModelSummary", "LayerSummary", "ReceptiveField"]
 
 OPTIMIZER_STATE_COPIES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
@@ -236,8 +238,8 @@ def _window(module: torch.nn.Module, axes: int):
     padding = getattr(module, "padding", 0)
     if padding == "valid":
         padding = 0
-    elif padding == "same":  # torch puts the odd pixel at the end: the start uses the smaller half
-        padding = tuple(dilation[d] * (kernel[d] - 1) // 2 for d in range(axes))
+    elif padding == "same":  # the start's padding (torch puts an odd one more at the end)
+        padding = tuple(_same_padding(dilation[d], kernel[d])[0] for d in range(axes))
     return kernel, stride, as_tuple(padding), dilation
 
 
