@@ -9,16 +9,14 @@ import torch.nn.functional as F
 
 import fastconv
 from architectures import LeNet5
-from conftest import assert_close
+from cuda_helpers import CUDA_TESTS
+from helpers import assert_close
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available() or not fastconv.build_info()["cuda"], reason="needs a GPU and a CUDA build"
-)
 CASES = [
     pytest.param("cpu", torch.bfloat16, id="cpu-bfloat16"),
     pytest.param("cpu", torch.float16, id="cpu-float16"),
-    pytest.param("cuda", torch.float16, id="cuda-float16", marks=[pytest.mark.cuda, needs_cuda]),
-    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=[pytest.mark.cuda, needs_cuda]),
+    pytest.param("cuda", torch.float16, id="cuda-float16", marks=CUDA_TESTS),
+    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=CUDA_TESTS),
 ]
 
 

@@ -19,6 +19,7 @@ from bench import report  # noqa: E402
 from bench.models import MODELS, REPRESENTATIVE, ModelCase, ModelWorkload  # noqa: E402
 from bench.run import parse_args  # noqa: E402
 from bench.workloads import CorrectnessError  # noqa: E402
+from helpers import num_threads  # noqa: E402
 from test_bench import CONTEXT, run_bench  # noqa: E402
 
 SMALL = 64  # pixels: resnet18 still ends on 2x2 maps, and a case takes well under a second
@@ -59,10 +60,8 @@ def test_bad_selections_are_usage_errors(args, message, capsys):
 def one_thread():
     """Small networks gain little from a second thread, and lose much when another process has the
     other core (threads then wait for each other at every layer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with num_threads(1):
+        yield
 
 
 def small_workload(pass_name, batch=2):

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from conftest import (LAYOUTS, assert_close, assert_raises_like_torch, assert_same_error, call,
-                      is_channels_last, with_layout)
+from helpers import (LAYOUTS, assert_close, assert_raises_like_torch, check_against_torch, check_in_dtype, grads,
+                     results_per_thread_count, with_layout)
 
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, dilation, groups)
 GRID = [
@@ -35,32 +35,16 @@ def make_inputs(case, dtype=torch.float64, bias=True):
     return x, weight, b, kwargs
 
 
-def grads(fn, tensors, grad_output=None):
-    tensors = [t.detach().requires_grad_() if t is not None else None for t in tensors]
-    out = fn(*tensors)
-    grad_output = torch.randn_like(out) if grad_output is None else grad_output
-    out.backward(grad_output)
-    return out, [t.grad if t is not None else None for t in tensors], grad_output
-
-
-def check_against_torch(x, weight, bias, kwargs, dtype=None):
-    """Values, shape, layout and all three gradients equal torch's."""
-    reference = lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    expected, expected_grads, grad_output = grads(reference, (x, weight, bias))
-    fast = lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output)
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert is_channels_last(actual) == is_channels_last(expected)
-    assert_close(actual, expected, dtype)
-    for a, e in zip(actual_grads, expected_grads):
-        if e is not None:
-            assert_close(a, e, dtype)
+def check_conv_transpose2d(x, weight, bias, kwargs, errors=False):
+    """Values, shape, layout and all three gradients equal torch's (errors: or torch's error)."""
+    check_against_torch(fastconv.conv_transpose2d, F.conv_transpose2d, x, weight, bias, kwargs=kwargs,
+                        errors=errors)
 
 
 @pytest.mark.parametrize("case", GRID)
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch_on_grid(case, bias):
-    check_against_torch(*make_inputs(case, bias=bias))
+    check_conv_transpose2d(*make_inputs(case, bias=bias))
 
 
 def test_positional_arguments_in_torchs_order():
@@ -74,13 +58,13 @@ def test_positional_arguments_in_torchs_order():
 @pytest.mark.parametrize("case", [GRID[1], GRID[3], GRID[5], GRID[7]])
 def test_input_layouts(case, layout):
     x, weight, bias, kwargs = make_inputs(case, torch.float32)
-    check_against_torch(with_layout(x, layout), weight, bias, kwargs)
+    check_conv_transpose2d(with_layout(x, layout), weight, bias, kwargs)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_weight_layouts(layout):
     x, weight, bias, kwargs = make_inputs(GRID[1], torch.float32)
-    check_against_torch(x, with_layout(weight, layout), bias, kwargs)
+    check_conv_transpose2d(x, with_layout(weight, layout), bias, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
@@ -89,20 +73,12 @@ def test_dtypes(case, dtype):
     """Output and gradients in the input's dtype, close to the float64 result on the same rounded
     inputs and to torch's own result in that dtype."""
     x, weight, bias, kwargs = make_inputs(case, dtype)
-    fast = lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    grad_output = torch.randn_like(fast(x.double(), weight.double(), bias.double()))
-    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output.to(dtype))
-    assert actual.dtype == dtype and all(g.dtype == dtype for g in actual_grads)
-    exact, exact_grads, _ = grads(fast, (x.double(), weight.double(), bias.double()), grad_output)
-    assert_close(actual.double(), exact, dtype)
-    assert_close(actual, F.conv_transpose2d(x, weight, bias, **kwargs), dtype)
-    for a, e in zip(actual_grads, exact_grads):
-        assert_close(a.double(), e, dtype)
+    check_in_dtype(fastconv.conv_transpose2d, F.conv_transpose2d, (x, weight, bias), kwargs, dtype)
 
 
 def test_unbatched_input():
     x, weight, bias, kwargs = make_inputs(GRID[1])
-    check_against_torch(x[0], weight, bias, kwargs)
+    check_conv_transpose2d(x[0], weight, bias, kwargs)
 
 
 def test_empty_batch():
@@ -127,16 +103,10 @@ def test_gradcheck_and_gradgradcheck(case):
 @pytest.mark.parametrize("case", [GRID[1], GRID[3], GRID[5]])
 def test_thread_count_does_not_change_the_result(case):
     x, weight, bias, kwargs = make_inputs((4,) + case[1:], torch.float32)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            results.append(grads(lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs),
-                                 (x, weight, bias), torch.ones_like(F.conv_transpose2d(x, weight, bias, **kwargs))))
-    finally:
-        torch.set_num_threads(threads)
-    (out1, grads1, _), (out2, grads2, _) = results
+    grad_output = torch.ones_like(F.conv_transpose2d(x, weight, bias, **kwargs))
+    (out1, grads1, _), (out2, grads2, _) = results_per_thread_count(
+        lambda: grads(lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs), (x, weight, bias), grad_output),
+        (1, 2))
     assert torch.equal(out1, out2)
     for a, b in zip(grads1, grads2):
         assert torch.equal(a, b)
@@ -215,7 +185,7 @@ def test_zero_dilation_along_a_one_tap_kernel_where_torch_runs_onednn():
     (float64 here) refuses it, and so does fastconv."""
     x, weight = torch.randn(3, 2, 4, 4), torch.randn(2, 3, 1, 3)
     kwargs = dict(stride=(2, 3), output_padding=1, dilation=(0, 1))
-    check_against_torch(x, weight, torch.randn(3), kwargs)
+    check_conv_transpose2d(x, weight, torch.randn(3), kwargs)
     assert_raises_like_torch(lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
                              lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs))
 
@@ -260,12 +230,7 @@ def test_random_configurations(cfg):
     bias = torch.randn(k, dtype=torch.float64) if cfg["bias"] else None
     kwargs = dict(stride=cfg["stride"], padding=cfg["padding"], output_padding=cfg["output_padding"],
                   dilation=cfg["dilation"], groups=groups)
-    _, torch_error = call(lambda: F.conv_transpose2d(x, weight, bias, **kwargs))
-    if torch_error is not None:
-        _, fast_error = call(lambda: fastconv.conv_transpose2d(x, weight, bias, **kwargs))
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, weight, bias, kwargs)
+    check_conv_transpose2d(x, weight, bias, kwargs, errors=True)
 
 
 # ------------------------------------------------------------------------------------- module

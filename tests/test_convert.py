@@ -8,7 +8,7 @@ from torch import nn
 import fastconv
 from fastconv.convert import FASTCONV_CLASS
 from architectures import LeNet5, ResNet18
-from conftest import assert_close
+from helpers import assert_close, num_threads
 
 FASTCONV_TYPES = tuple(FASTCONV_CLASS.values())
 
@@ -270,13 +270,9 @@ def test_torchvision_models_keep_no_convertible_torch_layer(name):
     left = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if type(m) in CONVERTIBLE]
     assert left == []
     x = torch.randn(1, 3, size, size, dtype=dtype)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small images: one thread is as fast, and immune to a loaded machine
-    try:
-        with torch.no_grad():
-            out, expected = model(x), original(x)
-    finally:
-        torch.set_num_threads(threads)
+    # small images: one thread is as fast, and immune to a loaded machine
+    with num_threads(1), torch.no_grad():
+        out, expected = model(x), original(x)
     if isinstance(expected, dict):  # segmentation models
         out, expected = out["out"], expected["out"]
     assert_close(out, expected)

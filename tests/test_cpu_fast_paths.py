@@ -8,16 +8,13 @@ pass takes and that it ran (fastconv._C's path hooks), so that a routing change 
 take a path out of these tests.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 import fastconv
+from helpers import results_per_thread_count, run_with_cpu_capability
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups): shapes chosen to hit the edges of the
 # packed GEMM's tiling (12-row weight panels, 16-pixel panels taken two at a time, 128-pixel
@@ -187,16 +184,12 @@ def test_results_do_not_depend_on_the_thread_count(case):
     x = torch.randn(n, c, h, w, requires_grad=True)
     weight = torch.randn(k, c // groups, r, s, requires_grad=True)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2, 3):
-            torch.set_num_threads(count)
-            out = fastconv.conv2d(x, weight, None, **kwargs)
-            grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
-            results.append((out, *grads))
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        out = fastconv.conv2d(x, weight, None, **kwargs)
+        return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
+
+    results = results_per_thread_count(run, (1, 2, 3))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
@@ -263,9 +256,7 @@ print("ok")
 def test_portable_microkernel_without_avx2():
     """ATEN_CPU_CAPABILITY=default, as on a CPU without AVX2, selects the portable micro-kernel,
     which must give the same values."""
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    result = subprocess.run([sys.executable, "-c", PORTABLE_KERNEL_CHECK], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_with_cpu_capability("default", PORTABLE_KERNEL_CHECK)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -296,9 +287,7 @@ torch.save(results, sys.argv[1])
 
 def _vector_kernel_results(tmp_path, capability, expected_kernel):
     path = tmp_path / f"{expected_kernel}.pt"
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
-    result = subprocess.run([sys.executable, "-c", VECTOR_KERNEL_RESULTS, str(path), expected_kernel],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = run_with_cpu_capability(capability, VECTOR_KERNEL_RESULTS, path, expected_kernel)
     assert result.returncode == 0, result.stderr
     return torch.load(path)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 import fastconv
+from helpers import results_per_thread_count
 
 
 def paths(n, c, h, w, k, kernel, stride=1, padding=0, dilation=1, groups=1):
@@ -136,16 +137,11 @@ def test_grouped_layer_results_do_not_depend_on_the_thread_count(threads):
     for groups, c, k in ((4, 64, 64), (1, 40, 24)):
         x = torch.randn(2, c, 9, 11, requires_grad=True)
         weight = torch.randn(k, c // groups, 3, 3, requires_grad=True)
-        previous = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)
-            reference = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
-            ref_grads = torch.autograd.grad(reference, (x, weight), torch.ones_like(reference))
-            torch.set_num_threads(threads)
+
+        def run(x=x, weight=weight, groups=groups):
             out = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
-            grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
-        finally:
-            torch.set_num_threads(previous)
-        assert torch.equal(out, reference)
-        for a, b in zip(grads, ref_grads):
+            return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
+
+        reference, result = results_per_thread_count(run, (1, threads))
+        for a, b in zip(result, reference):
             assert torch.equal(a, b)

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import fastconv
 from architectures import LeNet5
-from conftest import assert_close
+from helpers import assert_close
 
 WORLD_SIZE = 2
 TIMEOUT_S = 120  # for the whole test; spawning imports torch in each process

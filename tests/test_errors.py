@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from conftest import assert_raises_like_torch
+from helpers import assert_raises_like_torch
 
 
 def x4(*shape, dtype=torch.float32):

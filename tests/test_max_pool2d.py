@@ -1,5 +1,7 @@
 """fastconv.max_pool2d against torch.nn.functional.max_pool2d: values, indices, gradients."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,8 @@ from hypothesis import assume, given, settings, strategies as st
 from torch.nn.modules.utils import _pair
 
 import fastconv
-from conftest import LAYOUTS, assert_close, assert_same_error, call, is_channels_last, with_layout
+from helpers import (LAYOUTS, assert_close, call, check_against_torch, is_channels_last, run_with_cpu_capability,
+                     with_layout)
 
 # (kernel_size, stride, padding, dilation, ceil_mode)
 GRID = [
@@ -21,10 +24,10 @@ GRID = [
 ]
 
 
-def pool_both(x, args, **kwargs):
+def pool(fn, x, args, **kwargs):
+    """fn (fastconv.max_pool2d or F.max_pool2d) with the arguments of a GRID row."""
     kernel, stride, padding, dilation, ceil_mode = args
-    kw = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, **kwargs)
-    return fastconv.max_pool2d(x, kernel, **kw), F.max_pool2d(x, kernel, **kw)
+    return fn(x, kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, **kwargs)
 
 
 def reference_grad(x, indices, grad_output):
@@ -39,17 +42,16 @@ def reference_grad(x, indices, grad_output):
     return grad.view(x.shape), bool(valid.all())
 
 
-def check_against_torch(x, args):
-    """Values, indices (identical, int64), layouts and gradients equal torch's."""
-    x_fast = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
-    x_torch = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
-    (out, idx), _ = pool_both(x_fast, args, return_indices=True)
-    _, (expected, expected_idx) = pool_both(x_torch, args, return_indices=True)
+def check_max_pool2d(x, args, errors=False):
+    """Values, indices (identical, int64), layouts and gradients equal torch's (errors: or torch's
+    error)."""
+    runs = check_against_torch(lambda t: pool(fastconv.max_pool2d, t, args, return_indices=True),
+                               lambda t: pool(F.max_pool2d, t, args, return_indices=True), x, exact=True,
+                               backward=False, errors=errors)
+    if runs is None:  # torch raised, and fastconv raised the same
+        return
+    ((x_fast,), (out, idx)), ((x_torch,), (expected, _)) = runs
     assert idx.dtype == torch.int64
-    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
-    assert torch.equal(idx, expected_idx)
-    assert is_channels_last(out) == is_channels_last(expected)
-    assert is_channels_last(idx) == is_channels_last(expected_idx)
     if x.dtype.is_floating_point and out.numel():
         grad_output = torch.randn_like(expected)
         out.backward(grad_output)
@@ -64,13 +66,13 @@ def check_against_torch(x, args):
 @pytest.mark.parametrize("args", GRID)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_matches_torch_on_grid(args, layout):
-    check_against_torch(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
+    check_max_pool2d(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
 
 
 @pytest.mark.parametrize("args", GRID[:3])
 def test_without_indices(args):
     x = torch.randn(2, 3, 9, 9)
-    actual, expected = pool_both(x, args)
+    actual, expected = pool(fastconv.max_pool2d, x, args), pool(F.max_pool2d, x, args)
     assert torch.equal(actual, expected)
 
 
@@ -78,7 +80,7 @@ def test_without_indices(args):
 def test_ties_take_the_first_index(layout):
     x = with_layout(torch.randint(-1, 2, (2, 4, 12, 12)).double(), layout)  # mostly ties
     for args in GRID:
-        check_against_torch(x, args)
+        check_max_pool2d(x, args)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -90,7 +92,7 @@ def test_nan_wins_and_carries_its_index(layout):
     x[0, 1, 3, 3] = -float("inf")
     x = with_layout(x, layout)
     for args in GRID[:3]:
-        check_against_torch(x, args)
+        check_max_pool2d(x, args)
 
 
 def test_window_outside_the_input_gets_no_gradient():
@@ -106,20 +108,20 @@ def test_window_outside_the_input_gets_no_gradient():
 
 
 def test_all_minus_infinity_window():
-    check_against_torch(torch.full((1, 2, 4, 4), -float("inf"), dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.full((1, 2, 4, 4), -float("inf"), dtype=torch.float64), GRID[1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_dtypes(dtype, layout):
     x = (torch.randn(2, 3, 9, 9) * 50).to(dtype)
-    check_against_torch(with_layout(x, layout), GRID[1])
+    check_max_pool2d(with_layout(x, layout), GRID[1])
 
 
 def test_unbatched_and_empty_batch():
-    check_against_torch(torch.randn(3, 9, 9, dtype=torch.float64), GRID[1])
-    check_against_torch(torch.randn(0, 3, 9, 9, dtype=torch.float64), GRID[1])
-    check_against_torch(torch.randn(0, 3, 9, 9).contiguous(memory_format=torch.channels_last), GRID[1])
+    check_max_pool2d(torch.randn(3, 9, 9, dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.randn(0, 3, 9, 9, dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.randn(0, 3, 9, 9).contiguous(memory_format=torch.channels_last), GRID[1])
 
 
 @pytest.mark.parametrize("args", [GRID[1], GRID[5]])
@@ -172,12 +174,7 @@ def test_random_configurations(cfg):
     if cfg["unbatched"] and x.shape[0] == 1:
         x = x[0]
     args = (cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"], cfg["ceil_mode"])
-    _, torch_error = call(lambda: pool_both(x, args, return_indices=True)[1])
-    if torch_error is not None:
-        _, fast_error = call(lambda: pool_both(x, args, return_indices=True)[0])
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, args)
+    check_max_pool2d(x, args, errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -225,7 +222,7 @@ def draw_values(shape, kind, dtype=torch.float32):
 @pytest.mark.parametrize("kind", ["randn", "ties", "nan", "inf"])
 def test_float32_vector_path_nchw(case, kind):
     shape, *args = case
-    check_against_torch(draw_values(shape, kind), args)
+    check_max_pool2d(draw_values(shape, kind), args)
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -233,7 +230,7 @@ def test_float32_vector_path_nchw(case, kind):
 def test_float32_vector_path_channels_last(channels, kind):
     for shape, *args in VECTOR_CASES[::3] + [VECTOR_CASES[-2]]:
         x = draw_values((shape[0], channels, *shape[2:]), kind)
-        check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+        check_max_pool2d(x.contiguous(memory_format=torch.channels_last), args)
 
 
 def test_float32_all_minus_infinity_and_nan_windows():
@@ -243,20 +240,20 @@ def test_float32_all_minus_infinity_and_nan_windows():
     x[0, :, 2, 2] = float("inf")
     for layout in ("contiguous", "channels_last"):
         for args in [(3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 1, 1, 1, True)]:
-            check_against_torch(with_layout(x, layout), args)
+            check_max_pool2d(with_layout(x, layout), args)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 def test_float32_large_plane(layout):
     x = draw_values((1, 2, 301, 1203), "ties")  # ties everywhere: the first index must win
-    check_against_torch(with_layout(x, layout), (3, 2, 1, 1, False))
-    check_against_torch(with_layout(x[:, :1, :64], layout), (2, 2, 0, 1, True))
+    check_max_pool2d(with_layout(x, layout), (3, 2, 1, 1, False))
+    check_max_pool2d(with_layout(x[:, :1, :64], layout), (2, 2, 0, 1, True))
 
 
 def test_float32_empty_batch_and_unbatched():
     for layout in ("contiguous", "channels_last"):
-        check_against_torch(with_layout(torch.randn(0, 16, 9, 9), layout), (3, 2, 1, 1, False))
-    check_against_torch(torch.randn(5, 9, 19), (3, 2, 1, 1, False))
+        check_max_pool2d(with_layout(torch.randn(0, 16, 9, 9), layout), (3, 2, 1, 1, False))
+    check_max_pool2d(torch.randn(5, 9, 19), (3, 2, 1, 1, False))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
@@ -265,8 +262,8 @@ def test_channels_last_backward(dtype, channels):
     # Batch 1 splits the channels into groups run in parallel (float and double); half types
     # go through NCHW. Overlapping windows and ties make inputs collect several gradients.
     x = torch.randint(-1, 2, (1, channels, 15, 14)).to(dtype).contiguous(memory_format=torch.channels_last)
-    check_against_torch(x, (3, 2, 1, 1, False))
-    check_against_torch(x, (3, 1, 1, 1, False))
+    check_max_pool2d(x, (3, 2, 1, 1, False))
+    check_max_pool2d(x, (3, 1, 1, 1, False))
 
 
 def test_channels_last_backward_is_deterministic_and_takes_any_grad_layout():
@@ -302,7 +299,7 @@ def test_float32_random_configurations(cfg):
     x = with_layout(draw_values(cfg["shape"], cfg["kind"]), cfg["layout"])
     _, torch_error = call(lambda: F.max_pool2d(x, *cfg["args"], return_indices=True))
     assume(torch_error is None)  # torch's errors are checked in test_random_configurations
-    check_against_torch(x, cfg["args"])
+    check_max_pool2d(x, cfg["args"])
 
 
 GENERIC_PATH_SCRIPT = r"""
@@ -315,9 +312,9 @@ torch.manual_seed(0)
 for case in t.VECTOR_CASES:
     shape, *args = case
     for kind in ("randn", "ties", "nan", "inf"):
-        t.check_against_torch(t.draw_values(shape, kind), args)
+        t.check_max_pool2d(t.draw_values(shape, kind), args)
         x = t.draw_values((shape[0], 11, *shape[2:]), kind)
-        t.check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+        t.check_max_pool2d(x.contiguous(memory_format=torch.channels_last), args)
 print("ok")
 """
 
@@ -325,15 +322,8 @@ print("ok")
 def test_generic_path_without_avx2():
     """ATEN_CPU_CAPABILITY=default: torch's and fastconv's kernels take their generic loops (as on
     a CPU without AVX2); the edge cases above must still match torch."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     tests = Path(__file__).resolve().parent
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    result = subprocess.run([sys.executable, "-c", GENERIC_PATH_SCRIPT, str(tests), str(tests.parent)],
-                            env=env, capture_output=True, text=True, timeout=600)
+    result = run_with_cpu_capability("default", GENERIC_PATH_SCRIPT, tests, tests.parent, timeout=600)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
 
 

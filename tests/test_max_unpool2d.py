@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from conftest import is_channels_last, with_layout
+from helpers import is_channels_last, with_layout
 
 
 def pooled(shape, kernel, stride=None, padding=0, layout="contiguous"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fastconv
-from conftest import assert_close, assert_same_error, call
+from helpers import assert_close, assert_same_error, call
 
 # torch's test inputs; they need the expecttest package (.ci/run installs it): a missing one fails
 # here rather than skipping the file.

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
+from helpers import results_per_thread_count
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # after the installed fastconv
 from bench.suites import SUITES  # noqa: E402
@@ -196,15 +197,12 @@ def test_accuracy_contract_on_suite_layers(shape):
 def test_results_do_not_depend_on_the_thread_count():
     x = torch.randn(3, 32, 21, 19, requires_grad=True)
     weight = torch.randn(48, 32, 3, 3, requires_grad=True)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2, 3):
-            torch.set_num_threads(count)
-            out = fastconv.conv2d(x, weight, padding=1)
-            results.append((out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out))))
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        out = fastconv.conv2d(x, weight, padding=1)
+        return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
+
+    results = results_per_thread_count(run, (1, 2, 3))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
