@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import hostile_cases  # noqa: E402  the comparison helpers and the worker environment
+import hostile_harness  # noqa: E402  the comparison and the worker environment
+from helpers import strided  # noqa: E402
 
 # Configurations per op and thread count; each runs torch and fastconv, so the whole file is about
 # 2 * sum(COUNTS) calls of each library (a minute on 2 cores with room to spare).
@@ -38,8 +39,6 @@ THREADS = (1, 2)
 WORKER_TIMEOUT_S = 300
 # Seeds differ per op and thread count, so that the two thread counts see different configurations.
 SEED_BASE = {"conv2d": 1_000_000, "max_pool2d": 2_000_000, "max_unpool2d": 3_000_000}
-
-FLOAT_TOLERANCES = hostile_cases.TOLERANCES
 
 
 # ------------------------------------------------------------------------------ configurations
@@ -204,7 +203,7 @@ def _arrange(t, layout):
     if layout == "channels_last" and t.dim() == 4:
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":
-        return hostile_cases.strided(t)
+        return strided(t)
     return t.contiguous()
 
 
@@ -363,20 +362,20 @@ def check(op, seed):
 
     def run(lib_op):
         if op == "max_unpool2d":
-            lib_op = hostile_cases.with_invalid_indices(lib_op, invalid)
+            lib_op = hostile_harness.with_invalid_indices(lib_op, invalid)
         lib = type("lib", (), {op: staticmethod(lib_op)})
         try:
             return fn(lib), None
         except Exception as error:  # noqa: BLE001  the exception is the result under test
             return None, error
 
-    verdict = hostile_cases.compare_calls(
+    verdict = hostile_harness.compare_calls(
         lambda: run(getattr(fastconv, op)), lambda: run(getattr(F, op)), invalid=invalid)
     return cfg, verdict
 
 
 def _worker(op, threads, start, stop):
-    hostile_cases.limit_memory()
+    hostile_harness.limit_memory()
     torch.set_num_threads(threads)
     import fastconv  # noqa: F401
 
@@ -397,7 +396,7 @@ def run_worker(op, threads, start, stop, timeout=WORKER_TIMEOUT_S):
     cmd = [sys.executable, os.path.abspath(__file__), op, str(threads), str(start), str(stop)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=hostile_cases.worker_env())
+                              env=hostile_harness.worker_env())
         stdout, stderr, status = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as error:
         stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
@@ -442,10 +441,10 @@ def test_fuzz_worker_reports_a_difference(tmp_path):
     # The harness must see a difference: a configuration where the two libraries disagree.
     cfg = conv2d_config(random.Random(0))
     with pytest.raises(AssertionError):
-        assert hostile_cases.compare_calls(lambda: (torch.zeros(2), None), lambda: (torch.ones(2), None)) is None
-    assert hostile_cases.compare_calls(
+        assert hostile_harness.compare_calls(lambda: (torch.zeros(2), None), lambda: (torch.ones(2), None)) is None
+    assert hostile_harness.compare_calls(
         lambda: (None, RuntimeError("a")), lambda: (None, RuntimeError("b"))) is not None
-    assert hostile_cases.compare_calls(
+    assert hostile_harness.compare_calls(
         lambda: ((torch.zeros(2), torch.tensor([0, 1])), None),
         lambda: ((torch.zeros(2), torch.tensor([1, 1])), None)) is not None
     assert cfg == conv2d_config(random.Random(0))  # configurations are reproducible
