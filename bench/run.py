@@ -31,13 +31,25 @@ import torch  # noqa: E402
 from bench import report  # noqa: E402
 from bench.machine import PeakCandidates, machine_info, measure_peaks  # noqa: E402
 from bench.models import (  # noqa: E402
-    IMAGE_SIZE, MODEL_PASSES, MODELS, SUITE_NAME as MODELS_SUITE, ModelCase, ModelWorkload, model_cases,
+    IMAGE_SIZE,
+    MODEL_PASSES,
+    MODELS,
+    SUITE_NAME as MODELS_SUITE,
+    ModelCase,
+    ModelWorkload,
+    model_cases,
     torchvision_available,
 )
 from bench.suites import SUITES, Case, select  # noqa: E402
 from bench.timing import Timer, interleaved  # noqa: E402
 from bench.workloads import (  # noqa: E402
-    FASTCONV_IMPLS, PASSES, REFERENCE_DESCRIPTIONS, REFERENCES, CorrectnessError, counterpart, make_workload,
+    FASTCONV_IMPLS,
+    PASSES,
+    REFERENCE_DESCRIPTIONS,
+    REFERENCES,
+    CorrectnessError,
+    counterpart,
+    make_workload,
 )
 
 try:

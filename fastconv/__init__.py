@@ -11,14 +11,27 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
     scores = fastconv.fully_convolutional(classifier, (1, 3, 224, 224))(larger_images)  # class maps
 """
 
-from ._extension import build_info, check_torch_version  # loads fastconv._C: registers the ops
-from . import _ops  # noqa: F401  registers fake kernels and autocast; autograd is in C++
-from .functional import (avg_pool1d, avg_pool2d, conv1d, conv2d, conv_transpose1d, conv_transpose2d,
-                         lp_pool1d, lp_pool2d, max_pool1d, max_pool2d, max_unpool1d, max_unpool2d)
-from . import backends, nn
+# Each module loads fastconv._C through _extension, which checks it first. _ops registers the
+# ops' fake kernels and autocast rule (their autograd is registered in C++).
+from . import _ops, backends, nn  # noqa: F401
+from ._extension import build_info, check_torch_version
 from .convert import ConversionReport, conversion_report, convert, revert
-from .summary import ModelSummary, summary
 from .fully_convolutional import fully_convolutional
+from .functional import (
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    lp_pool1d,
+    lp_pool2d,
+    max_pool1d,
+    max_pool2d,
+    max_unpool1d,
+    max_unpool2d,
+)
+from .summary import ModelSummary, summary
 
 __all__ = [
     "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d",

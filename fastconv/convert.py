@@ -11,9 +11,9 @@ changes.
 
 import copy
 import fnmatch
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Type, Union
-import weakref
 
 import torch
 

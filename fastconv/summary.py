@@ -128,7 +128,7 @@ def _union_over(inner: Bounds, taps: _Taps) -> Bounds:
     """Bounds of a layer's outputs: the union of the fields of the inputs each one combines.
     Cached: a window's neighbours share inputs, so each layer is evaluated once per position."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def bounds(o: int) -> Optional[Tuple[int, int]]:
         fields = [b for b in map(inner, taps(o)) if b is not None]
         if not fields:

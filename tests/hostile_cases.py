@@ -23,8 +23,13 @@ import torch.nn.functional as F
 
 import hostile_harness
 from helpers import strided
-from hostile_harness import (describe_mismatch, no_crash, raises_not_implemented, raises_runtime_error,
-                             torch_or_exact_output_size)
+from hostile_harness import (
+    describe_mismatch,
+    no_crash,
+    raises_not_implemented,
+    raises_runtime_error,
+    torch_or_exact_output_size,
+)
 
 
 @dataclass
@@ -76,6 +81,10 @@ def grads(output, *inputs):
     if isinstance(output, tuple):
         output = output[0]
     return torch.autograd.grad(output.sum(), inputs, allow_unused=True)
+
+
+# The table: one case a line, as written (the formatter would spread most rows over several lines).
+# fmt: off
 
 
 # ---------------------------------------------------------------- the reproducers of issue 13
@@ -558,6 +567,9 @@ for _label, _v in BIG.items():
          lambda f, v=_v: f.max_unpool2d(*pooled((1, 2, 4, 4)), 2, output_size=(v, v)))
     case(f"unpool output_size=(4,{_label}) stride {_label}",
          lambda f, v=_v: f.max_unpool2d(*pooled((1, 2, 4, 4)), 2, stride=(2, v), output_size=(4, v)))
+
+
+# fmt: on
 
 
 # ------------------------------------------------------------------------------------- running

@@ -10,8 +10,16 @@ from hypothesis import given, settings, strategies as st
 
 import fastconv
 from cuda_helpers import needs_cuda
-from helpers import (LAYOUTS, assert_close, assert_raises_like_torch, check_against_torch, is_channels_last,
-                     results_per_thread_count, run_with_cpu_capability, with_layout)
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    assert_raises_like_torch,
+    check_against_torch,
+    is_channels_last,
+    results_per_thread_count,
+    run_with_cpu_capability,
+    with_layout,
+)
 
 # (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 GRID = [

@@ -7,8 +7,16 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from helpers import (LAYOUTS, assert_close, assert_raises_like_torch, check_against_torch, check_in_dtype, grads,
-                     results_per_thread_count, with_layout)
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    assert_raises_like_torch,
+    check_against_torch,
+    check_in_dtype,
+    grads,
+    results_per_thread_count,
+    with_layout,
+)
 
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, dilation, groups)
 GRID = [

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import fastconv
-from fastconv.convert import FASTCONV_CLASS
 from architectures import LeNet5, ResNet18
+from fastconv.convert import FASTCONV_CLASS
 from helpers import assert_close, num_threads
 
 FASTCONV_TYPES = tuple(FASTCONV_CLASS.values())

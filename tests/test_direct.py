@@ -138,7 +138,7 @@ def test_grouped_layer_results_do_not_depend_on_the_thread_count(threads):
         x = torch.randn(2, c, 9, 11, requires_grad=True)
         weight = torch.randn(k, c // groups, 3, 3, requires_grad=True)
 
-        def run(x=x, weight=weight, groups=groups):
+        def run():
             out = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
             return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
 

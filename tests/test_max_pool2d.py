@@ -9,8 +9,15 @@ from hypothesis import assume, given, settings, strategies as st
 from torch.nn.modules.utils import _pair
 
 import fastconv
-from helpers import (LAYOUTS, assert_close, call, check_against_torch, is_channels_last, run_with_cpu_capability,
-                     with_layout)
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    call,
+    check_against_torch,
+    is_channels_last,
+    run_with_cpu_capability,
+    with_layout,
+)
 
 # (kernel_size, stride, padding, dilation, ceil_mode)
 GRID = [

@@ -7,12 +7,12 @@ A new functional adds its row here."""
 import pytest
 import torch
 
-import fastconv
-from helpers import assert_close, assert_same_error, call
-
 # torch's test inputs; they need the expecttest package (.ci/run installs it): a missing one fails
 # here rather than skipping the file.
-from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
+from torch.testing._internal.common_methods_invocations import op_db
+
+import fastconv
+from helpers import assert_close, assert_same_error, call
 
 # op_db name -> fastconv's function with the same signature.
 OPS = {
