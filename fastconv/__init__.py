@@ -34,10 +34,28 @@ from .functional import (
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d",
-    "avg_pool2d", "lp_pool2d", "max_pool1d", "avg_pool1d", "max_unpool1d", "lp_pool1d", "nn",
-    "backends", "convert", "revert", "conversion_report",
-    "ConversionReport", "summary", "ModelSummary", "fully_convolutional", "build_info",
+    "conv2d",
+    "conv_transpose2d",
+    "conv1d",
+    "conv_transpose1d",
+    "max_pool2d",
+    "max_unpool2d",
+    "avg_pool2d",
+    "lp_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "max_unpool1d",
+    "lp_pool1d",
+    "nn",
+    "backends",
+    "convert",
+    "revert",
+    "conversion_report",
+    "ConversionReport",
+    "summary",
+    "ModelSummary",
+    "fully_convolutional",
+    "build_info",
     "check_torch_version",
 ]
 __version__ = "0.1.0"

@@ -62,13 +62,17 @@ class ConversionReport:
     skipped: List[Skipped] = field(default_factory=list)
 
     def __str__(self):
-        lines = [f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left alone"]
+        lines = [
+            f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left alone"
+        ]
         lines += [f"  {s.name or '(model)'} ({s.type}): {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
 
 # The report of the latest convert() of each model, looked up by conversion_report(model).
-_reports: "weakref.WeakKeyDictionary[torch.nn.Module, ConversionReport]" = weakref.WeakKeyDictionary()
+_reports: "weakref.WeakKeyDictionary[torch.nn.Module, ConversionReport]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def conversion_report(model: torch.nn.Module) -> ConversionReport:
@@ -87,7 +91,9 @@ def _as_list(selectors) -> List[Selector]:
     return list(selectors)
 
 
-def _matching_selector(name: str, module: torch.nn.Module, selectors: List[Selector]) -> Optional[Selector]:
+def _matching_selector(
+    name: str, module: torch.nn.Module, selectors: List[Selector]
+) -> Optional[Selector]:
     """The first selector that matches the module: a class it is an instance of, or a pattern
     that matches its qualified name or the name of a module that contains it."""
     parts = name.split(".")
@@ -109,7 +115,9 @@ def _device_problem(device: torch.device) -> Optional[str]:
     if device.type in ("cpu", "meta"):
         return None
     if device.type == "cuda":
-        return None if build_info()["cuda"] else "on cuda, but this fastconv build has no CUDA kernels"
+        return (
+            None if build_info()["cuda"] else "on cuda, but this fastconv build has no CUDA kernels"
+        )
     return f"on {device.type}: fastconv has CPU and CUDA kernels only"
 
 
@@ -142,7 +150,9 @@ def _rebuilt_as(module: torch.nn.Module, cls: Type[torch.nn.Module]) -> torch.nn
     return rebuilt
 
 
-def _replace_modules(model: torch.nn.Module, replacement: Callable[[str, torch.nn.Module], Optional[torch.nn.Module]]) -> torch.nn.Module:
+def _replace_modules(
+    model: torch.nn.Module, replacement: Callable[[str, torch.nn.Module], Optional[torch.nn.Module]]
+) -> torch.nn.Module:
     """Puts replacement(name, module) in place of every module (the model included) for which it
     returns a module. A module registered under several names is decided once, by its first name,
     and replaced by the same new module everywhere."""

@@ -22,6 +22,16 @@ from ._pool_functional import (
 )
 
 __all__ = [
-    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d",
-    "avg_pool2d", "lp_pool2d", "max_pool1d", "avg_pool1d", "max_unpool1d", "lp_pool1d",
+    "conv2d",
+    "conv_transpose2d",
+    "conv1d",
+    "conv_transpose1d",
+    "max_pool2d",
+    "max_unpool2d",
+    "avg_pool2d",
+    "lp_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "max_unpool1d",
+    "lp_pool1d",
 ]

@@ -54,9 +54,18 @@ OPTIMIZER_STATE_COPIES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
 # Layers that slide a window over 1 or 2 spatial axes: class -> axes. The transposed ones spread
 # each input element over a window of outputs.
 WINDOW_LAYERS = {
-    nn.Conv1d: 1, nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.LPPool1d: 1,
-    nn.Conv2d: 2, nn.MaxPool2d: 2, nn.AvgPool2d: 2, nn.LPPool2d: 2,
-    nn.ConvTranspose1d: 1, nn.MaxUnpool1d: 1, nn.ConvTranspose2d: 2, nn.MaxUnpool2d: 2,
+    nn.Conv1d: 1,
+    nn.MaxPool1d: 1,
+    nn.AvgPool1d: 1,
+    nn.LPPool1d: 1,
+    nn.Conv2d: 2,
+    nn.MaxPool2d: 2,
+    nn.AvgPool2d: 2,
+    nn.LPPool2d: 2,
+    nn.ConvTranspose1d: 1,
+    nn.MaxUnpool1d: 1,
+    nn.ConvTranspose2d: 2,
+    nn.MaxUnpool2d: 2,
 }
 TRANSPOSED_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxUnpool1d, nn.MaxUnpool2d)
 
@@ -86,10 +95,16 @@ class ReceptiveField:
         first = [b(0) for b in bounds]
         if None in first:
             return None
-        return ReceptiveField(tuple(hi - lo + 1 for lo, hi in first), tuple(jump),
-                              tuple((lo + hi) / 2 for lo, hi in first), tuple(bounds))
+        return ReceptiveField(
+            tuple(hi - lo + 1 for lo, hi in first),
+            tuple(jump),
+            tuple((lo + hi) / 2 for lo, hi in first),
+            tuple(bounds),
+        )
 
-    def through_window(self, kernel, stride, padding, dilation, transposed=False) -> Optional["ReceptiveField"]:
+    def through_window(
+        self, kernel, stride, padding, dilation, transposed=False
+    ) -> Optional["ReceptiveField"]:
         """The field after a window layer over a tensor with this one: output o of a convolution
         or pooling reads inputs o * stride - padding + dilation * k for the taps k; input i of a
         transposed one (or unpooling, whose window holds every position its index may name)
@@ -167,7 +182,13 @@ class ModelSummary:
 
     @property
     def training_bytes(self) -> int:
-        return self.parameter_bytes + self.buffer_bytes + self.gradient_bytes + self.optimizer_bytes + self.activation_bytes
+        return (
+            self.parameter_bytes
+            + self.buffer_bytes
+            + self.gradient_bytes
+            + self.optimizer_bytes
+            + self.activation_bytes
+        )
 
     def layer(self, name: str) -> LayerSummary:
         """The row of the layer with this qualified name (its first call)."""
@@ -177,7 +198,17 @@ class ModelSummary:
         raise KeyError(name)
 
     def __str__(self) -> str:
-        header = ("layer", "type", "output", "params", "FLOPs", "activations", "RF", "jump", "start")
+        header = (
+            "layer",
+            "type",
+            "output",
+            "params",
+            "FLOPs",
+            "activations",
+            "RF",
+            "jump",
+            "start",
+        )
         table = [header] + [
             (
                 row.name,
@@ -186,14 +217,20 @@ class ModelSummary:
                 f"{row.parameters:,}",
                 f"{row.flops:,}",
                 _bytes(row.output_bytes),
-                *(_per_axis(getattr(row.receptive_field, f)) if row.receptive_field else "-" for f in ("size", "jump", "start")),
+                *(
+                    _per_axis(getattr(row.receptive_field, f)) if row.receptive_field else "-"
+                    for f in ("size", "jump", "start")
+                ),
             )
             for row in self.rows
         ]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         right = {3, 4, 5, 6, 7, 8}  # numeric columns
         lines = [
-            "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+            "  ".join(
+                cell.rjust(w) if i in right else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths))
+            ).rstrip()
             for line in table
         ]
         lines.insert(1, "-" * len(lines[0]))
@@ -251,7 +288,9 @@ def _flops(module: torch.nn.Module, input: Optional[torch.Tensor], output: torch
             kernel_elements *= k
         if module.transposed:  # every input element is multiplied by (K / groups) * kernel weights
             weights_per_input = module.out_channels // module.groups * kernel_elements
-            return (2 * input.numel() * weights_per_input if input is not None else 0) + bias * output.numel()
+            return (
+                2 * input.numel() * weights_per_input if input is not None else 0
+            ) + bias * output.numel()
         macs_per_output = module.in_channels // module.groups * kernel_elements
         return output.numel() * (2 * macs_per_output + bias)
     if isinstance(module, torch.nn.Linear):
@@ -284,21 +323,29 @@ class _FieldTracker(TorchFunctionMode):
         axes = self.spatial_axes
         for out in _tensors(output):
             candidates = [
-                field for t, field in inputs
-                if field is not None and out.dim() > axes and t.dim() > axes and t.shape[-axes:] == out.shape[-axes:]
+                field
+                for t, field in inputs
+                if field is not None
+                and out.dim() > axes
+                and t.dim() > axes
+                and t.shape[-axes:] == out.shape[-axes:]
             ]
             self.set(out, max(candidates, key=lambda f: math.prod(f.size), default=None))
         return output
 
 
-def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = "sgd") -> ModelSummary:
+def summary(
+    model: torch.nn.Module, input_size: Sequence[int], optimizer: str = "sgd"
+) -> ModelSummary:
     """Runs `model` once on zeros of shape input_size (N, C, H, W), in eval mode under no_grad,
     with the dtype and device of its parameters (a model on the meta device allocates nothing),
     and returns its ModelSummary: per layer the output shape, parameters, FLOPs, output bytes and
     receptive field, and the totals, with the training memory for `optimizer` ('sgd',
     'sgd_momentum', 'adam' or 'adamw'). The model's training mode is restored afterwards."""
     if optimizer not in OPTIMIZER_STATE_COPIES:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {sorted(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}"
+        )
     tensors = list(model.parameters()) + list(model.buffers())
     floating = [t for t in tensors if t.is_floating_point()]
     dtype = floating[0].dtype if floating else torch.get_default_dtype()
@@ -322,7 +369,9 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
                 if field is not None and len(field.size) != axes:
                     field = None  # a 1-D layer in a 2-D network, or the other way round
                 elif field is not None:
-                    field = field.through_window(*_window(module, axes), isinstance(module, TRANSPOSED_LAYERS))
+                    field = field.through_window(
+                        *_window(module, axes), isinstance(module, TRANSPOSED_LAYERS)
+                    )
                 for t in out:
                     tracker.set(t, field)
             elif out:

@@ -48,10 +48,17 @@ def conv_tensors(case, dtype, bias=True, device=CUDA, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64)
     fan_in = (c // groups) * kh * kw
-    weight = torch.randn(k, c // groups, kh, kw, generator=gen, dtype=torch.float64) / math.sqrt(fan_in)
+    weight = torch.randn(k, c // groups, kh, kw, generator=gen, dtype=torch.float64) / math.sqrt(
+        fan_in
+    )
     b = torch.randn(k, generator=gen, dtype=torch.float64) if bias else None
     cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
-    return cast(x), cast(weight), cast(b), dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return (
+        cast(x),
+        cast(weight),
+        cast(b),
+        dict(stride=stride, padding=padding, dilation=dilation, groups=groups),
+    )
 
 
 def pool_input(shape, dtype, seed=0):

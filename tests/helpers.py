@@ -49,7 +49,11 @@ def assert_raises_like_torch(fast_fn, torch_fn):
 
 
 def is_channels_last(t):
-    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return (
+        t.dim() == 4
+        and t.is_contiguous(memory_format=torch.channels_last)
+        and not t.is_contiguous()
+    )
 
 
 def strided(t):
@@ -105,7 +109,8 @@ def check_in_dtype(fast_fn, torch_fn, tensors, kwargs, dtype):
 
 def _assert_same_tensor(actual, expected, exact, equal_nan):
     assert actual.shape == expected.shape and actual.dtype == expected.dtype, (
-        f"{actual.shape} {actual.dtype} vs torch's {expected.shape} {expected.dtype}")
+        f"{actual.shape} {actual.dtype} vs torch's {expected.shape} {expected.dtype}"
+    )
     assert is_channels_last(actual) == is_channels_last(expected), "layout differs from torch's"
     if exact or not expected.dtype.is_floating_point:
         torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
@@ -113,8 +118,17 @@ def _assert_same_tensor(actual, expected, exact, equal_nan):
         assert_close(actual, expected, equal_nan=equal_nan)
 
 
-def check_against_torch(fast_fn, torch_fn, *inputs, kwargs=None, requires_grad=None, exact=False,
-                        equal_nan=False, backward=True, errors=False):
+def check_against_torch(
+    fast_fn,
+    torch_fn,
+    *inputs,
+    kwargs=None,
+    requires_grad=None,
+    exact=False,
+    equal_nan=False,
+    backward=True,
+    errors=False,
+):
     """Calls fast_fn and torch_fn on leaf copies of `inputs` (tensors, None or other values), with
     **kwargs, and asserts that fastconv answers as torch does: each output (a tensor, or a tuple of
     them) of the same shape, dtype and layout (channels_last or not), with the same values: within
@@ -130,8 +144,14 @@ def check_against_torch(fast_fn, torch_fn, *inputs, kwargs=None, requires_grad=N
     kwargs = kwargs or {}
 
     def leaves():
-        return [t.detach().requires_grad_(t.is_floating_point() if requires_grad is None else requires_grad)
-                if isinstance(t, torch.Tensor) else t for t in inputs]
+        return [
+            t.detach().requires_grad_(
+                t.is_floating_point() if requires_grad is None else requires_grad
+            )
+            if isinstance(t, torch.Tensor)
+            else t
+            for t in inputs
+        ]
 
     fast_inputs, torch_inputs = leaves(), leaves()
     if errors:
@@ -150,7 +170,9 @@ def check_against_torch(fast_fn, torch_fn, *inputs, kwargs=None, requires_grad=N
     for a, e in zip(actual, expected):
         _assert_same_tensor(a, e, exact, equal_nan)
 
-    differentiable = [i for i, t in enumerate(torch_inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+    differentiable = [
+        i for i, t in enumerate(torch_inputs) if isinstance(t, torch.Tensor) and t.requires_grad
+    ]
     if backward and differentiable:
         grad_output = torch.randn_like(expected[0])
         actual[0].backward(grad_output)
@@ -192,5 +214,10 @@ def run_with_cpu_capability(capability, script, *args, timeout=300):
     torch and fastconv run ("default": the portable ones, as on a CPU without AVX2). Returns the
     finished process, its output captured as text."""
     env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -592,16 +592,29 @@ def run_case(name):
     invalid = set()
     ops, aten = torch.ops.fastconv, torch.ops.aten
     fast_lib = SimpleNamespace(
-        conv2d=fastconv.conv2d, max_pool2d=fastconv.max_pool2d,
-        max_unpool2d=hostile_harness.with_invalid_indices(fastconv.max_unpool2d, invalid), conv2d_op=ops.conv2d,
-        pool_op=ops.max_pool2d_with_indices, pool_backward_op=ops.max_pool2d_with_indices_backward,
-        unpool_op=ops.max_unpool2d, is_torch=False)
+        conv2d=fastconv.conv2d,
+        max_pool2d=fastconv.max_pool2d,
+        max_unpool2d=hostile_harness.with_invalid_indices(fastconv.max_unpool2d, invalid),
+        conv2d_op=ops.conv2d,
+        pool_op=ops.max_pool2d_with_indices,
+        pool_backward_op=ops.max_pool2d_with_indices_backward,
+        unpool_op=ops.max_unpool2d,
+        is_torch=False,
+    )
     torch_lib = SimpleNamespace(
-        conv2d=F.conv2d, max_pool2d=F.max_pool2d, max_unpool2d=hostile_harness.with_invalid_indices(F.max_unpool2d, invalid),
-        conv2d_op=aten.conv2d, pool_op=aten.max_pool2d_with_indices,
-        pool_backward_op=aten.max_pool2d_with_indices_backward, unpool_op=aten.max_unpool2d, is_torch=True)
+        conv2d=F.conv2d,
+        max_pool2d=F.max_pool2d,
+        max_unpool2d=hostile_harness.with_invalid_indices(F.max_unpool2d, invalid),
+        conv2d_op=aten.conv2d,
+        pool_op=aten.max_pool2d_with_indices,
+        pool_backward_op=aten.max_pool2d_with_indices_backward,
+        unpool_op=aten.max_unpool2d,
+        is_torch=True,
+    )
     c = CASES[name]
-    return hostile_harness.compare_calls(lambda: _call(c.fn, fast_lib), lambda: _call(c.fn, torch_lib), c.expect, invalid)
+    return hostile_harness.compare_calls(
+        lambda: _call(c.fn, fast_lib), lambda: _call(c.fn, torch_lib), c.expect, invalid
+    )
 
 
 def run_cases(names, **limits):

@@ -65,7 +65,9 @@ def describe_mismatch(fast, ref, path="result"):
 
 # torch's messages for errors raised while it parses Python arguments carry a C++ backtrace, with
 # addresses that differ from process to process: compared without it.
-_BACKTRACE = re.compile(r"\nException raised from .*?(?:(?:frame #\d+:[^\n]*|<omitting python frames>)\n?)+", re.S)
+_BACKTRACE = re.compile(
+    r"\nException raised from .*?(?:(?:frame #\d+:[^\n]*|<omitting python frames>)\n?)+", re.S
+)
 
 
 def message(error):
@@ -83,7 +85,9 @@ def short_error(error):
 # Unpooling with several invalid indices: torch names whichever its threads wrote last (it is
 # not deterministic), fastconv names one of them deterministically. Where the indices hold more
 # than one invalid value, fastconv's message may name another of them; with one, the same.
-_INVALID_INDEX = re.compile(r"Found an invalid max index: (-?\d+) \(output volumes are of size (\d+)x(\d+)\)")
+_INVALID_INDEX = re.compile(
+    r"Found an invalid max index: (-?\d+) \(output volumes are of size (\d+)x(\d+)\)"
+)
 
 
 def invalid_indices(input, indices, kernel_size, stride=None, padding=0, output_size=None):
@@ -93,8 +97,13 @@ def invalid_indices(input, indices, kernel_size, stride=None, padding=0, output_
         from torch.nn.modules.utils import _pair
 
         kernel = _pair(kernel_size)
-        size = F._unpool_output_size(input, kernel, _pair(stride) if stride is not None else kernel,
-                                     _pair(padding), output_size)
+        size = F._unpool_output_size(
+            input,
+            kernel,
+            _pair(stride) if stride is not None else kernel,
+            _pair(padding),
+            output_size,
+        )
         plane = int(size[-2]) * int(size[-1])
         flat = indices.detach().reshape(-1)
         return set(flat[(flat < 0) | (flat >= plane)].tolist())
@@ -117,9 +126,15 @@ def with_invalid_indices(unpool, record):
 def _same_invalid_index_error(fast_error, ref_error, invalid):
     a = _INVALID_INDEX.fullmatch(message(fast_error))
     b = _INVALID_INDEX.fullmatch(message(ref_error))
-    return (type(fast_error) is type(ref_error) and a is not None and b is not None
-            and a.group(2, 3) == b.group(2, 3) and invalid is not None and len(invalid) > 1
-            and int(a.group(1)) in invalid)
+    return (
+        type(fast_error) is type(ref_error)
+        and a is not None
+        and b is not None
+        and a.group(2, 3) == b.group(2, 3)
+        and invalid is not None
+        and len(invalid) > 1
+        and int(a.group(1)) in invalid
+    )
 
 
 # Documented differences: torch errors that are torch bugs, for which fastconv must raise a
@@ -147,7 +162,8 @@ TORCH_BUG_MESSAGES = re.compile(
     r"select\(\): index 0 out of range for tensor of size \[0\] at dimension 0|"
     # padding='same'/'valid' and a bias of another dtype: torch's slow path casts the bias, its
     # oneDNN path refuses with this; fastconv always gives conv2d's bias dtype error (README).
-    r"and bias type \(torch\.\w+\) should be the same or input should be a MKLDNN tensor")
+    r"and bias type \(torch\.\w+\) should be the same or input should be a MKLDNN tensor"
+)
 
 
 def _strides_wrap(result):
@@ -173,10 +189,15 @@ def compare_calls(fast_fn, torch_fn, expect=None, invalid=None):
         if fast_error is None:
             return f"torch raised {short_error(ref_error)}; fastconv returned {summary(fast)}"
         if TORCH_BUG_MESSAGES.search(message(ref_error)) and isinstance(
-                fast_error, (RuntimeError, type(ref_error))):
+            fast_error, (RuntimeError, type(ref_error))
+        ):
             return None
-        if not same_error(fast_error, ref_error) and not _same_invalid_index_error(fast_error, ref_error, invalid):
-            return f"torch raised {short_error(ref_error)}; fastconv raised {short_error(fast_error)}"
+        if not same_error(fast_error, ref_error) and not _same_invalid_index_error(
+            fast_error, ref_error, invalid
+        ):
+            return (
+                f"torch raised {short_error(ref_error)}; fastconv raised {short_error(fast_error)}"
+            )
         return None
     if fast_error is not None:
         if _strides_wrap(ref) and message(fast_error) == "Stride calculation overflowed":
@@ -204,7 +225,11 @@ def raises_runtime_error(fast, fast_error, ref, ref_error):
     RuntimeError where torch answers wrongly."""
     if isinstance(fast_error, RuntimeError):
         return None
-    got = f"raised {short_error(fast_error)}" if fast_error is not None else f"returned {summary(fast)}"
+    got = (
+        f"raised {short_error(fast_error)}"
+        if fast_error is not None
+        else f"returned {summary(fast)}"
+    )
     return f"expected a RuntimeError (torch's own answer is a bug, see the case), fastconv {got}"
 
 
@@ -215,8 +240,11 @@ def torch_or_exact_output_size(exact):
     def expect(fast, fast_error, ref, ref_error):
         if fast_error is not None and same_error(fast_error, ref_error):
             return None
-        wanted = re.sub(r"Calculated output size: \((\d+)x(-?\d+)x", rf"Calculated output size: (\1x{exact}x",
-                        message(ref_error))
+        wanted = re.sub(
+            r"Calculated output size: \((\d+)x(-?\d+)x",
+            rf"Calculated output size: (\1x{exact}x",
+            message(ref_error),
+        )
         if isinstance(fast_error, RuntimeError) and message(fast_error) == wanted:
             return None
         return f"expected {wanted!r} or torch's {message(ref_error)!r}, fastconv: {fast_error or summary(fast)!r}"
@@ -237,7 +265,11 @@ def no_crash(shape):
 
     def expect(fast, fast_error, ref, ref_error):
         if fast_error is not None:
-            return None if isinstance(fast_error, RuntimeError) else f"raised {short_error(fast_error)}"
+            return (
+                None
+                if isinstance(fast_error, RuntimeError)
+                else f"raised {short_error(fast_error)}"
+            )
         if isinstance(fast, torch.Tensor) and list(fast.shape) == list(shape):
             return None
         return f"expected a RuntimeError or a tensor of size {list(shape)}, got {summary(fast)}"
@@ -300,11 +332,19 @@ class _Worker:
     def __init__(self, script, env=None):
         env = worker_env() if env is None else env
         self.proc = subprocess.Popen(
-            [sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
+            [sys.executable, script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
         self.lines = queue.Queue()
         self.stderr = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(self.proc.stdout, self.lines), daemon=True
+        ).start()
         threading.Thread(target=self._collect, daemon=True).start()
 
     @staticmethod
@@ -362,7 +402,7 @@ def run_cases(script, names, startup_timeout=120.0, case_timeout=CASE_TIMEOUT_S)
                 if line is None:
                     results[pending.pop(0)] = "crash: " + worker.death()
                     break
-                record = json.loads(line[len("RESULT "):])
+                record = json.loads(line[len("RESULT ") :])
                 assert record["name"] == name, (record, name)
                 results[pending.pop(0)] = record["verdict"]
         finally:

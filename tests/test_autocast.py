@@ -30,7 +30,9 @@ def test_conv_transpose2d_runs_in_the_autocast_dtype(device, dtype):
         expected = F.conv_transpose2d(x, w, b, 2, 1, 1, 2)
     assert expected.dtype == dtype and actual.dtype == dtype
     assert_close(actual, expected)
-    assert torch.equal(actual, fastconv.conv_transpose2d(x.to(dtype), w.to(dtype), b.to(dtype), 2, 1, 1, 2))
+    assert torch.equal(
+        actual, fastconv.conv_transpose2d(x.to(dtype), w.to(dtype), b.to(dtype), 2, 1, 1, 2)
+    )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)
@@ -46,7 +48,9 @@ def test_conv2d_runs_in_the_autocast_dtype(device, dtype, padding):
     assert actual.dtype == expected.dtype
     assert_close(actual, expected)
     # The same as casting by hand: the inputs are rounded to the autocast dtype first.
-    assert torch.equal(actual, fastconv.conv2d(x.to(dtype), w.to(dtype), b.to(dtype), padding=padding))
+    assert torch.equal(
+        actual, fastconv.conv2d(x.to(dtype), w.to(dtype), b.to(dtype), padding=padding)
+    )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)
@@ -62,7 +66,9 @@ def test_conv2d_gradients_under_autocast_match_torch(device, dtype):
         grads.append([leaf.grad for leaf in leaves])
     for actual, expected in zip(*grads):
         assert actual.dtype == expected.dtype == torch.float32  # leaves keep their dtype
-        torch.testing.assert_close(actual, expected, rtol=5e-2, atol=5e-2 * expected.abs().max().item())
+        torch.testing.assert_close(
+            actual, expected, rtol=5e-2, atol=5e-2 * expected.abs().max().item()
+        )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)

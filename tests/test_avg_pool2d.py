@@ -23,13 +23,13 @@ from helpers import (
 
 # (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 GRID = [
-    (2, None, 0, False, True, None),               # VGG-like, disjoint windows
-    (3, 2, 1, False, True, None),                  # padded, overlapping
-    (3, 2, 1, False, False, None),                 # the padding not counted
-    (3, 2, 1, True, False, None),                  # ceil mode: a window past the right edge
-    (3, 2, 1, True, True, None),                   # ... counted up to the padded input's edge
-    ((3, 2), (2, 1), (1, 0), True, True, 5),       # divisor_override
-    ((2, 4), (3, 2), (1, 2), True, False, -3),     # a negative divisor, stride > kernel
+    (2, None, 0, False, True, None),  # VGG-like, disjoint windows
+    (3, 2, 1, False, True, None),  # padded, overlapping
+    (3, 2, 1, False, False, None),  # the padding not counted
+    (3, 2, 1, True, False, None),  # ceil mode: a window past the right edge
+    (3, 2, 1, True, True, None),  # ... counted up to the padded input's edge
+    ((3, 2), (2, 1), (1, 0), True, True, 5),  # divisor_override
+    ((2, 4), (3, 2), (1, 2), True, False, -3),  # a negative divisor, stride > kernel
     (1, 1, 0, False, True, None),
     (5, 3, 2, True, False, None),
 ]
@@ -38,15 +38,27 @@ GRID = [
 def pool(fn, x, args):
     """fn (fastconv.avg_pool2d or F.avg_pool2d) with the arguments of a GRID row."""
     kernel, stride, padding, ceil_mode, count_include_pad, divisor = args
-    return fn(x, kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
-              count_include_pad=count_include_pad, divisor_override=divisor)
+    return fn(
+        x,
+        kernel,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor,
+    )
 
 
 def check_avg_pool2d(x, args, exact=False, errors=False):
     """Values, output layout and gradients equal torch's (exact: the values bit for bit; errors: or
     torch's error)."""
-    check_against_torch(lambda t: pool(fastconv.avg_pool2d, t, args), lambda t: pool(F.avg_pool2d, t, args), x,
-                        exact=exact, errors=errors)
+    check_against_torch(
+        lambda t: pool(fastconv.avg_pool2d, t, args),
+        lambda t: pool(F.avg_pool2d, t, args),
+        x,
+        exact=exact,
+        errors=errors,
+    )
 
 
 @pytest.mark.parametrize("args", GRID)
@@ -128,15 +140,15 @@ def test_backward_op_matches_torch_for_any_gradient_layout():
 
 # (shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
 VECTOR_CASES = [
-    ((2, 3, 9, 30), 3, 2, 1, False, True, None),         # ResNet-like: borders, overlapping last block
-    ((1, 2, 9, 17), 2, 2, 0, False, True, None),         # odd width: last column unused
-    ((1, 2, 8, 16), 2, 2, 0, True, False, None),         # interior exactly 8 columns
-    ((1, 2, 13, 13), 3, 2, 0, False, True, None),        # 6 interior columns: the generic loop
-    ((1, 3, 11, 41), 3, 1, 1, True, False, None),        # stride 1, padding not counted
+    ((2, 3, 9, 30), 3, 2, 1, False, True, None),  # ResNet-like: borders, overlapping last block
+    ((1, 2, 9, 17), 2, 2, 0, False, True, None),  # odd width: last column unused
+    ((1, 2, 8, 16), 2, 2, 0, True, False, None),  # interior exactly 8 columns
+    ((1, 2, 13, 13), 3, 2, 0, False, True, None),  # 6 interior columns: the generic loop
+    ((1, 3, 11, 41), 3, 1, 1, True, False, None),  # stride 1, padding not counted
     ((1, 2, 12, 40), (2, 4), (1, 2), (1, 2), True, True, None),
     ((1, 2, 10, 33), (3, 1), (2, 1), (1, 0), False, False, 7),
     ((1, 2, 10, 33), (1, 3), (1, 3), (0, 1), True, True, None),  # stride 3: the generic loop
-    ((2, 2, 7, 27), 5, 2, 2, True, False, None),         # windows mostly in the padding
+    ((2, 2, 7, 27), 5, 2, 2, True, False, None),  # windows mostly in the padding
     ((1, 3, 1, 25), (1, 3), (1, 1), 0, False, True, None),
 ]
 CHANNELS = [1, 3, 8, 9, 17, 33]
@@ -151,7 +163,9 @@ def test_float32_nchw_equals_torch_bitwise(case):
 @pytest.mark.parametrize("channels", CHANNELS)
 def test_float32_channels_last_equals_torch_bitwise(channels):
     for shape, *args in VECTOR_CASES[::2]:
-        x = torch.randn(shape[0], channels, *shape[2:]).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(shape[0], channels, *shape[2:]).contiguous(
+            memory_format=torch.channels_last
+        )
         check_avg_pool2d(x, args, exact=True)
 
 
@@ -185,7 +199,9 @@ def test_portable_path_without_avx2():
     CPU without AVX2); they must still give torch's results bit for bit."""
     tests = Path(__file__).resolve().parent
     result = run_with_cpu_capability("default", PORTABLE_SCRIPT, tests, tests.parent, timeout=600)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
+        result.stdout + result.stderr
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -204,9 +220,9 @@ def test_thread_counts_give_identical_results(dtype, layout):
 # ------------------------------------------------------------------------------------------ errors
 
 BAD_CALLS = [
-    ((2, 3, 8, 8), (2 ** 40,), {}),
-    ((2, 3, 8, 8), (2, 2 ** 31), {}),
-    ((2, 3, 8, 8), (2, 2, 2 ** 40), {}),
+    ((2, 3, 8, 8), (2**40,), {}),
+    ((2, 3, 8, 8), (2, 2**31), {}),
+    ((2, 3, 8, 8), (2, 2, 2**40), {}),
     ((2, 3, 8, 8), (0,), {}),
     ((2, 3, 8, 8), (-2,), {}),
     ((2, 3, 8, 8), (2, 0), {}),
@@ -241,34 +257,58 @@ BAD_CALLS = [
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_errors_match_torch(shape, args, kwargs, layout):
     x = with_layout(torch.randn(shape), layout)
-    assert_raises_like_torch(lambda: fastconv.avg_pool2d(x, *args, **kwargs),
-                             lambda: F.avg_pool2d(x, *args, **kwargs))
+    assert_raises_like_torch(
+        lambda: fastconv.avg_pool2d(x, *args, **kwargs), lambda: F.avg_pool2d(x, *args, **kwargs)
+    )
 
 
 def test_backward_op_errors_match_torch():
     x = torch.randn(2, 3, 8, 8)
     args = ([2, 2], [2, 2], [0, 0], False, True, None)
-    for grad_output in (torch.randn(2, 3, 4, 5), torch.randn(2, 4, 4, 4), torch.randn(3, 4, 4),
-                        torch.randn(2, 3, 4, 4, dtype=torch.float64)):
-        assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
-                                 lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
+    for grad_output in (
+        torch.randn(2, 3, 4, 5),
+        torch.randn(2, 4, 4, 4),
+        torch.randn(3, 4, 4),
+        torch.randn(2, 3, 4, 4, dtype=torch.float64),
+    ):
+        assert_raises_like_torch(
+            lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
+            lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args),
+        )
     for dtype in (torch.bool, torch.int32):  # torch's backward kernel's words, in either layout
         for layout in ("contiguous", "channels_last"):
-            x, grad_output = with_layout(torch.ones(2, 3, 8, 8).to(dtype), layout), torch.ones(2, 3, 4, 4).to(dtype)
-            assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
-                                     lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
+            x, grad_output = (
+                with_layout(torch.ones(2, 3, 8, 8).to(dtype), layout),
+                torch.ones(2, 3, 4, 4).to(dtype),
+            )
+            assert_raises_like_torch(
+                lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
+                lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args),
+            )
 
 
 @st.composite
 def pool_configs(draw):
     kernel = draw(st.one_of(st.integers(1, 5), st.tuples(st.integers(1, 5), st.integers(1, 4))))
     return dict(
-        shape=(draw(st.integers(0, 2)), draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 12))),
-        args=(kernel,
-              draw(st.one_of(st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3)))),
-              draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 1)))),
-              draw(st.booleans()), draw(st.booleans()),
-              draw(st.one_of(st.none(), st.integers(-3, 10)))),
+        shape=(
+            draw(st.integers(0, 2)),
+            draw(st.integers(1, 4)),
+            draw(st.integers(1, 12)),
+            draw(st.integers(1, 12)),
+        ),
+        args=(
+            kernel,
+            draw(
+                st.one_of(
+                    st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3))
+                )
+            ),
+            draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 1)))),
+            draw(st.booleans()),
+            draw(st.booleans()),
+            draw(st.one_of(st.none(), st.integers(-3, 10))),
+        ),
         dtype=draw(st.sampled_from([torch.float64, torch.float32])),
         layout=draw(st.sampled_from(LAYOUTS)),
         unbatched=draw(st.booleans()),
@@ -301,10 +341,14 @@ def test_cuda_matches_torch_and_the_cpu_kernel(dtype, layout):
         assert_close(out.cpu(), pool(fastconv.avg_pool2d, x, args))
         grad_output = torch.randn(out.shape, dtype=dtype)
         (grad,) = torch.autograd.grad(out, on_gpu, grad_output.cuda())
-        (first,) = torch.autograd.grad(pool(fastconv.avg_pool2d, on_gpu, args), on_gpu, grad_output.cuda())
+        (first,) = torch.autograd.grad(
+            pool(fastconv.avg_pool2d, on_gpu, args), on_gpu, grad_output.cuda()
+        )
         assert torch.equal(grad, first)  # a gather: deterministic
         cpu_x = x.detach().requires_grad_()
-        (expected,) = torch.autograd.grad(pool(fastconv.avg_pool2d, cpu_x, args), cpu_x, grad_output)
+        (expected,) = torch.autograd.grad(
+            pool(fastconv.avg_pool2d, cpu_x, args), cpu_x, grad_output
+        )
         assert_close(grad.cpu(), expected)
 
 
@@ -314,4 +358,6 @@ def test_cuda_errors_and_double_backward():
     x = torch.ones(2, 3, 8, 8, dtype=torch.int64, device="cuda")
     assert_raises_like_torch(lambda: fastconv.avg_pool2d(x, 2), lambda: F.avg_pool2d(x, 2))
     x = torch.randn(1, 2, 7, 6, dtype=torch.float64, device="cuda", requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,))
+    assert torch.autograd.gradgradcheck(
+        lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,)
+    )

@@ -11,16 +11,16 @@ from helpers import LAYOUTS, check_against_torch, check_in_dtype, grads, with_la
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups)
 GRID = [
     (2, 3, 9, 9, 4, 3, 3, 1, 1, 1, 1),
-    (2, 4, 10, 7, 6, 3, 2, 2, 1, 1, 2),          # rectangular kernel and image, grouped
+    (2, 4, 10, 7, 6, 3, 2, 2, 1, 1, 2),  # rectangular kernel and image, grouped
     (1, 3, 11, 12, 5, 3, 3, (2, 1), (0, 2), 2, 1),  # dilated, per-dim stride and padding
-    (2, 6, 8, 8, 6, 3, 3, 1, 1, 1, 6),           # depthwise
-    (2, 6, 8, 8, 12, 3, 3, 2, 1, 1, 6),          # depthwise with channel multiplier
-    (3, 8, 5, 6, 4, 1, 1, 1, 0, 1, 1),           # pointwise (no im2col)
-    (2, 8, 9, 9, 8, 1, 1, 2, 0, 1, 2),           # strided 1x1 projection, grouped
-    (1, 2, 7, 7, 3, 1, 1, 1, 1, 1, 1),           # 1x1 with padding
-    (2, 3, 5, 5, 2, 5, 5, 1, 0, 1, 1),           # kernel covers the whole image
-    (1, 2, 13, 13, 3, 3, 3, 3, 4, 4, 1),         # dilation 4, big padding
-    (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),           # empty batch
+    (2, 6, 8, 8, 6, 3, 3, 1, 1, 1, 6),  # depthwise
+    (2, 6, 8, 8, 12, 3, 3, 2, 1, 1, 6),  # depthwise with channel multiplier
+    (3, 8, 5, 6, 4, 1, 1, 1, 0, 1, 1),  # pointwise (no im2col)
+    (2, 8, 9, 9, 8, 1, 1, 2, 0, 1, 2),  # strided 1x1 projection, grouped
+    (1, 2, 7, 7, 3, 1, 1, 1, 1, 1, 1),  # 1x1 with padding
+    (2, 3, 5, 5, 2, 5, 5, 1, 0, 1, 1),  # kernel covers the whole image
+    (1, 2, 13, 13, 3, 3, 3, 3, 4, 4, 1),  # dilation 4, big padding
+    (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),  # empty batch
 ]
 
 
@@ -99,7 +99,9 @@ def test_large_image_runs_in_bands():
 @pytest.mark.parametrize("case", [GRID[1], GRID[2], GRID[4], GRID[6]])
 def test_gradcheck(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
-    x, weight, bias, kwargs = make_conv_inputs((1, c, min(h, 7), min(w, 7), k, r, s, stride, padding, dilation, groups))
+    x, weight, bias, kwargs = make_conv_inputs(
+        (1, c, min(h, 7), min(w, 7), k, r, s, stride, padding, dilation, groups)
+    )
     inputs = tuple(t.requires_grad_() for t in (x, weight, bias))
     fn = lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
@@ -109,8 +111,12 @@ def test_gradcheck(case):
 def test_backward_is_deterministic():
     x, weight, bias, kwargs = make_conv_inputs((4, 8, 12, 12, 8, 3, 3, 1, 1, 1, 2), torch.float32)
     grad_output = torch.randn(4, 8, 12, 12)
-    _, first, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
-    _, second, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
+    _, first, _ = grads(
+        lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output
+    )
+    _, second, _ = grads(
+        lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output
+    )
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
@@ -127,9 +133,16 @@ def conv_configs(draw):
         r=draw(st.integers(1, 4)),
         s=draw(st.integers(1, 4)),
         stride=draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
-        padding=draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 2), st.integers(0, 2)),
-                               st.sampled_from(["same", "valid"]))),
-        dilation=draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 2)))),
+        padding=draw(
+            st.one_of(
+                st.integers(0, 3),
+                st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                st.sampled_from(["same", "valid"]),
+            )
+        ),
+        dilation=draw(
+            st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 2)))
+        ),
         groups=groups,
         bias=draw(st.booleans()),
         layout=draw(st.sampled_from(LAYOUTS)),
@@ -146,7 +159,9 @@ def test_random_configurations(cfg):
     x = with_layout(x, cfg["layout"])
     if cfg["unbatched"] and cfg["n"] == 1:
         x = x[0]
-    weight = torch.randn(cfg["k"], cfg["c"] // cfg["groups"], cfg["r"], cfg["s"], dtype=torch.float64)
+    weight = torch.randn(
+        cfg["k"], cfg["c"] // cfg["groups"], cfg["r"], cfg["s"], dtype=torch.float64
+    )
     bias = torch.randn(cfg["k"], dtype=torch.float64) if cfg["bias"] else None
     kwargs = {key: cfg[key] for key in ("stride", "padding", "dilation", "groups")}
     check_conv2d(x, weight, bias, kwargs, errors=True)

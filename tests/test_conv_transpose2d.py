@@ -21,15 +21,15 @@ from helpers import (
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, dilation, groups)
 GRID = [
     (2, 3, 5, 5, 4, 3, 3, 1, 0, 0, 1, 1),
-    (2, 4, 5, 6, 6, 3, 3, 2, 1, 1, 1, 2),               # strided, output_padding, grouped
+    (2, 4, 5, 6, 6, 3, 3, 2, 1, 1, 1, 2),  # strided, output_padding, grouped
     (1, 3, 4, 5, 2, 3, 2, (2, 3), (1, 0), (1, 2), 1, 1),  # per-dim stride, padding, output_padding
-    (2, 3, 5, 4, 4, 3, 3, 1, 1, 1, 2, 1),               # output_padding >= stride, < dilation
+    (2, 3, 5, 4, 4, 3, 3, 1, 1, 1, 2, 1),  # output_padding >= stride, < dilation
     (1, 2, 4, 4, 3, 2, 3, (1, 2), 0, (1, 1), (2, 1), 1),  # one dim each way
-    (2, 6, 6, 6, 6, 3, 3, 1, 1, 0, 1, 6),               # depthwise
-    (2, 6, 5, 5, 12, 3, 3, 2, 1, 1, 1, 6),              # depthwise, channel multiplier, strided
-    (3, 8, 5, 6, 4, 1, 1, 1, 0, 0, 1, 1),               # pointwise
-    (1, 2, 3, 3, 3, 4, 4, 3, 2, 2, 2, 1),               # dilated, strided
-    (0, 3, 5, 5, 4, 3, 3, 2, 1, 1, 1, 1),               # empty batch
+    (2, 6, 6, 6, 6, 3, 3, 1, 1, 0, 1, 6),  # depthwise
+    (2, 6, 5, 5, 12, 3, 3, 2, 1, 1, 1, 6),  # depthwise, channel multiplier, strided
+    (3, 8, 5, 6, 4, 1, 1, 1, 0, 0, 1, 1),  # pointwise
+    (1, 2, 3, 3, 3, 4, 4, 3, 2, 2, 2, 1),  # dilated, strided
+    (0, 3, 5, 5, 4, 3, 3, 2, 1, 1, 1, 1),  # empty batch
 ]
 
 
@@ -38,15 +38,21 @@ def make_inputs(case, dtype=torch.float64, bias=True):
     x = torch.randn(n, c, h, w, dtype=dtype)
     weight = torch.randn(c, k // groups, r, s, dtype=dtype)
     b = torch.randn(k, dtype=dtype) if bias else None
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-                  groups=groups)
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+    )
     return x, weight, b, kwargs
 
 
 def check_conv_transpose2d(x, weight, bias, kwargs, errors=False):
     """Values, shape, layout and all three gradients equal torch's (errors: or torch's error)."""
-    check_against_torch(fastconv.conv_transpose2d, F.conv_transpose2d, x, weight, bias, kwargs=kwargs,
-                        errors=errors)
+    check_against_torch(
+        fastconv.conv_transpose2d, F.conv_transpose2d, x, weight, bias, kwargs=kwargs, errors=errors
+    )
 
 
 @pytest.mark.parametrize("case", GRID)
@@ -58,8 +64,10 @@ def test_matches_torch_on_grid(case, bias):
 def test_positional_arguments_in_torchs_order():
     x, weight, bias, _ = make_inputs(GRID[1])
     # input, weight, bias, stride, padding, output_padding, groups, dilation
-    torch.testing.assert_close(fastconv.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
-                               F.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1))
+    torch.testing.assert_close(
+        fastconv.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
+        F.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -113,8 +121,13 @@ def test_thread_count_does_not_change_the_result(case):
     x, weight, bias, kwargs = make_inputs((4,) + case[1:], torch.float32)
     grad_output = torch.ones_like(F.conv_transpose2d(x, weight, bias, **kwargs))
     (out1, grads1, _), (out2, grads2, _) = results_per_thread_count(
-        lambda: grads(lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs), (x, weight, bias), grad_output),
-        (1, 2))
+        lambda: grads(
+            lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs),
+            (x, weight, bias),
+            grad_output,
+        ),
+        (1, 2),
+    )
     assert torch.equal(out1, out2)
     for a, b in zip(grads1, grads2):
         assert torch.equal(a, b)
@@ -125,15 +138,27 @@ def x4(*shape, dtype=torch.float32):
 
 
 ERROR_CASES = {
-    "output_padding not below stride or dilation": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), output_padding=1),
-    "output_padding too big in one dim": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=(2, 0)),
-    "output_padding big, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), output_padding=1),
-    "negative output_padding": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=-1),
+    "output_padding not below stride or dilation": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), output_padding=1
+    ),
+    "output_padding too big in one dim": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=(2, 0)
+    ),
+    "output_padding big, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), output_padding=1
+    ),
+    "negative output_padding": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=-1
+    ),
     "negative padding": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), padding=-1),
     "zero stride": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=0),
     "negative dilation": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=-1),
-    "zero dilation, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), dilation=0),
-    "zero dilation, slow float32": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=0, output_padding=1),
+    "zero dilation, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), dilation=0
+    ),
+    "zero dilation, slow float32": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=0, output_padding=1
+    ),
     "zero groups": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), groups=0),
     "weight not divisible by groups": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), groups=3),
     "fewer weight rows than groups": lambda f: f(x4(2, 0, 5, 5), x4(0, 3, 3, 3)),
@@ -145,7 +170,9 @@ ERROR_CASES = {
     "weight dtype (oneDNN)": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3).half()),
     "weight dtype (slow kernel)": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).half()),
     "weight dtype, 1x1 (slow kernel)": lambda f: f(x4(1, 4, 3, 3), x4(4, 3, 1, 1).half()),
-    "output too small, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), padding=5),
+    "output too small, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), padding=5
+    ),
     "output too small, 1x1": lambda f: f(x4(1, 4, 3, 3), x4(4, 3, 1, 1), padding=2),
     "empty kernel, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 0, 3).double()),
     "no output channels, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 0, 3, 3).double()),
@@ -166,13 +193,17 @@ ERROR_CASES = {
 @pytest.mark.parametrize("name", ERROR_CASES)
 def test_errors_match_torch(name):
     case = ERROR_CASES[name]
-    assert_raises_like_torch(lambda: case(fastconv.conv_transpose2d), lambda: case(F.conv_transpose2d))
+    assert_raises_like_torch(
+        lambda: case(fastconv.conv_transpose2d), lambda: case(F.conv_transpose2d)
+    )
 
 
 def test_errors_torch_leaves_to_its_backends_say_what_is_wrong():
     """Where torch's oneDNN fails with an internal message, fastconv gives its slow kernel's words."""
     x, w = x4(2, 4, 5, 5), x4(4, 3, 3, 3)
-    with pytest.raises(RuntimeError, match="dilation should be greater than zero, but got dilation_height: 0"):
+    with pytest.raises(
+        RuntimeError, match="dilation should be greater than zero, but got dilation_height: 0"
+    ):
         fastconv.conv_transpose2d(x, w, dilation=0)
     with pytest.raises(RuntimeError, match="Calculated output size per channel: \\(-3 x -3\\)"):
         fastconv.conv_transpose2d(x, w, padding=5)
@@ -194,8 +225,10 @@ def test_zero_dilation_along_a_one_tap_kernel_where_torch_runs_onednn():
     x, weight = torch.randn(3, 2, 4, 4), torch.randn(2, 3, 1, 3)
     kwargs = dict(stride=(2, 3), output_padding=1, dilation=(0, 1))
     check_conv_transpose2d(x, weight, torch.randn(3), kwargs)
-    assert_raises_like_torch(lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
-                             lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs))
+    assert_raises_like_torch(
+        lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
+        lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs),
+    )
 
 
 @st.composite
@@ -231,13 +264,20 @@ def test_random_configurations(cfg):
     c, k, groups = cfg["c"], cfg["k"], cfg["groups"]
     if cfg["depthwise"]:
         c = groups = k = cfg["c"]
-    x = with_layout(torch.randn(cfg["n"], c, cfg["h"], cfg["w"], dtype=torch.float64), cfg["layout"])
+    x = with_layout(
+        torch.randn(cfg["n"], c, cfg["h"], cfg["w"], dtype=torch.float64), cfg["layout"]
+    )
     if cfg["unbatched"] and cfg["n"] == 1:
         x = x[0]
     weight = torch.randn(c, k // groups, cfg["r"], cfg["s"], dtype=torch.float64)
     bias = torch.randn(k, dtype=torch.float64) if cfg["bias"] else None
-    kwargs = dict(stride=cfg["stride"], padding=cfg["padding"], output_padding=cfg["output_padding"],
-                  dilation=cfg["dilation"], groups=groups)
+    kwargs = dict(
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        output_padding=cfg["output_padding"],
+        dilation=cfg["dilation"],
+        groups=groups,
+    )
     check_conv_transpose2d(x, weight, bias, kwargs, errors=True)
 
 
@@ -281,4 +321,3 @@ def test_module_is_torchs_and_scripts():
 def test_module_padding_mode_error():
     with pytest.raises(ValueError):
         fastconv.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
-

@@ -22,17 +22,17 @@ from helpers import results_per_thread_count, run_with_cpu_capability
 # InputPlanes, and direct_planes.h), of the direct kernels' tiles (8 channels, 48-pixel tiles
 # whose stores wrap rows, grids narrower than a vector) and of the depthwise kernels.
 EDGE_CASES = {
-    "pixels_span_images": (5, 3, 7, 7, 7, 3, 3, 1, 1, 1, 1),       # 49-pixel planes in 128-pixel blocks
+    "pixels_span_images": (5, 3, 7, 7, 7, 3, 3, 1, 1, 1, 1),  # 49-pixel planes in 128-pixel blocks
     "one_pixel_planes": (37, 4, 1, 1, 5, 1, 1, 1, 0, 1, 1),
-    "deep_columns": (2, 40, 9, 9, 13, 3, 3, 1, 1, 1, 1),          # 360 > 256 rows: two depth blocks
-    "many_weight_rows": (1, 8, 6, 6, 400, 3, 3, 1, 1, 1, 1),      # 400 rows: several row blocks
-    "wide_rows": (1, 3, 5, 150, 6, 3, 3, 1, 1, 1, 1),             # a row longer than a pixel block
+    "deep_columns": (2, 40, 9, 9, 13, 3, 3, 1, 1, 1, 1),  # 360 > 256 rows: two depth blocks
+    "many_weight_rows": (1, 8, 6, 6, 400, 3, 3, 1, 1, 1, 1),  # 400 rows: several row blocks
+    "wide_rows": (1, 3, 5, 150, 6, 3, 3, 1, 1, 1, 1),  # a row longer than a pixel block
     "stride_2_interior": (2, 5, 20, 21, 12, 3, 3, 2, 1, 1, 1),
     "stride_3_dilation_2": (2, 4, 19, 17, 7, 3, 2, 3, 2, 2, 1),
     "stride_3_phase_planes": (2, 5, 17, 16, 9, 3, 3, 3, 1, 1, 1),  # 17 rows: a short last phase
     "stride_4_kernel_5": (1, 3, 23, 22, 40, 5, 5, 4, 2, 1, 1),
-    "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),    # one phase read: not split
-    "stride_2_dilation_2": (2, 3, 13, 12, 8, 3, 3, 2, 2, 2, 1),   # one phase read: not split
+    "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),  # one phase read: not split
+    "stride_2_dilation_2": (2, 3, 13, 12, 8, 3, 3, 2, 2, 2, 1),  # one phase read: not split
     # pointwise weight gradients read the input's planes in place (132 and 144 pixels), a last
     # partial panel of 5 channels copied
     "pointwise_in_place": (3, 29, 12, 11, 40, 1, 1, 1, 0, 1, 1),
@@ -76,8 +76,10 @@ EXPECTED_PATHS = {  # name: (direct on, direct off)
     "depthwise": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
     "depthwise_stride_2": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
     # 3 channels per group back
-    "depthwise_multiplier": (("depthwise", "direct_flipped", "depthwise"),
-                             ("depthwise", "packed_gemm_flipped", "depthwise")),
+    "depthwise_multiplier": (
+        ("depthwise", "direct_flipped", "depthwise"),
+        ("depthwise", "packed_gemm_flipped", "depthwise"),
+    ),
     "depthwise_dilated_big_pad": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
     "depthwise_7x7_plane": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
 }
@@ -90,7 +92,9 @@ def cpu_paths(case, dtype=torch.float32):
     pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]  # noqa: E731
     x = torch.empty(n, c, h, w, dtype=dtype, device="meta")
     weight = torch.empty(k, c // groups, r, s, dtype=dtype, device="meta")
-    paths = fastconv._C._conv2d_cpu_paths(x, weight, pair(stride), pair(padding), pair(dilation), groups)
+    paths = fastconv._C._conv2d_cpu_paths(
+        x, weight, pair(stride), pair(padding), pair(dilation), groups
+    )
     return tuple(paths[p] for p in PASSES)
 
 
@@ -101,7 +105,9 @@ def conv_float32_vs_float64(case, bias=True, grad=True):
     b = torch.randn(k, dtype=torch.float64) if bias else None
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     tensors64 = [t.requires_grad_() if t is not None else None for t in (x, weight, b)]
-    tensors32 = [t.detach().float().requires_grad_() if t is not None else None for t in (x, weight, b)]
+    tensors32 = [
+        t.detach().float().requires_grad_() if t is not None else None for t in (x, weight, b)
+    ]
     expected = F.conv2d(*tensors64, **kwargs)
     actual = fastconv.conv2d(*tensors32, **kwargs)
     # float32 rounding of sums of c/groups * r * s products of unit-variance values
@@ -110,8 +116,12 @@ def conv_float32_vs_float64(case, bias=True, grad=True):
     if not grad or expected.numel() == 0:
         return
     grad_output = torch.randn_like(expected)
-    expected_grads = torch.autograd.grad(expected, [t for t in tensors64 if t is not None], grad_output)
-    actual_grads = torch.autograd.grad(actual, [t for t in tensors32 if t is not None], grad_output.float())
+    expected_grads = torch.autograd.grad(
+        expected, [t for t in tensors64 if t is not None], grad_output
+    )
+    actual_grads = torch.autograd.grad(
+        actual, [t for t in tensors32 if t is not None], grad_output.float()
+    )
     for a, e in zip(actual_grads, expected_grads):
         # weight gradients sum over the batch and the output plane as well
         grad_scale = (e.numel() and (n * k * h * w) ** 0.5) + scale
@@ -146,9 +156,19 @@ def float32_configs(draw):
         groups, k = c, c * draw(st.integers(1, 2))
     else:
         c, k = c * groups, draw(st.integers(1, 30)) * groups
-    return (draw(st.integers(0, 4)), c, draw(st.integers(1, 20)), draw(st.integers(1, 40)), k,
-            draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3)),
-            draw(st.integers(0, 2)), draw(st.integers(1, 2)), groups)
+    return (
+        draw(st.integers(0, 4)),
+        c,
+        draw(st.integers(1, 20)),
+        draw(st.integers(1, 40)),
+        k,
+        draw(st.integers(1, 4)),
+        draw(st.integers(1, 4)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(0, 2)),
+        draw(st.integers(1, 2)),
+        groups,
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -160,25 +180,31 @@ def test_random_float32_configurations(case, bias):
     conv_float32_vs_float64(case, bias)
 
 
-@pytest.mark.parametrize("case", [EDGE_CASES["pixels_span_images"], EDGE_CASES["depthwise"],
-                                  EDGE_CASES["weight_grad_by_image_chunks"],
-                                  EDGE_CASES["stride_3_phase_planes"],
-                                  EDGE_CASES["pointwise_in_place"],
-                                  (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1),
-                                  # 18 column rows, 96 channels: the weight gradient's tasks split
-                                  # the channels, differently for each thread count
-                                  (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1),
-                                  # pointwise layers on 7x7 planes: one GEMM over the batch
-                                  # (BLAS threads: the 2048-channel one is ResNet-50's size)
-                                  (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1),
-                                  (4, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 1),
-                                  # the packed forward on 7x7 planes, 20 channels: tiles split
-                                  # between images and a partial row panel, summed in scratch
-                                  # tiles; the pixel blocks are balanced per thread count
-                                  (3, 160, 7, 7, 20, 3, 3, 1, 1, 1, 1),
-                                  # Winograd past 128 x 128 channels, its tile blocks balanced per
-                                  # thread count
-                                  (4, 160, 14, 14, 160, 3, 3, 1, 1, 1, 1)])
+@pytest.mark.parametrize(
+    "case",
+    [
+        EDGE_CASES["pixels_span_images"],
+        EDGE_CASES["depthwise"],
+        EDGE_CASES["weight_grad_by_image_chunks"],
+        EDGE_CASES["stride_3_phase_planes"],
+        EDGE_CASES["pointwise_in_place"],
+        (3, 16, 23, 29, 20, 3, 3, 1, 1, 1, 1),
+        # 18 column rows, 96 channels: the weight gradient's tasks split
+        # the channels, differently for each thread count
+        (9, 2, 12, 12, 96, 3, 3, 1, 1, 1, 1),
+        # pointwise layers on 7x7 planes: one GEMM over the batch
+        # (BLAS threads: the 2048-channel one is ResNet-50's size)
+        (6, 96, 7, 7, 80, 1, 1, 1, 0, 1, 1),
+        (4, 512, 7, 7, 2048, 1, 1, 1, 0, 1, 1),
+        # the packed forward on 7x7 planes, 20 channels: tiles split
+        # between images and a partial row panel, summed in scratch
+        # tiles; the pixel blocks are balanced per thread count
+        (3, 160, 7, 7, 20, 3, 3, 1, 1, 1, 1),
+        # Winograd past 128 x 128 channels, its tile blocks balanced per
+        # thread count
+        (4, 160, 14, 14, 160, 3, 3, 1, 1, 1, 1),
+    ],
+)
 def test_results_do_not_depend_on_the_thread_count(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, requires_grad=True)
@@ -197,7 +223,9 @@ def test_results_do_not_depend_on_the_thread_count(case):
 
 def measured_forward_workspace(x, weight, **kwargs):
     """(bytes the forward's workspaces held at their peak, the figure the path choice reports)."""
-    stride, padding, dilation = ([kwargs.get(k, d)] * 2 for k, d in (("stride", 1), ("padding", 0), ("dilation", 1)))
+    stride, padding, dilation = (
+        [kwargs.get(k, d)] * 2 for k, d in (("stride", 1), ("padding", 0), ("dilation", 1))
+    )
     groups = kwargs.get("groups", 1)
     figure = fastconv._C.conv2d_cpu_workspace_bytes(x, weight, stride, padding, dilation, groups)
     fastconv._C._cpu_workspace_peak_bytes(reset=True)
@@ -206,13 +234,19 @@ def measured_forward_workspace(x, weight, **kwargs):
     return fastconv._C._cpu_workspace_peak_bytes(), figure
 
 
-@pytest.mark.parametrize("dtype, groups, winograd, direct, expected_path", [
-    (torch.float32, 1, True, True, "winograd"), (torch.float32, 1, False, True, "direct"),
-    (torch.float32, 1, False, False, "packed_gemm"), (torch.float32, 64, True, True, "depthwise"),
-    (torch.float64, 1, True, True, "im2col_blas"),
-])
-def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, winograd, direct,
-                                                           expected_path):
+@pytest.mark.parametrize(
+    "dtype, groups, winograd, direct, expected_path",
+    [
+        (torch.float32, 1, True, True, "winograd"),
+        (torch.float32, 1, False, True, "direct"),
+        (torch.float32, 1, False, False, "packed_gemm"),
+        (torch.float32, 64, True, True, "depthwise"),
+        (torch.float64, 1, True, True, "im2col_blas"),
+    ],
+)
+def test_workspace_is_what_the_kernel_allocates_and_bounded(
+    dtype, groups, winograd, direct, expected_path
+):
     """The forward's real workspace (counted as it is allocated) stays within the reported figure,
     which is a few hundred KiB per thread for the packed GEMM and Winograd (which also holds its
     16 x K x C transformed filters), a padded plane per thread for depthwise, the zero-padded
@@ -221,15 +255,24 @@ def test_workspace_is_what_the_kernel_allocates_and_bounded(dtype, groups, winog
     matrix (here 64 x 9 x 96 x 96 x 2 images = 42 MiB in float64)."""
     x = torch.randn(2, 64, 96, 96, dtype=dtype)
     weight = torch.randn(64, 64 // groups, 3, 3, dtype=dtype)
-    with fastconv.backends.winograd.flags(enabled=winograd), \
-            fastconv.backends.direct.flags(enabled=direct):
+    with (
+        fastconv.backends.winograd.flags(enabled=winograd),
+        fastconv.backends.direct.flags(enabled=direct),
+    ):
         assert cpu_paths((2, 64, 96, 96, 64, 3, 3, 1, 1, 1, groups), dtype)[0] == expected_path
         peak, figure = measured_forward_workspace(x, weight, padding=1, groups=groups)
     assert 0 < peak <= figure
-    per_thread = {"packed_gemm": 1 << 20, "winograd": 1 << 20, "depthwise": 128 << 10,
-                  "direct": 0, "im2col_blas": 16 << 20}[expected_path]
-    fixed = {"winograd": 16 * 64 * 64 * 4,
-             "direct": 2 * 64 * 98 * 98 * 4 + 64 * 64 * 9 * 4 + (64 << 10)}.get(expected_path, 0)
+    per_thread = {
+        "packed_gemm": 1 << 20,
+        "winograd": 1 << 20,
+        "depthwise": 128 << 10,
+        "direct": 0,
+        "im2col_blas": 16 << 20,
+    }[expected_path]
+    fixed = {
+        "winograd": 16 * 64 * 64 * 4,
+        "direct": 2 * 64 * 98 * 98 * 4 + 64 * 64 * 9 * 4 + (64 << 10),
+    }.get(expected_path, 0)
     assert figure <= torch.get_num_threads() * per_thread + fixed
 
 
@@ -292,8 +335,10 @@ def _vector_kernel_results(tmp_path, capability, expected_kernel):
     return torch.load(path)
 
 
-@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512",
-                    reason="the AVX-512 micro-kernel needs a CPU (and torch) with AVX-512")
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() != "AVX512",
+    reason="the AVX-512 micro-kernel needs a CPU (and torch) with AVX-512",
+)
 def test_avx512_microkernel_matches_avx2_bitwise(tmp_path):
     """The AVX-512 and AVX2 micro-kernels add the same products in the same order with one
     rounding each (FMA), so forward and weight gradient agree bit for bit, row tails included;

@@ -23,9 +23,13 @@ ERROR_CASES = {
     "conv-groups": lambda f: f.conv2d(cuda_randn(1, 4, 5, 5), cuda_randn(6, 3, 3, 3), groups=2),
     "conv-channels": lambda f: f.conv2d(cuda_randn(1, 4, 5, 5), cuda_randn(6, 3, 3, 3)),
     "conv-kernel-too-big": lambda f: f.conv2d(cuda_randn(1, 3, 2, 2), cuda_randn(6, 3, 3, 3)),
-    "conv-dtype": lambda f: f.conv2d(cuda_randn(1, 3, 5, 5), cuda_randn(6, 3, 3, 3, dtype=torch.float16)),
+    "conv-dtype": lambda f: f.conv2d(
+        cuda_randn(1, 3, 5, 5), cuda_randn(6, 3, 3, 3, dtype=torch.float16)
+    ),
     "conv-weight-on-cpu": lambda f: f.conv2d(cuda_randn(1, 3, 5, 5), torch.randn(6, 3, 3, 3)),
-    "conv-bias-size": lambda f: f.conv2d(cuda_randn(1, 3, 5, 5), cuda_randn(6, 3, 3, 3), cuda_randn(5)),
+    "conv-bias-size": lambda f: f.conv2d(
+        cuda_randn(1, 3, 5, 5), cuda_randn(6, 3, 3, 3), cuda_randn(5)
+    ),
     "conv-bias-dtype": lambda f: f.conv2d(
         cuda_randn(1, 3, 5, 5), cuda_randn(6, 3, 3, 3), cuda_randn(6, dtype=torch.float64)
     ),
@@ -63,7 +67,12 @@ def test_errors_match_torch_on_cuda(name):
 def run_all_ops(x, weight, bias):
     y = fastconv.conv2d(x, weight, bias, stride=1, padding=1)
     pooled, indices = fastconv.max_pool2d(y, 3, 2, 1, return_indices=True)
-    return y, pooled, indices, fastconv.max_unpool2d(pooled, indices, 2, 2, output_size=y.shape[-2:])
+    return (
+        y,
+        pooled,
+        indices,
+        fastconv.max_unpool2d(pooled, indices, 2, 2, output_size=y.shape[-2:]),
+    )
 
 
 def run_all_ops_with_torch(x, weight, bias):
@@ -73,7 +82,9 @@ def run_all_ops_with_torch(x, weight, bias):
 
 
 def check_all_ops_on(device):
-    x, weight, bias, _ = conv_tensors((2, 4, 10, 10, 6, (3, 3), 1, 1, 1, 1), torch.float32, device=device)
+    x, weight, bias, _ = conv_tensors(
+        (2, 4, 10, 10, 6, (3, 3), 1, 1, 1, 1), torch.float32, device=device
+    )
     xs, ws = leaf(x), leaf(weight)
     ours = run_all_ops(xs, ws, bias)
     expected = run_all_ops_with_torch(x, weight, bias)
@@ -116,7 +127,9 @@ def test_cuda_graph_capture_and_replay():
         static_out = run_all_ops(static_x, weight, bias)
 
     for seed in (1, 2):
-        fresh, _, _, _ = conv_tensors((4, 8, 16, 16, 16, (3, 3), 1, 1, 1, 1), torch.float32, seed=seed)
+        fresh, _, _, _ = conv_tensors(
+            (4, 8, 16, 16, 16, (3, 3), 1, 1, 1, 1), torch.float32, seed=seed
+        )
         static_x.copy_(fresh)
         graph.replay()
         torch.cuda.synchronize()

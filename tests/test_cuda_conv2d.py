@@ -90,7 +90,9 @@ def test_conv2d_without_input_channels_matches_cpu_kernel():
     weight = torch.randn(3, 0, 3, 3)
     bias = torch.randn(3)
     expected = fastconv.conv2d(x, weight, bias)
-    torch.testing.assert_close(fastconv.conv2d(x.to(CUDA), weight.to(CUDA), bias.to(CUDA)).cpu(), expected)
+    torch.testing.assert_close(
+        fastconv.conv2d(x.to(CUDA), weight.to(CUDA), bias.to(CUDA)).cpu(), expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,7 +118,9 @@ def test_conv2d_workspace_chunking(shape):
     ours.backward(grad)
     expected.backward(grad)
     assert_close_scaled(ours_x.grad, torch_x.grad)
-    torch.testing.assert_close(ours_w.grad, torch_w.grad, atol=1e-4 * torch_w.grad.abs().max().item(), rtol=1e-4)
+    torch.testing.assert_close(
+        ours_w.grad, torch_w.grad, atol=1e-4 * torch_w.grad.abs().max().item(), rtol=1e-4
+    )
 
 
 def test_conv2d_gradcheck_and_gradgradcheck():
@@ -151,9 +155,17 @@ def test_conv_transpose2d_matches_torch_and_cpu(case, dtype):
     n, c, h, w, k, (kh, kw), stride, padding, output_padding, dilation, groups = case
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, c, h, w, generator=gen, dtype=torch.float64).to(CUDA, dtype)
-    weight = (torch.randn(c, k // groups, kh, kw, generator=gen, dtype=torch.float64) / 3).to(CUDA, dtype)
+    weight = (torch.randn(c, k // groups, kh, kw, generator=gen, dtype=torch.float64) / 3).to(
+        CUDA, dtype
+    )
     bias = torch.randn(k, generator=gen, dtype=torch.float64).to(CUDA, dtype)
-    args = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
+    args = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
     ours_x, ours_w, ours_b = leaf(x), leaf(weight), leaf(bias)
     torch_x, torch_w, torch_b = leaf(x), leaf(weight), leaf(bias)
     ours = fastconv.conv_transpose2d(ours_x, ours_w, ours_b, **args)

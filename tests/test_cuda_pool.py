@@ -35,7 +35,13 @@ def pool_case_id(case):
 
 def pool_args(case):
     _, kernel_size, stride, padding, dilation, ceil_mode = case
-    return dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    return dict(
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+    )
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=pool_case_id)
@@ -62,7 +68,9 @@ def test_max_pool2d_matches_torch_and_cpu(case, dtype, layout):
     expected.backward(grad)
     assert_close_scaled(ours_x.grad, torch_x.grad)
     if x.dim() == 4 and x.numel() > 0:
-        assert ours_x.grad.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+        assert ours_x.grad.is_contiguous(memory_format=torch.channels_last) == (
+            layout == "channels_last"
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
@@ -139,7 +147,9 @@ def test_max_unpool2d_matches_torch_and_cpu(dtype, layout, pool):
     ours = fastconv.max_unpool2d(ours_p, indices, kernel_size, stride, padding, output_size)
     expected = F.max_unpool2d(torch_p, indices, kernel_size, stride, padding, output_size)
     assert torch.equal(ours, expected)
-    cpu = fastconv.max_unpool2d(pooled.cpu(), indices.cpu(), kernel_size, stride, padding, output_size)
+    cpu = fastconv.max_unpool2d(
+        pooled.cpu(), indices.cpu(), kernel_size, stride, padding, output_size
+    )
     assert torch.equal(ours.cpu(), cpu)
     grad = torch.randn_like(expected)
     ours.backward(grad)
@@ -150,7 +160,9 @@ def test_max_unpool2d_matches_torch_and_cpu(dtype, layout, pool):
 def test_max_unpool2d_unbatched_and_empty_batch():
     x = pool_input((3, 8, 8), torch.float32)
     pooled, indices = F.max_pool2d(x, 2, return_indices=True)
-    assert torch.equal(fastconv.max_unpool2d(pooled, indices, 2), F.max_unpool2d(pooled, indices, 2))
+    assert torch.equal(
+        fastconv.max_unpool2d(pooled, indices, 2), F.max_unpool2d(pooled, indices, 2)
+    )
     empty = torch.empty(0, 3, 4, 4, device=CUDA)
     empty_idx = torch.empty(0, 3, 4, 4, dtype=torch.long, device=CUDA)
     assert fastconv.max_unpool2d(empty, empty_idx, 2).shape == (0, 3, 8, 8)
@@ -173,5 +185,7 @@ def test_max_unpool2d_invalid_index_raises_torch_cpu_error():
     assert str(ours.value) == str(theirs.value)
     # The gather (unpool backward, max-pool double backward) reports invalid indices the same way.
     with pytest.raises(RuntimeError, match="Found an invalid max index: 100"):
-        torch.ops.fastconv.max_unpool2d_backward(torch.randn(1, 1, 4, 4, device=CUDA), indices.to(CUDA))
+        torch.ops.fastconv.max_unpool2d_backward(
+            torch.randn(1, 1, 4, 4, device=CUDA), indices.to(CUDA)
+        )
     torch.cuda.synchronize()  # the context is still usable

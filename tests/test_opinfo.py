@@ -41,14 +41,19 @@ def _cases(kind):
     cases = []
     for name in OPS:
         for op in _opinfos(name):
-            test_id = name.split(".")[-1] + (f"-{op.variant_test_name}" if op.variant_test_name else "")
+            test_id = name.split(".")[-1] + (
+                f"-{op.variant_test_name}" if op.variant_test_name else ""
+            )
             cases.append(pytest.param(name, op, id=test_id))
     return cases
 
 
 def _leaves(sample):
-    return [t for t in [sample.input, *sample.args, *sample.kwargs.values()]
-            if isinstance(t, torch.Tensor) and t.requires_grad]
+    return [
+        t
+        for t in [sample.input, *sample.args, *sample.kwargs.values()]
+        if isinstance(t, torch.Tensor) and t.requires_grad
+    ]
 
 
 def _outputs(result):
