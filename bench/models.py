@@ -209,10 +209,10 @@ class ModelWorkload:
 
     def check(self) -> Dict[str, dict]:
         """fastconv's results against the network in float64 must be within CHECK_FACTORS times
-        torch's own float32 error (see CHECK_FACTORS): the output's largest deviation relative to its
-        largest value; the gradients' by their worst parameter, the norm of its deviation relative to
-        its norm, fastconv's worst against torch's (those with a zero gradient, ZERO_GRADIENT, left
-        out)."""
+        torch's own float32 error (see CHECK_FACTORS): the output's largest deviation relative to
+        its largest value; the gradients' by their worst parameter, the norm of its deviation
+        relative to its norm, fastconv's worst against torch's (those with a zero gradient,
+        ZERO_GRADIENT, left out)."""
         reference_model = self.float64_model.to(self.device, torch.float64)
         reference_model.train(self.case.pass_name == "train")
         reference = self._results(reference_model, self.x.double())
@@ -253,10 +253,10 @@ class ModelWorkload:
                     else ("its largest value", "")
                 )
                 raise CorrectnessError(
-                    f"{SUITE_NAME}/{self.case.label}: the converted network's {worst} disagrees with the "
-                    f"original's: error {fast_errors[worst]:.3g} (relative to {relative_to}, against a float64 "
-                    f"run) exceeds the tolerance {tolerance:.3g} ({factor:g}x torch's own error "
-                    f"{torch_error:.3g} + {FLOOR_EPS} eps{at_least})"
+                    f"{SUITE_NAME}/{self.case.label}: the converted network's {worst} disagrees "
+                    f"with the original's: error {fast_errors[worst]:.3g} (relative to "
+                    f"{relative_to}, against a float64 run) exceeds the tolerance {tolerance:.3g} "
+                    f"({factor:g}x torch's own error {torch_error:.3g} + {FLOOR_EPS} eps{at_least})"
                 )
         return report
 

@@ -176,8 +176,8 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
         if counterpart(op, ref) != "fastconv"
     )
     caption = (
-        f"vs REF = REF's time / fastconv's time (>1: fastconv faster){'; ' + pairs if pairs else ''}. "
-        f"Of peak: {peak_description(op, peaks)}. "
+        "vs REF = REF's time / fastconv's time (>1: fastconv "
+        f"faster){'; ' + pairs if pairs else ''}. Of peak: {peak_description(op, peaks)}. "
         + "; ".join(
             f"{impl} ran on {', '.join(sorted(backends[impl]))}"
             for impl in (*refs, *fasts[1:])
@@ -392,11 +392,11 @@ def models_table(rows: List[dict], context: str) -> Table:
         )
     shapes = ", ".join(sorted({str(r.get("shape")) for r in rows}))
     caption = (
-        "vs torch = the original network's time / the converted network's time (>1: fastconv faster), "
-        f"medians of interleaved rounds; input {shapes} per image. infer: eval mode, no_grad; train: "
-        "one step (train mode, forward, cross-entropy, backward; no optimizer step). Error against the "
-        "network in float64: output, the largest deviation relative to the largest value; grads, the "
-        "worst parameter gradient's deviation relative to its norm."
+        "vs torch = the original network's time / the converted network's time (>1: fastconv "
+        f"faster), medians of interleaved rounds; input {shapes} per image. infer: eval mode, "
+        "no_grad; train: one step (train mode, forward, cross-entropy, backward; no optimizer "
+        "step). Error against the network in float64: output, the largest deviation relative to "
+        "the largest value; grads, the worst parameter gradient's deviation relative to its norm."
     )
     return Table(
         f"models: torchvision networks converted vs original ({context})",
@@ -448,8 +448,8 @@ def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
     ]
     caption = (
         "Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
-        "measured side by side (interleaved rounds, medians); >1 means converting makes the network "
-        f"faster. Geomeans over all cases: {', '.join(overall)}."
+        "measured side by side (interleaved rounds, medians); >1 means converting makes the "
+        f"network faster. Geomeans over all cases: {', '.join(overall)}."
     )
     headers = ["model", *[_column_name(*column, rows) for column in columns]]
     return [Table(f"Summary: whole networks ({context})", headers, table_rows, caption)]
@@ -492,11 +492,12 @@ def beyond_cache_table(
                 ]
             )
     caption = (
-        f"Cases whose tensors (forward: input, values, indices) exceed the {cache_bytes / 2**20:.0f} MiB "
-        "last-level cache. Of peak: bytes moved (each tensor read or written once) per second, over "
-        "the copy's bandwidth (bytes read plus written, into a tensor allocated once). With glibc's "
-        "malloc, outputs of more than 32 MiB (its largest mmap threshold) are fresh pages from the OS "
-        "on every call, for every implementation: page faults then take much of the time."
+        "Cases whose tensors (forward: input, values, indices) exceed the "
+        f"{cache_bytes / 2**20:.0f} MiB last-level cache. Of peak: bytes moved (each tensor read "
+        "or written once) per second, over the copy's bandwidth (bytes read plus written, into a "
+        "tensor allocated once). With glibc's malloc, outputs of more than 32 MiB (its largest "
+        "mmap threshold) are fresh pages from the OS on every call, for every implementation: "
+        "page faults then take much of the time."
     )
     return Table(f"max_pool2d beyond the cache ({context})", headers, table_rows, caption)
 

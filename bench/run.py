@@ -2,9 +2,9 @@
 classic networks, and whole torchvision networks converted by fastconv.convert() against the
 originals, after checking that their results agree.
 
-    python bench/run.py                               # representative layers of every suite (~5 min on 2 cores)
-    python bench/run.py --suite models                # every network: inference, a training step (2.5 min)
-    python bench/run.py --full                        # every distinct layer and every network
+    python bench/run.py                     # representative layers of every suite (~5 min, 2 cores)
+    python bench/run.py --suite models      # every network: inference, a training step (2.5 min)
+    python bench/run.py --full              # every distinct layer and every network
     python bench/run.py --device cpu --quick --out DIR  # a one-minute subset (CI's smoke step)
     python bench/run.py --device cuda --suite resnet50,maxpool --pass fwd
 
@@ -106,12 +106,13 @@ def suites_help() -> str:
     lines += [
         "",
         textwrap.fill(
-            f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by fastconv.convert() "
-            "against the original, passes infer (eval, no_grad, N=1 and N=8) and train (train mode: forward, "
-            "cross-entropy, backward; N=8 unless noted). --suite models (or --full) runs every network; the "
-            "default run and --quick only resnet18 infer N=1 (so does --suite models --quick; with --pass "
-            "train, resnet18 train N=8). --op selects layer suites only: the models suite, which runs both "
-            "ops, is then left out.",
+            f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by "
+            "fastconv.convert() against the original, passes infer (eval, no_grad, N=1 and N=8) "
+            "and train (train mode: forward, cross-entropy, backward; N=8 unless noted). --suite "
+            "models (or --full) runs every network; the default run and --quick only resnet18 "
+            "infer N=1 (so does --suite models --quick; with --pass train, resnet18 train N=8). "
+            "--op selects layer suites only: the models suite, which runs both ops, is then left "
+            "out.",
             100,
             subsequent_indent="  ",
         ),
@@ -138,21 +139,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "The default run (no arguments) times the representative layers of every suite (listed "
         "below) at batch 1 (inference) and at the suite's training batch, forward, backward and "
         "both, 5 interleaved rounds per case: about 5 minutes on the 2 cores of the build machine, "
-        "with a table after each suite. --full times every distinct layer (10-15 minutes) and every "
-        "network. Each case is first checked against torch (values within rounding, identical pooling indices) and "
-        "only then timed against torch's default backend (oneDNN on CPU, cuDNN with benchmark mode on "
-        "CUDA) and torch's own im2col path (oneDNN and NNPACK / cuDNN off); pooling on NCHW and on "
-        "channels_last input, each against torch's max_pool2d on the same input. A GEMM (convolution) "
-        "or a copy (pooling) is timed in the same rounds, for the fraction of peak. It also times one whole "
-        "network, resnet18 inference at batch 1, converted by fastconv.convert() against the original "
-        "(--suite models: every network, inference and a training step)."
+        "with a table after each suite. --full times every distinct layer (10-15 minutes) and "
+        "every network. Each case is first checked against torch (values within rounding, "
+        "identical pooling indices) and only then timed against torch's default backend (oneDNN on "
+        "CPU, cuDNN with benchmark mode on CUDA) and torch's own im2col path (oneDNN and NNPACK / "
+        "cuDNN off); pooling on NCHW and on channels_last input, each against torch's max_pool2d "
+        "on the same input. A GEMM (convolution) or a copy (pooling) is timed in the same rounds, "
+        "for the fraction of peak. It also times one whole network, resnet18 inference at batch 1, "
+        "converted by fastconv.convert() against the original (--suite models: every network, "
+        "inference and a training step)."
     )
     outputs = (
-        "Outputs in --out, which each run clears of the files an earlier run wrote there: results.csv "
-        "(one row per case, pass and implementation), results.json (the rows with the machine, peaks, "
-        "checks and summary), summary.md (all tables, with every column; the whole networks' first), "
-        f"SUITE_speedup.png and SUITE_peak.png, {MODELS_SUITE}_speedup.png. Optional packages: tqdm (progress "
-        "bar), matplotlib (plots), torchvision (the models suite)."
+        "Outputs in --out, which each run clears of the files an earlier run wrote there: "
+        "results.csv (one row per case, pass and implementation), results.json (the rows with the "
+        "machine, peaks, checks and summary), summary.md (all tables, with every column; the whole "
+        f"networks' first), SUITE_speedup.png and SUITE_peak.png, {MODELS_SUITE}_speedup.png. "
+        "Optional packages: tqdm (progress bar), matplotlib (plots), torchvision (the models "
+        "suite)."
     )
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + "\n\n" + textwrap.fill(default_run, 100),
@@ -434,10 +437,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak_candidates = PeakCandidates(device, DTYPES[args.dtype])
     peaks = measure_peaks(peak_candidates, timer, repeats=3)
     hardware = machine.get("gpu_name") or machine["cpu_model"]
-    context = f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, {machine['date'][:10]}"
+    context = (
+        f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, "
+        f"{machine['date'][:10]}"
+    )
     print(
         f"fastconv benchmark ({args.scope} run) on {context}\n"
-        f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s\n"
+        f"peaks: {peaks['gemm_size']}^3 GEMM {peaks['gemm_gflops']:.3g} GFLOP/s, copy "
+        f"{peaks['copy_gbs']:.3g} GB/s\n"
         f"fastconv from {machine['fastconv_path']}"
     )
     if args.models_skipped:
@@ -529,8 +536,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args, rows, summary, tables + suite_tables, failures, machine, peaks, context, elapsed
     )
     print(
-        f"\n{len(rows)} results in {elapsed:.0f} s; wrote {args.out}/results.csv, results.json, summary.md"
-        + (f" and {len(plots)} plots" if plots else " (no plots)")
+        f"\n{len(rows)} results in {elapsed:.0f} s; wrote {args.out}/results.csv, results.json, "
+        "summary.md" + (f" and {len(plots)} plots" if plots else " (no plots)")
     )
     if failures:
         print(
@@ -577,14 +584,14 @@ def write_outputs(args, rows, summary, tables, failures, machine, peaks, context
         args.out / "results.json",
     )
     header = (
-        f"fastconv benchmark, {context}. Machine: {machine['cpu_model']} ({machine['cpu_count']} cores, "
-        f"{machine['cpu_capability']})"
+        f"fastconv benchmark, {context}. Machine: {machine['cpu_model']} ({machine['cpu_count']} "
+        f"cores, {machine['cpu_capability']})"
         + (f", {machine['gpu_name']}" if "gpu_name" in machine else "")
         + f"; torch {machine['torch_version']}, fastconv {machine['fastconv_version']}"
         + (f" @ {machine['git_commit']}" if machine["git_commit"] else "")
         + f" (from {machine['fastconv_path']}). Peaks at the start: {peaks['gemm_size']}^3 GEMM "
-        f"{peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s (fractions of peak use "
-        f"those timed with each case). Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
+        f"{peaks['gemm_gflops']:.3g} GFLOP/s, copy {peaks['copy_gbs']:.3g} GB/s (fractions of peak "
+        f"use those timed with each case). Command: `python bench/run.py {' '.join(sys.argv[1:])}`"
         + f" ({elapsed / 60:.1f} min)."
     )
     report.write_markdown(tables, header, args.out / "summary.md")

@@ -354,7 +354,10 @@ class PoolWorkload:
     def check(self) -> Dict[str, dict]:
         """fastconv's values and indices must be torch's exactly, on NCHW and on channels_last
         input; gradients within rounding of a float64 reference."""
-        what = f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, {_dtype_name(self.dtype)})"
+        what = (
+            f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, "
+            f"{_dtype_name(self.dtype)})"
+        )
         report = {}
         for fast_name, torch_name in (("fastconv", "torch"), ("fastconv_cl", "torch_cl")):
             x = self.impls[fast_name].inputs[0].detach()
@@ -365,7 +368,8 @@ class PoolWorkload:
                 raise CorrectnessError(
                     f"{what}: {fast_name}'s indices differ from torch's at {len(differ)} of "
                     f"{indices.numel()} outputs, first at {differ[0].tolist()}: "
-                    f"{indices[tuple(differ[0])].item()} vs {expected_indices[tuple(differ[0])].item()}"
+                    f"{indices[tuple(differ[0])].item()} vs "
+                    f"{expected_indices[tuple(differ[0])].item()}"
                 )
             if not torch.equal(output, expected):
                 raise CorrectnessError(

@@ -138,13 +138,14 @@ def class_map(lenet, test_set, args):
         return i % step == 0 and j % step == 0
 
     print(
-        f"\nclass map of a {rows}x{cols} canvas of test digits ({rows * IMAGE}x{cols * IMAGE} pixels), "
-        f"argmax every 4 pixels; [x] marks a window on a digit, the others straddle two:"
+        f"\nclass map of a {rows}x{cols} canvas of test digits ({rows * IMAGE}x{cols * IMAGE} "
+        "pixels), argmax every 4 pixels; [x] marks a window on a digit, the others straddle two:"
     )
     for i, row in enumerate(predicted.tolist()):
         print("  " + " ".join(f"[{c}]" if on_digit(i, j) else f" {c} " for j, c in enumerate(row)))
     print(
-        f"at the digits: predicted {predicted[::step, ::step].flatten().tolist()}, true {labels[picks].tolist()}"
+        f"at the digits: predicted {predicted[::step, ::step].flatten().tolist()}, true "
+        f"{labels[picks].tolist()}"
     )
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7.5))
@@ -159,7 +160,8 @@ def class_map(lenet, test_set, args):
     for i, row in enumerate(predicted.tolist()):
         for j, c in enumerate(row):
             on = on_digit(i, j)
-            # Dark digits on the light (confident) end of the colour map, light ones on the dark end.
+            # Dark digits on the light (confident) end of the colour map, light ones on the dark
+            # end.
             bottom.text(
                 j,
                 i,
@@ -207,7 +209,8 @@ def main(argv=None):
     start = time.perf_counter()
     train_set, test_set = load_data(args.seed, args.limit)
     print(
-        f"scikit-learn digits: {len(train_set[1])} training and {len(test_set[1])} test images, 32x32"
+        f"scikit-learn digits: {len(train_set[1])} training and {len(test_set[1])} test images, "
+        "32x32"
     )
     fast, fast_history, fast_accuracy = train(fastconv.nn, "fastconv.nn", train_set, test_set, args)
     _, torch_history, torch_accuracy = train(torch.nn, "torch.nn", train_set, test_set, args)
@@ -215,8 +218,8 @@ def main(argv=None):
         {"fastconv.nn": fast_history, "torch.nn": torch_history}, Path(args.out) / "loss_curves.png"
     )
     print(
-        f"test accuracy: fastconv.nn LeNet-5 {fast_accuracy:.2f}%, torch.nn LeNet-5 {torch_accuracy:.2f}% "
-        f"(difference {fast_accuracy - torch_accuracy:+.2f} points)"
+        f"test accuracy: fastconv.nn LeNet-5 {fast_accuracy:.2f}%, torch.nn LeNet-5 "
+        f"{torch_accuracy:.2f}% (difference {fast_accuracy - torch_accuracy:+.2f} points)"
     )
     gap = max(abs(a - b) for a, b in zip(fast_history["train"], torch_history["train"]))
     print(f"largest difference between the two training-loss curves: {gap:.1e}")

@@ -6,8 +6,8 @@ PyTorch, with CPU and CUDA kernels of its own, checked against torch.nn.function
     y = fastconv.conv2d(x, w, b, stride=1, padding="same")
     y, indices = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
     model = torch.nn.Sequential(fastconv.nn.Conv2d(3, 64, 3), fastconv.nn.MaxPool2d(2))
-    model = fastconv.convert(torchvision.models.resnet18())   # torch.nn layers -> fastconv's
-    print(fastconv.summary(model, (1, 3, 224, 224)))          # shapes, FLOPs, memory, receptive fields
+    model = fastconv.convert(torchvision.models.resnet18())  # torch.nn layers -> fastconv's
+    print(fastconv.summary(model, (1, 3, 224, 224)))  # shapes, FLOPs, memory, receptive fields
     scores = fastconv.fully_convolutional(classifier, (1, 3, 224, 224))(larger_images)  # class maps
 """
 

@@ -224,8 +224,9 @@ def _conv2d_string_padding_checked(input, weight, bias, stride, padding: str, di
     batched_dim = input.dim() if input.dim() == 4 else input.dim() + 1
     if k != batched_dim:
         raise RuntimeError(
-            f"Expected {k}-dimensional input for {k}-dimensional weight{list(weight.shape)}, but got "
-            f"{batched_dim}-dimensional input of size {list(input.shape) if input.dim() == 4 else [1] + list(input.shape)} instead"
+            f"Expected {k}-dimensional input for {k}-dimensional weight{list(weight.shape)}, but "
+            f"got {batched_dim}-dimensional input of size "
+            f"{list(input.shape) if input.dim() == 4 else [1] + list(input.shape)} instead"
         )
     stride = [stride] * 2 if isinstance(stride, int) else list(stride)  # int[2] in torch's schema
     dilation = [dilation] * 2 if isinstance(dilation, int) else list(dilation)

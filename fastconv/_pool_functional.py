@@ -520,7 +520,7 @@ def _max_unpool1d_core(
     ).squeeze(-1)
 
 
-# ----------------------------------------------------------------------------- power-average pooling
+# ---------------------------------------------------------------------------- power-average pooling
 # torch's lp_pool: (sum of x**p over the window) ** (1/p), computed as average pooling of x**p times
 # the window's size; the sign of that sum is kept and only its non-negative part differentiated, as
 # torch's sign(out) * relu(abs(out)) does. p = +-inf is max-pooling of |x|.

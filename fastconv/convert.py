@@ -63,7 +63,8 @@ class ConversionReport:
 
     def __str__(self):
         lines = [
-            f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left alone"
+            f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left "
+            "alone"
         ]
         lines += [f"  {s.name or '(model)'} ({s.type}): {s.reason}" for s in self.skipped]
         return "\n".join(lines)
@@ -133,7 +134,10 @@ def _unsupported(module: torch.nn.Module, model_device: Optional[torch.device]) 
     """Why fastconv cannot run this module as configured, or None if it can."""
     if type(module) not in FASTCONV_CLASS:
         base = next(cls for cls in FASTCONV_CLASS if isinstance(module, cls))
-        return f"subclass of torch.nn.{base.__name__} (its forward may differ): only exact classes are converted"
+        return (
+            f"subclass of torch.nn.{base.__name__} (its forward may differ): only exact classes "
+            "are converted"
+        )
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         if module.weight.dtype not in CONV_DTYPES:
             return f"dtype {module.weight.dtype}: fastconv convolves floating-point tensors only"

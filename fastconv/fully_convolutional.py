@@ -238,7 +238,8 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
         elif isinstance(module, nn.Linear):
             if type(module) is not nn.Linear:
                 _refuse(
-                    f"{_describe(gm, node)} is a subclass of torch.nn.Linear (its forward may differ)"
+                    f"{_describe(gm, node)} is a subclass of torch.nn.Linear (its forward may "
+                    "differ)"
                 )
             linear_calls[node.target] = linear_calls.get(node.target, 0) + 1
             if linear_calls[node.target] > 1:
@@ -251,9 +252,8 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
             else:
                 source = "the model's input" if first.op == "placeholder" else f"'{first.name}'"
                 _refuse(
-                    f"{_describe(gm, node)} is fed by {source} "
-                    f"({_shape_text(_shape(first))} at input_size), not by a flattened C x H x W map "
-                    f"or a converted Linear"
+                    f"{_describe(gm, node)} is fed by {source} ({_shape_text(_shape(first))} at "
+                    "input_size), not by a flattened C x H x W map or a converted Linear"
                 )
             roles[node] = _Dense(node)
         elif node.op == "call_function" and node.target is F.linear:
@@ -261,9 +261,9 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
         elif _is_adaptive_pool(gm, node):
             if _shape(node) is None or _shape(node) != _shape(first) or marked:
                 _refuse(
-                    f"the adaptive pooling {_describe(gm, node)} maps {_shape_text(_shape(first))} to "
-                    f"{_shape_text(_shape(node))} at input_size: only an identity can be dropped (on a "
-                    f"larger image it would pool the whole map to a fixed size)"
+                    f"the adaptive pooling {_describe(gm, node)} maps {_shape_text(_shape(first))} "
+                    f"to {_shape_text(_shape(node))} at input_size: only an identity can be "
+                    "dropped (on a larger image it would pool the whole map to a fixed size)"
                 )
             plan.dropped.append(node)
         elif marked:
@@ -275,8 +275,8 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
             else:
                 _refuse(
                     f"{_describe(gm, node)} takes the output of {origin(roles[marked[0]])}: only "
-                    f"elementwise operations (ReLU, Dropout, ...) may stand between a flatten and its "
-                    f"Linear, or between two Linears"
+                    "elementwise operations (ReLU, Dropout, ...) may stand between a flatten and "
+                    "its Linear, or between two Linears"
                 )
         elif _is_flatten_like(gm, node):
             shape, map_shape = _shape(node), _shape(first)
@@ -321,7 +321,8 @@ def _propagate_shapes(gm: torch.fx.GraphModule, input_size: Tuple[int, ...]):
             ShapeProp(gm).propagate(torch.zeros(input_size, dtype=dtype, device=device))
     except Exception as error:
         _refuse(
-            f"running the model on zeros of input_size {input_size} failed: {type(error).__name__}: {error}"
+            f"running the model on zeros of input_size {input_size} failed: "
+            f"{type(error).__name__}: {error}"
         )
     finally:
         for module, training in modes:
@@ -362,7 +363,8 @@ def fully_convolutional(model: nn.Module, input_size: Sequence[int]) -> torch.fx
     placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
     if len(placeholders) != 1:
         _refuse(
-            f"{type(model).__name__}.forward takes {len(placeholders)} inputs: one image batch expected"
+            f"{type(model).__name__}.forward takes {len(placeholders)} inputs: one image batch "
+            "expected"
         )
     _propagate_shapes(gm, input_size)
     plan = _plan(gm)

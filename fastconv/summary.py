@@ -238,9 +238,9 @@ class ModelSummary:
             "",
             f"input {'x'.join(map(str, self.input_size))}: {self.parameters:,} parameters "
             f"({self.trainable_parameters:,} trainable), {self.flops:,} FLOPs forward",
-            f"training memory with {self.optimizer}: {_bytes(self.training_bytes)} = "
-            f"parameters {_bytes(self.parameter_bytes)} + buffers {_bytes(self.buffer_bytes)} + "
-            f"gradients {_bytes(self.gradient_bytes)} + optimizer state {_bytes(self.optimizer_bytes)} + "
+            f"training memory with {self.optimizer}: {_bytes(self.training_bytes)} = parameters "
+            f"{_bytes(self.parameter_bytes)} + buffers {_bytes(self.buffer_bytes)} + gradients "
+            f"{_bytes(self.gradient_bytes)} + optimizer state {_bytes(self.optimizer_bytes)} + "
             f"activations {_bytes(self.activation_bytes)}",
         ]
         return "\n".join(lines)

@@ -136,9 +136,9 @@ def check_against_torch(
 
     requires_grad: which tensor inputs are differentiated: None for the floating ones, or the
     flag for all. With `backward`, for one random gradient of the first output, each of them gets
-    torch's gradient (shape, dtype, layout of .grad, values within TOLERANCES). With `errors`, a call that
-    torch refuses must raise the same exception (type and message); otherwise torch's error
-    propagates (the test case is wrong).
+    torch's gradient (shape, dtype, layout of .grad, values within TOLERANCES). With `errors`, a
+    call that torch refuses must raise the same exception (type and message); otherwise torch's
+    error propagates (the test case is wrong).
 
     Returns (fastconv's Run, torch's Run) of the inputs and outputs, None where torch raised."""
     kwargs = kwargs or {}
@@ -191,7 +191,7 @@ def check_against_torch(
 
 @contextlib.contextmanager
 def num_threads(count):
-    """torch.set_num_threads(count) inside the with-block; the previous count is restored after it."""
+    """torch.set_num_threads(count) inside the with-block, the previous count restored after it."""
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

@@ -50,7 +50,10 @@ def describe_mismatch(fast, ref, path="result"):
         if ref.device.type == "meta":
             return None
         if not _tensors_equal(fast.detach(), ref.detach()):
-            return f"{path}: values differ: {fast.detach().flatten()[:8].tolist()} vs torch's {ref.detach().flatten()[:8].tolist()}"
+            return (
+                f"{path}: values differ: {fast.detach().flatten()[:8].tolist()} vs torch's "
+                f"{ref.detach().flatten()[:8].tolist()}"
+            )
         return None
     if isinstance(ref, (tuple, list)):
         if not isinstance(fast, (tuple, list)) or len(fast) != len(ref):
@@ -158,7 +161,8 @@ TORCH_BUG_MESSAGES = re.compile(
     r"could not create a primitive descriptor for the convolution|"
     r"invalid shape dimension -\d+|"
     r"^Stride calculation overflowed$|"
-    r"calculated output size -\d+ -?\d+ is too small|calculated output size -?\d+ -\d+ is too small|"
+    r"calculated output size -\d+ -?\d+ is too small|"
+    r"calculated output size -?\d+ -\d+ is too small|"
     r"select\(\): index 0 out of range for tensor of size \[0\] at dimension 0|"
     # padding='same'/'valid' and a bias of another dtype: torch's slow path casts the bias, its
     # oneDNN path refuses with this; fastconv always gives conv2d's bias dtype error (README).
@@ -247,7 +251,8 @@ def torch_or_exact_output_size(exact):
         )
         if isinstance(fast_error, RuntimeError) and message(fast_error) == wanted:
             return None
-        return f"expected {wanted!r} or torch's {message(ref_error)!r}, fastconv: {fast_error or summary(fast)!r}"
+        got = fast_error or summary(fast)
+        return f"expected {wanted!r} or torch's {message(ref_error)!r}, fastconv: {got!r}"
 
     return expect
 
@@ -257,7 +262,8 @@ def raises_not_implemented(fast, fast_error, ref, ref_error):
     convolution kernels and says so, where torch computes one."""
     if isinstance(fast_error, NotImplementedError):
         return None
-    return f"expected NotImplementedError, fastconv: {short_error(fast_error) if fast_error else summary(fast)}"
+    got = short_error(fast_error) if fast_error else summary(fast)
+    return f"expected NotImplementedError, fastconv: {got}"
 
 
 def no_crash(shape):

@@ -199,7 +199,8 @@ def test_errors_match_torch(name):
 
 
 def test_errors_torch_leaves_to_its_backends_say_what_is_wrong():
-    """Where torch's oneDNN fails with an internal message, fastconv gives its slow kernel's words."""
+    """Where torch's oneDNN fails with an internal message, fastconv gives its slow kernel's
+    words."""
     x, w = x4(2, 4, 5, 5), x4(4, 3, 3, 3)
     with pytest.raises(
         RuntimeError, match="dilation should be greater than zero, but got dilation_height: 0"

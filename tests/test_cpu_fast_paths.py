@@ -1,5 +1,5 @@
-"""The float32 CPU fast paths of conv2d: the packed GEMM (its panel and block edges, pixel blocks that
-span images, depth blocks, weight gradients summed by chunks of images, strided inputs read as
+"""The float32 CPU fast paths of conv2d: the packed GEMM (its panel and block edges, pixel blocks
+that span images, depth blocks, weight gradients summed by chunks of images, strided inputs read as
 phase planes), its portable micro-kernel, and the direct depthwise kernels.
 
 Each case is computed in float32 by fastconv and compared with torch's conv2d in float64, so that
@@ -312,9 +312,11 @@ results = []
 # Output channels on either side of the GEMM's 4-, 8- and 12-row tiles and the direct kernel's
 # 8-channel tiles, on the direct kernel (the first four, grouped and strided ones too), the packed
 # GEMM (150 channels: 1,350 weight columns) and Winograd (48 -> 200); forward and both gradients.
-for n, c, h, k, groups, stride in [(2, 9, 11, 13, 1, 1), (3, 16, 10, 4, 1, 1), (2, 24, 12, 8, 1, 1),
-                                   (2, 32, 9, 70, 1, 1), (2, 100, 8, 12, 1, 1), (2, 32, 13, 40, 4, 2), (2, 64, 10, 64, 32, 1),
-                                   (2, 150, 6, 20, 1, 1), (2, 150, 9, 13, 1, 2), (1, 48, 9, 200, 1, 1)]:
+for n, c, h, k, groups, stride in [
+    (2, 9, 11, 13, 1, 1), (3, 16, 10, 4, 1, 1), (2, 24, 12, 8, 1, 1), (2, 32, 9, 70, 1, 1),
+    (2, 100, 8, 12, 1, 1), (2, 32, 13, 40, 4, 2), (2, 64, 10, 64, 32, 1), (2, 150, 6, 20, 1, 1),
+    (2, 150, 9, 13, 1, 2), (1, 48, 9, 200, 1, 1),
+]:
     x = torch.randn(n, c, h, h, requires_grad=True)
     w = torch.randn(k, c // groups, 3, 3, requires_grad=True)
     b = torch.randn(k)

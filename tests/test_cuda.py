@@ -61,7 +61,7 @@ def test_errors_match_torch_on_cuda(name):
     assert_raises_like_torch(lambda: ERROR_CASES[name](fastconv), lambda: ERROR_CASES[name](F))
 
 
-# ----------------------------------------------------------------------------- devices, streams, graphs
+# ------------------------------------------------------------------------- devices, streams, graphs
 
 
 def run_all_ops(x, weight, bias):

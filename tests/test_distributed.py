@@ -1,5 +1,5 @@
-"""fastconv under DistributedDataParallel (gloo, CPU, two processes): a step on two halves of a batch
-gives the gradients and parameters of one process's step on the whole batch."""
+"""fastconv under DistributedDataParallel (gloo, CPU, two processes): a step on two halves of a
+batch gives the gradients and parameters of one process's step on the whole batch."""
 
 import datetime
 import os

@@ -454,8 +454,8 @@ def run_worker(op, threads, start, stop, timeout=WORKER_TIMEOUT_S):
         seed = int(started[-1][2:]) if started else start
         crash = (
             f"{op} at {threads} threads: the worker {'hung' if status == 'timeout' else 'died'} "
-            f"(status {status}) in seed {seed}: {CONFIGS[op](random.Random(seed))}; "
-            f"reproduce: python tests/test_fuzz.py {op} {threads} {seed} {seed + 1}\n{stderr[-1500:]}"
+            f"(status {status}) in seed {seed}: {CONFIGS[op](random.Random(seed))}; reproduce: "
+            f"python tests/test_fuzz.py {op} {threads} {seed} {seed + 1}\n{stderr[-1500:]}"
         )
     return failures, crash
 
@@ -467,8 +467,8 @@ def test_fuzz_against_torch(op, threads):
     failures, crash = run_worker(op, threads, start, start + COUNTS[op])
     report = [f"seed {f['seed']} {f['config']}: {f['verdict'][:500]}" for f in failures[:15]]
     assert crash is None and not failures, (
-        f"{len(failures)} of {COUNTS[op]} {op} configurations at {threads} threads differ from torch"
-        f"{'; ' + crash if crash else ''}; reproduce one with python tests/test_fuzz.py {op} "
+        f"{len(failures)} of {COUNTS[op]} {op} configurations at {threads} threads differ from "
+        f"torch{'; ' + crash if crash else ''}; reproduce one with python tests/test_fuzz.py {op} "
         f"{threads} SEED SEED+1\n" + "\n".join(report)
     )
 

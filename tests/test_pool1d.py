@@ -16,9 +16,9 @@ def leaf(shape, dtype=torch.float64, grad=True):
 
 
 def check_pool(fast_fn, torch_fn, x, backward=True):
-    """fast_fn(x) and torch_fn(x) on copies of x: the same values (indices identical; NaN where torch
-    has NaN: lp_pool's root of a negative sum), or the same error; and, where x requires grad, the
-    same gradient of the first output."""
+    """fast_fn(x) and torch_fn(x) on copies of x: the same values (indices identical; NaN where
+    torch has NaN: lp_pool's root of a negative sum), or the same error; and, where x requires
+    grad, the same gradient of the first output."""
     check_against_torch(
         fast_fn,
         torch_fn,

@@ -1,4 +1,5 @@
-"""fastconv.summary against values worked out by hand (in the comments) for LeNet-5 and ResNet-18."""
+"""fastconv.summary against values worked out by hand (in the comments) for LeNet-5 and
+ResNet-18."""
 
 import pytest
 import torch
@@ -196,7 +197,8 @@ def test_one_dimensional_layers():
         # comes from inputs -1 and 0 (fields [-12, 20] and [-4, 28]); the jump halves.
         (41, 4, 8),
         (41 + 2 * 4, 8, 8 + 1 * 4),
-        # unpooling (kernel 3, stride 2): pooling windows -1 ([-20, 28]) and 0 ([-12, 36]) hold output 0
+        # unpooling (kernel 3, stride 2): pooling windows -1 ([-20, 28]) and 0 ([-12, 36]) hold
+        # output 0
         (57, 4, 8),
     ]
     line = next(line for line in str(s).splitlines() if line.startswith("4 "))

@@ -89,7 +89,7 @@ def test_converted_model_matches_the_original(name):
 
     # Eval, float32: fastconv is as accurate as torch, measured against the same network evaluated
     # in float64. (Over fcn_resnet50's 53 convolutions torch's own float32 rounding reaches 1.3e-4,
-    # beyond helpers.TOLERANCES for float32, so a direct comparison would test the depth, not fastconv.)
+    # beyond the float32 TOLERANCES, so a direct comparison would test the depth, not fastconv.)
     original.eval()
     model.eval()
     with torch.no_grad():

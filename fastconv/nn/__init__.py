@@ -67,12 +67,12 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
         output_padding = self._output_padding(
             input,
             output_size,
-            self.stride,
+            self.stride,  # type: ignore[arg-type]
             self.padding,  # type: ignore[arg-type]
-            self.kernel_size,
+            self.kernel_size,  # type: ignore[arg-type]
             2,
-            self.dilation,
-        )  # type: ignore[arg-type]
+            self.dilation,  # type: ignore[arg-type]
+        )
         return conv_F._conv_transpose2d_pairs(
             input,
             self.weight,
@@ -118,12 +118,12 @@ class ConvTranspose1d(torch.nn.ConvTranspose1d):
         output_padding = self._output_padding(
             input,
             output_size,
-            self.stride,
+            self.stride,  # type: ignore[arg-type]
             self.padding,  # type: ignore[arg-type]
-            self.kernel_size,
+            self.kernel_size,  # type: ignore[arg-type]
             1,
-            self.dilation,
-        )  # type: ignore[arg-type]
+            self.dilation,  # type: ignore[arg-type]
+        )
         return conv_F._conv_transpose1d_core(
             input,
             self.weight,
