@@ -46,8 +46,16 @@ def last_level_cache_bytes() -> Optional[int]:
 
 def git_commit() -> Optional[str]:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -73,10 +81,13 @@ def machine_info(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory,
-                    last_level_cache_bytes=getattr(props, "L2_cache_size", None) or None,
-                    gpu_multiprocessors=props.multi_processor_count,
-                    cudnn_version=torch.backends.cudnn.version())
+        info.update(
+            gpu_name=props.name,
+            gpu_memory_bytes=props.total_memory,
+            last_level_cache_bytes=getattr(props, "L2_cache_size", None) or None,
+            gpu_multiprocessors=props.multi_processor_count,
+            cudnn_version=torch.backends.cudnn.version(),
+        )
     return info
 
 
@@ -107,7 +118,9 @@ class PeakCandidates:
         # Warmed up by measure_peaks; in a case's rounds a call is a sample (a GEMM takes 0.1 s on
         # 2 CPU cores, 25 ms on an H100; a copy 13 ms on the CPU, but 50 us on a GPU: calibrated).
         self.gemm = Candidate(lambda: torch.mm(a, b, out=out), iters=1)
-        self.copy = Candidate(lambda: target.copy_(source), iters=1 if device.type == "cpu" else None)
+        self.copy = Candidate(
+            lambda: target.copy_(source), iters=1 if device.type == "cpu" else None
+        )
         self.gemm_flops = 2 * size**3
         self.copy_bytes = 2 * source.numel() * source.element_size()
         self.gemm_dtype = str(dtype).replace("torch.", "")
@@ -125,8 +138,13 @@ def measure_peaks(peaks: PeakCandidates, timer: Timer, repeats: int) -> dict:
     measurements taken alongside each case)."""
     for candidate in (peaks.gemm, peaks.copy):  # warm-up
         candidate.fn()
-    timings = interleaved({"gemm": peaks.gemm, "copy": peaks.copy}, timer, repeats=repeats, warmup=1,
-                          min_sample_seconds=0.1)
+    timings = interleaved(
+        {"gemm": peaks.gemm, "copy": peaks.copy},
+        timer,
+        repeats=repeats,
+        warmup=1,
+        min_sample_seconds=0.1,
+    )
     return {
         "gemm_size": peaks.gemm_size,
         "gemm_dtype": peaks.gemm_dtype,

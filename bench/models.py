@@ -76,7 +76,9 @@ def model_specs() -> Dict[str, ModelSpec]:
         ModelSpec("resnet50", lambda: tv().resnet50(weights=None)),
         ModelSpec("vgg16", lambda: tv().vgg16(weights=None), train_batch=2),
         ModelSpec("mobilenet_v2", lambda: tv().mobilenet_v2(weights=None)),
-        ModelSpec("googlenet", lambda: tv().googlenet(weights=None, aux_logits=False, init_weights=True)),
+        ModelSpec(
+            "googlenet", lambda: tv().googlenet(weights=None, aux_logits=False, init_weights=True)
+        ),
         ModelSpec("densenet121", lambda: tv().densenet121(weights=None)),
         ModelSpec("resnext50_32x4d", lambda: tv().resnext50_32x4d(weights=None)),
     ]
@@ -145,17 +147,27 @@ class ModelWorkload:
     """One network, one pass, one batch: the original and its converted copy, the same input (and
     targets), their timeable calls and the check."""
 
-    def __init__(self, case: ModelCase, device: torch.device, dtype: torch.dtype, image_size: int = IMAGE_SIZE):
+    def __init__(
+        self,
+        case: ModelCase,
+        device: torch.device,
+        dtype: torch.dtype,
+        image_size: int = IMAGE_SIZE,
+    ):
         self.case, self.device, self.dtype = case, device, dtype
         torch.manual_seed(0)  # the same weights and input in every run
         original = MODELS[case.model].build()
         self.x = torch.randn(case.batch, 3, image_size, image_size)
         self.target = torch.randint(0, CLASSES, (case.batch,))
-        calibrate_batchnorm(original, self.x if case.batch > 1 else torch.randn(2, 3, image_size, image_size))
+        calibrate_batchnorm(
+            original, self.x if case.batch > 1 else torch.randn(2, 3, image_size, image_size)
+        )
         self.x, self.target = self.x.to(device, dtype), self.target.to(device)
         self.float64_model = original  # float32 copies are made from it, then it becomes float64
-        self.models = {"fastconv": fastconv.convert(original).to(device, dtype),
-                       "torch": copy.deepcopy(original).to(device, dtype)}
+        self.models = {
+            "fastconv": fastconv.convert(original).to(device, dtype),
+            "torch": copy.deepcopy(original).to(device, dtype),
+        }
         self.converted = len(fastconv.conversion_report(self.models["fastconv"]).converted)
         for model in self.models.values():
             model.train(case.pass_name == "train")
@@ -180,7 +192,9 @@ class ModelWorkload:
         if self.case.pass_name == "infer":
             with torch.no_grad():
                 return {"output": model(x)}
-        dropouts = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        dropouts = [
+            m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)
+        ]
         for m in dropouts:
             m.eval()
         try:
@@ -188,14 +202,17 @@ class ModelWorkload:
         finally:
             for m in dropouts:
                 m.train()
-        return {"output": output.detach(), **{f"grad {n}": p.grad for n, p in model.named_parameters()}}
+        return {
+            "output": output.detach(),
+            **{f"grad {n}": p.grad for n, p in model.named_parameters()},
+        }
 
     def check(self) -> Dict[str, dict]:
         """fastconv's results against the network in float64 must be within CHECK_FACTORS times
-        torch's own float32 error (see CHECK_FACTORS): the output's largest deviation relative to its
-        largest value; the gradients' by their worst parameter, the norm of its deviation relative to
-        its norm, fastconv's worst against torch's (those with a zero gradient, ZERO_GRADIENT, left
-        out)."""
+        torch's own float32 error (see CHECK_FACTORS): the output's largest deviation relative to
+        its largest value; the gradients' by their worst parameter, the norm of its deviation
+        relative to its norm, fastconv's worst against torch's (those with a zero gradient,
+        ZERO_GRADIENT, left out)."""
         reference_model = self.float64_model.to(self.device, torch.float64)
         reference_model.train(self.case.pass_name == "train")
         reference = self._results(reference_model, self.x.double())
@@ -204,8 +221,12 @@ class ModelWorkload:
         self.float64_model = None  # frees it before timing
         grads = [k for k in reference if k != "output" and reference[k] is not None]
         largest = max((reference[k].abs().max().item() for k in grads), default=0.0)
-        groups = {"output": ["output"],
-                  "grads": [k for k in grads if reference[k].abs().max().item() > ZERO_GRADIENT * largest]}
+        groups = {
+            "output": ["output"],
+            "grads": [
+                k for k in grads if reference[k].abs().max().item() > ZERO_GRADIENT * largest
+            ],
+        }
         factor, floor = CHECK_FACTORS[self.case.pass_name], FLOOR_EPS * torch.finfo(self.dtype).eps
         report = {}
         for group, names in groups.items():
@@ -218,16 +239,25 @@ class ModelWorkload:
             tolerance = factor * torch_error + floor
             if group == "grads":
                 tolerance = max(tolerance, GRADIENT_FLOOR)
-            report[group] = {"fastconv": fast_errors[worst], "torch": torch_error, "tolerance": tolerance,
-                             "worst": worst, "tensors": len(names)}
+            report[group] = {
+                "fastconv": fast_errors[worst],
+                "torch": torch_error,
+                "tolerance": tolerance,
+                "worst": worst,
+                "tensors": len(names),
+            }
             if not fast_errors[worst] <= tolerance:  # also catches NaN
-                relative_to, at_least = (("its norm", f", at least {GRADIENT_FLOOR:g}") if group == "grads"
-                                         else ("its largest value", ""))
+                relative_to, at_least = (
+                    ("its norm", f", at least {GRADIENT_FLOOR:g}")
+                    if group == "grads"
+                    else ("its largest value", "")
+                )
                 raise CorrectnessError(
-                    f"{SUITE_NAME}/{self.case.label}: the converted network's {worst} disagrees with the "
-                    f"original's: error {fast_errors[worst]:.3g} (relative to {relative_to}, against a float64 "
-                    f"run) exceeds the tolerance {tolerance:.3g} ({factor:g}x torch's own error "
-                    f"{torch_error:.3g} + {FLOOR_EPS} eps{at_least})")
+                    f"{SUITE_NAME}/{self.case.label}: the converted network's {worst} disagrees "
+                    f"with the original's: error {fast_errors[worst]:.3g} (relative to "
+                    f"{relative_to}, against a float64 run) exceeds the tolerance {tolerance:.3g} "
+                    f"({factor:g}x torch's own error {torch_error:.3g} + {FLOOR_EPS} eps{at_least})"
+                )
         return report
 
     def backend(self, impl: str) -> str:
@@ -240,7 +270,6 @@ def _error(value: Optional[torch.Tensor], reference: Optional[torch.Tensor]) -> 
     if value is None or reference is None:  # a parameter without gradient in one run only
         return 0.0 if value is None and reference is None else math.inf
     return normalized_error(value, reference)
-
 
 
 def _norm_error(value: Optional[torch.Tensor], reference: Optional[torch.Tensor]) -> float:

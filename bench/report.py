@@ -53,11 +53,14 @@ class Table:
         header_lines = [textwrap.wrap(h, w) for h, w in zip(headers, widths)]
         widths = [max(w, *(len(line) for line in lines)) for w, lines in zip(widths, header_lines)]
         depth = max(len(lines) for lines in header_lines)
-        header_lines = [[""] * (depth - len(lines)) + lines for lines in header_lines]  # bottom-aligned
+        header_lines = [
+            [""] * (depth - len(lines)) + lines for lines in header_lines
+        ]  # bottom-aligned
 
         def line(cells):
-            return GAP.join(c.ljust(w) if i == 0 else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+            return GAP.join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
 
         text = textwrap.wrap(self.title, TERMINAL_WIDTH)
         text += [line([lines[k] for lines in header_lines]) for k in range(depth)]
@@ -67,8 +70,12 @@ class Table:
         return "\n" + "\n".join(text)
 
     def markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(self.headers) - 1)) + "|"]
+        lines = [
+            f"**{self.title}**",
+            "",
+            "| " + " | ".join(self.headers) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(self.headers) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         if self.caption:
             lines += ["", self.caption]
@@ -115,10 +122,20 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
     refs = REFERENCES[op]
     fasts = FASTCONV_IMPLS[op]
     unit = rate_unit(op)
-    headers = ["layer", "N", "shape", "count", "pass",
-               *[h for impl in fasts for h in (f"{impl} ms", f"{_impl_prefix(impl)}{unit}",
-                                               f"{_impl_prefix(impl)}of peak")],
-               *[_versus(op, ref) for ref in refs], "workspace MiB"]
+    headers = [
+        "layer",
+        "N",
+        "shape",
+        "count",
+        "pass",
+        *[
+            h
+            for impl in fasts
+            for h in (f"{impl} ms", f"{_impl_prefix(impl)}{unit}", f"{_impl_prefix(impl)}of peak")
+        ],
+        *[_versus(op, ref) for ref in refs],
+        "workspace MiB",
+    ]
     table_rows = []
     for (layer, batch, pass_name), impls in _by_case_and_pass(rows).items():
         fast = impls["fastconv"]
@@ -126,31 +143,60 @@ def suite_table(suite: str, op: str, rows: List[dict], peaks: dict, context: str
         cells = []
         for impl in fasts:
             row = impls.get(impl)
-            cells += (["-"] * 3 if row is None else
-                      [f"{1e3 * row['median_s']:.3f}", f"{row['rate']:.1f}", _percent(row["fraction_of_peak"])])
-        table_rows.append([
-            layer, str(batch), fast["shape"], str(fast["count"]), pass_name, *cells,
-            *[_speedup(impls[ref]["fastconv_speedup"]) if ref in impls else "-" for ref in refs],
-            "-" if workspace is None else f"{workspace / 2**20:.2f}",
-        ])
+            cells += (
+                ["-"] * 3
+                if row is None
+                else [
+                    f"{1e3 * row['median_s']:.3f}",
+                    f"{row['rate']:.1f}",
+                    _percent(row["fraction_of_peak"]),
+                ]
+            )
+        table_rows.append(
+            [
+                layer,
+                str(batch),
+                fast["shape"],
+                str(fast["count"]),
+                pass_name,
+                *cells,
+                *[
+                    _speedup(impls[ref]["fastconv_speedup"]) if ref in impls else "-"
+                    for ref in refs
+                ],
+                "-" if workspace is None else f"{workspace / 2**20:.2f}",
+            ]
+        )
     backends = defaultdict(set)
     for row in rows:
         backends[row["impl"]].add(row["backend"])
-    pairs = "; ".join(f"{_versus(op, ref)} = {ref}'s time / {counterpart(op, ref)}'s time" for ref in refs
-                      if counterpart(op, ref) != "fastconv")
-    caption = (f"vs REF = REF's time / fastconv's time (>1: fastconv faster){'; ' + pairs if pairs else ''}. "
-               f"Of peak: {peak_description(op, peaks)}. "
-               + "; ".join(f"{impl} ran on {', '.join(sorted(backends[impl]))}"
-                           for impl in (*refs, *fasts[1:]) if impl in backends)
-               + ". Full table (shapes, counts): summary.md.")
-    return Table(f"{suite} ({context})", headers, table_rows, caption, markdown_only=["shape", "count"])
+    pairs = "; ".join(
+        f"{_versus(op, ref)} = {ref}'s time / {counterpart(op, ref)}'s time"
+        for ref in refs
+        if counterpart(op, ref) != "fastconv"
+    )
+    caption = (
+        "vs REF = REF's time / fastconv's time (>1: fastconv "
+        f"faster){'; ' + pairs if pairs else ''}. Of peak: {peak_description(op, peaks)}. "
+        + "; ".join(
+            f"{impl} ran on {', '.join(sorted(backends[impl]))}"
+            for impl in (*refs, *fasts[1:])
+            if impl in backends
+        )
+        + ". Full table (shapes, counts): summary.md."
+    )
+    return Table(
+        f"{suite} ({context})", headers, table_rows, caption, markdown_only=["shape", "count"]
+    )
 
 
 def peak_description(op: str, peaks: dict) -> str:
     if op == "conv2d":
         what = f"the rate of a {peaks['gemm_size']}^3 {peaks['gemm_dtype']} GEMM"
     else:
-        what = f"the bandwidth of a {peaks['copy_bytes'] // 2**21} MiB copy (bytes read plus written)"
+        what = (
+            f"the bandwidth of a {peaks['copy_bytes'] // 2**21} MiB copy (bytes read plus written)"
+        )
     return f"fraction of {what}, timed in the same interleaved rounds as each case"
 
 
@@ -169,15 +215,23 @@ def summarize(rows: List[dict]) -> List[dict]:
         for impl in FASTCONV_IMPLS[op]:
             impl_rows = [r for r in group if r["impl"] == impl]
             entry[f"{impl}_rate_geomean"] = geomean([r["rate"] for r in impl_rows])
-            entry[f"{impl}_fraction_of_peak_geomean"] = geomean([r["fraction_of_peak"] for r in impl_rows])
+            entry[f"{impl}_fraction_of_peak_geomean"] = geomean(
+                [r["fraction_of_peak"] for r in impl_rows]
+            )
         for ref in REFERENCES[op]:
-            fast_time = {r["layer"]: r["median_s"] for r in group if r["impl"] == counterpart(op, ref)}
+            fast_time = {
+                r["layer"]: r["median_s"] for r in group if r["impl"] == counterpart(op, ref)
+            }
             ref_rows = [r for r in group if r["impl"] == ref and r["layer"] in fast_time]
             entry[f"speedup_vs_{ref}_geomean"] = geomean([r["fastconv_speedup"] for r in ref_rows])
             network_fast = sum(r["count"] * fast_time[r["layer"]] for r in ref_rows)
             network_ref = sum(r["count"] * r["median_s"] for r in ref_rows)
-            entry[f"speedup_vs_{ref}_network"] = network_ref / network_fast if network_fast else float("nan")
-            entry[f"{ref}_fraction_of_peak_geomean"] = geomean([r["fraction_of_peak"] for r in ref_rows])
+            entry[f"speedup_vs_{ref}_network"] = (
+                network_ref / network_fast if network_fast else float("nan")
+            )
+            entry[f"{ref}_fraction_of_peak_geomean"] = geomean(
+                [r["fraction_of_peak"] for r in ref_rows]
+            )
         summary.append(entry)
     return summary
 
@@ -190,25 +244,58 @@ def summary_tables(summary: List[dict], context: str, peaks: dict) -> List[Table
             continue
         refs = REFERENCES[op]
         fasts = FASTCONV_IMPLS[op]
-        headers = ["suite", "N", "pass", "layers",
-                   *[h for ref in refs for h in (f"{_versus(op, ref)} (geomean)", f"{_versus(op, ref)} (network)")],
-                   f"fastconv {rate_unit(op)} (geomean)", *[f"{impl} of peak" for impl in fasts],
-                   *[f"{ref} of peak" for ref in refs]]
-        rows = [[e["suite"], str(e["batch"]), e["pass"], str(e["layers"]),
-                 *[_speedup(e[f"speedup_vs_{ref}_{kind}"]) for ref in refs for kind in ("geomean", "network")],
-                 f"{e['fastconv_rate_geomean']:.1f}",
-                 *[_percent(e[f"{impl}_fraction_of_peak_geomean"]) for impl in fasts],
-                 *[_percent(e[f"{ref}_fraction_of_peak_geomean"]) for ref in refs]]
-                for e in entries]
-        pairs = "".join(f" {_versus(op, ref)}: {ref}'s time / {counterpart(op, ref)}'s time (same input)."
-                        for ref in refs if counterpart(op, ref) != "fastconv")
-        caption = ("vs REF: REF's time / fastconv's time, >1 means fastconv is faster; geomean over the "
-                   "distinct layers, network = whole network's time (layers weighted by how often they "
-                   f"occur).{pairs} Of peak: geomean {peak_description(op, peaks)}. Fractions above "
-                   "100% are real, not noise: pooling tensors that fit in the cache move faster than a "
-                   "copy through memory, and Winograd or FFT convolutions do fewer FLOPs than counted.")
-        tables.append(Table(f"Summary: {op} ({context})", headers, rows, caption,
-                            markdown_only=["layers", f"fastconv {rate_unit(op)} (geomean)"]))
+        headers = [
+            "suite",
+            "N",
+            "pass",
+            "layers",
+            *[
+                h
+                for ref in refs
+                for h in (f"{_versus(op, ref)} (geomean)", f"{_versus(op, ref)} (network)")
+            ],
+            f"fastconv {rate_unit(op)} (geomean)",
+            *[f"{impl} of peak" for impl in fasts],
+            *[f"{ref} of peak" for ref in refs],
+        ]
+        rows = [
+            [
+                e["suite"],
+                str(e["batch"]),
+                e["pass"],
+                str(e["layers"]),
+                *[
+                    _speedup(e[f"speedup_vs_{ref}_{kind}"])
+                    for ref in refs
+                    for kind in ("geomean", "network")
+                ],
+                f"{e['fastconv_rate_geomean']:.1f}",
+                *[_percent(e[f"{impl}_fraction_of_peak_geomean"]) for impl in fasts],
+                *[_percent(e[f"{ref}_fraction_of_peak_geomean"]) for ref in refs],
+            ]
+            for e in entries
+        ]
+        pairs = "".join(
+            f" {_versus(op, ref)}: {ref}'s time / {counterpart(op, ref)}'s time (same input)."
+            for ref in refs
+            if counterpart(op, ref) != "fastconv"
+        )
+        caption = (
+            "vs REF: REF's time / fastconv's time, >1 means fastconv is faster; geomean over the "
+            "distinct layers, network = whole network's time (layers weighted by how often they "
+            f"occur).{pairs} Of peak: geomean {peak_description(op, peaks)}. Fractions above "
+            "100% are real, not noise: pooling tensors that fit in the cache move faster than a "
+            "copy through memory, and Winograd or FFT convolutions do fewer FLOPs than counted."
+        )
+        tables.append(
+            Table(
+                f"Summary: {op} ({context})",
+                headers,
+                rows,
+                caption,
+                markdown_only=["layers", f"fastconv {rate_unit(op)} (geomean)"],
+            )
+        )
     return tables
 
 
@@ -226,7 +313,9 @@ def _models_by_case(rows: List[dict]) -> Dict[tuple, Dict[str, dict]]:
 def _model_columns(rows: List[dict]) -> List[tuple]:
     """(pass, batch or None) per column of the whole-network table: inference at each batch, the
     training step at each network's own batch (one column)."""
-    keys = list(dict.fromkeys((r["pass"], r["batch"] if r["pass"] == "infer" else None) for r in rows))
+    keys = list(
+        dict.fromkeys((r["pass"], r["batch"] if r["pass"] == "infer" else None) for r in rows)
+    )
     return sorted(keys, key=lambda k: (k[0] != "infer", k[1] or 0))
 
 
@@ -234,44 +323,88 @@ def _column_name(pass_name: str, batch: Optional[int], rows: List[dict]) -> str:
     if pass_name == "infer":
         return f"inference N={batch}"
     batches = sorted({r["batch"] for r in rows if r["pass"] == pass_name})
-    return f"training step N={'/'.join(map(str, batches))}" if len(batches) > 1 else f"training step N={batches[0]}"
+    return (
+        f"training step N={'/'.join(map(str, batches))}"
+        if len(batches) > 1
+        else f"training step N={batches[0]}"
+    )
 
 
 def summarize_models(rows: List[dict]) -> List[dict]:
     """Geometric means of the converted networks' speedup (original's time / converted's time):
     per inference batch, over all inference cases, and over the training steps."""
-    speedups = [(r["pass"], r["batch"], r["fastconv_speedup"]) for r in rows if r["impl"] == "torch"]
+    speedups = [
+        (r["pass"], r["batch"], r["fastconv_speedup"]) for r in rows if r["impl"] == "torch"
+    ]
     groups: Dict[tuple, List[float]] = defaultdict(list)
     for pass_name, batch, speedup in speedups:
         if pass_name == "infer":
             groups[(pass_name, batch)].append(speedup)
         groups[(pass_name, "all")].append(speedup)
-    return [{"suite": "models", "op": "model", "pass": pass_name, "batch": batch, "cases": len(values),
-             "speedup_vs_torch_geomean": geomean(values), "speedup_vs_torch_min": min(values)}
-            for (pass_name, batch), values in groups.items()]
+    return [
+        {
+            "suite": "models",
+            "op": "model",
+            "pass": pass_name,
+            "batch": batch,
+            "cases": len(values),
+            "speedup_vs_torch_geomean": geomean(values),
+            "speedup_vs_torch_min": min(values),
+        }
+        for (pass_name, batch), values in groups.items()
+    ]
 
 
 def models_table(rows: List[dict], context: str) -> Table:
     """Every network case: both times, images per second, the speedup and the check's errors."""
-    headers = ["model", "pass", "N", "fastconv ms", "torch ms", "fastconv img/s", "torch img/s", "vs torch",
-               "layers converted", "error (fastconv / torch)"]
+    headers = [
+        "model",
+        "pass",
+        "N",
+        "fastconv ms",
+        "torch ms",
+        "fastconv img/s",
+        "torch img/s",
+        "vs torch",
+        "layers converted",
+        "error (fastconv / torch)",
+    ]
     table_rows = []
     for (model, pass_name, batch), impls in _models_by_case(rows).items():
         fast, ref = impls["fastconv"], impls["torch"]
         check = fast.get("check") or {}
-        errors = "; ".join(f"{group} {c['fastconv']:.1e} / {c['torch']:.1e}" for group, c in check.items())
-        table_rows.append([model, pass_name, str(batch), f"{1e3 * fast['median_s']:.1f}",
-                           f"{1e3 * ref['median_s']:.1f}", f"{fast['images_per_s']:.1f}",
-                           f"{ref['images_per_s']:.1f}", _speedup(ref["fastconv_speedup"]),
-                           str(fast.get("layers_converted", "-")), errors or "-"])
+        errors = "; ".join(
+            f"{group} {c['fastconv']:.1e} / {c['torch']:.1e}" for group, c in check.items()
+        )
+        table_rows.append(
+            [
+                model,
+                pass_name,
+                str(batch),
+                f"{1e3 * fast['median_s']:.1f}",
+                f"{1e3 * ref['median_s']:.1f}",
+                f"{fast['images_per_s']:.1f}",
+                f"{ref['images_per_s']:.1f}",
+                _speedup(ref["fastconv_speedup"]),
+                str(fast.get("layers_converted", "-")),
+                errors or "-",
+            ]
+        )
     shapes = ", ".join(sorted({str(r.get("shape")) for r in rows}))
-    caption = ("vs torch = the original network's time / the converted network's time (>1: fastconv faster), "
-               f"medians of interleaved rounds; input {shapes} per image. infer: eval mode, no_grad; train: "
-               "one step (train mode, forward, cross-entropy, backward; no optimizer step). Error against the "
-               "network in float64: output, the largest deviation relative to the largest value; grads, the "
-               "worst parameter gradient's deviation relative to its norm.")
-    return Table(f"models: torchvision networks converted vs original ({context})", headers, table_rows,
-                 caption, markdown_only=["layers converted", "error (fastconv / torch)"])
+    caption = (
+        "vs torch = the original network's time / the converted network's time (>1: fastconv "
+        f"faster), medians of interleaved rounds; input {shapes} per image. infer: eval mode, "
+        "no_grad; train: one step (train mode, forward, cross-entropy, backward; no optimizer "
+        "step). Error against the network in float64: output, the largest deviation relative to "
+        "the largest value; grads, the worst parameter gradient's deviation relative to its norm."
+    )
+    return Table(
+        f"models: torchvision networks converted vs original ({context})",
+        headers,
+        table_rows,
+        caption,
+        markdown_only=["layers converted", "error (fastconv / torch)"],
+    )
 
 
 def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
@@ -279,26 +412,52 @@ def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
     if not rows:
         return []
     columns = _model_columns(rows)
-    speedup = {(r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
-               for r in rows if r["impl"] == "torch"}
+    speedup = {
+        (r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
+        for r in rows
+        if r["impl"] == "torch"
+    }
     train_batch = {r["model"]: r["batch"] for r in rows if r["pass"] == "train"}
     usual = max(train_batch.values(), default=0)
     models = list(dict.fromkeys(r["model"] for r in rows))
-    table_rows = [[model + (f" (training N={train_batch[model]})" if train_batch.get(model, usual) != usual else ""),
-                   *[_speedup(speedup.get((model, *column))) for column in columns]] for model in models]
-    table_rows.append(["geomean", *[_speedup(geomean([speedup[key] for key in speedup if key[1:] == column]))
-                                    for column in columns]])
-    overall = [f"{'inference' if p == 'infer' else 'training'} "
-               f"{_speedup(geomean([v for k, v in speedup.items() if k[1] == p]))}"
-               for p in dict.fromkeys(column[0] for column in columns)]
-    caption = ("Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
-               "measured side by side (interleaved rounds, medians); >1 means converting makes the network "
-               f"faster. Geomeans over all cases: {', '.join(overall)}.")
+    table_rows = [
+        [
+            model
+            + (
+                f" (training N={train_batch[model]})"
+                if train_batch.get(model, usual) != usual
+                else ""
+            ),
+            *[_speedup(speedup.get((model, *column))) for column in columns],
+        ]
+        for model in models
+    ]
+    table_rows.append(
+        [
+            "geomean",
+            *[
+                _speedup(geomean([speedup[key] for key in speedup if key[1:] == column]))
+                for column in columns
+            ],
+        ]
+    )
+    overall = [
+        f"{'inference' if p == 'infer' else 'training'} "
+        f"{_speedup(geomean([v for k, v in speedup.items() if k[1] == p]))}"
+        for p in dict.fromkeys(column[0] for column in columns)
+    ]
+    caption = (
+        "Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
+        "measured side by side (interleaved rounds, medians); >1 means converting makes the "
+        f"network faster. Geomeans over all cases: {', '.join(overall)}."
+    )
     headers = ["model", *[_column_name(*column, rows) for column in columns]]
     return [Table(f"Summary: whole networks ({context})", headers, table_rows, caption)]
 
 
-def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int]) -> Optional[Table]:
+def beyond_cache_table(
+    rows: List[dict], context: str, cache_bytes: Optional[int]
+) -> Optional[Table]:
     """Memory-bound ops (pooling) on cases whose tensors do not fit in the last-level cache: every
     implementation's fraction of the copy's bandwidth, case by case, and their geometric mean."""
     pool_rows = [r for r in rows if r["op"] != "conv2d" and r.get("fits_in_cache") is False]
@@ -307,20 +466,39 @@ def beyond_cache_table(rows: List[dict], context: str, cache_bytes: Optional[int
     impls = list(dict.fromkeys(r["impl"] for r in pool_rows))
     headers = ["layer", "N", "pass", "tensors MiB", *[f"{impl} of peak" for impl in impls]]
     grouped = _by_case_and_pass(pool_rows)
-    table_rows = [[layer, str(batch), pass_name, f"{next(iter(by_impl.values()))['footprint_bytes'] / 2**20:.0f}",
-                   *[_percent(by_impl[i]["fraction_of_peak"]) if i in by_impl else "-" for i in impls]]
-                  for (layer, batch, pass_name), by_impl in grouped.items()]
+    table_rows = [
+        [
+            layer,
+            str(batch),
+            pass_name,
+            f"{next(iter(by_impl.values()))['footprint_bytes'] / 2**20:.0f}",
+            *[_percent(by_impl[i]["fraction_of_peak"]) if i in by_impl else "-" for i in impls],
+        ]
+        for (layer, batch, pass_name), by_impl in grouped.items()
+    ]
     for pass_name in PASSES:
         selected = [by_impl for key, by_impl in grouped.items() if key[2] == pass_name]
         if selected:
-            table_rows.append(["geomean", "", pass_name, "",
-                               *[_percent(geomean([s[i]["fraction_of_peak"] for s in selected if i in s]))
-                                 for i in impls]])
-    caption = (f"Cases whose tensors (forward: input, values, indices) exceed the {cache_bytes / 2**20:.0f} MiB "
-               "last-level cache. Of peak: bytes moved (each tensor read or written once) per second, over "
-               "the copy's bandwidth (bytes read plus written, into a tensor allocated once). With glibc's "
-               "malloc, outputs of more than 32 MiB (its largest mmap threshold) are fresh pages from the OS "
-               "on every call, for every implementation: page faults then take much of the time.")
+            table_rows.append(
+                [
+                    "geomean",
+                    "",
+                    pass_name,
+                    "",
+                    *[
+                        _percent(geomean([s[i]["fraction_of_peak"] for s in selected if i in s]))
+                        for i in impls
+                    ],
+                ]
+            )
+    caption = (
+        "Cases whose tensors (forward: input, values, indices) exceed the "
+        f"{cache_bytes / 2**20:.0f} MiB last-level cache. Of peak: bytes moved (each tensor read "
+        "or written once) per second, over the copy's bandwidth (bytes read plus written, into a "
+        "tensor allocated once). With glibc's malloc, outputs of more than 32 MiB (its largest "
+        "mmap threshold) are fresh pages from the OS on every call, for every implementation: "
+        "page faults then take much of the time."
+    )
     return Table(f"max_pool2d beyond the cache ({context})", headers, table_rows, caption)
 
 
@@ -347,7 +525,29 @@ def write_markdown(tables: List[Table], header: str, path: Path) -> None:
 
 # Candidate ticks of a speedup axis (log scale): the coarse set on wide ranges, the fine set where
 # the values lie close to 1x and the coarse one would label 1x alone.
-COARSE_TICKS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20, 50, 100, 200, 500, 1000]
+COARSE_TICKS = [
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.5,
+    0.7,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    7,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1000,
+]
 FINE_TICKS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1, 1.05, 1.1, 1.15, 1.2, 1.25, 1.5, 1.75, 2]
 
 
@@ -389,11 +589,21 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
         ("speedup", refs, "speedup (ref time / fastconv time)"),
         ("peak", impls, f"of peak ({'GEMM GFLOP/s' if op == 'conv2d' else 'copy GB/s'})"),
     ):
-        fig, axes = plt.subplots(len(passes), 1, figsize=(max(8, 0.45 * len(labels) + 3), 0.6 + 3.0 * len(passes)),
-                                 squeeze=False, sharex=True)
+        fig, axes = plt.subplots(
+            len(passes),
+            1,
+            figsize=(max(8, 0.45 * len(labels) + 3), 0.6 + 3.0 * len(passes)),
+            squeeze=False,
+            sharex=True,
+        )
         width = 0.8 / len(series)
-        values = {(pass_name, name): [_plot_value(grouped, label, pass_name, name, kind) for label in labels]
-                  for pass_name in passes for name in series}
+        values = {
+            (pass_name, name): [
+                _plot_value(grouped, label, pass_name, name, kind) for label in labels
+            ]
+            for pass_name in passes
+            for name in series
+        }
         finite = [v for vs in values.values() for v in vs if math.isfinite(v) and v > 0]
         for ax, pass_name in zip(axes[:, 0], passes):
             for i, name in enumerate(series):
@@ -422,8 +632,15 @@ def plot_suite(suite: str, op: str, rows: List[dict], context: str, out_dir: Pat
         axes[-1, 0].set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
         handles, names = axes[0, 0].get_legend_handles_labels()
         # Above the panels, below the title: never over a bar.
-        fig.legend(handles, names, loc="upper center", ncol=len(names), fontsize=9, frameon=False,
-                   bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()))
+        fig.legend(
+            handles,
+            names,
+            loc="upper center",
+            ncol=len(names),
+            fontsize=9,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()),
+        )
         fig.suptitle(f"{suite} ({context})", fontsize=11, y=1 - 0.1 / fig.get_figheight(), va="top")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
         path = out_dir / f"{suite}_{kind}.png"
@@ -446,8 +663,11 @@ def plot_models(rows: List[dict], context: str, out_dir: Path) -> List[Path]:
         return []
     columns = _model_columns(rows)
     models = list(dict.fromkeys(r["model"] for r in rows))
-    speedup = {(r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
-               for r in rows if r["impl"] == "torch"}
+    speedup = {
+        (r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
+        for r in rows
+        if r["impl"] == "torch"
+    }
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) + 2), 4))
     width = 0.8 / len(columns)
     for i, column in enumerate(columns):
@@ -479,5 +699,9 @@ def plot_models(rows: List[dict], context: str, out_dir: Path) -> List[Path]:
 def _plot_value(grouped, label: str, pass_name: str, impl: str, kind: str) -> float:
     layer, batch = label.rsplit(" N=", 1)
     row = grouped.get((layer, int(batch), pass_name), {}).get(impl)
-    value = None if row is None else (row["fastconv_speedup"] if kind == "speedup" else row["fraction_of_peak"])
+    value = (
+        None
+        if row is None
+        else (row["fastconv_speedup"] if kind == "speedup" else row["fraction_of_peak"])
+    )
     return float("nan") if value is None else value

@@ -41,7 +41,9 @@ class Conv:
 
     def forward_flops(self, batch: int) -> int:
         """Multiply-adds of the forward pass, counted as two FLOPs each (bias not counted)."""
-        return 2 * batch * self.k * (self.c // self.groups) * self.r * self.s * self.out_h * self.out_w
+        return (
+            2 * batch * self.k * (self.c // self.groups) * self.r * self.s * self.out_h * self.out_w
+        )
 
     def describe(self) -> str:
         extras = [f"s{self.stride}", f"p{self.padding}"]
@@ -75,7 +77,9 @@ class Pool:
         return (self.w + 2 * self.padding - self.kernel) // self.stride + 1
 
     def describe(self) -> str:
-        return f"{self.c}x{self.h}x{self.w} {self.kernel}x{self.kernel}/{self.stride} p{self.padding}"
+        return (
+            f"{self.c}x{self.h}x{self.w} {self.kernel}x{self.kernel}/{self.stride} p{self.padding}"
+        )
 
 
 Layer = Union[Conv, Pool]
@@ -127,8 +131,12 @@ class Suite:
         batches = [1] if scope == "quick" else [1, self.train_batch[device]]
         merged = deduplicate(self.layers)
         if scope != "full":
-            merged = [(layer, count) for layer, count in merged if layer.name in self.representative]
-        return [Case(self.name, layer, batch, count) for batch in batches for layer, count in merged]
+            merged = [
+                (layer, count) for layer, count in merged if layer.name in self.representative
+            ]
+        return [
+            Case(self.name, layer, batch, count) for batch in batches for layer, count in merged
+        ]
 
 
 def deduplicate(layers: Sequence[Layer]) -> List[Tuple[Layer, int]]:
@@ -144,7 +152,9 @@ def deduplicate(layers: Sequence[Layer]) -> List[Tuple[Layer, int]]:
     return merged
 
 
-def conv(name, c, size, k, kernel, stride=1, padding=None, dilation=1, groups=1, bias=False) -> Conv:
+def conv(
+    name, c, size, k, kernel, stride=1, padding=None, dilation=1, groups=1, bias=False
+) -> Conv:
     """A square convolution; padding defaults to 'same' for stride 1 (half the dilated kernel)."""
     if padding is None:
         padding = dilation * (kernel - 1) // 2
@@ -180,7 +190,26 @@ def alexnet() -> List[Conv]:
     ]
 
 
-VGG16_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+VGG16_CONFIG = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
 
 
 def vgg16() -> List[Conv]:
@@ -230,7 +259,9 @@ def resnet50() -> List[Conv]:
             layers.append(conv(f"{prefix}.conv2", width, size, width, 3, stride=stride))
             layers.append(conv(f"{prefix}.conv3", width, out, 4 * width, 1))
             if block == 0:
-                layers.append(conv(f"{prefix}.downsample", channels, size, 4 * width, 1, stride=stride))
+                layers.append(
+                    conv(f"{prefix}.downsample", channels, size, 4 * width, 1, stride=stride)
+                )
             channels, size = 4 * width, out
     return layers
 
@@ -249,7 +280,9 @@ def resnext50_32x4d() -> List[Conv]:
             layers.append(conv(f"{prefix}.conv2", width, size, width, 3, stride=stride, groups=32))
             layers.append(conv(f"{prefix}.conv3", width, out, 4 * planes, 1))
             if block == 0:
-                layers.append(conv(f"{prefix}.downsample", channels, size, 4 * planes, 1, stride=stride))
+                layers.append(
+                    conv(f"{prefix}.downsample", channels, size, 4 * planes, 1, stride=stride)
+                )
             channels, size = 4 * planes, out
     return layers
 
@@ -274,8 +307,15 @@ def held_out() -> List[Conv]:
 
 
 # (expansion t, output channels c, repeats n, first stride s) of Sandler et al. 2018, table 2.
-MOBILENET_V2_CONFIG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                       (6, 160, 3, 2), (6, 320, 1, 1)]
+MOBILENET_V2_CONFIG = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
 
 
 def mobilenet_v2_depthwise() -> List[Conv]:
@@ -286,8 +326,17 @@ def mobilenet_v2_depthwise() -> List[Conv]:
         for repeat in range(n):
             stride = s if repeat == 0 else 1
             hidden = channels * t
-            layers.append(conv(f"block{block_index}.{repeat}.dw", hidden, size, hidden, 3,
-                               stride=stride, groups=hidden))
+            layers.append(
+                conv(
+                    f"block{block_index}.{repeat}.dw",
+                    hidden,
+                    size,
+                    hidden,
+                    3,
+                    stride=stride,
+                    groups=hidden,
+                )
+            )
             channels, size = c, conv_out(size, 3, stride, 1)
     return layers
 
@@ -296,7 +345,10 @@ def deeplab_dilated() -> List[Conv]:
     """Chen et al. 2017 (DeepLab-v3) on a 513x513 crop at output stride 16: the 3x3 convolutions
     of block4 (512 channels on 33x33), atrous with multi-grid (1, 2, 4) x rate 2, i.e. dilation
     2, 4 and 8 (padding = dilation keeps the size)."""
-    return [conv(f"block4.unit{i + 1}.d{d}", 512, 33, 512, 3, dilation=d) for i, d in enumerate((2, 4, 8))]
+    return [
+        conv(f"block4.unit{i + 1}.d{d}", 512, 33, 512, 3, dilation=d)
+        for i, d in enumerate((2, 4, 8))
+    ]
 
 
 def max_pools() -> List[Pool]:
@@ -325,29 +377,86 @@ def max_pools() -> List[Pool]:
 SUITES: Dict[str, Suite] = {
     suite.name: suite
     for suite in [
-        Suite("lenet5", "conv2d", "LeCun et al. 1998", tuple(lenet5()),
-              {"cpu": 64, "cuda": 256}, ("C1", "C3")),
-        Suite("alexnet", "conv2d", "Krizhevsky et al. 2012", tuple(alexnet()),
-              {"cpu": 8, "cuda": 128}, ("conv1", "conv2", "conv4")),
-        Suite("vgg16", "conv2d", "Simonyan & Zisserman 2015", tuple(vgg16()),
-              {"cpu": 4, "cuda": 32}, ("conv3_1", "conv5_1")),
-        Suite("resnet18", "conv2d", "He et al. 2016", tuple(resnet18()),
-              {"cpu": 8, "cuda": 64},
-              ("conv1", "layer1.0.conv1", "layer2.0.downsample", "layer4.0.conv2")),
-        Suite("resnet50", "conv2d", "He et al. 2016 (torchvision v1.5)", tuple(resnet50()),
-              {"cpu": 8, "cuda": 64}, ("layer3.1.conv1", "layer3.0.conv2", "layer4.0.downsample")),
-        Suite("resnext50", "conv2d", "Xie et al. 2017 (torchvision resnext50_32x4d)",
-              tuple(resnext50_32x4d()), {"cpu": 8, "cuda": 64},
-              ("layer1.0.conv2", "layer3.1.conv2")),
-        Suite("heldout", "conv2d", "fastconv: shapes and a batch (5) no other suite uses",
-              tuple(held_out()), {"cpu": 5, "cuda": 40},
-              ("3x3.c96.s30", "1x1.c200", "grouped.g32")),
-        Suite("mobilenet_v2_dw", "conv2d", "Sandler et al. 2018", tuple(mobilenet_v2_depthwise()),
-              {"cpu": 8, "cuda": 64}, ("block2.0.dw", "block4.1.dw")),
-        Suite("deeplab_dilated", "conv2d", "Chen et al. 2017 (DeepLab-v3)", tuple(deeplab_dilated()),
-              {"cpu": 2, "cuda": 16}, ("block4.unit3.d8",)),
-        Suite("maxpool", "max_pool2d", "ResNet / VGG-16 / AlexNet", tuple(max_pools()),
-              {"cpu": 8, "cuda": 64}, ("resnet.maxpool", "vgg16.pool3", "alexnet.pool1")),
+        Suite(
+            "lenet5",
+            "conv2d",
+            "LeCun et al. 1998",
+            tuple(lenet5()),
+            {"cpu": 64, "cuda": 256},
+            ("C1", "C3"),
+        ),
+        Suite(
+            "alexnet",
+            "conv2d",
+            "Krizhevsky et al. 2012",
+            tuple(alexnet()),
+            {"cpu": 8, "cuda": 128},
+            ("conv1", "conv2", "conv4"),
+        ),
+        Suite(
+            "vgg16",
+            "conv2d",
+            "Simonyan & Zisserman 2015",
+            tuple(vgg16()),
+            {"cpu": 4, "cuda": 32},
+            ("conv3_1", "conv5_1"),
+        ),
+        Suite(
+            "resnet18",
+            "conv2d",
+            "He et al. 2016",
+            tuple(resnet18()),
+            {"cpu": 8, "cuda": 64},
+            ("conv1", "layer1.0.conv1", "layer2.0.downsample", "layer4.0.conv2"),
+        ),
+        Suite(
+            "resnet50",
+            "conv2d",
+            "He et al. 2016 (torchvision v1.5)",
+            tuple(resnet50()),
+            {"cpu": 8, "cuda": 64},
+            ("layer3.1.conv1", "layer3.0.conv2", "layer4.0.downsample"),
+        ),
+        Suite(
+            "resnext50",
+            "conv2d",
+            "Xie et al. 2017 (torchvision resnext50_32x4d)",
+            tuple(resnext50_32x4d()),
+            {"cpu": 8, "cuda": 64},
+            ("layer1.0.conv2", "layer3.1.conv2"),
+        ),
+        Suite(
+            "heldout",
+            "conv2d",
+            "fastconv: shapes and a batch (5) no other suite uses",
+            tuple(held_out()),
+            {"cpu": 5, "cuda": 40},
+            ("3x3.c96.s30", "1x1.c200", "grouped.g32"),
+        ),
+        Suite(
+            "mobilenet_v2_dw",
+            "conv2d",
+            "Sandler et al. 2018",
+            tuple(mobilenet_v2_depthwise()),
+            {"cpu": 8, "cuda": 64},
+            ("block2.0.dw", "block4.1.dw"),
+        ),
+        Suite(
+            "deeplab_dilated",
+            "conv2d",
+            "Chen et al. 2017 (DeepLab-v3)",
+            tuple(deeplab_dilated()),
+            {"cpu": 2, "cuda": 16},
+            ("block4.unit3.d8",),
+        ),
+        Suite(
+            "maxpool",
+            "max_pool2d",
+            "ResNet / VGG-16 / AlexNet",
+            tuple(max_pools()),
+            {"cpu": 8, "cuda": 64},
+            ("resnet.maxpool", "vgg16.pool3", "alexnet.pool1"),
+        ),
     ]
 }
 

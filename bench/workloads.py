@@ -37,11 +37,14 @@ def counterpart(op: str, reference: str) -> str:
 
 
 REFERENCE_DESCRIPTIONS = {
-    ("conv2d", "torch"): "torch's default conv2d backend (oneDNN on CPU, cuDNN benchmark mode on CUDA)",
+    (
+        "conv2d",
+        "torch",
+    ): "torch's default conv2d backend (oneDNN on CPU, cuDNN benchmark mode on CUDA)",
     ("conv2d", "torch_im2col"): "torch's own im2col + GEMM path (oneDNN / cuDNN switched off)",
     ("max_pool2d", "torch"): "torch F.max_pool2d(return_indices=True), NCHW input",
     ("max_pool2d", "torch_cl"): "torch F.max_pool2d(return_indices=True), channels_last input "
-                                "(compared with fastconv_cl: fastconv on the same channels_last input)",
+    "(compared with fastconv_cl: fastconv on the same channels_last input)",
 }
 # Backward does two GEMMs of the forward's size (input and weight gradients).
 FLOPS_PER_FORWARD = {"fwd": 1, "bwd": 2, "fwdbwd": 3}
@@ -82,14 +85,16 @@ class Impl:
             with self.context():
                 output = self.forward()
             return Candidate(
-                lambda: torch.autograd.grad(output, self.differentiable_inputs, self.grad_output,
-                                            retain_graph=True),
+                lambda: torch.autograd.grad(
+                    output, self.differentiable_inputs, self.grad_output, retain_graph=True
+                ),
                 self.context,
             )
         if pass_name == "fwdbwd":
             return Candidate(
-                lambda: torch.autograd.grad(self.forward(), self.differentiable_inputs,
-                                            self.grad_output),
+                lambda: torch.autograd.grad(
+                    self.forward(), self.differentiable_inputs, self.grad_output
+                ),
                 self.context,
             )
         raise ValueError(f"unknown pass {pass_name!r}; choose from {PASSES}")
@@ -99,7 +104,11 @@ class Impl:
         with self.context():
             output = self.forward()
             grads = torch.autograd.grad(output, self.differentiable_inputs, self.grad_output)
-        names = [name for name, t in zip(self.input_names, self.inputs) if t is not None and t.requires_grad]
+        names = [
+            name
+            for name, t in zip(self.input_names, self.inputs)
+            if t is not None and t.requires_grad
+        ]
         return {"output": output, **{f"grad_{name}": g for name, g in zip(names, grads)}}
 
 
@@ -132,8 +141,10 @@ def torch_im2col_context(device: torch.device) -> Callable[[], ContextManager]:
     depthwise kernel instead)."""
     if device.type == "cuda":
         return functools.partial(_disabled, torch.backends.cudnn)
-    return _stacked(functools.partial(_disabled, torch.backends.mkldnn),
-                    functools.partial(torch.backends.nnpack.flags, enabled=False))
+    return _stacked(
+        functools.partial(_disabled, torch.backends.mkldnn),
+        functools.partial(torch.backends.nnpack.flags, enabled=False),
+    )
 
 
 def normalized_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -143,8 +154,12 @@ def normalized_error(value: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def check_against_reference(
-    what: str, fastconv_results: Dict[str, torch.Tensor], torch_results: Dict[str, torch.Tensor],
-    reference: Dict[str, torch.Tensor], sum_lengths: Dict[str, int], dtype: torch.dtype,
+    what: str,
+    fastconv_results: Dict[str, torch.Tensor],
+    torch_results: Dict[str, torch.Tensor],
+    reference: Dict[str, torch.Tensor],
+    sum_lengths: Dict[str, int],
+    dtype: torch.dtype,
 ) -> Dict[str, dict]:
     """Each result of fastconv must be as close to the float64 reference as rounding allows: within
     eps * sqrt(n) (the statistical rounding error of an n-term sum at this dtype, relative to the
@@ -192,19 +207,31 @@ class ConvWorkload:
         self.args = ([layer.stride] * 2, [layer.padding] * 2, [layer.dilation] * 2, layer.groups)
         fan_in = layer.c // layer.groups * layer.r * layer.s
         # Weights scaled as a trained network's would be, so outputs stay near unit size.
-        self.x = random_tensor((case.batch, layer.c, layer.h, layer.w), dtype, device, requires_grad=True)
-        self.w = random_tensor((layer.k, layer.c // layer.groups, layer.r, layer.s), dtype, device,
-                               fan_in ** -0.5, requires_grad=True)
+        self.x = random_tensor(
+            (case.batch, layer.c, layer.h, layer.w), dtype, device, requires_grad=True
+        )
+        self.w = random_tensor(
+            (layer.k, layer.c // layer.groups, layer.r, layer.s),
+            dtype,
+            device,
+            fan_in**-0.5,
+            requires_grad=True,
+        )
         self.b = random_tensor((layer.k,), dtype, device, 0.1, True) if layer.bias else None
         self.gy = random_tensor((case.batch, layer.k, layer.out_h, layer.out_w), dtype, device)
         inputs = (self.x, self.w, self.b)
         stride, padding, dilation, groups = self.args
         self.impls = {
-            "fastconv": Impl("fastconv", lambda x, w, b: fastconv.conv2d(x, w, b, stride, padding, dilation, groups),
-                             inputs, self.gy),
+            "fastconv": Impl(
+                "fastconv",
+                lambda x, w, b: fastconv.conv2d(x, w, b, stride, padding, dilation, groups),
+                inputs,
+                self.gy,
+            ),
             "torch": Impl("torch", self._torch_conv, inputs, self.gy),
-            "torch_im2col": Impl("torch_im2col", self._torch_conv, inputs, self.gy,
-                                 torch_im2col_context(device)),
+            "torch_im2col": Impl(
+                "torch_im2col", self._torch_conv, inputs, self.gy, torch_im2col_context(device)
+            ),
         }
 
     def _torch_conv(self, x, w, b):
@@ -217,12 +244,18 @@ class ConvWorkload:
     def footprint_bytes(self) -> int:
         """Bytes of the forward's tensors: input, weight, output."""
         layer, n = self.layer, self.case.batch
-        elements = (n * layer.c * layer.h * layer.w + self.w.numel()
-                    + n * layer.k * layer.out_h * layer.out_w)
+        elements = (
+            n * layer.c * layer.h * layer.w
+            + self.w.numel()
+            + n * layer.k * layer.out_h * layer.out_w
+        )
         return elements * self.x.element_size()
 
     def check(self) -> Dict[str, dict]:
-        leaves = [None if t is None else t.detach().double().requires_grad_() for t in (self.x, self.w, self.b)]
+        leaves = [
+            None if t is None else t.detach().double().requires_grad_()
+            for t in (self.x, self.w, self.b)
+        ]
         reference = Impl("float64", self._torch_conv, tuple(leaves), self.gy.double()).results()
         layer, batch = self.layer, self.case.batch
         sum_lengths = {
@@ -233,8 +266,11 @@ class ConvWorkload:
         }
         return check_against_reference(
             f"{self.case.suite}/{self.case.label} ({layer.describe()}, {_dtype_name(self.dtype)})",
-            self.impls["fastconv"].results(), self.impls["torch"].results(), reference,
-            sum_lengths, self.dtype,
+            self.impls["fastconv"].results(),
+            self.impls["torch"].results(),
+            reference,
+            sum_lengths,
+            self.dtype,
         )
 
     def workspace_bytes(self, impl_name: str) -> Optional[int]:
@@ -254,8 +290,15 @@ class ConvWorkload:
         try:
             with impl.context():
                 backend = torch._C._select_conv_backend(
-                    self.x, self.w, self.b, *self.args[:3], False, [0, 0], self.layer.groups,
-                    None if self.b is None else list(self.b.shape))
+                    self.x,
+                    self.w,
+                    self.b,
+                    *self.args[:3],
+                    False,
+                    [0, 0],
+                    self.layer.groups,
+                    None if self.b is None else list(self.b.shape),
+                )
             return str(backend).split(".")[-1]
         except (AttributeError, RuntimeError, TypeError):  # private API: may change
             return "unknown"
@@ -266,13 +309,19 @@ class PoolWorkload:
         layer: Pool = case.layer
         self.case, self.layer, self.device, self.dtype = case, layer, device, dtype
         self.args = (layer.kernel, layer.stride, layer.padding)
-        self.x = random_tensor((case.batch, layer.c, layer.h, layer.w), dtype, device, requires_grad=True)
+        self.x = random_tensor(
+            (case.batch, layer.c, layer.h, layer.w), dtype, device, requires_grad=True
+        )
         self.gy = random_tensor((case.batch, layer.c, layer.out_h, layer.out_w), dtype, device)
         x_cl = self.x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
         gy_cl = self.gy.contiguous(memory_format=torch.channels_last)
         self.impls = {
-            "fastconv": Impl("fastconv", self._fastconv_pool, (self.x,), self.gy, input_names=("input",)),
-            "fastconv_cl": Impl("fastconv_cl", self._fastconv_pool, (x_cl,), gy_cl, input_names=("input",)),
+            "fastconv": Impl(
+                "fastconv", self._fastconv_pool, (self.x,), self.gy, input_names=("input",)
+            ),
+            "fastconv_cl": Impl(
+                "fastconv_cl", self._fastconv_pool, (x_cl,), gy_cl, input_names=("input",)
+            ),
             "torch": Impl("torch", self._torch_pool, (self.x,), self.gy, input_names=("input",)),
             "torch_cl": Impl("torch_cl", self._torch_pool, (x_cl,), gy_cl, input_names=("input",)),
         }
@@ -305,7 +354,10 @@ class PoolWorkload:
     def check(self) -> Dict[str, dict]:
         """fastconv's values and indices must be torch's exactly, on NCHW and on channels_last
         input; gradients within rounding of a float64 reference."""
-        what = f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, {_dtype_name(self.dtype)})"
+        what = (
+            f"{self.case.suite}/{self.case.label} ({self.layer.describe()}, "
+            f"{_dtype_name(self.dtype)})"
+        )
         report = {}
         for fast_name, torch_name in (("fastconv", "torch"), ("fastconv_cl", "torch_cl")):
             x = self.impls[fast_name].inputs[0].detach()
@@ -316,23 +368,40 @@ class PoolWorkload:
                 raise CorrectnessError(
                     f"{what}: {fast_name}'s indices differ from torch's at {len(differ)} of "
                     f"{indices.numel()} outputs, first at {differ[0].tolist()}: "
-                    f"{indices[tuple(differ[0])].item()} vs {expected_indices[tuple(differ[0])].item()}"
+                    f"{indices[tuple(differ[0])].item()} vs "
+                    f"{expected_indices[tuple(differ[0])].item()}"
                 )
             if not torch.equal(output, expected):
-                raise CorrectnessError(f"{what}: {fast_name}'s max values differ from torch's (same indices)")
+                raise CorrectnessError(
+                    f"{what}: {fast_name}'s max values differ from torch's (same indices)"
+                )
             if output.is_contiguous() != expected.is_contiguous():
                 raise CorrectnessError(f"{what}: {fast_name}'s output layout differs from torch's")
             # Overlapping windows add up to ceil(kernel / stride)^2 gradients per input.
             overlap = math.ceil(self.layer.kernel / self.layer.stride) ** 2
             x64 = x.double().requires_grad_()
-            reference = Impl("float64", self._torch_pool, (x64,), self.impls[fast_name].grad_output.double(),
-                             input_names=("input",)).results()
+            reference = Impl(
+                "float64",
+                self._torch_pool,
+                (x64,),
+                self.impls[fast_name].grad_output.double(),
+                input_names=("input",),
+            ).results()
             del reference["output"]
-            checked = check_against_reference(f"{what} [{fast_name}]", self.impls[fast_name].results(),
-                                              self.impls[torch_name].results(), reference,
-                                              {"grad_input": overlap}, self.dtype)
-            report.update({f"{name}{'_cl' if fast_name == 'fastconv_cl' else ''}": value
-                           for name, value in checked.items()})
+            checked = check_against_reference(
+                f"{what} [{fast_name}]",
+                self.impls[fast_name].results(),
+                self.impls[torch_name].results(),
+                reference,
+                {"grad_input": overlap},
+                self.dtype,
+            )
+            report.update(
+                {
+                    f"{name}{'_cl' if fast_name == 'fastconv_cl' else ''}": value
+                    for name, value in checked.items()
+                }
+            )
         report["indices"] = {"identical": True}
         return report
 
@@ -340,8 +409,12 @@ class PoolWorkload:
         return cuda_workspace_bytes(self.impls[impl_name]) if self.device.type == "cuda" else None
 
     def backend(self, impl_name: str) -> str:
-        return {"fastconv": "fastconv NCHW", "fastconv_cl": "fastconv channels_last", "torch": "aten NCHW",
-                "torch_cl": "aten channels_last"}[impl_name]
+        return {
+            "fastconv": "fastconv NCHW",
+            "fastconv_cl": "fastconv channels_last",
+            "torch": "aten NCHW",
+            "torch_cl": "aten channels_last",
+        }[impl_name]
 
 
 def make_workload(case: Case, device: torch.device, dtype: torch.dtype):

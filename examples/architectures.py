@@ -11,12 +11,20 @@ class LeNet5(torch_nn.Module):
     def __init__(self, nn, classes=10):
         super().__init__()
         self.features = torch_nn.Sequential(
-            nn.Conv2d(1, 6, 5), torch_nn.Tanh(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), torch_nn.Tanh(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 6, 5),
+            torch_nn.Tanh(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            torch_nn.Tanh(),
+            nn.MaxPool2d(2),
         )
         self.classifier = torch_nn.Sequential(
-            torch_nn.Flatten(), torch_nn.Linear(16 * 5 * 5, 120), torch_nn.Tanh(),
-            torch_nn.Linear(120, 84), torch_nn.Tanh(), torch_nn.Linear(84, classes),
+            torch_nn.Flatten(),
+            torch_nn.Linear(16 * 5 * 5, 120),
+            torch_nn.Tanh(),
+            torch_nn.Linear(120, 84),
+            torch_nn.Tanh(),
+            torch_nn.Linear(84, classes),
         )
 
     def forward(self, x):
@@ -33,8 +41,10 @@ class FullyConvolutionalLeNet(torch_nn.Module):
         super().__init__()
         self.features = LeNet5(nn, classes).features
         self.classifier = torch_nn.Sequential(
-            nn.Conv2d(16, 120, 5), torch_nn.Tanh(),
-            nn.Conv2d(120, 84, 1), torch_nn.Tanh(),
+            nn.Conv2d(16, 120, 5),
+            torch_nn.Tanh(),
+            nn.Conv2d(120, 84, 1),
+            torch_nn.Tanh(),
             nn.Conv2d(84, classes, 1),
         )
 
@@ -47,7 +57,9 @@ class FullyConvolutionalLeNet(torch_nn.Module):
         model.features.load_state_dict(lenet.features.state_dict())
         with torch.no_grad():
             for conv, linear in zip(model.classifier[::2], lenet.classifier[1::2]):
-                conv.weight.copy_(linear.weight.view_as(conv.weight))  # Flatten's order is (C, H, W)
+                conv.weight.copy_(
+                    linear.weight.view_as(conv.weight)
+                )  # Flatten's order is (C, H, W)
                 conv.bias.copy_(linear.bias)
         return model
 
@@ -89,7 +101,9 @@ class ResNet18(torch_nn.Module):
         inplanes = 64
         for i, planes in enumerate(widths):
             stride = 1 if i == 0 else 2
-            layer = torch_nn.Sequential(BasicBlock(nn, inplanes, planes, stride), BasicBlock(nn, planes, planes))
+            layer = torch_nn.Sequential(
+                BasicBlock(nn, inplanes, planes, stride), BasicBlock(nn, planes, planes)
+            )
             setattr(self, f"layer{i + 1}", layer)
             inplanes = planes
         self.avgpool = torch_nn.AdaptiveAvgPool2d(1)

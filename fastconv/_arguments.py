@@ -68,8 +68,8 @@ def parsed_like(torch_function, is_plain, to_plain):
     made it (positions and keywords: they show in torch's message), and then, if torch's parser
     accepted it, goes to the function with to_plain(**arguments).
 
-    The plain test runs on the call as made, without binding it to the signature: binding costs
-    several microseconds, a noticeable share of a small convolution."""
+    The plain test runs on the call as made, without binding it to the signature: binding costs a
+    noticeable share of a small convolution."""
 
     def decorate(function):
         signature = inspect.signature(function)

@@ -35,15 +35,19 @@ def missing_extension_message(package_dir: str) -> str:
             f"or run Python from another folder than {source_root} so that it imports the "
             "installed fastconv (`pip install --no-build-isolation .` installs it)."
         )
-    return (f"fastconv's compiled extension (fastconv._C) is missing from {package_dir}: the "
-            "package was installed without it. " + REBUILD_HINT)
+    return (
+        f"fastconv's compiled extension (fastconv._C) is missing from {package_dir}: the "
+        "package was installed without it. " + REBUILD_HINT
+    )
 
 
 # Checked before importing: a missing module would otherwise surface as a confusing "partially
 # initialized module (most likely due to a circular import)" error. The file is looked for in this
 # package's own folder: an editable install's import hook would otherwise hand this folder the
 # extension of the checkout it was installed from.
-if not any(os.path.exists(os.path.join(PACKAGE_DIR, "_C" + suffix)) for suffix in EXTENSION_SUFFIXES):
+if not any(
+    os.path.exists(os.path.join(PACKAGE_DIR, "_C" + suffix)) for suffix in EXTENSION_SUFFIXES
+):
     raise ImportError(missing_extension_message(PACKAGE_DIR))
 
 try:
@@ -55,6 +59,8 @@ except ImportError as error:  # an ABI mismatch shows up as undefined symbols
     ) from error
 
 check_torch_version(_C.build_info()["torch_version"], torch.__version__)
+
+ops = torch.ops.fastconv  # the ops _C registered: conv2d, max_pool2d_with_indices, ...
 
 
 def build_info() -> dict:

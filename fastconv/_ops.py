@@ -8,7 +8,7 @@ Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda), and so does its aut
 
 import torch
 
-ops = torch.ops.fastconv
+from ._extension import ops
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
@@ -31,18 +31,24 @@ def _check_same_device(*tensors, expected=None):
     expected = expected if expected is not None else tensors[0].device
     for t in tensors:
         if t.device != expected:
-            raise RuntimeError(f"Tensor on device {t.device} is not on the expected device {expected}!")
+            raise RuntimeError(
+                f"Tensor on device {t.device} is not on the expected device {expected}!"
+            )
 
 
-def conv_output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
-    out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> int:
+    out = (
+        size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    ) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:  # last window must start in the input
         out -= 1
     return out
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return pool_output_size(size, kernel, stride, padding, dilation, ceil_mode=False)
 
 
 # ---------------------------------------------------------------------------------------- conv2d
@@ -54,7 +60,9 @@ def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
         _check_same_device(input, weight, bias)
     # torch's own meta checks, so that meta tensors get torch's errors (the result is not used:
     # fastconv's shape differs for inputs without channels).
-    torch.ops.aten.convolution.default(input, weight, bias, stride, padding, dilation, False, [0, 0], groups)
+    torch.ops.aten.convolution.default(
+        input, weight, bias, stride, padding, dilation, False, [0, 0], groups
+    )
     n, _, h, w = input.shape
     k, _, r, s = weight.shape
     size = (
@@ -75,7 +83,9 @@ def _conv2d_input_backward_fake(grad_output, weight, input_size, stride, padding
 
 
 @torch.library.register_fake("fastconv::conv2d_weight_backward")
-def _conv2d_weight_backward_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
+def _conv2d_weight_backward_fake(
+    grad_output, input, weight_size, stride, padding, dilation, groups
+):
     _check_same_device(grad_output, input)
     return grad_output.new_empty(weight_size)
 
@@ -97,7 +107,9 @@ def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding,
 
 @torch.library.register_fake("fastconv::max_pool2d_with_indices")
 def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
-    torch.ops.aten.max_pool2d_with_indices.default(input, kernel_size, stride, padding, dilation, ceil_mode)
+    torch.ops.aten.max_pool2d_with_indices.default(
+        input, kernel_size, stride, padding, dilation, ceil_mode
+    )
     size = list(input.shape)
     for d in (0, 1):
         size[d - 2] = pool_output_size(
@@ -110,9 +122,13 @@ def _max_pool2d_fake(input, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 @torch.library.register_fake("fastconv::max_pool2d_with_indices_backward")
-def _max_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+def _max_pool2d_backward_fake(
+    grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices
+):
     _check_same_device(grad_output, input, indices)
-    return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
+    return grad_output.new_empty(input.shape).contiguous(
+        memory_format=_layout(_is_channels_last(input))
+    )
 
 
 # ---------------------------------------------------------------------------------- max_unpool2d
@@ -129,27 +145,37 @@ def _max_unpool2d_fake(input, indices, output_size):
 @torch.library.register_fake("fastconv::max_unpool2d_backward")
 def _max_unpool2d_backward_fake(grad_output, indices):
     _check_same_device(grad_output, indices, expected=indices.device)
-    return grad_output.new_empty(indices.shape).contiguous(memory_format=_layout(_is_channels_last(indices)))
+    return grad_output.new_empty(indices.shape).contiguous(
+        memory_format=_layout(_is_channels_last(indices))
+    )
 
 
 # ------------------------------------------------------------------------------------ avg_pool2d
 
 
 @torch.library.register_fake("fastconv::avg_pool2d")
-def _avg_pool2d_fake(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    torch.ops.aten.avg_pool2d.default(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                      divisor_override)
+def _avg_pool2d_fake(
+    input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
+    torch.ops.aten.avg_pool2d.default(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
     size = list(input.shape)
     for d in (0, 1):
-        size[d - 2] = pool_output_size(size[d - 2], kernel_size[d], stride[d], padding[d], 1, ceil_mode)
+        size[d - 2] = pool_output_size(
+            size[d - 2], kernel_size[d], stride[d], padding[d], 1, ceil_mode
+        )
     return input.new_empty(size).contiguous(memory_format=_layout(_is_channels_last(input)))
 
 
 @torch.library.register_fake("fastconv::avg_pool2d_backward")
-def _avg_pool2d_backward_fake(grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                              divisor_override):
+def _avg_pool2d_backward_fake(
+    grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
     _check_same_device(grad_output, input)
-    return grad_output.new_empty(input.shape).contiguous(memory_format=_layout(_is_channels_last(input)))
+    return grad_output.new_empty(input.shape).contiguous(
+        memory_format=_layout(_is_channels_last(input))
+    )
 
 
 # -------------------------------------------------------------------------------------- autocast
@@ -166,8 +192,12 @@ _autocast_library = torch.library.Library("fastconv", "IMPL")
 
 
 def _autocast_cast(value, device_type: str, dtype: torch.dtype):
-    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype is not torch.float64 \
-            and value.device.type == device_type:
+    if (
+        isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and value.dtype is not torch.float64
+        and value.device.type == device_type
+    ):
         return value.to(dtype)
     return value
 

@@ -11,15 +11,14 @@ import torch.nn.functional as F
 from torch.jit.annotations import BroadcastingList1, BroadcastingList2
 from torch.nn.modules.utils import _pair, _single
 
-from . import _C, _arguments
-from . import _ops  # noqa: F401  autograd and fake implementations must be registered
+from . import _arguments
+from ._extension import _C, ops
 from ._ops import pool_output_size
 
-ops = torch.ops.fastconv
 IntOrPair = Union[int, Sequence[int]]
 
 
-def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[int]]:
+def _pool_pair(value, op: str, rule: str, allow_empty: bool = False) -> Optional[List[int]]:
     if isinstance(value, int):
         return [value, value]
     values = list(value)
@@ -28,24 +27,53 @@ def _pool_pair(value, message: str, allow_empty: bool = False) -> Optional[List[
     if len(values) == 1:
         return values * 2
     if len(values) != 2:
-        raise RuntimeError(message)
+        raise RuntimeError(op + ": " + rule)
     return values
 
 
-def _max_pool2d_arguments_plain(input, kernel_size, stride=None, padding=0, dilation=1,
-                                ceil_mode=False, return_indices=False) -> bool:
-    return (isinstance(input, torch.Tensor) and _arguments.is_plain_ints(kernel_size)
-            and (stride is None or _arguments.is_plain_ints(stride))
-            and _arguments.is_plain_ints(padding) and _arguments.is_plain_ints(dilation)
-            and type(ceil_mode) is bool and type(return_indices) is bool)
+def _pool_pairs(op: str, kernel_size, stride, padding):
+    """(kernel_size, stride, padding) as pairs, stride None where omitted or empty; torch's checks
+    and errors, in its order."""
+    kernel_size = _pool_pair(
+        kernel_size, op, "kernel_size must either be a single int, or a tuple of two ints"
+    )
+    if stride is not None:
+        stride = _pool_pair(
+            stride,
+            op,
+            "stride must either be omitted, a single int, or a tuple of two ints",
+            allow_empty=True,
+        )
+    padding = _pool_pair(padding, op, "padding must either be a single int, or a tuple of two ints")
+    return kernel_size, stride, padding
 
 
-def _max_pool2d_arguments_to_plain(input, kernel_size, stride, padding, dilation, ceil_mode,
-                                   return_indices) -> dict:
-    return dict(input=input, kernel_size=_arguments.as_ints(kernel_size),
-                stride=None if stride is None else _arguments.as_ints(stride),
-                padding=_arguments.as_ints(padding), dilation=_arguments.as_ints(dilation),
-                ceil_mode=bool(ceil_mode), return_indices=bool(return_indices))
+def _max_pool2d_arguments_plain(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+) -> bool:
+    return (
+        isinstance(input, torch.Tensor)
+        and _arguments.is_plain_ints(kernel_size)
+        and (stride is None or _arguments.is_plain_ints(stride))
+        and _arguments.is_plain_ints(padding)
+        and _arguments.is_plain_ints(dilation)
+        and type(ceil_mode) is bool
+        and type(return_indices) is bool
+    )
+
+
+def _max_pool2d_arguments_to_plain(
+    input, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+) -> dict:
+    return dict(
+        input=input,
+        kernel_size=_arguments.as_ints(kernel_size),
+        stride=None if stride is None else _arguments.as_ints(stride),
+        padding=_arguments.as_ints(padding),
+        dilation=_arguments.as_ints(dilation),
+        ceil_mode=bool(ceil_mode),
+        return_indices=bool(return_indices),
+    )
 
 
 @_arguments.parsed_like(F.max_pool2d, _max_pool2d_arguments_plain, _max_pool2d_arguments_to_plain)
@@ -63,27 +91,24 @@ def max_pool2d(
     With return_indices=True returns (output, indices): int64, for each output the flat position
     h * W + w of its maximum within its (n, c) plane, identical to torch's.
     """
-    kernel_size = _pool_pair(
-        kernel_size, "max_pool2d: kernel_size must either be a single int, or a tuple of two ints"
-    )
-    if stride is not None:
-        stride = _pool_pair(
-            stride,
-            "max_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
-            allow_empty=True,
-        )
+    kernel_size, stride, padding = _pool_pairs("max_pool2d", kernel_size, stride, padding)
     stride = kernel_size if stride is None else stride
-    padding = _pool_pair(padding, "max_pool2d: padding must either be a single int, or a tuple of two ints")
-    dilation = _pool_pair(dilation, "max_pool2d: dilation must be either a single int, or a tuple of two ints")
-    # Already pairs (lists of two ints): straight to the op, without _max_pool2d_pairs' _pair
-    # calls (about 0.2 us each, a tenth of a small pooling's time).
+    dilation = _pool_pair(
+        dilation, "max_pool2d", "dilation must be either a single int, or a tuple of two ints"
+    )
+    # Already pairs: straight to the op, without _max_pool2d_pairs' _pair calls (a noticeable share
+    # of a small pooling's time).
     output, indices = _max_pool2d_op(input, kernel_size, stride, padding, dilation, ceil_mode)
     return (output, indices) if return_indices else output
 
 
 def _max_pool2d_pairs(
-    input: torch.Tensor, kernel_size: BroadcastingList2[int], stride: BroadcastingList2[int],
-    padding: BroadcastingList2[int], dilation: BroadcastingList2[int], ceil_mode: bool,
+    input: torch.Tensor,
+    kernel_size: BroadcastingList2[int],
+    stride: BroadcastingList2[int],
+    padding: BroadcastingList2[int],
+    dilation: BroadcastingList2[int],
+    ceil_mode: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(values, indices); kernel_size, stride (empty: the kernel's), padding, dilation as ints or
     pairs (what torch.nn.MaxPool2d holds)."""
@@ -91,52 +116,67 @@ def _max_pool2d_pairs(
     stride_pair = _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
-    return _max_pool2d_op(input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode)
+    return _max_pool2d_op(
+        input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode
+    )
 
 
-def _max_pool2d_op(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
-                   dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def _max_pool2d_op(
+    input: torch.Tensor,
+    kernel_size: List[int],
+    stride: List[int],
+    padding: List[int],
+    dilation: List[int],
+    ceil_mode: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     if torch.jit.is_scripting():
         return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
     return _max_pool2d_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.jit.unused
-def _max_pool2d_eager(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
-                      dilation: List[int], ceil_mode: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def _max_pool2d_eager(
+    input: torch.Tensor,
+    kernel_size: List[int],
+    stride: List[int],
+    padding: List[int],
+    dilation: List[int],
+    ceil_mode: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """ops.max_pool2d_with_indices outside TorchScript: through _C when eager (skipping torch.ops'
-    own cost, several us); through torch.ops under torch.compile, which traces it."""
+    own cost); through torch.ops under torch.compile, which traces it."""
     if torch.compiler.is_compiling():
         return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
-    return _C._max_pool2d_with_indices_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return _C._max_pool2d_with_indices_eager(
+        input, kernel_size, stride, padding, dilation, ceil_mode
+    )
 
 
-def _unpool_output_size(
-    input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
+def _unpool2d_output_size(
+    input: torch.Tensor,
+    kernel_size: BroadcastingList2[int],
+    stride: Optional[BroadcastingList2[int]],
+    padding: BroadcastingList2[int],
     output_size: Optional[List[int]],
 ) -> List[int]:
-    """torch's rule: the size max-pooling came from, or output_size, which must lie within a stride
-    of it (it may carry the batch and channel dims too); one size per kernel dimension."""
-    n = len(kernel_size)
-    default = [
-        (input.shape[d - n] - 1) * stride[d] + kernel_size[d] - 2 * padding[d] for d in range(n)
-    ]
-    if output_size is None:
-        return default
-    if len(output_size) == n + 2:
-        output_size = output_size[2:]
-    if len(output_size) != n:
-        raise ValueError(
-            f"output_size should be a sequence containing {n} or {n + 2} elements, but it has a "
-            f"length of '{len(output_size)}'"
-        )
-    for d in range(n):
-        low, high = default[d] - stride[d], default[d] + stride[d]
-        if not low < output_size[d] < high:
-            raise ValueError(
-                f'invalid output_size "{output_size}" (dim {d} must be between {low} and {high})'
-            )
-    return [int(s) for s in output_size]
+    """torch's steps (its _unpool_output_size, with its ValueErrors): the size max-pooling came
+    from, or output_size, which must lie within a stride of it; stride None: the kernel's."""
+    kernel_pair = _pair(kernel_size)
+    stride_pair = kernel_pair if stride is None else _pair(stride)
+    return F._unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
+
+
+def _max_unpool2d_parsed(input, indices, size) -> torch.Tensor:
+    """ops.max_unpool2d, after torch's parser on arguments it may refuse (its errors for them)."""
+    if not (
+        isinstance(input, torch.Tensor)
+        and isinstance(indices, torch.Tensor)
+        and isinstance(size, (list, tuple))
+        and _arguments.is_plain_ints(size)
+    ):
+        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
+        size = _arguments.as_ints(size)
+    return ops.max_unpool2d(input, indices, list(size))
 
 
 def max_unpool2d(
@@ -149,49 +189,58 @@ def max_unpool2d(
 ) -> torch.Tensor:
     """Partial inverse of max_pool2d, as torch.nn.functional.max_unpool2d: each value goes to the
     position its index names in a zero-filled plane; everything else stays zero."""
-    # torch's own Python steps (its _unpool_output_size, with its ValueErrors), then its parser on
-    # the size they give.
-    kernel_pair = _pair(kernel_size)
-    stride_pair = kernel_pair if stride is None else _pair(stride)
-    size = F._unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
-    if not (isinstance(input, torch.Tensor) and isinstance(indices, torch.Tensor)
-            and isinstance(size, (list, tuple)) and _arguments.is_plain_ints(size)):
-        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
-        size = _arguments.as_ints(size)
-    return ops.max_unpool2d(input, indices, list(size))
+    size = _unpool2d_output_size(input, kernel_size, stride, padding, output_size)
+    return _max_unpool2d_parsed(input, indices, size)
 
 
 def _max_unpool2d_core(
-    input: torch.Tensor, indices: torch.Tensor, kernel_size: BroadcastingList2[int],
-    stride: Optional[BroadcastingList2[int]], padding: BroadcastingList2[int],
+    input: torch.Tensor,
+    indices: torch.Tensor,
+    kernel_size: BroadcastingList2[int],
+    stride: Optional[BroadcastingList2[int]],
+    padding: BroadcastingList2[int],
     output_size: Optional[List[int]],
 ) -> torch.Tensor:
     """max_unpool2d with kernel_size, stride (None: the kernel's) and padding as ints or pairs."""
-    kernel_pair = _pair(kernel_size)
-    stride_pair = kernel_pair if stride is None else _pair(stride)
-    size = _unpool_output_size(input, kernel_pair, stride_pair, _pair(padding), output_size)
-    return ops.max_unpool2d(input, indices, size)
+    size = _unpool2d_output_size(input, kernel_size, stride, padding, output_size)
+    return ops.max_unpool2d(input, indices, [int(s) for s in size])
 
 
 # ------------------------------------------------------------------------------- average pooling
 
 
-def _avg_pool2d_arguments_plain(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                                count_include_pad=True, divisor_override=None) -> bool:
-    return (isinstance(input, torch.Tensor) and _arguments.is_plain_ints(kernel_size)
-            and (stride is None or _arguments.is_plain_ints(stride))
-            and _arguments.is_plain_ints(padding) and type(ceil_mode) is bool
-            and type(count_include_pad) is bool
-            and (divisor_override is None or _arguments.is_plain_int(divisor_override)))
+def _avg_pool2d_arguments_plain(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+) -> bool:
+    return (
+        isinstance(input, torch.Tensor)
+        and _arguments.is_plain_ints(kernel_size)
+        and (stride is None or _arguments.is_plain_ints(stride))
+        and _arguments.is_plain_ints(padding)
+        and type(ceil_mode) is bool
+        and type(count_include_pad) is bool
+        and (divisor_override is None or _arguments.is_plain_int(divisor_override))
+    )
 
 
-def _avg_pool2d_arguments_to_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                   divisor_override) -> dict:
-    return dict(input=input, kernel_size=_arguments.as_ints(kernel_size),
-                stride=None if stride is None else _arguments.as_ints(stride),
-                padding=_arguments.as_ints(padding), ceil_mode=bool(ceil_mode),
-                count_include_pad=bool(count_include_pad),
-                divisor_override=None if divisor_override is None else _arguments.as_ints(divisor_override))
+def _avg_pool2d_arguments_to_plain(
+    input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+) -> dict:
+    return dict(
+        input=input,
+        kernel_size=_arguments.as_ints(kernel_size),
+        stride=None if stride is None else _arguments.as_ints(stride),
+        padding=_arguments.as_ints(padding),
+        ceil_mode=bool(ceil_mode),
+        count_include_pad=bool(count_include_pad),
+        divisor_override=None if divisor_override is None else _arguments.as_ints(divisor_override),
+    )
 
 
 @_arguments.parsed_like(F.avg_pool2d, _avg_pool2d_arguments_plain, _avg_pool2d_arguments_to_plain)
@@ -207,17 +256,20 @@ def avg_pool2d(
     """2-D average pooling as torch.nn.functional.avg_pool2d: each output is the sum of its window
     over divisor_override, else over the window's size within the zero-padded input
     (count_include_pad) or the number of its elements inside the input."""
-    kernel_size = _pool_pair(kernel_size, "avg_pool2d: kernel_size must either be a single int, or a tuple of two ints")
-    if stride is not None:
-        stride = _pool_pair(stride, "avg_pool2d: stride must either be omitted, a single int, or a tuple of two ints",
-                            allow_empty=True)
-    padding = _pool_pair(padding, "avg_pool2d: padding must either be a single int, or a tuple of two ints")
-    return _avg_pool2d_pairs(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    kernel_size, stride, padding = _pool_pairs("avg_pool2d", kernel_size, stride, padding)
+    return _avg_pool2d_pairs(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
 
 
 def _avg_pool2d_pairs(
-    input: torch.Tensor, kernel_size: BroadcastingList2[int], stride: Optional[BroadcastingList2[int]],
-    padding: BroadcastingList2[int], ceil_mode: bool, count_include_pad: bool, divisor_override: Optional[int],
+    input: torch.Tensor,
+    kernel_size: BroadcastingList2[int],
+    stride: Optional[BroadcastingList2[int]],
+    padding: BroadcastingList2[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Optional[int],
 ) -> torch.Tensor:
     """kernel_size, stride (None or empty: the kernel's) and padding as ints or pairs (what
     torch.nn.AvgPool2d holds)."""
@@ -225,8 +277,15 @@ def _avg_pool2d_pairs(
     stride_pair = kernel_pair if stride is None else _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
-    return ops.avg_pool2d(input, kernel_pair, stride_pair, _pair(padding), ceil_mode, count_include_pad,
-                          divisor_override)
+    return ops.avg_pool2d(
+        input,
+        kernel_pair,
+        stride_pair,
+        _pair(padding),
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
 
 
 # ----------------------------------------------------------------------- 1-d pooling on the 2-d ops
@@ -234,28 +293,46 @@ def _avg_pool2d_pairs(
 # (unpooling: the height of one-column planes), and raises its own 1-d errors first.
 
 
-def _check_pool1d_arguments(op: str, input: torch.Tensor, arguments: List[Tuple[str, List[int]]]) -> None:
+def _check_pool1d_arguments(
+    op: str, input: torch.Tensor, arguments: List[Tuple[str, List[int]]]
+) -> None:
     """torch's checkDimRange and check1d (its avg_pool1d and max_pool1d_with_indices)."""
     if input.dim() < 2 or input.dim() > 3:
-        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for "
-                           f"argument #1 'self' (while checking arguments for {op})")
+        raise RuntimeError(
+            f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for "
+            f"argument #1 'self' (while checking arguments for {op})"
+        )
     for name, values in arguments:
         if len(values) != 1:
-            raise RuntimeError(f"{op}() argument '{name}' should contain one int (got {len(values)})")
+            raise RuntimeError(
+                f"{op}() argument '{name}' should contain one int (got {len(values)})"
+            )
 
 
-def _check_max_pool1d(input: torch.Tensor, kernel_size: List[int], stride: List[int], padding: List[int],
-                      dilation: List[int], ceil_mode: bool) -> int:
+def _check_max_pool1d(
+    input: torch.Tensor,
+    kernel_size: List[int],
+    stride: List[int],
+    padding: List[int],
+    dilation: List[int],
+    ceil_mode: bool,
+) -> int:
     """torch.max_pool1d's checks (its check_max_pool1d), in its order; returns the output length.
     stride: empty for the kernel's."""
-    if not ((input.dim() == 2 and input.shape[0] != 0 and input.shape[1] != 0)
-            or (input.dim() == 3 and input.shape[1] != 0 and input.shape[2] != 0)):
-        raise RuntimeError("max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim batch "
-                           f"size for input, but got:{list(input.shape)}")
-    sizes = [(len(kernel_size), "kernel_size must be an int, list of ints or tuple of ints"),
-             (max(len(stride), 1), "stride must be None, an int, list of ints, or tuple of ints"),
-             (len(padding), "padding must be an int, list of ints, or tuple of ints"),
-             (len(dilation), "dilation must be an int, list of ints or tuple of ints")]
+    if not (
+        (input.dim() == 2 and input.shape[0] != 0 and input.shape[1] != 0)
+        or (input.dim() == 3 and input.shape[1] != 0 and input.shape[2] != 0)
+    ):
+        raise RuntimeError(
+            "max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim batch "
+            f"size for input, but got:{list(input.shape)}"
+        )
+    sizes = [
+        (len(kernel_size), "kernel_size must be an int, list of ints or tuple of ints"),
+        (max(len(stride), 1), "stride must be None, an int, list of ints, or tuple of ints"),
+        (len(padding), "padding must be an int, list of ints, or tuple of ints"),
+        (len(dilation), "dilation must be an int, list of ints or tuple of ints"),
+    ]
     for size, rule in sizes:
         if size != 1:
             raise RuntimeError(f"max_pool1d() {rule} of size 1 but got size {size}")
@@ -268,8 +345,10 @@ def _check_max_pool1d(input: torch.Tensor, kernel_size: List[int], stride: List[
     if p < 0:
         raise RuntimeError(f"max_pool1d() padding must be non-negative, but got {p}")
     if p > k // 2:
-        raise RuntimeError(f"max_pool1d() padding should be at most half of kernel size, but got "
-                           f"padding={p} and kernel_size={k}")
+        raise RuntimeError(
+            f"max_pool1d() padding should be at most half of kernel size, but got "
+            f"padding={p} and kernel_size={k}"
+        )
     if d <= 0:
         raise RuntimeError(f"max_pool1d() dilation must be greater than zero, but got {d}")
     length = pool_output_size(input.shape[-1], k, s, p, d, ceil_mode)
@@ -279,16 +358,29 @@ def _check_max_pool1d(input: torch.Tensor, kernel_size: List[int], stride: List[
 
 
 def _max_pool1d_core(
-    input: torch.Tensor, kernel_size: BroadcastingList1[int], stride: List[int], padding: BroadcastingList1[int],
-    dilation: BroadcastingList1[int], ceil_mode: bool, return_indices: bool,
+    input: torch.Tensor,
+    kernel_size: BroadcastingList1[int],
+    stride: List[int],
+    padding: BroadcastingList1[int],
+    dilation: BroadcastingList1[int],
+    ceil_mode: bool,
+    return_indices: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(values, indices, flat over the length); stride empty for the kernel's. Without indices,
     torch.max_pool1d's checks and dtypes; with them, torch.max_pool1d_with_indices's."""
     kernel_size, padding, dilation = _single(kernel_size), _single(padding), _single(dilation)
     if return_indices:
         stride = kernel_size if len(stride) == 0 else stride
-        _check_pool1d_arguments("max_pool1d", input, [("kernel_size", kernel_size), ("stride", stride),
-                                                      ("padding", padding), ("dilation", dilation)])
+        _check_pool1d_arguments(
+            "max_pool1d",
+            input,
+            [
+                ("kernel_size", kernel_size),
+                ("stride", stride),
+                ("padding", padding),
+                ("dilation", dilation),
+            ],
+        )
         k, s, d = kernel_size[0], stride[0], dilation[0]
     else:
         length = _check_max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode)
@@ -303,7 +395,9 @@ def _max_pool1d_core(
                 s = min(s, 2147483647)  # 2**31 - 1 (a float to TorchScript)
             if k == 1:
                 d = 1
-    output, indices = _max_pool2d_op(input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]], [1, d], ceil_mode)
+    output, indices = _max_pool2d_op(
+        input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]], [1, d], ceil_mode
+    )
     return output.squeeze(-2), indices.squeeze(-2)
 
 
@@ -319,32 +413,59 @@ def max_pool1d(
 ):
     """1-D max pooling as torch.nn.functional.max_pool1d; with return_indices=True returns
     (output, indices), each index the position of the maximum along the length."""
-    output, indices = _max_pool1d_core(input, _single(kernel_size), [] if stride is None else list(_single(stride)),
-                                       _single(padding), _single(dilation), ceil_mode, return_indices)
+    output, indices = _max_pool1d_core(
+        input,
+        _single(kernel_size),
+        [] if stride is None else list(_single(stride)),
+        _single(padding),
+        _single(dilation),
+        ceil_mode,
+        return_indices,
+    )
     return (output, indices) if return_indices else output
 
 
 def _avg_pool1d_core(
-    input: torch.Tensor, kernel_size: BroadcastingList1[int], stride: List[int], padding: BroadcastingList1[int],
-    ceil_mode: bool, count_include_pad: bool,
+    input: torch.Tensor,
+    kernel_size: BroadcastingList1[int],
+    stride: List[int],
+    padding: BroadcastingList1[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
 ) -> torch.Tensor:
     """torch.avg_pool1d; stride empty for the kernel's."""
     kernel_size, padding = _single(kernel_size), _single(padding)
     stride = kernel_size if len(stride) == 0 else stride
-    _check_pool1d_arguments("avg_pool1d", input, [("kernel_size", kernel_size), ("stride", stride),
-                                                  ("padding", padding)])
-    output = ops.avg_pool2d(input.unsqueeze(-2), [1, kernel_size[0]], [1, stride[0]], [0, padding[0]],
-                            ceil_mode, count_include_pad, None)
+    _check_pool1d_arguments(
+        "avg_pool1d",
+        input,
+        [("kernel_size", kernel_size), ("stride", stride), ("padding", padding)],
+    )
+    output = ops.avg_pool2d(
+        input.unsqueeze(-2),
+        [1, kernel_size[0]],
+        [1, stride[0]],
+        [0, padding[0]],
+        ceil_mode,
+        count_include_pad,
+        None,
+    )
     return output.squeeze(-2)
 
 
-def _avg_pool1d_arguments_to_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad) -> dict:
-    plain = _avg_pool2d_arguments_to_plain(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+def _avg_pool1d_arguments_to_plain(
+    input, kernel_size, stride, padding, ceil_mode, count_include_pad
+) -> dict:
+    plain = _avg_pool2d_arguments_to_plain(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, None
+    )
     del plain["divisor_override"]
     return plain
 
 
-@_arguments.parsed_like(torch.avg_pool1d, _avg_pool2d_arguments_plain, _avg_pool1d_arguments_to_plain)
+@_arguments.parsed_like(
+    torch.avg_pool1d, _avg_pool2d_arguments_plain, _avg_pool1d_arguments_to_plain
+)
 def avg_pool1d(
     input: torch.Tensor,
     kernel_size: Union[int, Sequence[int]],
@@ -354,8 +475,14 @@ def avg_pool1d(
     count_include_pad: bool = True,
 ) -> torch.Tensor:
     """1-D average pooling as torch.nn.functional.avg_pool1d."""
-    return _avg_pool1d_core(input, _single(kernel_size), [] if stride is None else list(_single(stride)),
-                            _single(padding), ceil_mode, count_include_pad)
+    return _avg_pool1d_core(
+        input,
+        _single(kernel_size),
+        [] if stride is None else list(_single(stride)),
+        _single(padding),
+        ceil_mode,
+        count_include_pad,
+    )
 
 
 def max_unpool1d(
@@ -368,25 +495,32 @@ def max_unpool1d(
 ) -> torch.Tensor:
     """Partial inverse of max_pool1d, as torch.nn.functional.max_unpool1d."""
     kernel = _single(kernel_size)
-    size = F._unpool_output_size(input, kernel, kernel if stride is None else _single(stride), _single(padding),
-                                 output_size)
-    size = list(size) + [1]
-    if not (isinstance(indices, torch.Tensor) and _arguments.is_plain_ints(size)):
-        _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input.unsqueeze(-1), indices.unsqueeze(-1), size)
-        size = _arguments.as_ints(size)
-    return ops.max_unpool2d(input.unsqueeze(-1), indices.unsqueeze(-1), size).squeeze(-1)
+    size = F._unpool_output_size(
+        input, kernel, kernel if stride is None else _single(stride), _single(padding), output_size
+    )
+    return _max_unpool2d_parsed(
+        input.unsqueeze(-1), indices.unsqueeze(-1), list(size) + [1]
+    ).squeeze(-1)
 
 
 def _max_unpool1d_core(
-    input: torch.Tensor, indices: torch.Tensor, kernel_size: BroadcastingList1[int],
-    stride: BroadcastingList1[int], padding: BroadcastingList1[int], output_size: Optional[List[int]],
+    input: torch.Tensor,
+    indices: torch.Tensor,
+    kernel_size: BroadcastingList1[int],
+    stride: BroadcastingList1[int],
+    padding: BroadcastingList1[int],
+    output_size: Optional[List[int]],
 ) -> torch.Tensor:
     """max_unpool1d with the arguments torch.nn.MaxUnpool1d holds."""
-    size = _unpool_output_size(input, _single(kernel_size), _single(stride), _single(padding), output_size)
-    return ops.max_unpool2d(input.unsqueeze(-1), indices.unsqueeze(-1), size + [1]).squeeze(-1)
+    size = F._unpool_output_size(
+        input, _single(kernel_size), _single(stride), _single(padding), output_size
+    )
+    return ops.max_unpool2d(
+        input.unsqueeze(-1), indices.unsqueeze(-1), [int(s) for s in size] + [1]
+    ).squeeze(-1)
 
 
-# ----------------------------------------------------------------------------- power-average pooling
+# ---------------------------------------------------------------------------- power-average pooling
 # torch's lp_pool: (sum of x**p over the window) ** (1/p), computed as average pooling of x**p times
 # the window's size; the sign of that sum is kept and only its non-negative part differentiated, as
 # torch's sign(out) * relu(abs(out)) does. p = +-inf is max-pooling of |x|.
@@ -396,33 +530,54 @@ def _lp_from_average(average: torch.Tensor, norm_type: float, window: int) -> to
     return (torch.sign(average) * torch.relu(torch.abs(average))).mul(window).pow(1.0 / norm_type)
 
 
+def _lp_pool_core(
+    input: torch.Tensor, norm_type: float, kernel: List[int], stride: List[int], ceil_mode: bool
+) -> torch.Tensor:
+    """lp pooling over one kernel value (1-d) or two (2-d); stride empty for the kernel's."""
+    if norm_type == float("inf"):
+        return _max_pool_nd(input.abs(), kernel, stride, ceil_mode)
+    if norm_type == -float("inf"):
+        return -_max_pool_nd(-input.abs(), kernel, stride, ceil_mode)
+    if len(kernel) == 1:
+        average = _avg_pool1d_core(input.pow(norm_type), kernel, stride, 0, ceil_mode, True)
+    else:
+        average = _avg_pool2d_pairs(input.pow(norm_type), kernel, stride, 0, ceil_mode, True, None)
+    window = 1
+    for k in kernel:
+        window *= k
+    return _lp_from_average(average, norm_type, window)
+
+
+def _max_pool_nd(
+    input: torch.Tensor, kernel: List[int], stride: List[int], ceil_mode: bool
+) -> torch.Tensor:
+    if len(kernel) == 1:
+        return _max_pool1d_core(input, kernel, stride, 0, 1, ceil_mode, False)[0]
+    return _max_pool2d_pairs(input, kernel, stride, 0, 1, ceil_mode)[0]
+
+
 def _lp_pool2d_core(
-    input: torch.Tensor, norm_type: float, kernel_size: BroadcastingList2[int],
-    stride: Optional[BroadcastingList2[int]], ceil_mode: bool,
+    input: torch.Tensor,
+    norm_type: float,
+    kernel_size: BroadcastingList2[int],
+    stride: Optional[BroadcastingList2[int]],
+    ceil_mode: bool,
 ) -> torch.Tensor:
     """lp_pool2d with the arguments torch.nn.LPPool2d holds."""
-    kernel = _pair(kernel_size)
-    stride_pair = kernel if stride is None else _pair(stride)
-    if norm_type == float("inf"):
-        return _max_pool2d_pairs(input.abs(), kernel, stride_pair, 0, 1, ceil_mode)[0]
-    if norm_type == -float("inf"):
-        return -_max_pool2d_pairs(-input.abs(), kernel, stride_pair, 0, 1, ceil_mode)[0]
-    average = _avg_pool2d_pairs(input.pow(norm_type), kernel, stride_pair, 0, ceil_mode, True, None)
-    return _lp_from_average(average, norm_type, kernel[0] * kernel[1])
+    strides = torch.jit.annotate(List[int], []) if stride is None else _pair(stride)
+    return _lp_pool_core(input, norm_type, _pair(kernel_size), strides, ceil_mode)
 
 
 def _lp_pool1d_core(
-    input: torch.Tensor, norm_type: float, kernel_size: int, stride: Optional[BroadcastingList1[int]],
+    input: torch.Tensor,
+    norm_type: float,
+    kernel_size: int,
+    stride: Optional[BroadcastingList1[int]],
     ceil_mode: bool,
 ) -> torch.Tensor:
     """lp_pool1d with the arguments torch.nn.LPPool1d holds."""
     strides = torch.jit.annotate(List[int], []) if stride is None else _single(stride)
-    if norm_type == float("inf"):
-        return _max_pool1d_core(input.abs(), kernel_size, strides, 0, 1, ceil_mode, False)[0]
-    if norm_type == -float("inf"):
-        return -_max_pool1d_core(-input.abs(), kernel_size, strides, 0, 1, ceil_mode, False)[0]
-    average = _avg_pool1d_core(input.pow(norm_type), kernel_size, strides, 0, ceil_mode, True)
-    return _lp_from_average(average, norm_type, kernel_size)
+    return _lp_pool_core(input, norm_type, [kernel_size], strides, ceil_mode)
 
 
 def _check_norm_type(norm_type) -> bool:
@@ -438,30 +593,41 @@ def _check_norm_type(norm_type) -> bool:
 # arguments meet the same checks in the same order.
 
 
-def lp_pool2d(input: torch.Tensor, norm_type: float, kernel_size: IntOrPair, stride: Optional[IntOrPair] = None,
-              ceil_mode: bool = False) -> torch.Tensor:
+def _lp_pool(max_pool, avg_pool, input, norm_type, kernel_size, stride, ceil_mode, window):
+    """torch's lp_pool1d and lp_pool2d on fastconv's public max_pool and avg_pool (1-d or 2-d)."""
+    if _check_norm_type(norm_type):  # +-inf
+        if norm_type > 0:
+            return max_pool(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+        return -max_pool(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    if stride is not None:
+        average = avg_pool(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
+    else:
+        average = avg_pool(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
+    return _lp_from_average(average, norm_type, window)
+
+
+def lp_pool2d(
+    input: torch.Tensor,
+    norm_type: float,
+    kernel_size: IntOrPair,
+    stride: Optional[IntOrPair] = None,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
     """2-D power-average pooling as torch.nn.functional.lp_pool2d (p = 2: L2 pooling)."""
     kw, kh = _pair(kernel_size)
-    if _check_norm_type(norm_type):  # +-inf
-        if norm_type > 0:
-            return max_pool2d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-        return -max_pool2d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-    if stride is not None:
-        average = avg_pool2d(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
-    else:
-        average = avg_pool2d(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
-    return _lp_from_average(average, norm_type, kw * kh)
+    return _lp_pool(
+        max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, kw * kh
+    )
 
 
-def lp_pool1d(input: torch.Tensor, norm_type: float, kernel_size: int,
-              stride: Optional[Union[int, Sequence[int]]] = None, ceil_mode: bool = False) -> torch.Tensor:
+def lp_pool1d(
+    input: torch.Tensor,
+    norm_type: float,
+    kernel_size: int,
+    stride: Optional[Union[int, Sequence[int]]] = None,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
     """1-D power-average pooling as torch.nn.functional.lp_pool1d."""
-    if _check_norm_type(norm_type):  # +-inf
-        if norm_type > 0:
-            return max_pool1d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-        return -max_pool1d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
-    if stride is not None:
-        average = avg_pool1d(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
-    else:
-        average = avg_pool1d(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
-    return _lp_from_average(average, norm_type, kernel_size)
+    return _lp_pool(
+        max_pool1d, avg_pool1d, input, norm_type, kernel_size, stride, ceil_mode, kernel_size
+    )

@@ -22,7 +22,7 @@ The switches are process-wide, as torch's are.
 
 import contextlib
 
-from . import _C
+from ._extension import _C
 
 __all__ = ["winograd", "direct"]
 

@@ -11,9 +11,9 @@ changes.
 
 import copy
 import fnmatch
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Type, Union
-import weakref
 
 import torch
 
@@ -62,13 +62,18 @@ class ConversionReport:
     skipped: List[Skipped] = field(default_factory=list)
 
     def __str__(self):
-        lines = [f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left alone"]
+        lines = [
+            f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left "
+            "alone"
+        ]
         lines += [f"  {s.name or '(model)'} ({s.type}): {s.reason}" for s in self.skipped]
         return "\n".join(lines)
 
 
 # The report of the latest convert() of each model, looked up by conversion_report(model).
-_reports: "weakref.WeakKeyDictionary[torch.nn.Module, ConversionReport]" = weakref.WeakKeyDictionary()
+_reports: "weakref.WeakKeyDictionary[torch.nn.Module, ConversionReport]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def conversion_report(model: torch.nn.Module) -> ConversionReport:
@@ -87,7 +92,9 @@ def _as_list(selectors) -> List[Selector]:
     return list(selectors)
 
 
-def _matching_selector(name: str, module: torch.nn.Module, selectors: List[Selector]) -> Optional[Selector]:
+def _matching_selector(
+    name: str, module: torch.nn.Module, selectors: List[Selector]
+) -> Optional[Selector]:
     """The first selector that matches the module: a class it is an instance of, or a pattern
     that matches its qualified name or the name of a module that contains it."""
     parts = name.split(".")
@@ -109,7 +116,9 @@ def _device_problem(device: torch.device) -> Optional[str]:
     if device.type in ("cpu", "meta"):
         return None
     if device.type == "cuda":
-        return None if build_info()["cuda"] else "on cuda, but this fastconv build has no CUDA kernels"
+        return (
+            None if build_info()["cuda"] else "on cuda, but this fastconv build has no CUDA kernels"
+        )
     return f"on {device.type}: fastconv has CPU and CUDA kernels only"
 
 
@@ -125,7 +134,10 @@ def _unsupported(module: torch.nn.Module, model_device: Optional[torch.device]) 
     """Why fastconv cannot run this module as configured, or None if it can."""
     if type(module) not in FASTCONV_CLASS:
         base = next(cls for cls in FASTCONV_CLASS if isinstance(module, cls))
-        return f"subclass of torch.nn.{base.__name__} (its forward may differ): only exact classes are converted"
+        return (
+            f"subclass of torch.nn.{base.__name__} (its forward may differ): only exact classes "
+            "are converted"
+        )
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         if module.weight.dtype not in CONV_DTYPES:
             return f"dtype {module.weight.dtype}: fastconv convolves floating-point tensors only"
@@ -142,7 +154,9 @@ def _rebuilt_as(module: torch.nn.Module, cls: Type[torch.nn.Module]) -> torch.nn
     return rebuilt
 
 
-def _replace_modules(model: torch.nn.Module, replacement: Callable[[str, torch.nn.Module], Optional[torch.nn.Module]]) -> torch.nn.Module:
+def _replace_modules(
+    model: torch.nn.Module, replacement: Callable[[str, torch.nn.Module], Optional[torch.nn.Module]]
+) -> torch.nn.Module:
     """Puts replacement(name, module) in place of every module (the model included) for which it
     returns a module. A module registered under several names is decided once, by its first name,
     and replaced by the same new module everywhere."""

@@ -31,30 +31,91 @@ __all__ = ["fully_convolutional"]
 
 # Operations that act on each element alone: a map of features goes through them as a vector does.
 ELEMENTWISE_MODULES = (
-    nn.Identity, nn.Dropout, nn.AlphaDropout, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU,
-    nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid,
-    nn.Tanh, nn.Softplus, nn.Softsign, nn.Tanhshrink,
+    nn.Identity,
+    nn.Dropout,
+    nn.AlphaDropout,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
 )
 ELEMENTWISE_FUNCTIONS = {
-    torch.relu, torch.relu_, torch.tanh, torch.sigmoid, torch.dropout, F.relu, F.relu6, F.leaky_relu,
-    F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid, F.hardtanh,
-    F.softplus, F.tanh, F.sigmoid, F.dropout, F.alpha_dropout,
+    torch.relu,
+    torch.relu_,
+    torch.tanh,
+    torch.sigmoid,
+    torch.dropout,
+    F.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.softplus,
+    F.tanh,
+    F.sigmoid,
+    F.dropout,
+    F.alpha_dropout,
 }
-ELEMENTWISE_METHODS = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_", "contiguous", "clone"}
+ELEMENTWISE_METHODS = {
+    "relu",
+    "relu_",
+    "tanh",
+    "tanh_",
+    "sigmoid",
+    "sigmoid_",
+    "contiguous",
+    "clone",
+}
 # with a Python number as the other operand
-SCALAR_OPERATORS = {operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.mul}
+SCALAR_OPERATORS = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.mul,
+}
 
 FLATTEN_FUNCTIONS = {torch.flatten, torch.reshape}
 FLATTEN_METHODS = {"flatten", "view", "reshape"}
 
 ADAPTIVE_POOL_MODULES = (
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
 )
 ADAPTIVE_POOL_FUNCTIONS = {
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
-    torch.adaptive_avg_pool1d, torch.adaptive_max_pool1d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d,
+    F.adaptive_max_pool2d,
+    F.adaptive_max_pool3d,
+    torch.adaptive_avg_pool1d,
+    torch.adaptive_max_pool1d,
 }
 
 
@@ -81,7 +142,9 @@ class _Tracer(torch.fx.Tracer):
     """fx's tracer, with fastconv's modules kept whole as torch.nn's are."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return type(module).__module__.startswith("fastconv.") or super().is_leaf_module(module, qualified_name)
+        return type(module).__module__.startswith("fastconv.") or super().is_leaf_module(
+            module, qualified_name
+        )
 
 
 def _refuse(message: str):
@@ -90,7 +153,9 @@ def _refuse(message: str):
 
 def _shape(node) -> Optional[Tuple[int, ...]]:
     meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
-    return tuple(meta.shape) if isinstance(meta, torch.fx.passes.shape_prop.TensorMetadata) else None
+    return (
+        tuple(meta.shape) if isinstance(meta, torch.fx.passes.shape_prop.TensorMetadata) else None
+    )
 
 
 def _shape_text(shape) -> str:
@@ -126,7 +191,9 @@ def _is_elementwise(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
     if node.op == "call_module":
         return type(_module(gm, node)) in ELEMENTWISE_MODULES
     if node.op == "call_function":
-        return node.target in ELEMENTWISE_FUNCTIONS or (node.target in SCALAR_OPERATORS and len(node.args) == 2)
+        return node.target in ELEMENTWISE_FUNCTIONS or (
+            node.target in SCALAR_OPERATORS and len(node.args) == 2
+        )
     return node.op == "call_method" and node.target in ELEMENTWISE_METHODS
 
 
@@ -152,7 +219,11 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
     linear_calls: Dict[str, int] = {}
 
     def origin(role) -> str:
-        return f"the flatten {_describe(gm, role.flatten)}" if isinstance(role, _Flattened) else f"the {_describe(gm, role.linear)}"
+        return (
+            f"the flatten {_describe(gm, role.flatten)}"
+            if isinstance(role, _Flattened)
+            else f"the {_describe(gm, role.linear)}"
+        )
 
     for node in gm.graph.nodes:
         inputs = node.all_input_nodes
@@ -166,7 +237,10 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
                     _refuse(f"{origin(roles[n])} reaches the model's output without a Linear")
         elif isinstance(module, nn.Linear):
             if type(module) is not nn.Linear:
-                _refuse(f"{_describe(gm, node)} is a subclass of torch.nn.Linear (its forward may differ)")
+                _refuse(
+                    f"{_describe(gm, node)} is a subclass of torch.nn.Linear (its forward may "
+                    "differ)"
+                )
             linear_calls[node.target] = linear_calls.get(node.target, 0) + 1
             if linear_calls[node.target] > 1:
                 _refuse(f"{_describe(gm, node)} is called more than once")
@@ -177,17 +251,20 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
                 plan.convolutions.append((node, (1, 1)))
             else:
                 source = "the model's input" if first.op == "placeholder" else f"'{first.name}'"
-                _refuse(f"{_describe(gm, node)} is fed by {source} "
-                        f"({_shape_text(_shape(first))} at input_size), not by a flattened C x H x W map "
-                        f"or a converted Linear")
+                _refuse(
+                    f"{_describe(gm, node)} is fed by {source} ({_shape_text(_shape(first))} at "
+                    "input_size), not by a flattened C x H x W map or a converted Linear"
+                )
             roles[node] = _Dense(node)
         elif node.op == "call_function" and node.target is F.linear:
             _refuse(f"{_describe(gm, node)}: only torch.nn.Linear modules are converted")
         elif _is_adaptive_pool(gm, node):
             if _shape(node) is None or _shape(node) != _shape(first) or marked:
-                _refuse(f"the adaptive pooling {_describe(gm, node)} maps {_shape_text(_shape(first))} to "
-                        f"{_shape_text(_shape(node))} at input_size: only an identity can be dropped (on a "
-                        f"larger image it would pool the whole map to a fixed size)")
+                _refuse(
+                    f"the adaptive pooling {_describe(gm, node)} maps {_shape_text(_shape(first))} "
+                    f"to {_shape_text(_shape(node))} at input_size: only an identity can be "
+                    "dropped (on a larger image it would pool the whole map to a fixed size)"
+                )
             plan.dropped.append(node)
         elif marked:
             if _is_flatten_like(gm, node) and _shape(node) == _shape(first):
@@ -196,23 +273,35 @@ def _plan(gm: torch.fx.GraphModule) -> _Plan:
             elif _is_elementwise(gm, node) and marked == [first]:
                 roles[node] = roles[first]
             else:
-                _refuse(f"{_describe(gm, node)} takes the output of {origin(roles[marked[0]])}: only "
-                        f"elementwise operations (ReLU, Dropout, ...) may stand between a flatten and its "
-                        f"Linear, or between two Linears")
+                _refuse(
+                    f"{_describe(gm, node)} takes the output of {origin(roles[marked[0]])}: only "
+                    "elementwise operations (ReLU, Dropout, ...) may stand between a flatten and "
+                    "its Linear, or between two Linears"
+                )
         elif _is_flatten_like(gm, node):
             shape, map_shape = _shape(node), _shape(first)
-            if map_shape is not None and len(map_shape) == 4 and shape == (map_shape[0], map_shape[1] * map_shape[2] * map_shape[3]):
+            if (
+                map_shape is not None
+                and len(map_shape) == 4
+                and shape == (map_shape[0], map_shape[1] * map_shape[2] * map_shape[3])
+            ):
                 roles[node] = _Flattened(node, map_shape[1:])
                 plan.dropped.append(node)
     return plan
 
 
-def _convolution_of(linear: nn.Linear, in_channels: int, kernel: Tuple[int, int]) -> fastconv_nn.Conv2d:
+def _convolution_of(
+    linear: nn.Linear, in_channels: int, kernel: Tuple[int, int]
+) -> fastconv_nn.Conv2d:
     """A fastconv Conv2d computing `linear` over a (C, kh, kw) window: its weight a reshaped view
     of the Linear's, its bias the Linear's own Parameter."""
-    conv = fastconv_nn.Conv2d(in_channels, linear.out_features, kernel, bias=linear.bias is not None, device="meta")
+    conv = fastconv_nn.Conv2d(
+        in_channels, linear.out_features, kernel, bias=linear.bias is not None, device="meta"
+    )
     weight = linear.weight
-    conv.weight = nn.Parameter(weight.detach().view(conv.weight.shape), requires_grad=weight.requires_grad)
+    conv.weight = nn.Parameter(
+        weight.detach().view(conv.weight.shape), requires_grad=weight.requires_grad
+    )
     conv.bias = linear.bias
     conv.train(linear.training)
     return conv
@@ -231,7 +320,10 @@ def _propagate_shapes(gm: torch.fx.GraphModule, input_size: Tuple[int, ...]):
         with torch.no_grad():
             ShapeProp(gm).propagate(torch.zeros(input_size, dtype=dtype, device=device))
     except Exception as error:
-        _refuse(f"running the model on zeros of input_size {input_size} failed: {type(error).__name__}: {error}")
+        _refuse(
+            f"running the model on zeros of input_size {input_size} failed: "
+            f"{type(error).__name__}: {error}"
+        )
     finally:
         for module, training in modes:
             module.training = training
@@ -270,7 +362,10 @@ def fully_convolutional(model: nn.Module, input_size: Sequence[int]) -> torch.fx
     gm.training = model.training
     placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
     if len(placeholders) != 1:
-        _refuse(f"{type(model).__name__}.forward takes {len(placeholders)} inputs: one image batch expected")
+        _refuse(
+            f"{type(model).__name__}.forward takes {len(placeholders)} inputs: one image batch "
+            "expected"
+        )
     _propagate_shapes(gm, input_size)
     plan = _plan(gm)
 
@@ -278,7 +373,9 @@ def fully_convolutional(model: nn.Module, input_size: Sequence[int]) -> torch.fx
         linear = gm.get_submodule(node.target)
         in_channels = linear.in_features // (kernel[0] * kernel[1])
         parent_name, _, attribute = node.target.rpartition(".")
-        setattr(gm.get_submodule(parent_name), attribute, _convolution_of(linear, in_channels, kernel))
+        setattr(
+            gm.get_submodule(parent_name), attribute, _convolution_of(linear, in_channels, kernel)
+        )
     # Drop the flattens and identity poolings, and then what only they used (x.size(0) for a
     # view); the rest of the graph stays as traced, even where its results go unused.
     upstream = set()  # what the dropped nodes were computed from

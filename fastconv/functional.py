@@ -10,10 +10,28 @@ models script. The convolutions live in _conv_functional.py, the poolings in _po
 """
 
 from ._conv_functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d
-from ._pool_functional import (avg_pool1d, avg_pool2d, lp_pool1d, lp_pool2d, max_pool1d, max_pool2d,
-                               max_unpool1d, max_unpool2d)
+from ._pool_functional import (
+    avg_pool1d,
+    avg_pool2d,
+    lp_pool1d,
+    lp_pool2d,
+    max_pool1d,
+    max_pool2d,
+    max_unpool1d,
+    max_unpool2d,
+)
 
 __all__ = [
-    "conv2d", "conv_transpose2d", "conv1d", "conv_transpose1d", "max_pool2d", "max_unpool2d",
-    "avg_pool2d", "lp_pool2d", "max_pool1d", "avg_pool1d", "max_unpool1d", "lp_pool1d",
+    "conv2d",
+    "conv_transpose2d",
+    "conv1d",
+    "conv_transpose1d",
+    "max_pool2d",
+    "max_unpool2d",
+    "avg_pool2d",
+    "lp_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "max_unpool1d",
+    "lp_pool1d",
 ]

@@ -46,15 +46,26 @@ from torch.nn.modules.utils import _ntuple
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from ._conv_functional import _same_padding
+
 __all__ = ["summary", "ModelSummary", "LayerSummary", "ReceptiveField"]
 
 OPTIMIZER_STATE_COPIES = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2}
 # Layers that slide a window over 1 or 2 spatial axes: class -> axes. The transposed ones spread
 # each input element over a window of outputs.
 WINDOW_LAYERS = {
-    nn.Conv1d: 1, nn.MaxPool1d: 1, nn.AvgPool1d: 1, nn.LPPool1d: 1,
-    nn.Conv2d: 2, nn.MaxPool2d: 2, nn.AvgPool2d: 2, nn.LPPool2d: 2,
-    nn.ConvTranspose1d: 1, nn.MaxUnpool1d: 1, nn.ConvTranspose2d: 2, nn.MaxUnpool2d: 2,
+    nn.Conv1d: 1,
+    nn.MaxPool1d: 1,
+    nn.AvgPool1d: 1,
+    nn.LPPool1d: 1,
+    nn.Conv2d: 2,
+    nn.MaxPool2d: 2,
+    nn.AvgPool2d: 2,
+    nn.LPPool2d: 2,
+    nn.ConvTranspose1d: 1,
+    nn.MaxUnpool1d: 1,
+    nn.ConvTranspose2d: 2,
+    nn.MaxUnpool2d: 2,
 }
 TRANSPOSED_LAYERS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxUnpool1d, nn.MaxUnpool2d)
 
@@ -84,10 +95,16 @@ class ReceptiveField:
         first = [b(0) for b in bounds]
         if None in first:
             return None
-        return ReceptiveField(tuple(hi - lo + 1 for lo, hi in first), tuple(jump),
-                              tuple((lo + hi) / 2 for lo, hi in first), tuple(bounds))
+        return ReceptiveField(
+            tuple(hi - lo + 1 for lo, hi in first),
+            tuple(jump),
+            tuple((lo + hi) / 2 for lo, hi in first),
+            tuple(bounds),
+        )
 
-    def through_window(self, kernel, stride, padding, dilation, transposed=False) -> Optional["ReceptiveField"]:
+    def through_window(
+        self, kernel, stride, padding, dilation, transposed=False
+    ) -> Optional["ReceptiveField"]:
         """The field after a window layer over a tensor with this one: output o of a convolution
         or pooling reads inputs o * stride - padding + dilation * k for the taps k; input i of a
         transposed one (or unpooling, whose window holds every position its index may name)
@@ -126,7 +143,7 @@ def _union_over(inner: Bounds, taps: _Taps) -> Bounds:
     """Bounds of a layer's outputs: the union of the fields of the inputs each one combines.
     Cached: a window's neighbours share inputs, so each layer is evaluated once per position."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def bounds(o: int) -> Optional[Tuple[int, int]]:
         fields = [b for b in map(inner, taps(o)) if b is not None]
         if not fields:
@@ -165,7 +182,13 @@ class ModelSummary:
 
     @property
     def training_bytes(self) -> int:
-        return self.parameter_bytes + self.buffer_bytes + self.gradient_bytes + self.optimizer_bytes + self.activation_bytes
+        return (
+            self.parameter_bytes
+            + self.buffer_bytes
+            + self.gradient_bytes
+            + self.optimizer_bytes
+            + self.activation_bytes
+        )
 
     def layer(self, name: str) -> LayerSummary:
         """The row of the layer with this qualified name (its first call)."""
@@ -175,7 +198,17 @@ class ModelSummary:
         raise KeyError(name)
 
     def __str__(self) -> str:
-        header = ("layer", "type", "output", "params", "FLOPs", "activations", "RF", "jump", "start")
+        header = (
+            "layer",
+            "type",
+            "output",
+            "params",
+            "FLOPs",
+            "activations",
+            "RF",
+            "jump",
+            "start",
+        )
         table = [header] + [
             (
                 row.name,
@@ -184,14 +217,20 @@ class ModelSummary:
                 f"{row.parameters:,}",
                 f"{row.flops:,}",
                 _bytes(row.output_bytes),
-                *(_per_axis(getattr(row.receptive_field, f)) if row.receptive_field else "-" for f in ("size", "jump", "start")),
+                *(
+                    _per_axis(getattr(row.receptive_field, f)) if row.receptive_field else "-"
+                    for f in ("size", "jump", "start")
+                ),
             )
             for row in self.rows
         ]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         right = {3, 4, 5, 6, 7, 8}  # numeric columns
         lines = [
-            "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+            "  ".join(
+                cell.rjust(w) if i in right else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths))
+            ).rstrip()
             for line in table
         ]
         lines.insert(1, "-" * len(lines[0]))
@@ -199,9 +238,9 @@ class ModelSummary:
             "",
             f"input {'x'.join(map(str, self.input_size))}: {self.parameters:,} parameters "
             f"({self.trainable_parameters:,} trainable), {self.flops:,} FLOPs forward",
-            f"training memory with {self.optimizer}: {_bytes(self.training_bytes)} = "
-            f"parameters {_bytes(self.parameter_bytes)} + buffers {_bytes(self.buffer_bytes)} + "
-            f"gradients {_bytes(self.gradient_bytes)} + optimizer state {_bytes(self.optimizer_bytes)} + "
+            f"training memory with {self.optimizer}: {_bytes(self.training_bytes)} = parameters "
+            f"{_bytes(self.parameter_bytes)} + buffers {_bytes(self.buffer_bytes)} + gradients "
+            f"{_bytes(self.gradient_bytes)} + optimizer state {_bytes(self.optimizer_bytes)} + "
             f"activations {_bytes(self.activation_bytes)}",
         ]
         return "\n".join(lines)
@@ -236,8 +275,8 @@ def _window(module: torch.nn.Module, axes: int):
     padding = getattr(module, "padding", 0)
     if padding == "valid":
         padding = 0
-    elif padding == "same":  # torch puts the odd pixel at the end: the start uses the smaller half
-        padding = tuple(dilation[d] * (kernel[d] - 1) // 2 for d in range(axes))
+    elif padding == "same":  # the start's padding (torch puts an odd one more at the end)
+        padding = tuple(_same_padding(dilation[d], kernel[d])[0] for d in range(axes))
     return kernel, stride, as_tuple(padding), dilation
 
 
@@ -249,7 +288,9 @@ def _flops(module: torch.nn.Module, input: Optional[torch.Tensor], output: torch
             kernel_elements *= k
         if module.transposed:  # every input element is multiplied by (K / groups) * kernel weights
             weights_per_input = module.out_channels // module.groups * kernel_elements
-            return (2 * input.numel() * weights_per_input if input is not None else 0) + bias * output.numel()
+            return (
+                2 * input.numel() * weights_per_input if input is not None else 0
+            ) + bias * output.numel()
         macs_per_output = module.in_channels // module.groups * kernel_elements
         return output.numel() * (2 * macs_per_output + bias)
     if isinstance(module, torch.nn.Linear):
@@ -282,21 +323,29 @@ class _FieldTracker(TorchFunctionMode):
         axes = self.spatial_axes
         for out in _tensors(output):
             candidates = [
-                field for t, field in inputs
-                if field is not None and out.dim() > axes and t.dim() > axes and t.shape[-axes:] == out.shape[-axes:]
+                field
+                for t, field in inputs
+                if field is not None
+                and out.dim() > axes
+                and t.dim() > axes
+                and t.shape[-axes:] == out.shape[-axes:]
             ]
             self.set(out, max(candidates, key=lambda f: math.prod(f.size), default=None))
         return output
 
 
-def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = "sgd") -> ModelSummary:
+def summary(
+    model: torch.nn.Module, input_size: Sequence[int], optimizer: str = "sgd"
+) -> ModelSummary:
     """Runs `model` once on zeros of shape input_size (N, C, H, W), in eval mode under no_grad,
     with the dtype and device of its parameters (a model on the meta device allocates nothing),
     and returns its ModelSummary: per layer the output shape, parameters, FLOPs, output bytes and
     receptive field, and the totals, with the training memory for `optimizer` ('sgd',
     'sgd_momentum', 'adam' or 'adamw'). The model's training mode is restored afterwards."""
     if optimizer not in OPTIMIZER_STATE_COPIES:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {sorted(OPTIMIZER_STATE_COPIES)}, got {optimizer!r}"
+        )
     tensors = list(model.parameters()) + list(model.buffers())
     floating = [t for t in tensors if t.is_floating_point()]
     dtype = floating[0].dtype if floating else torch.get_default_dtype()
@@ -320,7 +369,9 @@ def summary(model: torch.nn.Module, input_size: Sequence[int], optimizer: str = 
                 if field is not None and len(field.size) != axes:
                     field = None  # a 1-D layer in a 2-D network, or the other way round
                 elif field is not None:
-                    field = field.through_window(*_window(module, axes), isinstance(module, TRANSPOSED_LAYERS))
+                    field = field.through_window(
+                        *_window(module, axes), isinstance(module, TRANSPOSED_LAYERS)
+                    )
                 for t in out:
                     tracker.set(t, field)
             elif out:

@@ -3,6 +3,7 @@ compute-sanitizer (memcheck, racecheck):
 
     compute-sanitizer --tool memcheck python tests/cuda_sanitizer_driver.py   (and --tool racecheck)
 """
+
 import torch
 
 import fastconv
@@ -11,8 +12,14 @@ ops = torch.ops.fastconv
 dev = "cuda"
 
 
-def conv_round(dtype, n, c, h, w, k, ks, stride, padding, dilation, groups, layout=torch.contiguous_format):
-    x = torch.randn(n, c, h, w, device=dev, dtype=dtype).contiguous(memory_format=layout).requires_grad_()
+def conv_round(
+    dtype, n, c, h, w, k, ks, stride, padding, dilation, groups, layout=torch.contiguous_format
+):
+    x = (
+        torch.randn(n, c, h, w, device=dev, dtype=dtype)
+        .contiguous(memory_format=layout)
+        .requires_grad_()
+    )
     weight = torch.randn(k, c // groups, *ks, device=dev, dtype=dtype, requires_grad=True)
     bias = torch.randn(k, device=dev, dtype=dtype, requires_grad=True)
     y = fastconv.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -46,8 +53,12 @@ for dtype in (torch.int32, torch.uint8):
 conv_round(torch.float32, 1, 64, 130, 520, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1)
 # invalid indices: skipped by the kernels, recorded with atomicMin, reported
 for call in (
-    lambda: fastconv.max_unpool2d(torch.randn(1, 1, 2, 2, device=dev), torch.tensor([[[[0, 1], [2, 99]]]], device=dev), 2),
-    lambda: ops.max_unpool2d_backward(torch.randn(1, 1, 4, 4, device=dev), torch.tensor([[[[0, -1], [2, 99]]]], device=dev)),
+    lambda: fastconv.max_unpool2d(
+        torch.randn(1, 1, 2, 2, device=dev), torch.tensor([[[[0, 1], [2, 99]]]], device=dev), 2
+    ),
+    lambda: ops.max_unpool2d_backward(
+        torch.randn(1, 1, 4, 4, device=dev), torch.tensor([[[[0, -1], [2, 99]]]], device=dev)
+    ),
 ):
     try:
         call()

@@ -9,16 +9,14 @@ import torch.nn.functional as F
 
 import fastconv
 from architectures import LeNet5
-from conftest import assert_close
+from cuda_helpers import CUDA_TESTS
+from helpers import assert_close
 
-needs_cuda = pytest.mark.skipif(
-    not torch.cuda.is_available() or not fastconv.build_info()["cuda"], reason="needs a GPU and a CUDA build"
-)
 CASES = [
     pytest.param("cpu", torch.bfloat16, id="cpu-bfloat16"),
     pytest.param("cpu", torch.float16, id="cpu-float16"),
-    pytest.param("cuda", torch.float16, id="cuda-float16", marks=[pytest.mark.cuda, needs_cuda]),
-    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=[pytest.mark.cuda, needs_cuda]),
+    pytest.param("cuda", torch.float16, id="cuda-float16", marks=CUDA_TESTS),
+    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=CUDA_TESTS),
 ]
 
 
@@ -32,7 +30,9 @@ def test_conv_transpose2d_runs_in_the_autocast_dtype(device, dtype):
         expected = F.conv_transpose2d(x, w, b, 2, 1, 1, 2)
     assert expected.dtype == dtype and actual.dtype == dtype
     assert_close(actual, expected)
-    assert torch.equal(actual, fastconv.conv_transpose2d(x.to(dtype), w.to(dtype), b.to(dtype), 2, 1, 1, 2))
+    assert torch.equal(
+        actual, fastconv.conv_transpose2d(x.to(dtype), w.to(dtype), b.to(dtype), 2, 1, 1, 2)
+    )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)
@@ -48,7 +48,9 @@ def test_conv2d_runs_in_the_autocast_dtype(device, dtype, padding):
     assert actual.dtype == expected.dtype
     assert_close(actual, expected)
     # The same as casting by hand: the inputs are rounded to the autocast dtype first.
-    assert torch.equal(actual, fastconv.conv2d(x.to(dtype), w.to(dtype), b.to(dtype), padding=padding))
+    assert torch.equal(
+        actual, fastconv.conv2d(x.to(dtype), w.to(dtype), b.to(dtype), padding=padding)
+    )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)
@@ -64,7 +66,9 @@ def test_conv2d_gradients_under_autocast_match_torch(device, dtype):
         grads.append([leaf.grad for leaf in leaves])
     for actual, expected in zip(*grads):
         assert actual.dtype == expected.dtype == torch.float32  # leaves keep their dtype
-        torch.testing.assert_close(actual, expected, rtol=5e-2, atol=5e-2 * expected.abs().max().item())
+        torch.testing.assert_close(
+            actual, expected, rtol=5e-2, atol=5e-2 * expected.abs().max().item()
+        )
 
 
 @pytest.mark.parametrize("device, dtype", CASES)

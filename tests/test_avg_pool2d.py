@@ -1,9 +1,6 @@
 """fastconv.avg_pool2d against torch.nn.functional.avg_pool2d: values, layouts, gradients of first
 and second order, errors; the float32 vector paths and their portable twins; determinism."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +9,27 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from conftest import (LAYOUTS, assert_close, assert_raises_like_torch, assert_same_error, call,
-                      is_channels_last, with_layout)
+from cuda_helpers import needs_cuda
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    assert_raises_like_torch,
+    check_against_torch,
+    is_channels_last,
+    results_per_thread_count,
+    run_with_cpu_capability,
+    with_layout,
+)
 
 # (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 GRID = [
-    (2, None, 0, False, True, None),               # VGG-like, disjoint windows
-    (3, 2, 1, False, True, None),                  # padded, overlapping
-    (3, 2, 1, False, False, None),                 # the padding not counted
-    (3, 2, 1, True, False, None),                  # ceil mode: a window past the right edge
-    (3, 2, 1, True, True, None),                   # ... counted up to the padded input's edge
-    ((3, 2), (2, 1), (1, 0), True, True, 5),       # divisor_override
-    ((2, 4), (3, 2), (1, 2), True, False, -3),     # a negative divisor, stride > kernel
+    (2, None, 0, False, True, None),  # VGG-like, disjoint windows
+    (3, 2, 1, False, True, None),  # padded, overlapping
+    (3, 2, 1, False, False, None),  # the padding not counted
+    (3, 2, 1, True, False, None),  # ceil mode: a window past the right edge
+    (3, 2, 1, True, True, None),  # ... counted up to the padded input's edge
+    ((3, 2), (2, 1), (1, 0), True, True, 5),  # divisor_override
+    ((2, 4), (3, 2), (1, 2), True, False, -3),  # a negative divisor, stride > kernel
     (1, 1, 0, False, True, None),
     (5, 3, 2, True, False, None),
 ]
@@ -32,35 +38,33 @@ GRID = [
 def pool(fn, x, args):
     """fn (fastconv.avg_pool2d or F.avg_pool2d) with the arguments of a GRID row."""
     kernel, stride, padding, ceil_mode, count_include_pad, divisor = args
-    return fn(x, kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
-              count_include_pad=count_include_pad, divisor_override=divisor)
+    return fn(
+        x,
+        kernel,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor,
+    )
 
 
-def check_against_torch(x, args, exact=False):
-    """Values, output layout and gradients equal torch's (exact: the values bit for bit)."""
-    differentiable = x.dtype.is_floating_point
-    x_fast = x.detach().clone().requires_grad_(differentiable)
-    x_torch = x.detach().clone().requires_grad_(differentiable)
-    out = pool(fastconv.avg_pool2d, x_fast, args)
-    expected = pool(F.avg_pool2d, x_torch, args)
-    assert out.dtype == expected.dtype and out.shape == expected.shape
-    assert is_channels_last(out) == is_channels_last(expected)
-    if exact or not differentiable:
-        torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
-    else:
-        assert_close(out, expected)
-    if differentiable and out.numel():
-        grad_output = torch.randn_like(expected)
-        out.backward(grad_output)
-        expected.backward(grad_output)
-        assert is_channels_last(x_fast.grad) == is_channels_last(x_torch.grad)
-        assert_close(x_fast.grad, x_torch.grad)
+def check_avg_pool2d(x, args, exact=False, errors=False):
+    """Values, output layout and gradients equal torch's (exact: the values bit for bit; errors: or
+    torch's error)."""
+    check_against_torch(
+        lambda t: pool(fastconv.avg_pool2d, t, args),
+        lambda t: pool(F.avg_pool2d, t, args),
+        x,
+        exact=exact,
+        errors=errors,
+    )
 
 
 @pytest.mark.parametrize("args", GRID)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_matches_torch_on_grid(args, layout):
-    check_against_torch(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
+    check_avg_pool2d(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64])
@@ -68,7 +72,7 @@ def test_matches_torch_on_grid(args, layout):
 def test_dtypes(dtype, layout):
     x = (torch.randn(2, 5, 9, 9) * 50).to(dtype)  # int64: torch's integer division, exactly
     for args in (GRID[1], GRID[3], GRID[6]):
-        check_against_torch(with_layout(x, layout), args)
+        check_avg_pool2d(with_layout(x, layout), args)
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.bool, torch.complex64])
@@ -80,10 +84,10 @@ def test_unsupported_dtypes_raise_like_torch(dtype, layout, batch):
 
 
 def test_unbatched_and_empty_batch():
-    check_against_torch(torch.randn(3, 9, 9, dtype=torch.float64), GRID[3])
+    check_avg_pool2d(torch.randn(3, 9, 9, dtype=torch.float64), GRID[3])
     for layout in ("contiguous", "channels_last"):
         x = with_layout(torch.randn(0, 3, 9, 9, dtype=torch.float64), layout)
-        check_against_torch(x, GRID[3])
+        check_avg_pool2d(x, GRID[3])
         grad = torch.autograd.grad(fastconv.avg_pool2d(x.requires_grad_(), 3).sum(), x)[0]
         assert grad.shape == x.shape
 
@@ -136,15 +140,15 @@ def test_backward_op_matches_torch_for_any_gradient_layout():
 
 # (shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
 VECTOR_CASES = [
-    ((2, 3, 9, 30), 3, 2, 1, False, True, None),         # ResNet-like: borders, overlapping last block
-    ((1, 2, 9, 17), 2, 2, 0, False, True, None),         # odd width: last column unused
-    ((1, 2, 8, 16), 2, 2, 0, True, False, None),         # interior exactly 8 columns
-    ((1, 2, 13, 13), 3, 2, 0, False, True, None),        # 6 interior columns: the generic loop
-    ((1, 3, 11, 41), 3, 1, 1, True, False, None),        # stride 1, padding not counted
+    ((2, 3, 9, 30), 3, 2, 1, False, True, None),  # ResNet-like: borders, overlapping last block
+    ((1, 2, 9, 17), 2, 2, 0, False, True, None),  # odd width: last column unused
+    ((1, 2, 8, 16), 2, 2, 0, True, False, None),  # interior exactly 8 columns
+    ((1, 2, 13, 13), 3, 2, 0, False, True, None),  # 6 interior columns: the generic loop
+    ((1, 3, 11, 41), 3, 1, 1, True, False, None),  # stride 1, padding not counted
     ((1, 2, 12, 40), (2, 4), (1, 2), (1, 2), True, True, None),
     ((1, 2, 10, 33), (3, 1), (2, 1), (1, 0), False, False, 7),
     ((1, 2, 10, 33), (1, 3), (1, 3), (0, 1), True, True, None),  # stride 3: the generic loop
-    ((2, 2, 7, 27), 5, 2, 2, True, False, None),         # windows mostly in the padding
+    ((2, 2, 7, 27), 5, 2, 2, True, False, None),  # windows mostly in the padding
     ((1, 3, 1, 25), (1, 3), (1, 1), 0, False, True, None),
 ]
 CHANNELS = [1, 3, 8, 9, 17, 33]
@@ -153,14 +157,16 @@ CHANNELS = [1, 3, 8, 9, 17, 33]
 @pytest.mark.parametrize("case", VECTOR_CASES)
 def test_float32_nchw_equals_torch_bitwise(case):
     shape, *args = case
-    check_against_torch(torch.randn(shape), args, exact=True)
+    check_avg_pool2d(torch.randn(shape), args, exact=True)
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
 def test_float32_channels_last_equals_torch_bitwise(channels):
     for shape, *args in VECTOR_CASES[::2]:
-        x = torch.randn(shape[0], channels, *shape[2:]).contiguous(memory_format=torch.channels_last)
-        check_against_torch(x, args, exact=True)
+        x = torch.randn(shape[0], channels, *shape[2:]).contiguous(
+            memory_format=torch.channels_last
+        )
+        check_avg_pool2d(x, args, exact=True)
 
 
 def test_float32_special_values():
@@ -170,7 +176,7 @@ def test_float32_special_values():
     x[0, :, 9, 11] = -float("inf")
     for layout in ("contiguous", "channels_last"):
         for args in [(3, 2, 1, False, True, None), (2, 1, 0, True, False, None)]:
-            check_against_torch(with_layout(x, layout), args, exact=True)
+            check_avg_pool2d(with_layout(x, layout), args, exact=True)
 
 
 PORTABLE_SCRIPT = r"""
@@ -181,9 +187,9 @@ sys.path[:0] = sys.argv[1:]
 import test_avg_pool2d as t
 torch.manual_seed(0)
 for shape, *args in t.VECTOR_CASES:
-    t.check_against_torch(torch.randn(shape), args, exact=True)
+    t.check_avg_pool2d(torch.randn(shape), args, exact=True)
     x = torch.randn(shape[0], 11, *shape[2:]).contiguous(memory_format=torch.channels_last)
-    t.check_against_torch(x, args, exact=True)
+    t.check_avg_pool2d(x, args, exact=True)
 print("ok")
 """
 
@@ -192,35 +198,31 @@ def test_portable_path_without_avx2():
     """ATEN_CPU_CAPABILITY=default: fastconv's float32 kernels take their portable builds (as on a
     CPU without AVX2); they must still give torch's results bit for bit."""
     tests = Path(__file__).resolve().parent
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    result = subprocess.run([sys.executable, "-c", PORTABLE_SCRIPT, str(tests), str(tests.parent)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+    result = run_with_cpu_capability("default", PORTABLE_SCRIPT, tests, tests.parent, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
+        result.stdout + result.stderr
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_thread_counts_give_identical_results(dtype, layout):
     x = with_layout(torch.randn(3, 24, 37, 35).to(dtype), layout).requires_grad_()
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            y = fastconv.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
-            grad = torch.autograd.grad(y, x, torch.ones_like(y) / 3)[0]
-            results.append((y, grad))
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        y = fastconv.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        return y, torch.autograd.grad(y, x, torch.ones_like(y) / 3)[0]
+
+    results = results_per_thread_count(run, (1, 2))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
 # ------------------------------------------------------------------------------------------ errors
 
 BAD_CALLS = [
-    ((2, 3, 8, 8), (2 ** 40,), {}),
-    ((2, 3, 8, 8), (2, 2 ** 31), {}),
-    ((2, 3, 8, 8), (2, 2, 2 ** 40), {}),
+    ((2, 3, 8, 8), (2**40,), {}),
+    ((2, 3, 8, 8), (2, 2**31), {}),
+    ((2, 3, 8, 8), (2, 2, 2**40), {}),
     ((2, 3, 8, 8), (0,), {}),
     ((2, 3, 8, 8), (-2,), {}),
     ((2, 3, 8, 8), (2, 0), {}),
@@ -255,34 +257,58 @@ BAD_CALLS = [
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_errors_match_torch(shape, args, kwargs, layout):
     x = with_layout(torch.randn(shape), layout)
-    assert_raises_like_torch(lambda: fastconv.avg_pool2d(x, *args, **kwargs),
-                             lambda: F.avg_pool2d(x, *args, **kwargs))
+    assert_raises_like_torch(
+        lambda: fastconv.avg_pool2d(x, *args, **kwargs), lambda: F.avg_pool2d(x, *args, **kwargs)
+    )
 
 
 def test_backward_op_errors_match_torch():
     x = torch.randn(2, 3, 8, 8)
     args = ([2, 2], [2, 2], [0, 0], False, True, None)
-    for grad_output in (torch.randn(2, 3, 4, 5), torch.randn(2, 4, 4, 4), torch.randn(3, 4, 4),
-                        torch.randn(2, 3, 4, 4, dtype=torch.float64)):
-        assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
-                                 lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
+    for grad_output in (
+        torch.randn(2, 3, 4, 5),
+        torch.randn(2, 4, 4, 4),
+        torch.randn(3, 4, 4),
+        torch.randn(2, 3, 4, 4, dtype=torch.float64),
+    ):
+        assert_raises_like_torch(
+            lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
+            lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args),
+        )
     for dtype in (torch.bool, torch.int32):  # torch's backward kernel's words, in either layout
         for layout in ("contiguous", "channels_last"):
-            x, grad_output = with_layout(torch.ones(2, 3, 8, 8).to(dtype), layout), torch.ones(2, 3, 4, 4).to(dtype)
-            assert_raises_like_torch(lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
-                                     lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args))
+            x, grad_output = (
+                with_layout(torch.ones(2, 3, 8, 8).to(dtype), layout),
+                torch.ones(2, 3, 4, 4).to(dtype),
+            )
+            assert_raises_like_torch(
+                lambda: torch.ops.fastconv.avg_pool2d_backward(grad_output, x, *args),
+                lambda: torch.ops.aten.avg_pool2d_backward(grad_output, x, *args),
+            )
 
 
 @st.composite
 def pool_configs(draw):
     kernel = draw(st.one_of(st.integers(1, 5), st.tuples(st.integers(1, 5), st.integers(1, 4))))
     return dict(
-        shape=(draw(st.integers(0, 2)), draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 12))),
-        args=(kernel,
-              draw(st.one_of(st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3)))),
-              draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 1)))),
-              draw(st.booleans()), draw(st.booleans()),
-              draw(st.one_of(st.none(), st.integers(-3, 10)))),
+        shape=(
+            draw(st.integers(0, 2)),
+            draw(st.integers(1, 4)),
+            draw(st.integers(1, 12)),
+            draw(st.integers(1, 12)),
+        ),
+        args=(
+            kernel,
+            draw(
+                st.one_of(
+                    st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3))
+                )
+            ),
+            draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 1)))),
+            draw(st.booleans()),
+            draw(st.booleans()),
+            draw(st.one_of(st.none(), st.integers(-3, 10))),
+        ),
         dtype=draw(st.sampled_from([torch.float64, torch.float32])),
         layout=draw(st.sampled_from(LAYOUTS)),
         unbatched=draw(st.booleans()),
@@ -296,18 +322,10 @@ def test_random_configurations(cfg):
     x = with_layout(torch.randn(cfg["shape"], dtype=cfg["dtype"]), cfg["layout"])
     if cfg["unbatched"] and x.shape[0] == 1:
         x = x[0]
-    _, torch_error = call(lambda: pool(F.avg_pool2d, x, cfg["args"]))
-    if torch_error is not None:
-        _, fast_error = call(lambda: pool(fastconv.avg_pool2d, x, cfg["args"]))
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, cfg["args"], exact=cfg["dtype"] == torch.float32)
+    check_avg_pool2d(x, cfg["args"], exact=cfg["dtype"] == torch.float32, errors=True)
 
 
 # -------------------------------------------------------------------------------------------- CUDA
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or not fastconv.build_info()["cuda"],
-                                reason="needs a CUDA device and fastconv built with CUDA")
 
 
 @needs_cuda
@@ -323,10 +341,14 @@ def test_cuda_matches_torch_and_the_cpu_kernel(dtype, layout):
         assert_close(out.cpu(), pool(fastconv.avg_pool2d, x, args))
         grad_output = torch.randn(out.shape, dtype=dtype)
         (grad,) = torch.autograd.grad(out, on_gpu, grad_output.cuda())
-        (first,) = torch.autograd.grad(pool(fastconv.avg_pool2d, on_gpu, args), on_gpu, grad_output.cuda())
+        (first,) = torch.autograd.grad(
+            pool(fastconv.avg_pool2d, on_gpu, args), on_gpu, grad_output.cuda()
+        )
         assert torch.equal(grad, first)  # a gather: deterministic
         cpu_x = x.detach().requires_grad_()
-        (expected,) = torch.autograd.grad(pool(fastconv.avg_pool2d, cpu_x, args), cpu_x, grad_output)
+        (expected,) = torch.autograd.grad(
+            pool(fastconv.avg_pool2d, cpu_x, args), cpu_x, grad_output
+        )
         assert_close(grad.cpu(), expected)
 
 
@@ -336,4 +358,6 @@ def test_cuda_errors_and_double_backward():
     x = torch.ones(2, 3, 8, 8, dtype=torch.int64, device="cuda")
     assert_raises_like_torch(lambda: fastconv.avg_pool2d(x, 2), lambda: F.avg_pool2d(x, 2))
     x = torch.randn(1, 2, 7, 6, dtype=torch.float64, device="cuda", requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,))
+    assert torch.autograd.gradgradcheck(
+        lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,)
+    )

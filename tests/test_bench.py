@@ -18,20 +18,31 @@ from bench.suites import SUITES  # noqa: E402
 
 
 def run_bench(args, cwd, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(ROOT)]))
-    return subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(ROOT)])
+    )
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--threads", "0"], "argument --threads: must be at least 1, not 0"),
-    (["--repeats", "-2"], "argument --repeats: must be at least 1, not -2"),
-    (["--warmup", "-1"], "argument --warmup: must be 0 or more, not -1"),
-    (["--threads", "two"], "argument --threads: invalid positive_int value: 'two'"),
-    (["--quick", "--full"], "not allowed with argument"),
-    (["--suite", "nope"], "unknown suite(s) ['nope']"),
-    (["--pass", "fwd,up"], "unknown pass(es) ['up']"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "argument --threads: must be at least 1, not 0"),
+        (["--repeats", "-2"], "argument --repeats: must be at least 1, not -2"),
+        (["--warmup", "-1"], "argument --warmup: must be 0 or more, not -1"),
+        (["--threads", "two"], "argument --threads: invalid positive_int value: 'two'"),
+        (["--quick", "--full"], "not allowed with argument"),
+        (["--suite", "nope"], "unknown suite(s) ['nope']"),
+        (["--pass", "fwd,up"], "unknown pass(es) ['up']"),
+    ],
+)
 def test_bad_arguments_are_usage_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(args)
@@ -62,17 +73,37 @@ def fake_rows(suite, op):
         for batch in (1, 256):
             for pass_name in report.PASSES:
                 for impl in impls:
-                    rows.append({
-                        "suite": suite, "op": op, "layer": layer.name, "shape": layer.describe(), "count": 12,
-                        "batch": batch, "pass": pass_name, "impl": impl, "backend": "Mkldnn",
-                        "median_s": 12.3456789, "rate": 12345.6, "peak_rate": 100.0, "fraction_of_peak": 1.234,
-                        "fastconv_speedup": None if impl.startswith("fastconv") else 123.456,
-                        "workspace_bytes": 2**31, "footprint_bytes": 2**30, "fits_in_cache": False,
-                    })
+                    rows.append(
+                        {
+                            "suite": suite,
+                            "op": op,
+                            "layer": layer.name,
+                            "shape": layer.describe(),
+                            "count": 12,
+                            "batch": batch,
+                            "pass": pass_name,
+                            "impl": impl,
+                            "backend": "Mkldnn",
+                            "median_s": 12.3456789,
+                            "rate": 12345.6,
+                            "peak_rate": 100.0,
+                            "fraction_of_peak": 1.234,
+                            "fastconv_speedup": None if impl.startswith("fastconv") else 123.456,
+                            "workspace_bytes": 2**31,
+                            "footprint_bytes": 2**30,
+                            "fits_in_cache": False,
+                        }
+                    )
     return rows
 
 
-PEAKS = {"gemm_size": 1536, "gemm_dtype": "float32", "gemm_gflops": 100.0, "copy_bytes": 2 << 26, "copy_gbs": 10.0}
+PEAKS = {
+    "gemm_size": 1536,
+    "gemm_dtype": "float32",
+    "gemm_gflops": 100.0,
+    "copy_bytes": 2 << 26,
+    "copy_gbs": 10.0,
+}
 CONTEXT = "cpu: AMD EPYC 7B13 64-Core Processor, 128 threads, bfloat16, 2026-12-01"
 
 
@@ -92,7 +123,9 @@ def test_terminal_tables_fit_120_columns_and_markdown_keeps_every_column(suite):
     assert shape not in tables[0].terminal() and shape in tables[0].markdown()
 
 
-@pytest.mark.parametrize("low, high", [(0.58, 1.0), (0.9, 1.3), (1.0, 1.05), (0.05, 40.0), (1.0, 900.0)])
+@pytest.mark.parametrize(
+    "low, high", [(0.58, 1.0), (0.9, 1.3), (1.0, 1.05), (0.05, 40.0), (1.0, 900.0)]
+)
 def test_speedup_ticks_label_the_values_not_only_1x(low, high):
     ticks = report.speedup_ticks(low, high)
     assert 4 <= len(ticks) <= 10 and ticks == sorted(ticks) and 1 in ticks
@@ -106,17 +139,39 @@ def test_a_run_checks_writes_and_clears_only_its_own_files(tmp_path):
     out.mkdir()
     (out / "mine.txt").write_text("not the benchmark's")
     (out / "vgg16_speedup.png").write_bytes(b"stale plot of an earlier run")
-    result = run_bench(["--quick", "--suite", "lenet5,maxpool", "--pass", "fwd", "--repeats", "1",
-                        "--threads", "1", "--out", str(out)], cwd=tmp_path)
+    result = run_bench(
+        [
+            "--quick",
+            "--suite",
+            "lenet5,maxpool",
+            "--pass",
+            "fwd",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "cleared 1 file(s) of an earlier run" in result.stdout
     assert (out / "mine.txt").exists() and not (out / "vgg16_speedup.png").exists()
     for name in ("results.csv", "results.json", "summary.md"):
         assert (out / name).stat().st_size > 0
     pytest.importorskip("matplotlib")
-    for name in ("lenet5_speedup.png", "lenet5_peak.png", "maxpool_speedup.png", "maxpool_peak.png"):
+    for name in (
+        "lenet5_speedup.png",
+        "lenet5_peak.png",
+        "maxpool_speedup.png",
+        "maxpool_peak.png",
+    ):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
-    assert max(len(line) for line in result.stdout.splitlines() if "/" not in line) <= report.TERMINAL_WIDTH
+    assert (
+        max(len(line) for line in result.stdout.splitlines() if "/" not in line)
+        <= report.TERMINAL_WIDTH
+    )
     assert "fastconv from " in result.stdout
 
 

@@ -19,6 +19,7 @@ from bench import report  # noqa: E402
 from bench.models import MODELS, REPRESENTATIVE, ModelCase, ModelWorkload  # noqa: E402
 from bench.run import parse_args  # noqa: E402
 from bench.workloads import CorrectnessError  # noqa: E402
+from helpers import num_threads  # noqa: E402
 from test_bench import CONTEXT, run_bench  # noqa: E402
 
 SMALL = 64  # pixels: resnet18 still ends on 2x2 maps, and a case takes well under a second
@@ -31,24 +32,42 @@ def test_the_suite_runs_whole_only_when_named_or_full():
     assert parse_args(["--suite", "models", "--quick"]).model_cases == default
     whole = parse_args(["--suite", "models"]).model_cases
     assert whole == parse_args(["--full"]).model_cases
-    assert {c.model for c in whole} == set(MODELS) == {"resnet18", "resnet50", "vgg16", "mobilenet_v2",
-                                                        "googlenet", "densenet121", "resnext50_32x4d"}
+    assert (
+        {c.model for c in whole}
+        == set(MODELS)
+        == {
+            "resnet18",
+            "resnet50",
+            "vgg16",
+            "mobilenet_v2",
+            "googlenet",
+            "densenet121",
+            "resnext50_32x4d",
+        }
+    )
     for spec in MODELS.values():
         batches = {(c.pass_name, c.batch) for c in whole if c.model == spec.name}
         assert batches == {("infer", 1), ("infer", 8), ("train", spec.train_batch)}
     assert MODELS["vgg16"].train_batch == 2  # documented: a smaller training batch
-    assert parse_args(["--suite", "models", "--pass", "train"]).suites == []  # the models suite alone
-    assert {c.pass_name for c in parse_args(["--suite", "models", "--pass", "train"]).model_cases} == {"train"}
+    assert (
+        parse_args(["--suite", "models", "--pass", "train"]).suites == []
+    )  # the models suite alone
+    assert {
+        c.pass_name for c in parse_args(["--suite", "models", "--pass", "train"]).model_cases
+    } == {"train"}
     assert [c.pass_name for c in parse_args(["--pass", "train"]).model_cases] == ["train"]
     assert parse_args(["--op", "conv2d"]).model_cases == []  # --op selects layer suites
     assert parse_args(["--suite", "resnet18"]).model_cases == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--suite", "models", "--op", "conv2d"], "--op selects layer suites only"),
-    (["--suite", "models", "--pass", "fwd"], "nothing to run"),
-    (["--suite", "nope"], "choose from ['models', "),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--suite", "models", "--op", "conv2d"], "--op selects layer suites only"),
+        (["--suite", "models", "--pass", "fwd"], "nothing to run"),
+        (["--suite", "nope"], "choose from ['models', "),
+    ],
+)
 def test_bad_selections_are_usage_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(args)
@@ -59,14 +78,14 @@ def test_bad_selections_are_usage_errors(args, message, capsys):
 def one_thread():
     """Small networks gain little from a second thread, and lose much when another process has the
     other core (threads then wait for each other at every layer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with num_threads(1):
+        yield
 
 
 def small_workload(pass_name, batch=2):
-    return ModelWorkload(ModelCase("resnet18", pass_name, batch), torch.device("cpu"), torch.float32, SMALL)
+    return ModelWorkload(
+        ModelCase("resnet18", pass_name, batch), torch.device("cpu"), torch.float32, SMALL
+    )
 
 
 def test_check_passes_a_correct_conversion_and_catches_a_wrong_output(one_thread):
@@ -84,7 +103,10 @@ def test_check_passes_a_correct_conversion_and_catches_a_wrong_output(one_thread
 def test_check_catches_a_wrong_gradient(one_thread):
     workload = small_workload("train")
     checks = workload.check()
-    assert checks["grads"]["tensors"] > 40 and checks["grads"]["fastconv"] <= checks["grads"]["tolerance"]
+    assert (
+        checks["grads"]["tensors"] > 40
+        and checks["grads"]["fastconv"] <= checks["grads"]["tolerance"]
+    )
     workload = small_workload("train")
     # The forward is right, one weight's gradient 10% too large: only the gradient check can see it.
     workload.models["fastconv"].layer2[0].conv2.weight.register_hook(lambda grad: grad * 1.1)
@@ -94,23 +116,46 @@ def test_check_catches_a_wrong_gradient(one_thread):
 
 def test_a_tiny_run_writes_rows_tables_and_plot(tmp_path):
     out = tmp_path / "out"
-    result = run_bench(["--suite", "models", "--quick", "--image-size", str(SMALL), "--repeats", "2",
-                        "--threads", "1", "--out", str(out)], cwd=tmp_path)
+    result = run_bench(
+        [
+            "--suite",
+            "models",
+            "--quick",
+            "--image-size",
+            str(SMALL),
+            "--repeats",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "results.json").read_text())["results"]
     assert {(r["model"], r["pass"], r["batch"], r["impl"]) for r in rows} == {
-        ("resnet18", "infer", 1, "fastconv"), ("resnet18", "infer", 1, "torch")}
+        ("resnet18", "infer", 1, "fastconv"),
+        ("resnet18", "infer", 1, "torch"),
+    }
     fast, original = sorted(rows, key=lambda r: r["impl"])
     assert original["fastconv_speedup"] == pytest.approx(original["median_s"] / fast["median_s"])
     assert fast["fastconv_speedup"] is None and fast["layers_converted"] == 21
     assert fast["check"]["output"]["fastconv"] <= fast["check"]["output"]["tolerance"]
-    assert all(r["threads"] == 1 and len(r["samples_s"]) == 2 and r["shape"] == "3x64x64" for r in rows)
-    assert all(r["median_s"] == pytest.approx(sum(r["samples_s"]) / 2) for r in rows)  # median of 2 rounds
+    assert all(
+        r["threads"] == 1 and len(r["samples_s"]) == 2 and r["shape"] == "3x64x64" for r in rows
+    )
+    assert all(
+        r["median_s"] == pytest.approx(sum(r["samples_s"]) / 2) for r in rows
+    )  # median of 2 rounds
     summary = (out / "summary.md").read_text()
     first_table = summary.split("**")[1]
     assert first_table.startswith("Summary: whole networks")  # the whole networks come first
     assert f"| resnet18 | {original['fastconv_speedup']:.2f}x |" in summary
-    assert max(len(line) for line in result.stdout.splitlines() if "/" not in line) <= report.TERMINAL_WIDTH
+    assert (
+        max(len(line) for line in result.stdout.splitlines() if "/" not in line)
+        <= report.TERMINAL_WIDTH
+    )
     pytest.importorskip("matplotlib")
     assert (out / "models_speedup.png").read_bytes().startswith(b"\x89PNG")
 
@@ -121,12 +166,26 @@ def fake_model_rows():
         for pass_name, batch in (("infer", 1), ("infer", 8), ("train", spec.train_batch)):
             times = {"fastconv": 1.0, "torch": 2.0 if pass_name == "infer" else 0.5}
             for impl, seconds in times.items():
-                rows.append({
-                    "suite": "models", "op": "model", "model": spec.name, "batch": batch, "pass": pass_name,
-                    "impl": impl, "median_s": seconds * 123.456, "images_per_s": 12345.6, "layers_converted": 123,
-                    "fastconv_speedup": None if impl == "fastconv" else times["torch"] / times["fastconv"],
-                    "check": {"output": {"fastconv": 1e-6, "torch": 1e-6}, "grads": {"fastconv": 1e-3, "torch": 1e-3}},
-                })
+                rows.append(
+                    {
+                        "suite": "models",
+                        "op": "model",
+                        "model": spec.name,
+                        "batch": batch,
+                        "pass": pass_name,
+                        "impl": impl,
+                        "median_s": seconds * 123.456,
+                        "images_per_s": 12345.6,
+                        "layers_converted": 123,
+                        "fastconv_speedup": None
+                        if impl == "fastconv"
+                        else times["torch"] / times["fastconv"],
+                        "check": {
+                            "output": {"fastconv": 1e-6, "torch": 1e-6},
+                            "grads": {"fastconv": 1e-3, "torch": 1e-3},
+                        },
+                    }
+                )
     return rows
 
 

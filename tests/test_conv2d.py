@@ -6,21 +6,21 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from conftest import LAYOUTS, assert_close, assert_same_error, call, is_channels_last, with_layout
+from helpers import LAYOUTS, check_against_torch, check_in_dtype, grads, with_layout
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups)
 GRID = [
     (2, 3, 9, 9, 4, 3, 3, 1, 1, 1, 1),
-    (2, 4, 10, 7, 6, 3, 2, 2, 1, 1, 2),          # rectangular kernel and image, grouped
+    (2, 4, 10, 7, 6, 3, 2, 2, 1, 1, 2),  # rectangular kernel and image, grouped
     (1, 3, 11, 12, 5, 3, 3, (2, 1), (0, 2), 2, 1),  # dilated, per-dim stride and padding
-    (2, 6, 8, 8, 6, 3, 3, 1, 1, 1, 6),           # depthwise
-    (2, 6, 8, 8, 12, 3, 3, 2, 1, 1, 6),          # depthwise with channel multiplier
-    (3, 8, 5, 6, 4, 1, 1, 1, 0, 1, 1),           # pointwise (no im2col)
-    (2, 8, 9, 9, 8, 1, 1, 2, 0, 1, 2),           # strided 1x1 projection, grouped
-    (1, 2, 7, 7, 3, 1, 1, 1, 1, 1, 1),           # 1x1 with padding
-    (2, 3, 5, 5, 2, 5, 5, 1, 0, 1, 1),           # kernel covers the whole image
-    (1, 2, 13, 13, 3, 3, 3, 3, 4, 4, 1),         # dilation 4, big padding
-    (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),           # empty batch
+    (2, 6, 8, 8, 6, 3, 3, 1, 1, 1, 6),  # depthwise
+    (2, 6, 8, 8, 12, 3, 3, 2, 1, 1, 6),  # depthwise with channel multiplier
+    (3, 8, 5, 6, 4, 1, 1, 1, 0, 1, 1),  # pointwise (no im2col)
+    (2, 8, 9, 9, 8, 1, 1, 2, 0, 1, 2),  # strided 1x1 projection, grouped
+    (1, 2, 7, 7, 3, 1, 1, 1, 1, 1, 1),  # 1x1 with padding
+    (2, 3, 5, 5, 2, 5, 5, 1, 0, 1, 1),  # kernel covers the whole image
+    (1, 2, 13, 13, 3, 3, 3, 3, 4, 4, 1),  # dilation 4, big padding
+    (0, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1),  # empty batch
 ]
 
 
@@ -32,46 +32,28 @@ def make_conv_inputs(case, dtype=torch.float64, bias=True):
     return x, weight, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def grads(fn, tensors, grad_output=None):
-    """fn's output, the gradients of its tensor arguments, and the grad_output used (random if none
-    is given)."""
-    tensors = [t.detach().requires_grad_() if t is not None else None for t in tensors]
-    out = fn(*tensors)
-    grad_output = torch.randn_like(out) if grad_output is None else grad_output
-    out.backward(grad_output)
-    return out, [t.grad if t is not None else None for t in tensors], grad_output
-
-
-def check_against_torch(x, weight, bias, kwargs, dtype=None):
-    """Forward values, output layout and all three gradients equal torch's."""
-    reference = lambda x, w, b: F.conv2d(x, w, b, **kwargs)  # noqa: E731
-    expected, expected_grads, grad_output = grads(reference, (x, weight, bias))
-    actual, actual_grads, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert is_channels_last(actual) == is_channels_last(expected)
-    assert_close(actual, expected, dtype)
-    for a, e in zip(actual_grads, expected_grads):
-        if e is not None:
-            assert_close(a, e, dtype)
+def check_conv2d(x, weight, bias, kwargs, errors=False):
+    """Values, output layout and all three gradients equal torch's (errors: or torch's error)."""
+    check_against_torch(fastconv.conv2d, F.conv2d, x, weight, bias, kwargs=kwargs, errors=errors)
 
 
 @pytest.mark.parametrize("case", GRID)
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch_on_grid(case, bias):
-    check_against_torch(*make_conv_inputs(case, bias=bias))
+    check_conv2d(*make_conv_inputs(case, bias=bias))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", GRID[:4] + GRID[5:6])
 def test_input_layouts(case, layout):
     x, weight, bias, kwargs = make_conv_inputs(case, torch.float32)
-    check_against_torch(with_layout(x, layout), weight, bias, kwargs)
+    check_conv2d(with_layout(x, layout), weight, bias, kwargs)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_weight_layouts(layout):
     x, weight, bias, kwargs = make_conv_inputs(GRID[0], torch.float32)
-    check_against_torch(x, with_layout(weight, layout), bias, kwargs)
+    check_conv2d(x, with_layout(weight, layout), bias, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
@@ -80,15 +62,7 @@ def test_dtypes(case, dtype):
     """Output in the input's dtype, close to the exact (float64) result on the same rounded
     inputs and to torch's own result in that dtype; gradients too."""
     x, weight, bias, kwargs = make_conv_inputs(case, dtype)
-    grad_output = torch.randn_like(F.conv2d(x.double(), weight.double(), bias.double(), **kwargs))
-    fast = lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs)  # noqa: E731
-    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output.to(dtype))
-    assert actual.dtype == dtype and all(g.dtype == dtype for g in actual_grads)
-    exact, exact_grads, _ = grads(fast, (x.double(), weight.double(), bias.double()), grad_output)
-    assert_close(actual.double(), exact, dtype)
-    assert_close(actual, F.conv2d(x, weight, bias, **kwargs), dtype)
-    for a, e in zip(actual_grads, exact_grads):
-        assert_close(a.double(), e, dtype)
+    check_in_dtype(fastconv.conv2d, F.conv2d, (x, weight, bias), kwargs, dtype)
 
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
@@ -96,12 +70,12 @@ def test_dtypes(case, dtype):
 def test_padding_strings(padding, kernel, dilation):
     x = torch.randn(2, 3, 11, 12, dtype=torch.float64)
     weight = torch.randn(4, 3, *kernel, dtype=torch.float64)
-    check_against_torch(x, weight, None, dict(padding=padding, dilation=dilation))
+    check_conv2d(x, weight, None, dict(padding=padding, dilation=dilation))
 
 
 def test_unbatched_input():
     x, weight, bias, kwargs = make_conv_inputs(GRID[1])
-    check_against_torch(x[0], weight, bias, kwargs)
+    check_conv2d(x[0], weight, bias, kwargs)
 
 
 def test_no_input_channels_gives_bias():
@@ -118,14 +92,16 @@ def test_large_image_runs_in_bands():
     # workspace, so forward and both backward ops run over several bands of output rows.
     x, weight, bias, kwargs = make_conv_inputs((1, 64, 128, 128, 8, 3, 3, 1, 1, 1, 1))
     fastconv._C._cpu_workspace_peak_bytes(reset=True)
-    check_against_torch(x, weight, bias, kwargs)
+    check_conv2d(x, weight, bias, kwargs)
     assert 0 < fastconv._C._cpu_workspace_peak_bytes() <= 16 << 20
 
 
 @pytest.mark.parametrize("case", [GRID[1], GRID[2], GRID[4], GRID[6]])
 def test_gradcheck(case):
     n, c, h, w, k, r, s, stride, padding, dilation, groups = case
-    x, weight, bias, kwargs = make_conv_inputs((1, c, min(h, 7), min(w, 7), k, r, s, stride, padding, dilation, groups))
+    x, weight, bias, kwargs = make_conv_inputs(
+        (1, c, min(h, 7), min(w, 7), k, r, s, stride, padding, dilation, groups)
+    )
     inputs = tuple(t.requires_grad_() for t in (x, weight, bias))
     fn = lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
@@ -135,8 +111,12 @@ def test_gradcheck(case):
 def test_backward_is_deterministic():
     x, weight, bias, kwargs = make_conv_inputs((4, 8, 12, 12, 8, 3, 3, 1, 1, 1, 2), torch.float32)
     grad_output = torch.randn(4, 8, 12, 12)
-    _, first, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
-    _, second, _ = grads(lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output)
+    _, first, _ = grads(
+        lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output
+    )
+    _, second, _ = grads(
+        lambda x, w, b: fastconv.conv2d(x, w, b, **kwargs), (x, weight, bias), grad_output
+    )
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
@@ -153,9 +133,16 @@ def conv_configs(draw):
         r=draw(st.integers(1, 4)),
         s=draw(st.integers(1, 4)),
         stride=draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))),
-        padding=draw(st.one_of(st.integers(0, 3), st.tuples(st.integers(0, 2), st.integers(0, 2)),
-                               st.sampled_from(["same", "valid"]))),
-        dilation=draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 2)))),
+        padding=draw(
+            st.one_of(
+                st.integers(0, 3),
+                st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                st.sampled_from(["same", "valid"]),
+            )
+        ),
+        dilation=draw(
+            st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 2)))
+        ),
         groups=groups,
         bias=draw(st.booleans()),
         layout=draw(st.sampled_from(LAYOUTS)),
@@ -172,12 +159,9 @@ def test_random_configurations(cfg):
     x = with_layout(x, cfg["layout"])
     if cfg["unbatched"] and cfg["n"] == 1:
         x = x[0]
-    weight = torch.randn(cfg["k"], cfg["c"] // cfg["groups"], cfg["r"], cfg["s"], dtype=torch.float64)
+    weight = torch.randn(
+        cfg["k"], cfg["c"] // cfg["groups"], cfg["r"], cfg["s"], dtype=torch.float64
+    )
     bias = torch.randn(cfg["k"], dtype=torch.float64) if cfg["bias"] else None
     kwargs = {key: cfg[key] for key in ("stride", "padding", "dilation", "groups")}
-    _, torch_error = call(lambda: F.conv2d(x, weight, bias, **kwargs))
-    if torch_error is not None:
-        _, fast_error = call(lambda: fastconv.conv2d(x, weight, bias, **kwargs))
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, weight, bias, kwargs)
+    check_conv2d(x, weight, bias, kwargs, errors=True)

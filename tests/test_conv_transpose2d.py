@@ -7,21 +7,29 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from conftest import (LAYOUTS, assert_close, assert_raises_like_torch, assert_same_error, call,
-                      is_channels_last, with_layout)
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    assert_raises_like_torch,
+    check_against_torch,
+    check_in_dtype,
+    grads,
+    results_per_thread_count,
+    with_layout,
+)
 
 # (N, C_in, H, W, C_out, R, S, stride, padding, output_padding, dilation, groups)
 GRID = [
     (2, 3, 5, 5, 4, 3, 3, 1, 0, 0, 1, 1),
-    (2, 4, 5, 6, 6, 3, 3, 2, 1, 1, 1, 2),               # strided, output_padding, grouped
+    (2, 4, 5, 6, 6, 3, 3, 2, 1, 1, 1, 2),  # strided, output_padding, grouped
     (1, 3, 4, 5, 2, 3, 2, (2, 3), (1, 0), (1, 2), 1, 1),  # per-dim stride, padding, output_padding
-    (2, 3, 5, 4, 4, 3, 3, 1, 1, 1, 2, 1),               # output_padding >= stride, < dilation
+    (2, 3, 5, 4, 4, 3, 3, 1, 1, 1, 2, 1),  # output_padding >= stride, < dilation
     (1, 2, 4, 4, 3, 2, 3, (1, 2), 0, (1, 1), (2, 1), 1),  # one dim each way
-    (2, 6, 6, 6, 6, 3, 3, 1, 1, 0, 1, 6),               # depthwise
-    (2, 6, 5, 5, 12, 3, 3, 2, 1, 1, 1, 6),              # depthwise, channel multiplier, strided
-    (3, 8, 5, 6, 4, 1, 1, 1, 0, 0, 1, 1),               # pointwise
-    (1, 2, 3, 3, 3, 4, 4, 3, 2, 2, 2, 1),               # dilated, strided
-    (0, 3, 5, 5, 4, 3, 3, 2, 1, 1, 1, 1),               # empty batch
+    (2, 6, 6, 6, 6, 3, 3, 1, 1, 0, 1, 6),  # depthwise
+    (2, 6, 5, 5, 12, 3, 3, 2, 1, 1, 1, 6),  # depthwise, channel multiplier, strided
+    (3, 8, 5, 6, 4, 1, 1, 1, 0, 0, 1, 1),  # pointwise
+    (1, 2, 3, 3, 3, 4, 4, 3, 2, 2, 2, 1),  # dilated, strided
+    (0, 3, 5, 5, 4, 3, 3, 2, 1, 1, 1, 1),  # empty batch
 ]
 
 
@@ -30,57 +38,49 @@ def make_inputs(case, dtype=torch.float64, bias=True):
     x = torch.randn(n, c, h, w, dtype=dtype)
     weight = torch.randn(c, k // groups, r, s, dtype=dtype)
     b = torch.randn(k, dtype=dtype) if bias else None
-    kwargs = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-                  groups=groups)
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+    )
     return x, weight, b, kwargs
 
 
-def grads(fn, tensors, grad_output=None):
-    tensors = [t.detach().requires_grad_() if t is not None else None for t in tensors]
-    out = fn(*tensors)
-    grad_output = torch.randn_like(out) if grad_output is None else grad_output
-    out.backward(grad_output)
-    return out, [t.grad if t is not None else None for t in tensors], grad_output
-
-
-def check_against_torch(x, weight, bias, kwargs, dtype=None):
-    """Values, shape, layout and all three gradients equal torch's."""
-    reference = lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    expected, expected_grads, grad_output = grads(reference, (x, weight, bias))
-    fast = lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output)
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert is_channels_last(actual) == is_channels_last(expected)
-    assert_close(actual, expected, dtype)
-    for a, e in zip(actual_grads, expected_grads):
-        if e is not None:
-            assert_close(a, e, dtype)
+def check_conv_transpose2d(x, weight, bias, kwargs, errors=False):
+    """Values, shape, layout and all three gradients equal torch's (errors: or torch's error)."""
+    check_against_torch(
+        fastconv.conv_transpose2d, F.conv_transpose2d, x, weight, bias, kwargs=kwargs, errors=errors
+    )
 
 
 @pytest.mark.parametrize("case", GRID)
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch_on_grid(case, bias):
-    check_against_torch(*make_inputs(case, bias=bias))
+    check_conv_transpose2d(*make_inputs(case, bias=bias))
 
 
 def test_positional_arguments_in_torchs_order():
     x, weight, bias, _ = make_inputs(GRID[1])
     # input, weight, bias, stride, padding, output_padding, groups, dilation
-    torch.testing.assert_close(fastconv.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
-                               F.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1))
+    torch.testing.assert_close(
+        fastconv.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
+        F.conv_transpose2d(x, weight, bias, 2, 1, 1, 2, 1),
+    )
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("case", [GRID[1], GRID[3], GRID[5], GRID[7]])
 def test_input_layouts(case, layout):
     x, weight, bias, kwargs = make_inputs(case, torch.float32)
-    check_against_torch(with_layout(x, layout), weight, bias, kwargs)
+    check_conv_transpose2d(with_layout(x, layout), weight, bias, kwargs)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_weight_layouts(layout):
     x, weight, bias, kwargs = make_inputs(GRID[1], torch.float32)
-    check_against_torch(x, with_layout(weight, layout), bias, kwargs)
+    check_conv_transpose2d(x, with_layout(weight, layout), bias, kwargs)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
@@ -89,20 +89,12 @@ def test_dtypes(case, dtype):
     """Output and gradients in the input's dtype, close to the float64 result on the same rounded
     inputs and to torch's own result in that dtype."""
     x, weight, bias, kwargs = make_inputs(case, dtype)
-    fast = lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs)  # noqa: E731
-    grad_output = torch.randn_like(fast(x.double(), weight.double(), bias.double()))
-    actual, actual_grads, _ = grads(fast, (x, weight, bias), grad_output.to(dtype))
-    assert actual.dtype == dtype and all(g.dtype == dtype for g in actual_grads)
-    exact, exact_grads, _ = grads(fast, (x.double(), weight.double(), bias.double()), grad_output)
-    assert_close(actual.double(), exact, dtype)
-    assert_close(actual, F.conv_transpose2d(x, weight, bias, **kwargs), dtype)
-    for a, e in zip(actual_grads, exact_grads):
-        assert_close(a.double(), e, dtype)
+    check_in_dtype(fastconv.conv_transpose2d, F.conv_transpose2d, (x, weight, bias), kwargs, dtype)
 
 
 def test_unbatched_input():
     x, weight, bias, kwargs = make_inputs(GRID[1])
-    check_against_torch(x[0], weight, bias, kwargs)
+    check_conv_transpose2d(x[0], weight, bias, kwargs)
 
 
 def test_empty_batch():
@@ -127,16 +119,15 @@ def test_gradcheck_and_gradgradcheck(case):
 @pytest.mark.parametrize("case", [GRID[1], GRID[3], GRID[5]])
 def test_thread_count_does_not_change_the_result(case):
     x, weight, bias, kwargs = make_inputs((4,) + case[1:], torch.float32)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            results.append(grads(lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs),
-                                 (x, weight, bias), torch.ones_like(F.conv_transpose2d(x, weight, bias, **kwargs))))
-    finally:
-        torch.set_num_threads(threads)
-    (out1, grads1, _), (out2, grads2, _) = results
+    grad_output = torch.ones_like(F.conv_transpose2d(x, weight, bias, **kwargs))
+    (out1, grads1, _), (out2, grads2, _) = results_per_thread_count(
+        lambda: grads(
+            lambda x, w, b: fastconv.conv_transpose2d(x, w, b, **kwargs),
+            (x, weight, bias),
+            grad_output,
+        ),
+        (1, 2),
+    )
     assert torch.equal(out1, out2)
     for a, b in zip(grads1, grads2):
         assert torch.equal(a, b)
@@ -147,15 +138,27 @@ def x4(*shape, dtype=torch.float32):
 
 
 ERROR_CASES = {
-    "output_padding not below stride or dilation": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), output_padding=1),
-    "output_padding too big in one dim": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=(2, 0)),
-    "output_padding big, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), output_padding=1),
-    "negative output_padding": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=-1),
+    "output_padding not below stride or dilation": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), output_padding=1
+    ),
+    "output_padding too big in one dim": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=(2, 0)
+    ),
+    "output_padding big, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), output_padding=1
+    ),
+    "negative output_padding": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=2, output_padding=-1
+    ),
     "negative padding": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), padding=-1),
     "zero stride": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), stride=0),
     "negative dilation": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=-1),
-    "zero dilation, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), dilation=0),
-    "zero dilation, slow float32": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=0, output_padding=1),
+    "zero dilation, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), dilation=0
+    ),
+    "zero dilation, slow float32": lambda f: f(
+        x4(2, 4, 5, 5), x4(4, 3, 3, 3), dilation=0, output_padding=1
+    ),
     "zero groups": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), groups=0),
     "weight not divisible by groups": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3), groups=3),
     "fewer weight rows than groups": lambda f: f(x4(2, 0, 5, 5), x4(0, 3, 3, 3)),
@@ -167,7 +170,9 @@ ERROR_CASES = {
     "weight dtype (oneDNN)": lambda f: f(x4(2, 4, 5, 5), x4(4, 3, 3, 3).half()),
     "weight dtype (slow kernel)": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).half()),
     "weight dtype, 1x1 (slow kernel)": lambda f: f(x4(1, 4, 3, 3), x4(4, 3, 1, 1).half()),
-    "output too small, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), padding=5),
+    "output too small, float64": lambda f: f(
+        x4(2, 4, 5, 5).double(), x4(4, 3, 3, 3).double(), padding=5
+    ),
     "output too small, 1x1": lambda f: f(x4(1, 4, 3, 3), x4(4, 3, 1, 1), padding=2),
     "empty kernel, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 3, 0, 3).double()),
     "no output channels, float64": lambda f: f(x4(2, 4, 5, 5).double(), x4(4, 0, 3, 3).double()),
@@ -188,13 +193,18 @@ ERROR_CASES = {
 @pytest.mark.parametrize("name", ERROR_CASES)
 def test_errors_match_torch(name):
     case = ERROR_CASES[name]
-    assert_raises_like_torch(lambda: case(fastconv.conv_transpose2d), lambda: case(F.conv_transpose2d))
+    assert_raises_like_torch(
+        lambda: case(fastconv.conv_transpose2d), lambda: case(F.conv_transpose2d)
+    )
 
 
 def test_errors_torch_leaves_to_its_backends_say_what_is_wrong():
-    """Where torch's oneDNN fails with an internal message, fastconv gives its slow kernel's words."""
+    """Where torch's oneDNN fails with an internal message, fastconv gives its slow kernel's
+    words."""
     x, w = x4(2, 4, 5, 5), x4(4, 3, 3, 3)
-    with pytest.raises(RuntimeError, match="dilation should be greater than zero, but got dilation_height: 0"):
+    with pytest.raises(
+        RuntimeError, match="dilation should be greater than zero, but got dilation_height: 0"
+    ):
         fastconv.conv_transpose2d(x, w, dilation=0)
     with pytest.raises(RuntimeError, match="Calculated output size per channel: \\(-3 x -3\\)"):
         fastconv.conv_transpose2d(x, w, padding=5)
@@ -215,9 +225,11 @@ def test_zero_dilation_along_a_one_tap_kernel_where_torch_runs_onednn():
     (float64 here) refuses it, and so does fastconv."""
     x, weight = torch.randn(3, 2, 4, 4), torch.randn(2, 3, 1, 3)
     kwargs = dict(stride=(2, 3), output_padding=1, dilation=(0, 1))
-    check_against_torch(x, weight, torch.randn(3), kwargs)
-    assert_raises_like_torch(lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
-                             lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs))
+    check_conv_transpose2d(x, weight, torch.randn(3), kwargs)
+    assert_raises_like_torch(
+        lambda: fastconv.conv_transpose2d(x.double(), weight.double(), **kwargs),
+        lambda: F.conv_transpose2d(x.double(), weight.double(), **kwargs),
+    )
 
 
 @st.composite
@@ -253,19 +265,21 @@ def test_random_configurations(cfg):
     c, k, groups = cfg["c"], cfg["k"], cfg["groups"]
     if cfg["depthwise"]:
         c = groups = k = cfg["c"]
-    x = with_layout(torch.randn(cfg["n"], c, cfg["h"], cfg["w"], dtype=torch.float64), cfg["layout"])
+    x = with_layout(
+        torch.randn(cfg["n"], c, cfg["h"], cfg["w"], dtype=torch.float64), cfg["layout"]
+    )
     if cfg["unbatched"] and cfg["n"] == 1:
         x = x[0]
     weight = torch.randn(c, k // groups, cfg["r"], cfg["s"], dtype=torch.float64)
     bias = torch.randn(k, dtype=torch.float64) if cfg["bias"] else None
-    kwargs = dict(stride=cfg["stride"], padding=cfg["padding"], output_padding=cfg["output_padding"],
-                  dilation=cfg["dilation"], groups=groups)
-    _, torch_error = call(lambda: F.conv_transpose2d(x, weight, bias, **kwargs))
-    if torch_error is not None:
-        _, fast_error = call(lambda: fastconv.conv_transpose2d(x, weight, bias, **kwargs))
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, weight, bias, kwargs)
+    kwargs = dict(
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        output_padding=cfg["output_padding"],
+        dilation=cfg["dilation"],
+        groups=groups,
+    )
+    check_conv_transpose2d(x, weight, bias, kwargs, errors=True)
 
 
 # ------------------------------------------------------------------------------------- module
@@ -308,4 +322,3 @@ def test_module_is_torchs_and_scripts():
 def test_module_padding_mode_error():
     with pytest.raises(ValueError):
         fastconv.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
-

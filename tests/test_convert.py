@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import fastconv
-from fastconv.convert import FASTCONV_CLASS
 from architectures import LeNet5, ResNet18
-from conftest import assert_close
+from fastconv.convert import FASTCONV_CLASS
+from helpers import assert_close, num_threads
 
 FASTCONV_TYPES = tuple(FASTCONV_CLASS.values())
 
@@ -45,8 +45,15 @@ def types_of(model):
 def test_converts_exactly_the_torch_classes():
     model = fastconv.convert(small_model())
     assert types_of(model) == [
-        nn.Sequential, fastconv.nn.Conv2d, nn.BatchNorm2d, nn.ReLU, PoolUnpool,
-        fastconv.nn.MaxPool2d, fastconv.nn.MaxUnpool2d, fastconv.nn.Conv2d, fastconv.nn.MaxPool2d,
+        nn.Sequential,
+        fastconv.nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.ReLU,
+        PoolUnpool,
+        fastconv.nn.MaxPool2d,
+        fastconv.nn.MaxUnpool2d,
+        fastconv.nn.Conv2d,
+        fastconv.nn.MaxPool2d,
     ]
     assert fastconv.conversion_report(model).converted == ["0", "3.pool", "3.unpool", "4", "5"]
     # The architectures built from torch.nn convert into the ones built from fastconv.nn.
@@ -124,7 +131,10 @@ def test_reports_what_it_leaves_alone():
     report = fastconv.conversion_report(model)
     assert report.converted == ["0", "4"]
     assert [(s.name, s.type) for s in report.skipped] == [
-        ("1", "SubclassedConv"), ("2", "Conv2d"), ("3.0", "Conv2d"), ("3.1", "MaxPool2d"),
+        ("1", "SubclassedConv"),
+        ("2", "Conv2d"),
+        ("3.0", "Conv2d"),
+        ("3.1", "MaxPool2d"),
     ]
     reasons = [s.reason for s in report.skipped]
     assert "subclass of torch.nn.Conv2d" in reasons[0]
@@ -137,7 +147,13 @@ def test_reports_what_it_leaves_alone():
 def test_include_selects_by_type_and_by_pattern():
     model = fastconv.convert(ResNet18(nn), include=[nn.MaxPool2d, "layer4.*.conv?"])
     converted = fastconv.conversion_report(model).converted
-    assert converted == ["maxpool", "layer4.0.conv1", "layer4.0.conv2", "layer4.1.conv1", "layer4.1.conv2"]
+    assert converted == [
+        "maxpool",
+        "layer4.0.conv1",
+        "layer4.0.conv2",
+        "layer4.1.conv1",
+        "layer4.1.conv2",
+    ]
     skipped = fastconv.conversion_report(model).skipped
     assert len(skipped) == 20 - 4 and {s.reason for s in skipped} == {"not selected by include"}
     # excluding by type wins over including by name
@@ -208,8 +224,13 @@ class EncoderDecoder(nn.Module):
 def test_converts_transposed_and_1d_convolutions():
     original = EncoderDecoder().double()
     model = fastconv.convert(original)
-    assert types_of(model) == [EncoderDecoder, fastconv.nn.Conv2d, fastconv.nn.ConvTranspose2d,
-                               fastconv.nn.Conv1d, fastconv.nn.ConvTranspose1d]
+    assert types_of(model) == [
+        EncoderDecoder,
+        fastconv.nn.Conv2d,
+        fastconv.nn.ConvTranspose2d,
+        fastconv.nn.Conv1d,
+        fastconv.nn.ConvTranspose1d,
+    ]
     assert fastconv.conversion_report(model).converted == ["encode", "decode", "sequence", "expand"]
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     out, expected = model(x), original(x)
@@ -226,8 +247,18 @@ def test_converts_transposed_and_1d_convolutions():
 # Every layer class that fastconv has, or is getting, a module for. convert() must leave none of
 # these exact classes in a torchvision network.
 CONVERTIBLE = (
-    nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxPool1d, nn.MaxPool2d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.LPPool1d, nn.LPPool2d, nn.MaxUnpool1d, nn.MaxUnpool2d,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.LPPool1d,
+    nn.LPPool2d,
+    nn.MaxUnpool1d,
+    nn.MaxUnpool2d,
 )
 # A subset of torchvision's classification and segmentation models that holds every distinct
 # class of CONVERTIBLE they use (a survey of all of them with weights=None found only Conv2d,
@@ -239,8 +270,18 @@ CONVERTIBLE = (
 COVERAGE_MODELS = {
     "resnet18": ({}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
     "squeezenet1_1": ({}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
-    "googlenet": ({"init_weights": False, "aux_logits": False}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
-    "inception_v3": ({"init_weights": False, "aux_logits": False}, 75, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
+    "googlenet": (
+        {"init_weights": False, "aux_logits": False},
+        64,
+        torch.float64,
+        {nn.Conv2d, nn.MaxPool2d},
+    ),
+    "inception_v3": (
+        {"init_weights": False, "aux_logits": False},
+        75,
+        torch.float64,
+        {nn.Conv2d, nn.MaxPool2d},
+    ),
     "alexnet": ({}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
     "shufflenet_v2_x0_5": ({}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
     "mobilenet_v3_small": ({}, 64, torch.float64, {nn.Conv2d}),
@@ -251,9 +292,24 @@ COVERAGE_MODELS = {
     "swin_t": ({}, 64, torch.float64, {nn.Conv2d}),
     "densenet121": ({}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d}),
     "maxvit_t": ({}, 224, torch.float32, {nn.Conv2d, nn.AvgPool2d}),  # its attention needs 224x224
-    "fcn_resnet50": ({"weights_backbone": None, "aux_loss": False}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
-    "deeplabv3_resnet50": ({"weights_backbone": None, "aux_loss": False}, 64, torch.float64, {nn.Conv2d, nn.MaxPool2d}),
-    "deeplabv3_mobilenet_v3_large": ({"weights_backbone": None, "aux_loss": False}, 64, torch.float64, {nn.Conv2d}),
+    "fcn_resnet50": (
+        {"weights_backbone": None, "aux_loss": False},
+        64,
+        torch.float64,
+        {nn.Conv2d, nn.MaxPool2d},
+    ),
+    "deeplabv3_resnet50": (
+        {"weights_backbone": None, "aux_loss": False},
+        64,
+        torch.float64,
+        {nn.Conv2d, nn.MaxPool2d},
+    ),
+    "deeplabv3_mobilenet_v3_large": (
+        {"weights_backbone": None, "aux_loss": False},
+        64,
+        torch.float64,
+        {nn.Conv2d},
+    ),
     "lraspp_mobilenet_v3_large": ({"weights_backbone": None}, 64, torch.float64, {nn.Conv2d}),
 }
 
@@ -263,20 +319,22 @@ def test_torchvision_models_keep_no_convertible_torch_layer(name):
     models = pytest.importorskip("torchvision.models")
     arguments, size, dtype, classes = COVERAGE_MODELS[name]
     original = models.get_model(name, weights=None, **arguments).to(dtype).eval()
-    assert {type(m) for m in original.modules() if type(m) in CONVERTIBLE} == classes  # the table is right
+    assert {
+        type(m) for m in original.modules() if type(m) in CONVERTIBLE
+    } == classes  # the table is right
     model = fastconv.convert(original)
     report = fastconv.conversion_report(model)
     assert report.skipped == [] and len(report.converted) > 0
-    left = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if type(m) in CONVERTIBLE]
+    left = [
+        f"{name} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if type(m) in CONVERTIBLE
+    ]
     assert left == []
     x = torch.randn(1, 3, size, size, dtype=dtype)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small images: one thread is as fast, and immune to a loaded machine
-    try:
-        with torch.no_grad():
-            out, expected = model(x), original(x)
-    finally:
-        torch.set_num_threads(threads)
+    # small images: one thread is as fast, and immune to a loaded machine
+    with num_threads(1), torch.no_grad():
+        out, expected = model(x), original(x)
     if isinstance(expected, dict):  # segmentation models
         out, expected = out["out"], expected["out"]
     assert_close(out, expected)
@@ -287,7 +345,9 @@ class EveryNewPool(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.pool2d = nn.Sequential(nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.LPPool2d(2, 2))
+        self.pool2d = nn.Sequential(
+            nn.AvgPool2d(3, 2, 1, count_include_pad=False), nn.LPPool2d(2, 2)
+        )
         self.pool1d = nn.MaxPool1d(2, return_indices=True)
         self.unpool1d = nn.MaxUnpool1d(2)
         self.tail = nn.Sequential(nn.AvgPool1d(3, 1, 1), nn.LPPool1d(3, 2))
@@ -301,11 +361,24 @@ def test_converts_every_pooling_layer_and_back():
     original = EveryNewPool()
     model = fastconv.convert(original)
     assert types_of(model) == [
-        EveryNewPool, nn.Sequential, fastconv.nn.AvgPool2d, fastconv.nn.LPPool2d, fastconv.nn.MaxPool1d,
-        fastconv.nn.MaxUnpool1d, nn.Sequential, fastconv.nn.AvgPool1d, fastconv.nn.LPPool1d,
+        EveryNewPool,
+        nn.Sequential,
+        fastconv.nn.AvgPool2d,
+        fastconv.nn.LPPool2d,
+        fastconv.nn.MaxPool1d,
+        fastconv.nn.MaxUnpool1d,
+        nn.Sequential,
+        fastconv.nn.AvgPool1d,
+        fastconv.nn.LPPool1d,
     ]
     assert fastconv.conversion_report(model).converted == [
-        "pool2d.0", "pool2d.1", "pool1d", "unpool1d", "tail.0", "tail.1"]
+        "pool2d.0",
+        "pool2d.1",
+        "pool1d",
+        "unpool1d",
+        "tail.0",
+        "tail.1",
+    ]
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64, requires_grad=True)
     out, expected = model(x), original(x)
     assert_close(out, expected)

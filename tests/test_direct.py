@@ -10,13 +10,15 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 import fastconv
+from helpers import results_per_thread_count
 
 
 def paths(n, c, h, w, k, kernel, stride=1, padding=0, dilation=1, groups=1):
     x = torch.empty(n, c, h, w, device="meta")
     weight = torch.empty(k, c // groups, kernel, kernel, device="meta")
-    found = fastconv._C._conv2d_cpu_paths(x, weight, [stride] * 2, [padding] * 2, [dilation] * 2,
-                                          groups)
+    found = fastconv._C._conv2d_cpu_paths(
+        x, weight, [stride] * 2, [padding] * 2, [dilation] * 2, groups
+    )
     return found["forward"], found["input_backward"], found["weight_backward"]
 
 
@@ -31,9 +33,9 @@ def test_which_layers_take_it():
     assert paths(8, 3, 224, 224, 64, 7, 2, 3) == ("direct", "im2col_blas", "packed_gemm")  # stem
     assert paths(8, 3, 32, 32, 6, 5) == ("direct", "direct_flipped", "direct")  # LeNet
     assert paths(8, 64, 56, 56, 64, 3, 1, 1)[0] == "winograd"
-    assert paths(8, 192, 13, 13, 384, 3, 1, 1)[0] != "direct"   # 1,728 columns: deep
-    assert paths(8, 256, 56, 56, 512, 1, 2)[0] != "direct"       # one tap
-    assert paths(8, 16, 40, 40, 16, 3, 5, 1)[0] != "direct"      # stride 5
+    assert paths(8, 192, 13, 13, 384, 3, 1, 1)[0] != "direct"  # 1,728 columns: deep
+    assert paths(8, 256, 56, 56, 512, 1, 2)[0] != "direct"  # one tap
+    assert paths(8, 16, 40, 40, 16, 3, 5, 1)[0] != "direct"  # stride 5
     assert paths(1, 4, 9, 9, 4, 3, 1, 2**20, 2**20)[0] != "direct"  # planes far past the image
     with fastconv.backends.direct.flags(enabled=False):
         assert "direct" not in paths(8, 512, 14, 14, 512, 3, 1, 1, groups=32)[0]
@@ -41,12 +43,22 @@ def test_which_layers_take_it():
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(0, 3), groups=st.sampled_from([1, 2, 3, 8]), c=st.integers(2, 40),
-       k=st.integers(1, 20), kernel=st.integers(2, 5), stride=st.integers(1, 4),
-       dilation=st.integers(1, 3), padding=st.integers(0, 3), h=st.integers(1, 24),
-       w=st.integers(1, 40), bias=st.booleans())
-def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dilation, padding, h,
-                                            w, bias):
+@given(
+    n=st.integers(0, 3),
+    groups=st.sampled_from([1, 2, 3, 8]),
+    c=st.integers(2, 40),
+    k=st.integers(1, 20),
+    kernel=st.integers(2, 5),
+    stride=st.integers(1, 4),
+    dilation=st.integers(1, 3),
+    padding=st.integers(0, 3),
+    h=st.integers(1, 24),
+    w=st.integers(1, 40),
+    bias=st.booleans(),
+)
+def test_values_and_gradients_match_float64(
+    n, groups, c, k, kernel, stride, dilation, padding, h, w, bias
+):
     c, k = c * groups, k * groups  # (one channel per group would be depthwise)
     assume(h + 2 * padding >= dilation * (kernel - 1) + 1)
     assume(w + 2 * padding >= dilation * (kernel - 1) + 1)
@@ -62,8 +74,9 @@ def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dil
     actual = fastconv.conv2d(inputs32[0], inputs32[1], inputs32[2] if bias else None, *args)
     assert fastconv._C._conv2d_cpu_path_runs()["forward", "direct"] == before + (n > 0)
     depth = c // groups * kernel * kernel  # products per output
-    torch.testing.assert_close(actual.double(), expected.detach(), rtol=1e-5,
-                               atol=1e-5 * depth ** 0.5)
+    torch.testing.assert_close(
+        actual.double(), expected.detach(), rtol=1e-5, atol=1e-5 * depth**0.5
+    )
     if expected.numel() == 0:
         return
     grad = torch.randn_like(expected)
@@ -76,20 +89,23 @@ def test_values_and_gradients_match_float64(n, groups, c, k, kernel, stride, dil
         assert runs_after[pass_name, path] == runs_before[pass_name, path] + 1
     pixels = n * expected.shape[2] * expected.shape[3]
     for a, e, scale in zip(actual_grads, expected_grads, (k * kernel * kernel, pixels, pixels)):
-        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * scale ** 0.5)
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * scale**0.5)
 
 
-@pytest.mark.parametrize("case", [
-    # n, c, h, w, k, (kh, kw), stride, padding, dilation, groups: unequal axes, so that a rows /
-    # columns mix-up in the phase planes or the tap offsets shows
-    (2, 6, 13, 17, 10, (3, 5), (2, 1), (1, 2), (1, 2), 2),
-    (1, 4, 19, 11, 8, (2, 3), (1, 3), (0, 1), (3, 1), 1),
-    (3, 9, 9, 23, 6, (5, 2), (3, 2), (2, 0), (1, 1), 3),
-    # a grid past 1,024 pixels: the weight gradient's calls take 64 vectors at a time
-    (2, 5, 40, 45, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
-    # 40 channels x 9 taps: two blocks of input channels, the second continuing the first's sums
-    (2, 40, 11, 10, 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # n, c, h, w, k, (kh, kw), stride, padding, dilation, groups: unequal axes, so that a rows /
+        # columns mix-up in the phase planes or the tap offsets shows
+        (2, 6, 13, 17, 10, (3, 5), (2, 1), (1, 2), (1, 2), 2),
+        (1, 4, 19, 11, 8, (2, 3), (1, 3), (0, 1), (3, 1), 1),
+        (3, 9, 9, 23, 6, (5, 2), (3, 2), (2, 0), (1, 1), 3),
+        # a grid past 1,024 pixels: the weight gradient's calls take 64 vectors at a time
+        (2, 5, 40, 45, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        # 40 channels x 9 taps: two blocks of input channels, the second continuing the first's sums
+        (2, 40, 11, 10, 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ],
+)
 def test_unequal_axes_long_grids_and_depth_blocks(case):
     n, c, h, w, k, kernel, stride, padding, dilation, groups = case
     x = torch.randn(n, c, h, w, dtype=torch.float64, requires_grad=True)
@@ -98,8 +114,9 @@ def test_unequal_axes_long_grids_and_depth_blocks(case):
     expected = F.conv2d(x, weight, None, *args)
     x32, w32 = (t.detach().float().requires_grad_() for t in (x, weight))
     meta = [t.to("meta") for t in (x32, w32)]
-    chosen = fastconv._C._conv2d_cpu_paths(*meta, list(stride), list(padding), list(dilation),
-                                           groups)
+    chosen = fastconv._C._conv2d_cpu_paths(
+        *meta, list(stride), list(padding), list(dilation), groups
+    )
     assert chosen["forward"] == "direct" and chosen["weight_backward"] == "direct"
     actual = fastconv.conv2d(x32, w32, None, *args)
     grad = torch.randn_like(expected)
@@ -136,16 +153,11 @@ def test_grouped_layer_results_do_not_depend_on_the_thread_count(threads):
     for groups, c, k in ((4, 64, 64), (1, 40, 24)):
         x = torch.randn(2, c, 9, 11, requires_grad=True)
         weight = torch.randn(k, c // groups, 3, 3, requires_grad=True)
-        previous = torch.get_num_threads()
-        try:
-            torch.set_num_threads(1)
-            reference = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
-            ref_grads = torch.autograd.grad(reference, (x, weight), torch.ones_like(reference))
-            torch.set_num_threads(threads)
+
+        def run():
             out = fastconv.conv2d(x, weight, None, 1, 1, 1, groups)
-            grads = torch.autograd.grad(out, (x, weight), torch.ones_like(out))
-        finally:
-            torch.set_num_threads(previous)
-        assert torch.equal(out, reference)
-        for a, b in zip(grads, ref_grads):
+            return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
+
+        reference, result = results_per_thread_count(run, (1, threads))
+        for a, b in zip(result, reference):
             assert torch.equal(a, b)

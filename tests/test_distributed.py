@@ -1,5 +1,5 @@
-"""fastconv under DistributedDataParallel (gloo, CPU, two processes): a step on two halves of a batch
-gives the gradients and parameters of one process's step on the whole batch."""
+"""fastconv under DistributedDataParallel (gloo, CPU, two processes): a step on two halves of a
+batch gives the gradients and parameters of one process's step on the whole batch."""
 
 import datetime
 import os
@@ -15,17 +15,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 import fastconv
 from architectures import LeNet5
-from conftest import assert_close
+from helpers import assert_close
 
 WORLD_SIZE = 2
 TIMEOUT_S = 120  # for the whole test; spawning imports torch in each process
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo"
+)
 
 
 def batch():
     generator = torch.Generator().manual_seed(0)
-    return torch.randn(8, 1, 32, 32, generator=generator), torch.randint(0, 10, (8,), generator=generator)
+    return torch.randn(8, 1, 32, 32, generator=generator), torch.randint(
+        0, 10, (8,), generator=generator
+    )
 
 
 def model_and_optimizer():
@@ -70,7 +74,11 @@ def free_port():
 def test_ddp_step_equals_a_single_process_step_on_the_whole_batch(tmp_path):
     # The children import this module (and fastconv) through the parent's sys.path.
     context = mp.start_processes(
-        _worker, args=(free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False, start_method="spawn"
+        _worker,
+        args=(free_port(), str(tmp_path)),
+        nprocs=WORLD_SIZE,
+        join=False,
+        start_method="spawn",
     )
     deadline = time.monotonic() + TIMEOUT_S
     try:
@@ -89,5 +97,7 @@ def test_ddp_step_equals_a_single_process_step_on_the_whole_batch(tmp_path):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result.keys() == expected.keys()
         for name, (grad, param) in result.items():
-            assert_close(grad, expected[name][0])  # DDP's average over ranks = the whole batch's mean loss
+            assert_close(
+                grad, expected[name][0]
+            )  # DDP's average over ranks = the whole batch's mean loss
             assert_close(param, expected[name][1])

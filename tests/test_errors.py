@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from conftest import assert_raises_like_torch
+from helpers import assert_raises_like_torch
 
 
 def x4(*shape, dtype=torch.float32):
@@ -91,7 +91,9 @@ UNPOOL_CASES = {
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=list(CONV_CASES))
 def test_conv2d_errors(case):
-    assert_raises_like_torch(lambda: CONV_CASES[case](fastconv.conv2d), lambda: CONV_CASES[case](F.conv2d))
+    assert_raises_like_torch(
+        lambda: CONV_CASES[case](fastconv.conv2d), lambda: CONV_CASES[case](F.conv2d)
+    )
 
 
 @pytest.mark.parametrize("return_indices", [False, True])
@@ -109,13 +111,15 @@ def test_max_pool2d_errors(case, return_indices):
 @pytest.mark.parametrize("case", UNPOOL_CASES, ids=list(UNPOOL_CASES))
 def test_max_unpool2d_errors(case):
     assert_raises_like_torch(
-        lambda: UNPOOL_CASES[case](fastconv.max_unpool2d), lambda: UNPOOL_CASES[case](F.max_unpool2d)
+        lambda: UNPOOL_CASES[case](fastconv.max_unpool2d),
+        lambda: UNPOOL_CASES[case](F.max_unpool2d),
     )
 
 
 def test_module_errors_match():
     assert_raises_like_torch(
-        lambda: fastconv.nn.Conv2d(3, 4, 3)(x4(1, 2, 5, 5)), lambda: torch.nn.Conv2d(3, 4, 3)(x4(1, 2, 5, 5))
+        lambda: fastconv.nn.Conv2d(3, 4, 3)(x4(1, 2, 5, 5)),
+        lambda: torch.nn.Conv2d(3, 4, 3)(x4(1, 2, 5, 5)),
     )
     assert_raises_like_torch(
         lambda: fastconv.nn.Conv2d(3, 6, 3, groups=4), lambda: torch.nn.Conv2d(3, 6, 3, groups=4)
@@ -129,4 +133,6 @@ def test_module_errors_match():
 def test_unsupported_dtype_is_a_clear_error():
     # torch computes integer convolutions; fastconv does not (yet) and says so.
     with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
-        fastconv.conv2d(torch.ones(1, 1, 3, 3, dtype=torch.long), torch.ones(1, 1, 1, 1, dtype=torch.long))
+        fastconv.conv2d(
+            torch.ones(1, 1, 3, 3, dtype=torch.long), torch.ones(1, 1, 1, 1, dtype=torch.long)
+        )

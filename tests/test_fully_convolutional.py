@@ -39,8 +39,10 @@ class ValidVGG(nn.Module):
 def assert_crops(model, class_map, image, window, step, positions):
     """Each listed map position is `model` on the window x window crop `step` pixels apart."""
     for i, j in positions:
-        crop = image[:, :, i * step:i * step + window, j * step:j * step + window]
-        torch.testing.assert_close(class_map[:, :, i, j], model(crop), msg=lambda m: f"position {(i, j)}: {m}")
+        crop = image[:, :, i * step : i * step + window, j * step : j * step + window]
+        torch.testing.assert_close(
+            class_map[:, :, i, j], model(crop), msg=lambda m: f"position {(i, j)}: {m}"
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -73,7 +75,14 @@ def test_leaves_the_original_alone_and_copies_parameters():
     lenet.classifier[3].bias.requires_grad_(False)
     state = {k: v.clone() for k, v in lenet.state_dict().items()}
     fcn = fastconv.fully_convolutional(lenet, (1, 1, 32, 32))
-    assert [type(m) for m in lenet.classifier] == [nn.Flatten, nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
+    assert [type(m) for m in lenet.classifier] == [
+        nn.Flatten,
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+    ]
     assert all(torch.equal(v, state[k]) for k, v in lenet.state_dict().items())
     assert fcn.training and all(m.training for m in fcn.modules())
     # the batch norm-free propagation left the copies' values alone, and shares nothing
@@ -88,7 +97,9 @@ def test_leaves_the_original_alone_and_copies_parameters():
 
 
 def test_batch_norm_statistics_are_not_updated():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).train()
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    ).train()
     fcn = fastconv.fully_convolutional(model, (1, 1, 8, 8))  # batch 1 in training mode would fail
     assert torch.equal(fcn.get_submodule("1").running_mean, torch.zeros(4)) and fcn.training
 
@@ -96,10 +107,18 @@ def test_batch_norm_statistics_are_not_updated():
 def test_forward_code_with_view_functional_calls_and_scalars():
     model = ValidVGG().double().eval()
     fcn = fastconv.fully_convolutional(model, (2, 3, 16, 16))  # 14 -> 7 -> 3: fc1 becomes 3x3
-    assert fcn.get_submodule("fc1").kernel_size == (3, 3) and fcn.get_submodule("fc2").kernel_size == (1, 1)
+    assert fcn.get_submodule("fc1").kernel_size == (3, 3) and fcn.get_submodule(
+        "fc2"
+    ).kernel_size == (1, 1)
     # the view, and the batch size read for it, are gone; the rest is the traced forward
     assert [n.target for n in fcn.graph.nodes if n.op != "call_module"] == [
-        "x", F.relu, F.relu, F.dropout, operator.mul, "output"]
+        "x",
+        F.relu,
+        F.relu,
+        F.dropout,
+        operator.mul,
+        "output",
+    ]
     with torch.no_grad():
         x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
         torch.testing.assert_close(fcn(x), model(x)[:, :, None, None])
@@ -113,25 +132,40 @@ def head_on_feature_windows(model, features, size):
     """The original head (avgpool, flatten, classifier) on every size x size window of the
     feature map: what each position of the class map must be."""
     rows, cols = features.shape[2] - size + 1, features.shape[3] - size + 1
-    return torch.stack([
-        torch.stack([model.classifier(torch.flatten(model.avgpool(features[:, :, i:i + size, j:j + size]), 1))
-                     for j in range(cols)], -1)
-        for i in range(rows)
-    ], -2)
+    return torch.stack(
+        [
+            torch.stack(
+                [
+                    model.classifier(
+                        torch.flatten(model.avgpool(features[:, :, i : i + size, j : j + size]), 1)
+                    )
+                    for j in range(cols)
+                ],
+                -1,
+            )
+            for i in range(rows)
+        ],
+        -2,
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_alexnet(dtype):
     model = models.alexnet(weights=None).to(dtype).eval()
     fcn = fastconv.fully_convolutional(model, (1, 3, 224, 224))
-    assert fcn.get_submodule("classifier.1").kernel_size == (6, 6)  # AdaptiveAvgPool2d((6, 6)) dropped
+    assert fcn.get_submodule("classifier.1").kernel_size == (
+        6,
+        6,
+    )  # AdaptiveAvgPool2d((6, 6)) dropped
     with torch.no_grad():
         x = torch.randn(2, 3, 224, 224, dtype=dtype)
         torch.testing.assert_close(fcn(x), model(x)[:, :, None, None])
         image = torch.randn(1, 3, 256, 288, dtype=dtype)  # features 7x8: a 2x3 map, 32 pixels apart
         class_map = fcn(image)
         assert class_map.shape == (1, 1000, 2, 3)
-        torch.testing.assert_close(class_map, head_on_feature_windows(model, model.features(image), 6))
+        torch.testing.assert_close(
+            class_map, head_on_feature_windows(model, model.features(image), 6)
+        )
 
 
 @pytest.mark.slow
@@ -146,7 +180,9 @@ def test_vgg16():
         image = torch.randn(1, 3, 256, 224)  # features 8x7: a 2x1 map
         class_map = fcn(image)
         assert class_map.shape == (1, 1000, 2, 1)
-        torch.testing.assert_close(class_map, head_on_feature_windows(model, model.features(image), 7))
+        torch.testing.assert_close(
+            class_map, head_on_feature_windows(model, model.features(image), 7)
+        )
 
 
 def refused(model, input_size, *words):
@@ -185,26 +221,59 @@ class SubclassedLinear(nn.Linear):
 
 
 def test_refusals_name_the_layer():
-    refused(models.resnet18(weights=None), (1, 3, 224, 224),
-            "adaptive pooling AdaptiveAvgPool2d 'avgpool' maps 1x512x7x7 to 1x512x1x1")
+    refused(
+        models.resnet18(weights=None),
+        (1, 3, 224, 224),
+        "adaptive pooling AdaptiveAvgPool2d 'avgpool' maps 1x512x7x7 to 1x512x1x1",
+    )
     # alexnet's AdaptiveAvgPool2d((6, 6)) is an identity at 224 only
-    refused(models.alexnet(weights=None), (1, 3, 256, 256), "AdaptiveAvgPool2d 'avgpool'", "1x256x7x7")
+    refused(
+        models.alexnet(weights=None), (1, 3, 256, 256), "AdaptiveAvgPool2d 'avgpool'", "1x256x7x7"
+    )
     refused(MeanThenLinear(), (1, 3, 8, 8), "Linear 'fc' is fed by 'mean' (1x4 at input_size)")
-    refused(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.BatchNorm1d(2 * 6 * 6), nn.Linear(72, 3)),
-            (2, 1, 8, 8), "BatchNorm1d '2' takes the output of the flatten Flatten '1'", "elementwise")
-    refused(nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.Softmax(1), nn.Linear(4, 2)), (1, 3, 2, 2),
-            "Softmax '2' takes the output of the Linear '1'")
-    refused(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()), (1, 1, 5, 5),
-            "the flatten Flatten '1' reaches the model's output without a Linear")
-    refused(nn.Sequential(nn.Linear(8, 2)), (1, 1, 4, 8), "Linear '0' is fed by the model's input (1x1x4x8 at input_size)")
+    refused(
+        nn.Sequential(
+            nn.Conv2d(1, 2, 3), nn.Flatten(), nn.BatchNorm1d(2 * 6 * 6), nn.Linear(72, 3)
+        ),
+        (2, 1, 8, 8),
+        "BatchNorm1d '2' takes the output of the flatten Flatten '1'",
+        "elementwise",
+    )
+    refused(
+        nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.Softmax(1), nn.Linear(4, 2)),
+        (1, 3, 2, 2),
+        "Softmax '2' takes the output of the Linear '1'",
+    )
+    refused(
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()),
+        (1, 1, 5, 5),
+        "the flatten Flatten '1' reaches the model's output without a Linear",
+    )
+    refused(
+        nn.Sequential(nn.Linear(8, 2)),
+        (1, 1, 4, 8),
+        "Linear '0' is fed by the model's input (1x1x4x8 at input_size)",
+    )
     refused(DataDependent(), (1, 3, 4, 4), "torch.fx cannot trace DataDependent")
     # fx traces into a Linear subclass defined outside torch.nn, and finds F.linear
-    refused(nn.Sequential(nn.Flatten(), SubclassedLinear(12, 2)), (1, 3, 2, 2),
-            "'linear' (linear in SubclassedLinear '1'): only torch.nn.Linear modules are converted")
+    refused(
+        nn.Sequential(nn.Flatten(), SubclassedLinear(12, 2)),
+        (1, 3, 2, 2),
+        "'linear' (linear in SubclassedLinear '1'): only torch.nn.Linear modules are converted",
+    )
     attention = nn.MultiheadAttention(4, 1)  # its out_proj: torch.nn's own subclass of Linear
-    refused(nn.Sequential(nn.Flatten(), attention.out_proj), (1, 1, 2, 2),
-            "NonDynamicallyQuantizableLinear '1' is a subclass of torch.nn.Linear")
+    refused(
+        nn.Sequential(nn.Flatten(), attention.out_proj),
+        (1, 1, 2, 2),
+        "NonDynamicallyQuantizableLinear '1' is a subclass of torch.nn.Linear",
+    )
     shared = nn.Linear(4, 4)
-    refused(nn.Sequential(nn.Flatten(), shared, shared), (1, 1, 2, 2), "Linear '1' is called more than once")
+    refused(
+        nn.Sequential(nn.Flatten(), shared, shared),
+        (1, 1, 2, 2),
+        "Linear '1' is called more than once",
+    )
     refused(LeNet5(nn), (1, 32, 32), "input_size must be 4 positive ints")
-    refused(LeNet5(nn), (1, 1, 16, 16), "running the model on zeros of input_size (1, 1, 16, 16) failed")
+    refused(
+        LeNet5(nn), (1, 1, 16, 16), "running the model on zeros of input_size (1, 1, 16, 16) failed"
+    )

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import hostile_cases  # noqa: E402  the comparison helpers and the worker environment
+import hostile_harness  # noqa: E402  the comparison and the worker environment
+from helpers import strided  # noqa: E402
 
 # Configurations per op and thread count; each runs torch and fastconv, so the whole file is about
 # 2 * sum(COUNTS) calls of each library (a minute on 2 cores with room to spare).
@@ -38,8 +39,6 @@ THREADS = (1, 2)
 WORKER_TIMEOUT_S = 300
 # Seeds differ per op and thread count, so that the two thread counts see different configurations.
 SEED_BASE = {"conv2d": 1_000_000, "max_pool2d": 2_000_000, "max_unpool2d": 3_000_000}
-
-FLOAT_TOLERANCES = hostile_cases.TOLERANCES
 
 
 # ------------------------------------------------------------------------------ configurations
@@ -89,8 +88,22 @@ def conv2d_config(rng):
             cfg["stride"] = 1
     # Invalid parameters, one at a time (torch reports the first check that fails).
     if _rare(rng, 0.25):
-        which = rng.choice(["size", "kernel", "stride", "padding", "dilation", "groups", "channels",
-                            "out_channels", "bias", "dtype", "big", "rank"])
+        which = rng.choice(
+            [
+                "size",
+                "kernel",
+                "stride",
+                "padding",
+                "dilation",
+                "groups",
+                "channels",
+                "out_channels",
+                "bias",
+                "dtype",
+                "big",
+                "rank",
+            ]
+        )
         if which == "size":
             cfg["size"][rng.randint(0, 1)] = rng.choice([0, 1])
         elif which == "kernel":
@@ -108,13 +121,17 @@ def conv2d_config(rng):
         elif which == "dtype":
             cfg["weight_dtype"] = "float64" if cfg["dtype"] == "float32" else "float32"
         elif which == "big":
-            cfg[rng.choice(["stride", "padding", "dilation"])] = rng.choice([2**31, 2**40, 2**62, 2**63 - 1])
+            cfg[rng.choice(["stride", "padding", "dilation"])] = rng.choice(
+                [2**31, 2**40, 2**62, 2**63 - 1]
+            )
         elif which == "rank":
             cfg["weight_rank"] = rng.choice([3, 5])
     return cfg
 
 
-POOL_DTYPES = ["float32"] * 6 + ["float64"] * 3 + ["float16", "bfloat16", "int32", "int64", "int8", "uint8"]
+POOL_DTYPES = (
+    ["float32"] * 6 + ["float64"] * 3 + ["float16", "bfloat16", "int32", "int64", "int8", "uint8"]
+)
 
 
 def max_pool2d_config(rng):
@@ -140,7 +157,9 @@ def max_pool2d_config(rng):
         if cfg[arg] is not None:
             cfg[arg] = cfg[arg][0] if arg != "padding" else min(cfg["padding"])
     if _rare(rng, 0.25):
-        which = rng.choice(["size", "channels", "kernel", "stride", "padding", "dilation", "big", "rank"])
+        which = rng.choice(
+            ["size", "channels", "kernel", "stride", "padding", "dilation", "big", "rank"]
+        )
         if which == "size":
             cfg["size"][rng.randint(0, 1)] = 0
         elif which == "channels":
@@ -148,7 +167,9 @@ def max_pool2d_config(rng):
         elif which == "rank":
             cfg["rank"] = rng.choice([2, 5])
         elif which == "big":
-            cfg[rng.choice(["kernel", "stride", "dilation"])] = rng.choice([2**31, 2**32 + 1, 2**62])
+            cfg[rng.choice(["kernel", "stride", "dilation"])] = rng.choice(
+                [2**31, 2**32 + 1, 2**62]
+            )
         else:
             cfg[which] = [rng.choice([0, -1, 7, 20]), 1]
     return cfg
@@ -190,7 +211,11 @@ def max_unpool2d_config(rng):
     return cfg
 
 
-CONFIGS = {"conv2d": conv2d_config, "max_pool2d": max_pool2d_config, "max_unpool2d": max_unpool2d_config}
+CONFIGS = {
+    "conv2d": conv2d_config,
+    "max_pool2d": max_pool2d_config,
+    "max_unpool2d": max_unpool2d_config,
+}
 
 
 # ------------------------------------------------------------------------------------ tensors
@@ -204,7 +229,7 @@ def _arrange(t, layout):
     if layout == "channels_last" and t.dim() == 4:
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":
-        return hostile_cases.strided(t)
+        return strided(t)
     return t.contiguous()
 
 
@@ -241,7 +266,8 @@ def conv2d_call(cfg, seed):
         bias = None
         if cfg["bias"]:
             bshape = {"short": [cfg["out_channels"] - 1], "2-D": [cfg["out_channels"], 1]}.get(
-                cfg["bias"], [cfg["out_channels"]])
+                cfg["bias"], [cfg["out_channels"]]
+            )
             bias = _values(g, bshape, torch.float64 if cfg["bias"] == "float64" else dtype)
         inp = _arrange(inp, cfg["input_layout"])
         weight = _arrange(weight, cfg["weight_layout"])
@@ -249,7 +275,9 @@ def conv2d_call(cfg, seed):
         for t in (inp, weight, bias):
             if grad and t is not None and t.dtype.is_floating_point:
                 t.requires_grad_()
-        out = lib.conv2d(inp, weight, bias, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+        out = lib.conv2d(
+            inp, weight, bias, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
+        )
         if not grad:
             return out
         leaves = [t for t in (inp, weight, bias) if t is not None and t.requires_grad]
@@ -274,8 +302,15 @@ def max_pool2d_call(cfg, seed):
         grad = cfg["grad"] and dtype.is_floating_point
         if grad:
             inp.requires_grad_()
-        out = lib.max_pool2d(inp, cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"],
-                             cfg["ceil_mode"], return_indices=True)
+        out = lib.max_pool2d(
+            inp,
+            cfg["kernel"],
+            cfg["stride"],
+            cfg["padding"],
+            cfg["dilation"],
+            cfg["ceil_mode"],
+            return_indices=True,
+        )
         if not grad:
             return out
         upstream = _values(g, list(out[0].shape), out[0].dtype)
@@ -324,16 +359,24 @@ def max_unpool2d_call(cfg, seed):
             values, indices = values[..., :0, :, :], indices[..., :0, :, :]
         bad = cfg.get("bad_index")
         if bad is not None and indices.numel():
-            plane = [(s - 1) * st + k - 2 * p for s, st, k, p in
-                     zip(values.shape[-2:], cfg["stride"], cfg["kernel"], cfg["padding"])]
+            plane = [
+                (s - 1) * st + k - 2 * p
+                for s, st, k, p in zip(
+                    values.shape[-2:], cfg["stride"], cfg["kernel"], cfg["padding"]
+                )
+            ]
             position = torch.randint(0, indices.numel(), (1,), generator=g).item()
             indices.view(-1)[position] = plane[0] * plane[1] if bad == "plane" else bad
         values = _arrange(values, cfg["input_layout"])
         indices = _arrange(indices, cfg["indices_layout"])
         output_size = cfg["output_size"]
         if output_size is not None:
-            default = [(s - 1) * st + k - 2 * p for s, st, k, p in
-                       zip(values.shape[-2:], cfg["stride"], cfg["kernel"], cfg["padding"])]
+            default = [
+                (s - 1) * st + k - 2 * p
+                for s, st, k, p in zip(
+                    values.shape[-2:], cfg["stride"], cfg["kernel"], cfg["padding"]
+                )
+            ]
             output_size = [d + o for d, o in zip(default, output_size)]
             if cfg["output_size_form"] == "4":
                 output_size = list(values.shape[:-2]) + output_size
@@ -363,20 +406,21 @@ def check(op, seed):
 
     def run(lib_op):
         if op == "max_unpool2d":
-            lib_op = hostile_cases.with_invalid_indices(lib_op, invalid)
+            lib_op = hostile_harness.with_invalid_indices(lib_op, invalid)
         lib = type("lib", (), {op: staticmethod(lib_op)})
         try:
             return fn(lib), None
         except Exception as error:  # noqa: BLE001  the exception is the result under test
             return None, error
 
-    verdict = hostile_cases.compare_calls(
-        lambda: run(getattr(fastconv, op)), lambda: run(getattr(F, op)), invalid=invalid)
+    verdict = hostile_harness.compare_calls(
+        lambda: run(getattr(fastconv, op)), lambda: run(getattr(F, op)), invalid=invalid
+    )
     return cfg, verdict
 
 
 def _worker(op, threads, start, stop):
-    hostile_cases.limit_memory()
+    hostile_harness.limit_memory()
     torch.set_num_threads(threads)
     import fastconv  # noqa: F401
 
@@ -396,8 +440,9 @@ def run_worker(op, threads, start, stop, timeout=WORKER_TIMEOUT_S):
     of the crash or hang that ended the worker early (None if it finished)."""
     cmd = [sys.executable, os.path.abspath(__file__), op, str(threads), str(start), str(stop)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=hostile_cases.worker_env())
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=hostile_harness.worker_env()
+        )
         stdout, stderr, status = proc.stdout, proc.stderr, proc.returncode
     except subprocess.TimeoutExpired as error:
         stdout = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
@@ -407,9 +452,11 @@ def run_worker(op, threads, start, stop, timeout=WORKER_TIMEOUT_S):
     if "DONE" not in stdout.splitlines():
         started = [line for line in stdout.splitlines() if line.startswith("S ")]
         seed = int(started[-1][2:]) if started else start
-        crash = (f"{op} at {threads} threads: the worker {'hung' if status == 'timeout' else 'died'} "
-                 f"(status {status}) in seed {seed}: {CONFIGS[op](random.Random(seed))}; "
-                 f"reproduce: python tests/test_fuzz.py {op} {threads} {seed} {seed + 1}\n{stderr[-1500:]}")
+        crash = (
+            f"{op} at {threads} threads: the worker {'hung' if status == 'timeout' else 'died'} "
+            f"(status {status}) in seed {seed}: {CONFIGS[op](random.Random(seed))}; reproduce: "
+            f"python tests/test_fuzz.py {op} {threads} {seed} {seed + 1}\n{stderr[-1500:]}"
+        )
     return failures, crash
 
 
@@ -420,9 +467,10 @@ def test_fuzz_against_torch(op, threads):
     failures, crash = run_worker(op, threads, start, start + COUNTS[op])
     report = [f"seed {f['seed']} {f['config']}: {f['verdict'][:500]}" for f in failures[:15]]
     assert crash is None and not failures, (
-        f"{len(failures)} of {COUNTS[op]} {op} configurations at {threads} threads differ from torch"
-        f"{'; ' + crash if crash else ''}; reproduce one with python tests/test_fuzz.py {op} "
-        f"{threads} SEED SEED+1\n" + "\n".join(report))
+        f"{len(failures)} of {COUNTS[op]} {op} configurations at {threads} threads differ from "
+        f"torch{'; ' + crash if crash else ''}; reproduce one with python tests/test_fuzz.py {op} "
+        f"{threads} SEED SEED+1\n" + "\n".join(report)
+    )
 
 
 def test_configurations_are_varied():
@@ -433,7 +481,9 @@ def test_configurations_are_varied():
         assert any(c.get("grad") for c in configs), op
         layouts = {c.get("layout", c.get("input_layout")) for c in configs}
         assert layouts == {"contiguous", "channels_last", "strided"}, (op, layouts)
-    pools = [max_pool2d_config(random.Random(SEED_BASE["max_pool2d"] + 100_000 + i)) for i in range(800)]
+    pools = [
+        max_pool2d_config(random.Random(SEED_BASE["max_pool2d"] + 100_000 + i)) for i in range(800)
+    ]
     assert {c["dtype"] for c in pools} == set(POOL_DTYPES)
     assert {c["values"] for c in pools} == {"randn", "ties", "nan", "inf"}
 
@@ -442,12 +492,25 @@ def test_fuzz_worker_reports_a_difference(tmp_path):
     # The harness must see a difference: a configuration where the two libraries disagree.
     cfg = conv2d_config(random.Random(0))
     with pytest.raises(AssertionError):
-        assert hostile_cases.compare_calls(lambda: (torch.zeros(2), None), lambda: (torch.ones(2), None)) is None
-    assert hostile_cases.compare_calls(
-        lambda: (None, RuntimeError("a")), lambda: (None, RuntimeError("b"))) is not None
-    assert hostile_cases.compare_calls(
-        lambda: ((torch.zeros(2), torch.tensor([0, 1])), None),
-        lambda: ((torch.zeros(2), torch.tensor([1, 1])), None)) is not None
+        assert (
+            hostile_harness.compare_calls(
+                lambda: (torch.zeros(2), None), lambda: (torch.ones(2), None)
+            )
+            is None
+        )
+    assert (
+        hostile_harness.compare_calls(
+            lambda: (None, RuntimeError("a")), lambda: (None, RuntimeError("b"))
+        )
+        is not None
+    )
+    assert (
+        hostile_harness.compare_calls(
+            lambda: ((torch.zeros(2), torch.tensor([0, 1])), None),
+            lambda: ((torch.zeros(2), torch.tensor([1, 1])), None),
+        )
+        is not None
+    )
     assert cfg == conv2d_config(random.Random(0))  # configurations are reproducible
 
 

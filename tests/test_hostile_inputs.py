@@ -18,7 +18,9 @@ def verdicts(request):
     selected = [
         item.callspec.params["name"]
         for item in request.session.items
-        if item.module is not None and item.module.__name__ == __name__ and hasattr(item, "callspec")
+        if item.module is not None
+        and item.module.__name__ == __name__
+        and hasattr(item, "callspec")
     ]
     return hostile_cases.run_cases(selected or NAMES)
 
@@ -48,7 +50,8 @@ def test_harness_reports_a_crash_and_a_hang():
     # The harness itself: a case that kills its worker, or never answers, fails alone, and the
     # cases after it still run in a fresh worker.
     verdicts = hostile_cases.run_cases(
-        ["__crash__", "conv stride 1.5", "__hang__", "pool stride 1.5"], case_timeout=5.0)
+        ["__crash__", "conv stride 1.5", "__hang__", "pool stride 1.5"], case_timeout=5.0
+    )
     assert verdicts["__crash__"].startswith("crash:"), verdicts
     assert verdicts["__hang__"].startswith("hang:"), verdicts
     assert "conv stride 1.5" in verdicts and "pool stride 1.5" in verdicts

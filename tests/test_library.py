@@ -41,7 +41,16 @@ OPCHECK_SAMPLES = {
     ],
     "conv_transpose2d": lambda: [
         (_t(2, 4, 5, 5), _t(4, 3, 3, 3), _t(6), [2, 2], [1, 1], [1, 1], 2, [1, 1]),
-        (_t(1, 3, 4, 5, channels_last=True), _t(3, 2, 3, 2), None, [1, 2], [0, 1], [1, 1], 1, [2, 1]),
+        (
+            _t(1, 3, 4, 5, channels_last=True),
+            _t(3, 2, 3, 2),
+            None,
+            [1, 2],
+            [0, 1],
+            [1, 1],
+            1,
+            [2, 1],
+        ),
         (_t(0, 3, 5, 5), _t(3, 2, 3, 3), _t(2), [1, 1], [0, 0], [0, 0], 1, [1, 1]),
     ],
     "max_pool2d_with_indices": lambda: [
@@ -50,7 +59,16 @@ OPCHECK_SAMPLES = {
         (_t(3, 7, 8), [2, 3], [2, 1], [1, 0], [1, 2], True),
     ],
     "max_pool2d_with_indices_backward": lambda: [
-        (_t(2, 3, 4, 4), _t(2, 3, 8, 8, grad=False), [2, 2], [2, 2], [0, 0], [1, 1], False, _indices()[1]),
+        (
+            _t(2, 3, 4, 4),
+            _t(2, 3, 8, 8, grad=False),
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            False,
+            _indices()[1],
+        ),
     ],
     "max_unpool2d": lambda: [
         (_indices()[0].requires_grad_(), _indices()[1], [8, 8]),
@@ -66,7 +84,16 @@ OPCHECK_SAMPLES = {
     ],
     "avg_pool2d_backward": lambda: [
         (_t(2, 3, 5, 5), _t(2, 3, 9, 9, grad=False), [3, 3], [2, 2], [1, 1], False, True, None),
-        (_t(2, 3, 5, 7), _t(2, 3, 9, 8, channels_last=True, grad=False), [3, 2], [2, 1], [1, 0], True, False, 3),
+        (
+            _t(2, 3, 5, 7),
+            _t(2, 3, 9, 8, channels_last=True, grad=False),
+            [3, 2],
+            [2, 1],
+            [1, 0],
+            True,
+            False,
+            3,
+        ),
     ],
 }
 
@@ -87,7 +114,9 @@ class _Net(torch.nn.Module):
         self.pool = fastconv.nn.MaxPool2d(2, return_indices=True)
         self.unpool = fastconv.nn.MaxUnpool2d(2)
         self.dilated = fastconv.nn.Conv2d(8, 4, 3, padding="same", dilation=2, groups=2, bias=False)
-        self.transposed = fastconv.nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.transposed = fastconv.nn.ConvTranspose2d(
+            4, 4, 3, stride=2, padding=1, output_padding=1, groups=2
+        )
         self.average = fastconv.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
         self.l2 = fastconv.nn.LPPool2d(2, 2)
         self.conv1d = fastconv.nn.Conv1d(4, 6, 3, padding="same")
@@ -130,9 +159,18 @@ def test_meta_tensors_give_shapes():
     x = torch.empty(2, 3, 32, 32, device="meta")
     transposed = fastconv.conv_transpose2d(x, torch.empty(3, 4, 3, 3, device="meta"), None, 2, 1, 1)
     assert transposed.shape == (2, 4, 64, 64)
-    assert fastconv.conv2d(x, torch.empty(8, 3, 5, 5, device="meta"), stride=2).shape == (2, 8, 14, 14)
+    assert fastconv.conv2d(x, torch.empty(8, 3, 5, 5, device="meta"), stride=2).shape == (
+        2,
+        8,
+        14,
+        14,
+    )
     out, idx = fastconv.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
-    assert out.shape == idx.shape == F.max_pool2d(torch.empty(2, 3, 32, 32), 3, 2, 1, ceil_mode=True).shape
+    assert (
+        out.shape
+        == idx.shape
+        == F.max_pool2d(torch.empty(2, 3, 32, 32), 3, 2, 1, ceil_mode=True).shape
+    )
     assert idx.dtype == torch.int64
 
 
@@ -146,7 +184,9 @@ def test_build_info():
 
 def test_torch_version_mismatch_is_a_clear_error():
     fastconv.check_torch_version(torch.__version__, torch.__version__)
-    with pytest.raises(ImportError, match="built against torch 2.0.0.*pip install --no-build-isolation"):
+    with pytest.raises(
+        ImportError, match="built against torch 2.0.0.*pip install --no-build-isolation"
+    ):
         fastconv.check_torch_version("2.0.0", torch.__version__)
 
 
@@ -154,6 +194,7 @@ def test_eager_calls_are_the_ops_to_tracing_and_autograd():
     """fastconv.functional's eager calls reach conv2d and max_pool2d through _C (skipping torch.ops'
     Python cost): they are still the dispatcher's ops, so torch.jit.trace records them and autograd
     runs their C++ formulas."""
+
     def net(x, w):
         y, _ = fastconv.max_pool2d(fastconv.conv2d(x, w, padding=1), 2, return_indices=True)
         return y

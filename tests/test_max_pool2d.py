@@ -1,5 +1,7 @@
 """fastconv.max_pool2d against torch.nn.functional.max_pool2d: values, indices, gradients."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,24 +9,34 @@ from hypothesis import assume, given, settings, strategies as st
 from torch.nn.modules.utils import _pair
 
 import fastconv
-from conftest import LAYOUTS, assert_close, assert_same_error, call, is_channels_last, with_layout
+from helpers import (
+    LAYOUTS,
+    assert_close,
+    call,
+    check_against_torch,
+    is_channels_last,
+    run_with_cpu_capability,
+    with_layout,
+)
 
 # (kernel_size, stride, padding, dilation, ceil_mode)
 GRID = [
-    (2, None, 0, 1, False),          # VGG
-    (3, 2, 1, 1, False),             # ResNet stem
-    (3, 2, 0, 1, True),              # AlexNet / GoogLeNet, ceil mode
+    (2, None, 0, 1, False),  # VGG
+    (3, 2, 1, 1, False),  # ResNet stem
+    (3, 2, 0, 1, True),  # AlexNet / GoogLeNet, ceil mode
     ((3, 2), (2, 1), (1, 0), 1, False),
-    (3, 1, 1, 2, False),             # dilated
-    (2, 3, 1, (2, 3), True),         # dilated, ceil mode, stride > kernel
+    (3, 1, 1, 2, False),  # dilated
+    (2, 3, 1, (2, 3), True),  # dilated, ceil mode, stride > kernel
     (1, 1, 0, 1, False),
 ]
 
 
-def pool_both(x, args, **kwargs):
+def pool(fn, x, args, **kwargs):
+    """fn (fastconv.max_pool2d or F.max_pool2d) with the arguments of a GRID row."""
     kernel, stride, padding, dilation, ceil_mode = args
-    kw = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, **kwargs)
-    return fastconv.max_pool2d(x, kernel, **kw), F.max_pool2d(x, kernel, **kw)
+    return fn(
+        x, kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode, **kwargs
+    )
 
 
 def reference_grad(x, indices, grad_output):
@@ -39,17 +51,21 @@ def reference_grad(x, indices, grad_output):
     return grad.view(x.shape), bool(valid.all())
 
 
-def check_against_torch(x, args):
-    """Values, indices (identical, int64), layouts and gradients equal torch's."""
-    x_fast = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
-    x_torch = x.detach().clone().requires_grad_(x.dtype.is_floating_point)
-    (out, idx), _ = pool_both(x_fast, args, return_indices=True)
-    _, (expected, expected_idx) = pool_both(x_torch, args, return_indices=True)
+def check_max_pool2d(x, args, errors=False):
+    """Values, indices (identical, int64), layouts and gradients equal torch's (errors: or torch's
+    error)."""
+    runs = check_against_torch(
+        lambda t: pool(fastconv.max_pool2d, t, args, return_indices=True),
+        lambda t: pool(F.max_pool2d, t, args, return_indices=True),
+        x,
+        exact=True,
+        backward=False,
+        errors=errors,
+    )
+    if runs is None:  # torch raised, and fastconv raised the same
+        return
+    ((x_fast,), (out, idx)), ((x_torch,), (expected, _)) = runs
     assert idx.dtype == torch.int64
-    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
-    assert torch.equal(idx, expected_idx)
-    assert is_channels_last(out) == is_channels_last(expected)
-    assert is_channels_last(idx) == is_channels_last(expected_idx)
     if x.dtype.is_floating_point and out.numel():
         grad_output = torch.randn_like(expected)
         out.backward(grad_output)
@@ -64,13 +80,13 @@ def check_against_torch(x, args):
 @pytest.mark.parametrize("args", GRID)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_matches_torch_on_grid(args, layout):
-    check_against_torch(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
+    check_max_pool2d(with_layout(torch.randn(2, 3, 11, 10, dtype=torch.float64), layout), args)
 
 
 @pytest.mark.parametrize("args", GRID[:3])
 def test_without_indices(args):
     x = torch.randn(2, 3, 9, 9)
-    actual, expected = pool_both(x, args)
+    actual, expected = pool(fastconv.max_pool2d, x, args), pool(F.max_pool2d, x, args)
     assert torch.equal(actual, expected)
 
 
@@ -78,7 +94,7 @@ def test_without_indices(args):
 def test_ties_take_the_first_index(layout):
     x = with_layout(torch.randint(-1, 2, (2, 4, 12, 12)).double(), layout)  # mostly ties
     for args in GRID:
-        check_against_torch(x, args)
+        check_max_pool2d(x, args)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -90,7 +106,7 @@ def test_nan_wins_and_carries_its_index(layout):
     x[0, 1, 3, 3] = -float("inf")
     x = with_layout(x, layout)
     for args in GRID[:3]:
-        check_against_torch(x, args)
+        check_max_pool2d(x, args)
 
 
 def test_window_outside_the_input_gets_no_gradient():
@@ -106,20 +122,22 @@ def test_window_outside_the_input_gets_no_gradient():
 
 
 def test_all_minus_infinity_window():
-    check_against_torch(torch.full((1, 2, 4, 4), -float("inf"), dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.full((1, 2, 4, 4), -float("inf"), dtype=torch.float64), GRID[1])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8]
+)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_dtypes(dtype, layout):
     x = (torch.randn(2, 3, 9, 9) * 50).to(dtype)
-    check_against_torch(with_layout(x, layout), GRID[1])
+    check_max_pool2d(with_layout(x, layout), GRID[1])
 
 
 def test_unbatched_and_empty_batch():
-    check_against_torch(torch.randn(3, 9, 9, dtype=torch.float64), GRID[1])
-    check_against_torch(torch.randn(0, 3, 9, 9, dtype=torch.float64), GRID[1])
-    check_against_torch(torch.randn(0, 3, 9, 9).contiguous(memory_format=torch.channels_last), GRID[1])
+    check_max_pool2d(torch.randn(3, 9, 9, dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.randn(0, 3, 9, 9, dtype=torch.float64), GRID[1])
+    check_max_pool2d(torch.randn(0, 3, 9, 9).contiguous(memory_format=torch.channels_last), GRID[1])
 
 
 @pytest.mark.parametrize("args", [GRID[1], GRID[5]])
@@ -151,11 +169,20 @@ def test_backward_is_deterministic():
 def pool_configs(draw):
     kernel = draw(st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))))
     return dict(
-        shape=(draw(st.integers(0, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12))),
+        shape=(
+            draw(st.integers(0, 2)),
+            draw(st.integers(1, 3)),
+            draw(st.integers(1, 12)),
+            draw(st.integers(1, 12)),
+        ),
         kernel=kernel,
-        stride=draw(st.one_of(st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3)))),
+        stride=draw(
+            st.one_of(st.none(), st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 3)))
+        ),
         padding=draw(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 1)))),
-        dilation=draw(st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(1, 3)))),
+        dilation=draw(
+            st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(1, 3)))
+        ),
         ceil_mode=draw(st.booleans()),
         ties=draw(st.booleans()),
         layout=draw(st.sampled_from(LAYOUTS)),
@@ -167,17 +194,16 @@ def pool_configs(draw):
 @given(pool_configs())
 def test_random_configurations(cfg):
     """Any configuration: torch's values, indices and gradients, or torch's error."""
-    x = torch.randint(-2, 3, cfg["shape"]).double() if cfg["ties"] else torch.randn(cfg["shape"], dtype=torch.float64)
+    x = (
+        torch.randint(-2, 3, cfg["shape"]).double()
+        if cfg["ties"]
+        else torch.randn(cfg["shape"], dtype=torch.float64)
+    )
     x = with_layout(x, cfg["layout"])
     if cfg["unbatched"] and x.shape[0] == 1:
         x = x[0]
     args = (cfg["kernel"], cfg["stride"], cfg["padding"], cfg["dilation"], cfg["ceil_mode"])
-    _, torch_error = call(lambda: pool_both(x, args, return_indices=True)[1])
-    if torch_error is not None:
-        _, fast_error = call(lambda: pool_both(x, args, return_indices=True)[0])
-        assert_same_error(fast_error, torch_error)
-        return
-    check_against_torch(x, args)
+    check_max_pool2d(x, args, errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -189,19 +215,19 @@ def test_random_configurations(cfg):
 
 # (shape, kernel, stride, padding, dilation, ceil_mode)
 VECTOR_CASES = [
-    ((2, 3, 9, 30), 3, 2, 1, 1, False),        # ResNet-like: left border, 8 + overlapping block
-    ((1, 2, 9, 17), 2, 2, 0, 1, False),        # VGG-like, odd width: last column unused
-    ((1, 2, 8, 16), 2, 2, 0, 1, False),        # interior exactly 8 columns
-    ((1, 2, 13, 13), 3, 2, 0, 1, False),       # AlexNet pool5: 6 columns, one masked block
-    ((1, 2, 5, 3), 3, 1, 1, 1, False),         # a single interior column
-    ((1, 2, 6, 4), 2, 2, 0, 1, True),          # ceil mode: a window past the right edge
+    ((2, 3, 9, 30), 3, 2, 1, 1, False),  # ResNet-like: left border, 8 + overlapping block
+    ((1, 2, 9, 17), 2, 2, 0, 1, False),  # VGG-like, odd width: last column unused
+    ((1, 2, 8, 16), 2, 2, 0, 1, False),  # interior exactly 8 columns
+    ((1, 2, 13, 13), 3, 2, 0, 1, False),  # AlexNet pool5: 6 columns, one masked block
+    ((1, 2, 5, 3), 3, 1, 1, 1, False),  # a single interior column
+    ((1, 2, 6, 4), 2, 2, 0, 1, True),  # ceil mode: a window past the right edge
     ((1, 3, 11, 27), 3, 2, 0, 1, True),
-    ((1, 2, 11, 41), 3, 1, 1, 2, False),       # stride 1, dilated
+    ((1, 2, 11, 41), 3, 1, 1, 2, False),  # stride 1, dilated
     ((1, 2, 12, 40), (2, 4), (1, 2), (1, 2), (2, 3), False),
     ((1, 2, 10, 33), (3, 1), (2, 1), (1, 0), 1, False),
     ((1, 2, 10, 33), (1, 3), (1, 3), (0, 1), 1, True),  # stride 3: generic loop
-    ((2, 2, 7, 7), 2, 1, 1, 3, True),          # windows partly or wholly in the padding
-    ((1, 3, 1, 5), 2, (2, 1), 1, 2, False),    # no window row inside the input
+    ((2, 2, 7, 7), 2, 1, 1, 3, True),  # windows partly or wholly in the padding
+    ((1, 3, 1, 5), 2, (2, 1), 1, 2, False),  # no window row inside the input
     ((1, 2, 1, 9), 1, 1, 0, 1, False),
 ]
 CHANNELS = [1, 3, 8, 9, 17, 33, 64, 70]  # channels_last: vector width 8, groups of 32
@@ -225,7 +251,7 @@ def draw_values(shape, kind, dtype=torch.float32):
 @pytest.mark.parametrize("kind", ["randn", "ties", "nan", "inf"])
 def test_float32_vector_path_nchw(case, kind):
     shape, *args = case
-    check_against_torch(draw_values(shape, kind), args)
+    check_max_pool2d(draw_values(shape, kind), args)
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -233,30 +259,30 @@ def test_float32_vector_path_nchw(case, kind):
 def test_float32_vector_path_channels_last(channels, kind):
     for shape, *args in VECTOR_CASES[::3] + [VECTOR_CASES[-2]]:
         x = draw_values((shape[0], channels, *shape[2:]), kind)
-        check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+        check_max_pool2d(x.contiguous(memory_format=torch.channels_last), args)
 
 
 def test_float32_all_minus_infinity_and_nan_windows():
     x = torch.full((1, 9, 12, 20), -float("inf"))
     x[0, :, 5, 7] = float("nan")
-    x[0, :, 5, 9] = float("nan")   # two NaN in one window: the later one wins
+    x[0, :, 5, 9] = float("nan")  # two NaN in one window: the later one wins
     x[0, :, 2, 2] = float("inf")
     for layout in ("contiguous", "channels_last"):
         for args in [(3, 2, 1, 1, False), (2, 2, 0, 1, False), (3, 1, 1, 1, True)]:
-            check_against_torch(with_layout(x, layout), args)
+            check_max_pool2d(with_layout(x, layout), args)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 def test_float32_large_plane(layout):
     x = draw_values((1, 2, 301, 1203), "ties")  # ties everywhere: the first index must win
-    check_against_torch(with_layout(x, layout), (3, 2, 1, 1, False))
-    check_against_torch(with_layout(x[:, :1, :64], layout), (2, 2, 0, 1, True))
+    check_max_pool2d(with_layout(x, layout), (3, 2, 1, 1, False))
+    check_max_pool2d(with_layout(x[:, :1, :64], layout), (2, 2, 0, 1, True))
 
 
 def test_float32_empty_batch_and_unbatched():
     for layout in ("contiguous", "channels_last"):
-        check_against_torch(with_layout(torch.randn(0, 16, 9, 9), layout), (3, 2, 1, 1, False))
-    check_against_torch(torch.randn(5, 9, 19), (3, 2, 1, 1, False))
+        check_max_pool2d(with_layout(torch.randn(0, 16, 9, 9), layout), (3, 2, 1, 1, False))
+    check_max_pool2d(torch.randn(5, 9, 19), (3, 2, 1, 1, False))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
@@ -264,9 +290,13 @@ def test_float32_empty_batch_and_unbatched():
 def test_channels_last_backward(dtype, channels):
     # Batch 1 splits the channels into groups run in parallel (float and double); half types
     # go through NCHW. Overlapping windows and ties make inputs collect several gradients.
-    x = torch.randint(-1, 2, (1, channels, 15, 14)).to(dtype).contiguous(memory_format=torch.channels_last)
-    check_against_torch(x, (3, 2, 1, 1, False))
-    check_against_torch(x, (3, 1, 1, 1, False))
+    x = (
+        torch.randint(-1, 2, (1, channels, 15, 14))
+        .to(dtype)
+        .contiguous(memory_format=torch.channels_last)
+    )
+    check_max_pool2d(x, (3, 2, 1, 1, False))
+    check_max_pool2d(x, (3, 1, 1, 1, False))
 
 
 def test_channels_last_backward_is_deterministic_and_takes_any_grad_layout():
@@ -275,7 +305,9 @@ def test_channels_last_backward_is_deterministic_and_takes_any_grad_layout():
     out = fastconv.max_pool2d(x, 3, 1, 1)
     grad_output = torch.randn(out.shape)  # NCHW gradient for a channels_last output
     first = torch.autograd.grad(out, x, grad_output, retain_graph=True)[0]
-    second = torch.autograd.grad(out, x, grad_output.contiguous(memory_format=torch.channels_last))[0]
+    second = torch.autograd.grad(out, x, grad_output.contiguous(memory_format=torch.channels_last))[
+        0
+    ]
     assert torch.equal(first, second) and is_channels_last(first)
     expected = torch.autograd.grad(F.max_pool2d(x, 3, 1, 1), x, grad_output)[0]
     assert_close(first, expected)
@@ -286,10 +318,19 @@ def float32_configs(draw):
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     return dict(
-        shape=(draw(st.integers(1, 2)), draw(st.sampled_from([1, 3, 8, 11, 35])),
-               draw(st.integers(1, 14)), draw(st.integers(1, 45))),
-        args=(kernel, (draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 2, 3]))), padding,
-              (draw(st.integers(1, 2)), draw(st.integers(1, 3))), draw(st.booleans())),
+        shape=(
+            draw(st.integers(1, 2)),
+            draw(st.sampled_from([1, 3, 8, 11, 35])),
+            draw(st.integers(1, 14)),
+            draw(st.integers(1, 45)),
+        ),
+        args=(
+            kernel,
+            (draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 2, 3]))),
+            padding,
+            (draw(st.integers(1, 2)), draw(st.integers(1, 3))),
+            draw(st.booleans()),
+        ),
         kind=draw(st.sampled_from(["randn", "ties", "nan", "inf"])),
         layout=draw(st.sampled_from(LAYOUTS)),
     )
@@ -302,7 +343,7 @@ def test_float32_random_configurations(cfg):
     x = with_layout(draw_values(cfg["shape"], cfg["kind"]), cfg["layout"])
     _, torch_error = call(lambda: F.max_pool2d(x, *cfg["args"], return_indices=True))
     assume(torch_error is None)  # torch's errors are checked in test_random_configurations
-    check_against_torch(x, cfg["args"])
+    check_max_pool2d(x, cfg["args"])
 
 
 GENERIC_PATH_SCRIPT = r"""
@@ -315,9 +356,9 @@ torch.manual_seed(0)
 for case in t.VECTOR_CASES:
     shape, *args = case
     for kind in ("randn", "ties", "nan", "inf"):
-        t.check_against_torch(t.draw_values(shape, kind), args)
+        t.check_max_pool2d(t.draw_values(shape, kind), args)
         x = t.draw_values((shape[0], 11, *shape[2:]), kind)
-        t.check_against_torch(x.contiguous(memory_format=torch.channels_last), args)
+        t.check_max_pool2d(x.contiguous(memory_format=torch.channels_last), args)
 print("ok")
 """
 
@@ -325,29 +366,37 @@ print("ok")
 def test_generic_path_without_avx2():
     """ATEN_CPU_CAPABILITY=default: torch's and fastconv's kernels take their generic loops (as on
     a CPU without AVX2); the edge cases above must still match torch."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     tests = Path(__file__).resolve().parent
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    result = subprocess.run([sys.executable, "-c", GENERIC_PATH_SCRIPT, str(tests), str(tests.parent)],
-                            env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+    result = run_with_cpu_capability(
+        "default", GENERIC_PATH_SCRIPT, tests, tests.parent, timeout=600
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
+        result.stdout + result.stderr
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("args", [(2, 2, 0, 1, False), (3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False),
-                                  (2, 3, 1, 1, False), ((3, 2), (3, 2), (1, 0), 1, True)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (2, 2, 0, 1, False),
+        (3, 2, 1, 1, False),
+        (2, 2, 0, 1, True),
+        (3, 1, 1, 2, False),
+        (2, 3, 1, 1, False),
+        ((3, 2), (3, 2), (1, 0), 1, True),
+    ],
+)
 def test_backward_with_any_indices(dtype, layout, args):
     """The backward adds each gradient at its index whatever the indices are (not only the
     forward's): the fast paths (gather, row bands) must notice foreign ones and fall back."""
     kernel, stride, padding, dilation, ceil_mode = args
     for batch in (1, 3):  # batch 1 splits channels_last images into row bands
         x = with_layout(torch.randn(batch, 4, 13, 37, dtype=dtype), layout)
-        _, indices = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+        _, indices = F.max_pool2d(
+            x, kernel, stride, padding, dilation, ceil_mode, return_indices=True
+        )
         grad_output = torch.randn(indices.shape, dtype=dtype)
         plane = x.shape[-2] * x.shape[-1]
         for case in ("forward's", "one foreign", "random"):
@@ -355,10 +404,20 @@ def test_backward_with_any_indices(dtype, layout, args):
             if case == "one foreign":
                 s[0, 1, 2, 3] = plane - 1 - s[0, 1, 2, 3]  # far outside its window
             elif case == "random":
-                s = torch.randint(-2, plane + 3, s.shape).contiguous(memory_format=torch.channels_last) \
-                    if layout == "channels_last" else torch.randint(-2, plane + 3, s.shape)
+                s = (
+                    torch.randint(-2, plane + 3, s.shape).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                    if layout == "channels_last"
+                    else torch.randint(-2, plane + 3, s.shape)
+                )
             actual = torch.ops.fastconv.max_pool2d_with_indices_backward(
-                grad_output, x, *(list(_pair(a)) for a in (kernel, stride, padding, dilation)), ceil_mode, s)
+                grad_output,
+                x,
+                *(list(_pair(a)) for a in (kernel, stride, padding, dilation)),
+                ceil_mode,
+                s,
+            )
             expected, _ = reference_grad(x, s, grad_output.double())
             assert_close(actual, expected.to(dtype))
             assert is_channels_last(actual) == (layout == "channels_last")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from conftest import is_channels_last, with_layout
+from helpers import is_channels_last, with_layout
 
 
 def pooled(shape, kernel, stride=None, padding=0, layout="contiguous"):
@@ -15,10 +15,10 @@ def pooled(shape, kernel, stride=None, padding=0, layout="contiguous"):
 
 CASES = [  # shape, kernel, stride, padding, output_size
     ((2, 3, 8, 8), 2, None, 0, None),
-    ((2, 3, 9, 9), 2, None, 0, (9, 9)),          # odd size: output_size says which
-    ((2, 3, 9, 9), 2, None, 0, (2, 3, 9, 9)),    # output_size with batch and channel dims
+    ((2, 3, 9, 9), 2, None, 0, (9, 9)),  # odd size: output_size says which
+    ((2, 3, 9, 9), 2, None, 0, (2, 3, 9, 9)),  # output_size with batch and channel dims
     ((2, 3, 11, 10), 3, 2, 1, (11, 10)),
-    ((0, 3, 8, 8), 2, None, 0, None),            # empty batch
+    ((0, 3, 8, 8), 2, None, 0, None),  # empty batch
 ]
 UNBATCHED = ((3, 8, 8), 2, None, 0, None)
 
@@ -46,7 +46,9 @@ def test_matches_torch(case, layout):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_dtypes(dtype):
     values, indices = F.max_pool2d(torch.randn(2, 3, 8, 8).to(dtype), 2, return_indices=True)
-    assert torch.equal(fastconv.max_unpool2d(values, indices, 2), F.max_unpool2d(values, indices, 2))
+    assert torch.equal(
+        fastconv.max_unpool2d(values, indices, 2), F.max_unpool2d(values, indices, 2)
+    )
 
 
 def test_gradcheck():
@@ -70,5 +72,7 @@ def test_module_pair_like_torch():
     pool, unpool = fastconv.nn.MaxPool2d(2, return_indices=True), fastconv.nn.MaxUnpool2d(2)
     x = torch.randn(1, 1, 5, 5)
     out, idx = pool(x)
-    expected = torch.nn.MaxUnpool2d(2)(*torch.nn.MaxPool2d(2, return_indices=True)(x), output_size=x.size())
+    expected = torch.nn.MaxUnpool2d(2)(
+        *torch.nn.MaxPool2d(2, return_indices=True)(x), output_size=x.size()
+    )
     assert torch.equal(unpool(out, idx, output_size=x.size()), expected)

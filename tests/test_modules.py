@@ -11,7 +11,16 @@ from architectures import FullyConvolutionalLeNet, LeNet5, ResNet18
     "kwargs",
     [
         dict(in_channels=3, out_channels=8, kernel_size=3),
-        dict(in_channels=4, out_channels=8, kernel_size=(3, 5), stride=2, padding=(1, 2), dilation=2, groups=2, bias=False),
+        dict(
+            in_channels=4,
+            out_channels=8,
+            kernel_size=(3, 5),
+            stride=2,
+            padding=(1, 2),
+            dilation=2,
+            groups=2,
+            bias=False,
+        ),
         dict(in_channels=4, out_channels=4, kernel_size=3, padding="same", groups=4),
         dict(in_channels=3, out_channels=5, kernel_size=3, padding=2, padding_mode="reflect"),
         dict(in_channels=3, out_channels=5, kernel_size=3, padding=1, padding_mode="replicate"),
@@ -42,7 +51,11 @@ def test_state_dict_loads_both_ways():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True), dict(kernel_size=(3, 2), return_indices=True)],
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True),
+        dict(kernel_size=(3, 2), return_indices=True),
+    ],
 )
 def test_pool_modules_are_drop_ins(kwargs):
     reference, module = torch.nn.MaxPool2d(**kwargs), fastconv.nn.MaxPool2d(**kwargs)
@@ -53,7 +66,10 @@ def test_pool_modules_are_drop_ins(kwargs):
         assert torch.equal(actual[0], expected[0]) and torch.equal(actual[1], expected[1])
         unpool = fastconv.nn.MaxUnpool2d(kwargs["kernel_size"])
         assert repr(unpool) == repr(torch.nn.MaxUnpool2d(kwargs["kernel_size"]))
-        assert torch.equal(unpool(*actual, output_size=x.shape), torch.nn.MaxUnpool2d(kwargs["kernel_size"])(*expected, output_size=x.shape))
+        assert torch.equal(
+            unpool(*actual, output_size=x.shape),
+            torch.nn.MaxUnpool2d(kwargs["kernel_size"])(*expected, output_size=x.shape),
+        )
     else:
         assert torch.equal(actual, expected)
 
@@ -81,7 +97,9 @@ def assert_same_outputs_and_gradients(model, reference, x, train):
 @pytest.mark.parametrize("train", [False, True])
 def test_lenet5(train):
     model, reference = twins(LeNet5)
-    assert_same_outputs_and_gradients(model, reference, torch.randn(4, 1, 32, 32, dtype=torch.float64), train)
+    assert_same_outputs_and_gradients(
+        model, reference, torch.randn(4, 1, 32, 32, dtype=torch.float64), train
+    )
 
 
 def test_fully_convolutional_lenet_gives_a_class_map():
@@ -103,4 +121,6 @@ def test_resnet18(train):
     torch.manual_seed(0)
     model, reference = twins(ResNet18)
     assert sum(isinstance(m, fastconv.nn.Conv2d) for m in model.modules()) == 20
-    assert_same_outputs_and_gradients(model, reference, torch.randn(2, 3, 64, 64, dtype=torch.float64), train)
+    assert_same_outputs_and_gradients(
+        model, reference, torch.randn(2, 3, 64, 64, dtype=torch.float64), train
+    )

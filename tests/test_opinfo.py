@@ -7,12 +7,12 @@ A new functional adds its row here."""
 import pytest
 import torch
 
-import fastconv
-from conftest import assert_close, assert_same_error, call
-
 # torch's test inputs; they need the expecttest package (.ci/run installs it): a missing one fails
 # here rather than skipping the file.
-from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
+from torch.testing._internal.common_methods_invocations import op_db
+
+import fastconv
+from helpers import assert_close, assert_same_error, call
 
 # op_db name -> fastconv's function with the same signature.
 OPS = {
@@ -41,14 +41,19 @@ def _cases(kind):
     cases = []
     for name in OPS:
         for op in _opinfos(name):
-            test_id = name.split(".")[-1] + (f"-{op.variant_test_name}" if op.variant_test_name else "")
+            test_id = name.split(".")[-1] + (
+                f"-{op.variant_test_name}" if op.variant_test_name else ""
+            )
             cases.append(pytest.param(name, op, id=test_id))
     return cases
 
 
 def _leaves(sample):
-    return [t for t in [sample.input, *sample.args, *sample.kwargs.values()]
-            if isinstance(t, torch.Tensor) and t.requires_grad]
+    return [
+        t
+        for t in [sample.input, *sample.args, *sample.kwargs.values()]
+        if isinstance(t, torch.Tensor) and t.requires_grad
+    ]
 
 
 def _outputs(result):

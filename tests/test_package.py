@@ -11,13 +11,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_python(args, cwd, env=None):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, **(env or {})))
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def test_import_from_a_source_folder_without_the_extension_says_so(tmp_path):
     source = tmp_path / "checkout"
-    shutil.copytree(ROOT / "fastconv", source / "fastconv", ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    shutil.copytree(
+        ROOT / "fastconv", source / "fastconv", ignore=shutil.ignore_patterns("_C*", "__pycache__")
+    )
     shutil.copy(ROOT / "setup.py", source / "setup.py")
     result = run_python(["-c", "import fastconv"], cwd=source, env={"PYTHONPATH": ""})
     assert result.returncode != 0
@@ -29,7 +37,11 @@ def test_import_from_a_source_folder_without_the_extension_says_so(tmp_path):
 
 
 def test_an_installed_package_without_the_extension_says_how_to_rebuild(tmp_path):
-    shutil.copytree(ROOT / "fastconv", tmp_path / "fastconv", ignore=shutil.ignore_patterns("_C*", "__pycache__"))
+    shutil.copytree(
+        ROOT / "fastconv",
+        tmp_path / "fastconv",
+        ignore=shutil.ignore_patterns("_C*", "__pycache__"),
+    )
     result = run_python(["-c", "import fastconv"], cwd=tmp_path, env={"PYTHONPATH": ""})
     assert "fastconv's compiled extension (fastconv._C) is missing" in result.stderr
     assert "pip install --no-build-isolation" in result.stderr
@@ -39,8 +51,12 @@ def test_setup_without_torch_names_no_build_isolation(tmp_path):
     """What pip's isolated build environment gets (pyproject lists no torch): a message at once."""
     shadow = tmp_path / "shadow"
     (shadow / "torch").mkdir(parents=True)
-    (shadow / "torch" / "__init__.py").write_text("raise ImportError('no torch in this environment')\n")
-    result = run_python([str(ROOT / "setup.py"), "--version"], cwd=tmp_path, env={"PYTHONPATH": str(shadow)})
+    (shadow / "torch" / "__init__.py").write_text(
+        "raise ImportError('no torch in this environment')\n"
+    )
+    result = run_python(
+        [str(ROOT / "setup.py"), "--version"], cwd=tmp_path, env={"PYTHONPATH": str(shadow)}
+    )
     assert result.returncode != 0
     assert "torch is not importable while building fastconv" in result.stderr
     assert "pip install --no-build-isolation ." in result.stderr

@@ -8,50 +8,39 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
-from conftest import TOLERANCES, assert_raises_like_torch, assert_same_error, call
+from helpers import assert_raises_like_torch, call, check_against_torch
 
 
 def leaf(shape, dtype=torch.float64, grad=True):
     return torch.randn(shape, dtype=dtype).requires_grad_(grad)
 
 
-def assert_close(actual, expected):
-    """Within the dtype's tolerance; NaN where torch has NaN (lp_pool's root of a negative sum)."""
-    rtol, atol = TOLERANCES[expected.dtype]
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
-
-
-def compare(fast_fn, torch_fn, x, check_grad=True):
-    """fast_fn(x) and torch_fn(x) on copies of x: the same values (indices identical), or the same
-    error; and the same gradient of the first output."""
-    x_fast, x_torch = (x.detach().clone().requires_grad_(x.requires_grad) for _ in range(2))
-    expected, torch_error = call(lambda: torch_fn(x_torch))
-    actual, fast_error = call(lambda: fast_fn(x_fast))
-    if torch_error is not None:
-        assert_same_error(fast_error, torch_error)
-        return
-    assert fast_error is None, f"fastconv raised {fast_error!r}"
-    actual = list(actual) if isinstance(actual, tuple) else [actual]
-    expected = list(expected) if isinstance(expected, tuple) else [expected]
-    assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
-        assert a.shape == e.shape and a.dtype == e.dtype
-        if not e.dtype.is_floating_point:  # indices, integer values: identical
-            assert torch.equal(a, e)
-        else:
-            assert_close(a, e)
-    if check_grad and x.requires_grad and expected[0].numel():
-        grad_output = torch.randn_like(expected[0])
-        (fast_grad,) = torch.autograd.grad(actual[0], x_fast, grad_output)
-        (torch_grad,) = torch.autograd.grad(expected[0], x_torch, grad_output)
-        assert_close(fast_grad, torch_grad)
+def check_pool(fast_fn, torch_fn, x, backward=True):
+    """fast_fn(x) and torch_fn(x) on copies of x: the same values (indices identical; NaN where
+    torch has NaN: lp_pool's root of a negative sum), or the same error; and, where x requires
+    grad, the same gradient of the first output."""
+    check_against_torch(
+        fast_fn,
+        torch_fn,
+        x,
+        requires_grad=x.requires_grad,
+        equal_nan=True,
+        backward=backward,
+        errors=True,
+    )
 
 
 # ------------------------------------------------------------------------------------ max_pool1d
 
 # (kernel_size, stride, padding, dilation, ceil_mode)
-MAX_GRID = [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 2, True), ((4,), (3,), (2,), 1, True),
-            (1, 1, 0, 3, False), (3, [], 1, 1, True)]
+MAX_GRID = [
+    (2, None, 0, 1, False),
+    (3, 2, 1, 1, False),
+    (3, 2, 1, 2, True),
+    ((4,), (3,), (2,), 1, True),
+    (1, 1, 0, 3, False),
+    (3, [], 1, 1, True),
+]
 
 
 @pytest.mark.parametrize("args", MAX_GRID)
@@ -60,8 +49,11 @@ MAX_GRID = [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 2, True), ((4
 def test_max_pool1d_matches_torch(args, shape, return_indices):
     x = leaf(shape)
     x.data[..., 3] = x.data[..., 4]  # a tie
-    compare(lambda t: fastconv.max_pool1d(t, *args, return_indices=return_indices),
-            lambda t: F.max_pool1d(t, *args, return_indices=return_indices), x)
+    check_pool(
+        lambda t: fastconv.max_pool1d(t, *args, return_indices=return_indices),
+        lambda t: F.max_pool1d(t, *args, return_indices=return_indices),
+        x,
+    )
 
 
 def test_max_pool1d_indices_are_flat_over_the_length_and_unpool():
@@ -69,28 +61,55 @@ def test_max_pool1d_indices_are_flat_over_the_length_and_unpool():
     out, indices = fastconv.max_pool1d(x, 3, 2, 1, return_indices=True)
     assert torch.equal(torch.gather(x.detach(), -1, indices), out.detach())
     for output_size in (None, [20], (2, 4, 20), torch.Size([19])):
-        compare(lambda t: fastconv.max_unpool1d(t, indices, 3, 2, 1, output_size),
-                lambda t: F.max_unpool1d(t, indices, 3, 2, 1, output_size), out.detach().requires_grad_())
+        check_pool(
+            lambda t: fastconv.max_unpool1d(t, indices, 3, 2, 1, output_size),
+            lambda t: F.max_unpool1d(t, indices, 3, 2, 1, output_size),
+            out.detach().requires_grad_(),
+        )
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.uint8,
-                                   torch.bool])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float16, torch.bfloat16, torch.int32, torch.uint8, torch.bool]
+)
 @pytest.mark.parametrize("return_indices", [False, True])
 def test_max_pool1d_dtypes(dtype, return_indices):
     x = (torch.randn(2, 3, 12) * 20).to(dtype)
-    compare(lambda t: fastconv.max_pool1d(t, 3, 2, 1, return_indices=return_indices),
-            lambda t: F.max_pool1d(t, 3, 2, 1, return_indices=return_indices), x)
+    check_pool(
+        lambda t: fastconv.max_pool1d(t, 3, 2, 1, return_indices=return_indices),
+        lambda t: F.max_pool1d(t, 3, 2, 1, return_indices=return_indices),
+        x,
+    )
 
 
 # Calls torch refuses, or where it behaves differently with and without indices and gradients.
 MAX_POOL1D_CALLS = [
-    ((1, 2, 3, 8), (2,)), ((8,), (2,)), ((2, 3, 0), (1,)), ((2, 0, 4), (1,)), ((0, 4), (1,)),
-    ((2, 3, 8), ((2, 2),)), ((2, 3, 8), ([],)), ((2, 3, 8), (2, (1, 1))), ((2, 3, 8), (2, 1, (0, 0))),
-    ((2, 3, 8), (2, 1, 0, (1, 1))), ((2, 3, 8), (0,)), ((2, 3, 8), (2, 0)), ((2, 3, 8), (2, -1)),
-    ((2, 3, 8), (2, 1, -1)), ((2, 3, 8), (2, 1, 2)), ((2, 3, 8), (2, 1, 0, 0)), ((2, 3, 8), (9,)),
-    ((2, 3, 8), (2 ** 31,)), ((2, 3, 8), (2, 2 ** 40)), ((2, 3, 8), (1, 1, 0, 2 ** 40)),
-    ((1, 2, 3, 8), ((2, 2),)), ((2, 3, 8), ((2, 2), 0)), ((2, 3, 8), (0, 1, -1)), ((2, 3, 8), (2.0,)),
-    ((2, 3, 8), (2, 1, 0, 1, 1)), ((2, 3, 1), (3, None, 0, 1, True)), ((2, 3, 8), (3, 2 ** 40, 1, 1, True)),
+    ((1, 2, 3, 8), (2,)),
+    ((8,), (2,)),
+    ((2, 3, 0), (1,)),
+    ((2, 0, 4), (1,)),
+    ((0, 4), (1,)),
+    ((2, 3, 8), ((2, 2),)),
+    ((2, 3, 8), ([],)),
+    ((2, 3, 8), (2, (1, 1))),
+    ((2, 3, 8), (2, 1, (0, 0))),
+    ((2, 3, 8), (2, 1, 0, (1, 1))),
+    ((2, 3, 8), (0,)),
+    ((2, 3, 8), (2, 0)),
+    ((2, 3, 8), (2, -1)),
+    ((2, 3, 8), (2, 1, -1)),
+    ((2, 3, 8), (2, 1, 2)),
+    ((2, 3, 8), (2, 1, 0, 0)),
+    ((2, 3, 8), (9,)),
+    ((2, 3, 8), (2**31,)),
+    ((2, 3, 8), (2, 2**40)),
+    ((2, 3, 8), (1, 1, 0, 2**40)),
+    ((1, 2, 3, 8), ((2, 2),)),
+    ((2, 3, 8), ((2, 2), 0)),
+    ((2, 3, 8), (0, 1, -1)),
+    ((2, 3, 8), (2.0,)),
+    ((2, 3, 8), (2, 1, 0, 1, 1)),
+    ((2, 3, 1), (3, None, 0, 1, True)),
+    ((2, 3, 8), (3, 2**40, 1, 1, True)),
 ]
 
 
@@ -99,27 +118,49 @@ MAX_POOL1D_CALLS = [
 def test_max_pool1d_errors_match_torch(shape, args, mode):
     x = torch.randn(shape, requires_grad=mode == "requires_grad")
     kwargs = dict(return_indices=True) if mode == "return_indices" else {}
-    compare(lambda t: fastconv.max_pool1d(t, *args, **kwargs), lambda t: F.max_pool1d(t, *args, **kwargs), x,
-            check_grad=False)
+    check_pool(
+        lambda t: fastconv.max_pool1d(t, *args, **kwargs),
+        lambda t: F.max_pool1d(t, *args, **kwargs),
+        x,
+        backward=False,
+    )
 
 
 # ------------------------------------------------------------------------------------ avg_pool1d
 
 # (kernel_size, stride, padding, ceil_mode, count_include_pad)
-AVG_GRID = [(2, None, 0, False, True), (3, 2, 1, False, False), (3, 2, 1, True, True), (3, 2, 1, True, False),
-            ((5,), (3,), (2,), True, False), (1, 1, 0, False, True)]
+AVG_GRID = [
+    (2, None, 0, False, True),
+    (3, 2, 1, False, False),
+    (3, 2, 1, True, True),
+    (3, 2, 1, True, False),
+    ((5,), (3,), (2,), True, False),
+    (1, 1, 0, False, True),
+]
 
 
 @pytest.mark.parametrize("args", AVG_GRID)
 @pytest.mark.parametrize("shape", [(2, 3, 17), (3, 17), (0, 3, 9)])
 def test_avg_pool1d_matches_torch(args, shape):
-    compare(lambda t: fastconv.avg_pool1d(t, *args), lambda t: F.avg_pool1d(t, *args), leaf(shape))
+    check_pool(
+        lambda t: fastconv.avg_pool1d(t, *args), lambda t: F.avg_pool1d(t, *args), leaf(shape)
+    )
 
 
 AVG_POOL1D_CALLS = [
-    ((1, 2, 3, 8), (2,)), ((8,), (2,)), ((2, 3, 8), ((2, 2),)), ((2, 3, 8), (2, (1, 1))),
-    ((2, 3, 8), (2, 1, (0, 0))), ((2, 3, 8), (0,)), ((2, 3, 8), (9,)), ((0, 3, 4), (2,)), ((2, 0, 4), (2,)),
-    ((2, 3, 8), ([],)), ((2, 3, 8), (2.0,)), ((2, 3, 8), (2 ** 31,)), ((2, 3, 8), (3, 1, 2)),
+    ((1, 2, 3, 8), (2,)),
+    ((8,), (2,)),
+    ((2, 3, 8), ((2, 2),)),
+    ((2, 3, 8), (2, (1, 1))),
+    ((2, 3, 8), (2, 1, (0, 0))),
+    ((2, 3, 8), (0,)),
+    ((2, 3, 8), (9,)),
+    ((0, 3, 4), (2,)),
+    ((2, 0, 4), (2,)),
+    ((2, 3, 8), ([],)),
+    ((2, 3, 8), (2.0,)),
+    ((2, 3, 8), (2**31,)),
+    ((2, 3, 8), (3, 1, 2)),
     ((2, 3, 8), (2, None, 0, False, True, 3)),
 ]
 
@@ -127,17 +168,21 @@ AVG_POOL1D_CALLS = [
 @pytest.mark.parametrize("shape, args", AVG_POOL1D_CALLS)
 def test_avg_pool1d_errors_match_torch(shape, args):
     x = torch.randn(shape)
-    compare(lambda t: fastconv.avg_pool1d(t, *args), lambda t: F.avg_pool1d(t, *args), x)
-    assert_raises_like_torch(lambda: fastconv.avg_pool1d(x, *args, divisor_override=1),
-                             lambda: F.avg_pool1d(x, *args, divisor_override=1))
+    check_pool(lambda t: fastconv.avg_pool1d(t, *args), lambda t: F.avg_pool1d(t, *args), x)
+    assert_raises_like_torch(
+        lambda: fastconv.avg_pool1d(x, *args, divisor_override=1),
+        lambda: F.avg_pool1d(x, *args, divisor_override=1),
+    )
 
 
 def test_max_unpool1d_output_size_errors_match_torch():
     x = torch.randn(2, 3, 9)
     out, indices = F.max_pool1d(x, 2, return_indices=True)
     for output_size in ([5], [2, 3, 4, 5], [7], [10], [-1], [1.5]):
-        assert_raises_like_torch(lambda: fastconv.max_unpool1d(out, indices, 2, output_size=output_size),
-                                 lambda: F.max_unpool1d(out, indices, 2, output_size=output_size))
+        assert_raises_like_torch(
+            lambda: fastconv.max_unpool1d(out, indices, 2, output_size=output_size),
+            lambda: F.max_unpool1d(out, indices, 2, output_size=output_size),
+        )
 
 
 def test_max_unpool1d_gradients():
@@ -157,14 +202,21 @@ NORMS = [1, 2, 3, 1.5, -1.5, float("inf"), -float("inf")]
 @pytest.mark.parametrize("args", [(2,), (3, 2), ((3, 2), (2, 1), True), (3, None, True)])
 def test_lp_pool2d_matches_torch(norm_type, args):
     x = leaf((2, 3, 9, 8))  # negative values: x ** p of odd p, and a sign kept for the root
-    compare(lambda t: fastconv.lp_pool2d(t, norm_type, *args), lambda t: F.lp_pool2d(t, norm_type, *args), x)
+    check_pool(
+        lambda t: fastconv.lp_pool2d(t, norm_type, *args),
+        lambda t: F.lp_pool2d(t, norm_type, *args),
+        x,
+    )
 
 
 @pytest.mark.parametrize("norm_type", NORMS)
 @pytest.mark.parametrize("args", [(2,), (3, 2), (3, 2, True), (3, None, True)])
 def test_lp_pool1d_matches_torch(norm_type, args):
-    compare(lambda t: fastconv.lp_pool1d(t, norm_type, *args), lambda t: F.lp_pool1d(t, norm_type, *args),
-            leaf((2, 3, 11)))
+    check_pool(
+        lambda t: fastconv.lp_pool1d(t, norm_type, *args),
+        lambda t: F.lp_pool1d(t, norm_type, *args),
+        leaf((2, 3, 11)),
+    )
 
 
 @pytest.mark.parametrize("norm_type", [2, 3])
@@ -179,11 +231,24 @@ def test_lp_pool_zero_window_gets_torch_gradient():
     """An all-zero window: torch's sign * relu(abs) makes the gradient zero rather than NaN."""
     x = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
     x[..., 2:, 2:] = 1.0
-    compare(lambda t: fastconv.lp_pool2d(t, 2, 2), lambda t: F.lp_pool2d(t, 2, 2), x.requires_grad_())
+    check_pool(
+        lambda t: fastconv.lp_pool2d(t, 2, 2), lambda t: F.lp_pool2d(t, 2, 2), x.requires_grad_()
+    )
 
 
-LP_CALLS = [(0, 2), (0.0, 2), (2, (1, 2, 3)), (2, [3]), (2, 2.5), (2, 2, (1, 2, 3)), (2, 0), (2, 9), (2, 2, 0),
-            (float("inf"), 9), ("a", 2)]
+LP_CALLS = [
+    (0, 2),
+    (0.0, 2),
+    (2, (1, 2, 3)),
+    (2, [3]),
+    (2, 2.5),
+    (2, 2, (1, 2, 3)),
+    (2, 0),
+    (2, 9),
+    (2, 2, 0),
+    (float("inf"), 9),
+    ("a", 2),
+]
 
 
 @pytest.mark.parametrize("args", LP_CALLS)
@@ -197,13 +262,21 @@ def test_lp_pool_errors_match_torch(args):
 # ------------------------------------------------------------------------------------------ modules
 
 MODULES = [
-    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (2, 3, 9, 9)),
+    (
+        "AvgPool2d",
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        (2, 3, 9, 9),
+    ),
     ("AvgPool2d", dict(kernel_size=(2, 3), divisor_override=4), (3, 9, 9)),
     ("LPPool2d", dict(norm_type=2, kernel_size=(2, 3), stride=1), (2, 3, 9, 9)),
     ("LPPool2d", dict(norm_type=float("inf"), kernel_size=2, ceil_mode=True), (2, 3, 9, 9)),
     ("MaxPool1d", dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True), (2, 3, 17)),
     ("MaxPool1d", dict(kernel_size=(2,), return_indices=True), (3, 17)),
-    ("AvgPool1d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (2, 3, 17)),
+    (
+        "AvgPool1d",
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        (2, 3, 17),
+    ),
     ("LPPool1d", dict(norm_type=3, kernel_size=3, stride=2), (2, 3, 17)),
 ]
 
@@ -212,14 +285,16 @@ MODULES = [
 def test_modules_are_drop_ins(name, kwargs, shape):
     reference, module = getattr(torch.nn, name)(**kwargs), getattr(fastconv.nn, name)(**kwargs)
     assert isinstance(module, type(reference)) and repr(module) == repr(reference)
-    compare(module, reference, leaf(shape))
+    check_pool(module, reference, leaf(shape))
     try:
         scripted_reference = torch.jit.script(reference)
     except Exception:  # noqa: BLE001  torch's own module does not script: nothing to match
         return
     scripted = torch.jit.script(module)
     x = leaf(shape, grad=False)
-    for actual, expected in zip(*(r if isinstance(r, tuple) else (r,) for r in (scripted(x), scripted_reference(x)))):
+    for actual, expected in zip(
+        *(r if isinstance(r, tuple) else (r,) for r in (scripted(x), scripted_reference(x)))
+    ):
         torch.testing.assert_close(actual, expected, equal_nan=True)
 
 
@@ -231,10 +306,13 @@ def test_max_unpool1d_module_scripts_and_matches_torch():
     torch.testing.assert_close(unpool(out, indices, output_size=x.shape), expected)
     scripted = torch.jit.script(unpool)
     torch.testing.assert_close(scripted(out, indices, list(x.shape)), expected)
-    assert "fastconv::max_unpool2d" in str(scripted.graph) or "fastconv::max_unpool2d" in str(scripted.inlined_graph)
+    assert "fastconv::max_unpool2d" in str(scripted.graph) or "fastconv::max_unpool2d" in str(
+        scripted.inlined_graph
+    )
 
 
 # --------------------------------------------------------------------------------------- hypothesis
+
 
 @st.composite
 def pool1d_configs(draw):
@@ -260,9 +338,16 @@ def test_random_1d_configurations(cfg):
     max_args = common + (cfg["dilation"], cfg["ceil_mode"], cfg["return_indices"])
     # A window with no tap inside the input (dilation and padding) has an index outside the input:
     # torch's CPU backward then writes outside the plane, fastconv passes no gradient (README).
-    _, indices = call(lambda: F.max_pool1d(x.detach(), *max_args[:-1], return_indices=True))[0] or (None, None)
+    _, indices = call(lambda: F.max_pool1d(x.detach(), *max_args[:-1], return_indices=True))[0] or (
+        None,
+        None,
+    )
     taps_inside = indices is None or bool(((indices >= 0) & (indices < x.shape[-1])).all())
-    compare(lambda t: fastconv.max_pool1d(t, *max_args), lambda t: F.max_pool1d(t, *max_args), x,
-            check_grad=taps_inside)
+    check_pool(
+        lambda t: fastconv.max_pool1d(t, *max_args),
+        lambda t: F.max_pool1d(t, *max_args),
+        x,
+        backward=taps_inside,
+    )
     avg_args = common + (cfg["ceil_mode"], cfg["count_include_pad"])
-    compare(lambda t: fastconv.avg_pool1d(t, *avg_args), lambda t: F.avg_pool1d(t, *avg_args), x)
+    check_pool(lambda t: fastconv.avg_pool1d(t, *avg_args), lambda t: F.avg_pool1d(t, *avg_args), x)

@@ -1,4 +1,5 @@
-"""fastconv.summary against values worked out by hand (in the comments) for LeNet-5 and ResNet-18."""
+"""fastconv.summary against values worked out by hand (in the comments) for LeNet-5 and
+ResNet-18."""
 
 import pytest
 import torch
@@ -18,7 +19,9 @@ def field(row):
 
 def test_lenet5():
     s = fastconv.summary(LeNet5(fastconv.nn), (1, 1, 32, 32), optimizer="adam")
-    assert [row.name for row in s.rows] == [f"features.{i}" for i in range(6)] + [f"classifier.{i}" for i in range(6)]
+    assert [row.name for row in s.rows] == [f"features.{i}" for i in range(6)] + [
+        f"classifier.{i}" for i in range(6)
+    ]
 
     conv1 = s.layer("features.0")  # 1 -> 6 channels, 5x5, on 32x32: 28x28 outputs
     assert conv1.type == "Conv2d" and conv1.output_shape == ((1, 6, 28, 28),)
@@ -43,8 +46,15 @@ def test_lenet5():
     assert fc1.parameters == 400 * 120 + 120 and fc1.flops == 2 * 400 * 120 + 120
     assert fc1.receptive_field is None  # after flattening there is no spatial field
 
-    assert s.parameters == s.trainable_parameters == 156 + 2416 + 48_120 + (120 * 84 + 84) + (84 * 10 + 10) == 61_706
-    assert s.flops == 239_904 + 481_600 + 96_120 + (2 * 120 * 84 + 84) + (2 * 84 * 10 + 10) == 839_558
+    assert (
+        s.parameters
+        == s.trainable_parameters
+        == 156 + 2416 + 48_120 + (120 * 84 + 84) + (84 * 10 + 10)
+        == 61_706
+    )
+    assert (
+        s.flops == 239_904 + 481_600 + 96_120 + (2 * 120 * 84 + 84) + (2 * 84 * 10 + 10) == 839_558
+    )
     assert s.parameter_bytes == s.gradient_bytes == 61_706 * FLOAT and s.buffer_bytes == 0
     assert s.optimizer_bytes == 2 * 61_706 * FLOAT  # adam: two moments per parameter
     # kept for backward: the input and every layer's output, the flattened view counted once
@@ -105,7 +115,9 @@ def test_resnet18_at_224():
 
 
 def test_padding_same_dilation_and_average_pooling():
-    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding="same", dilation=2), nn.AvgPool2d(3, 1, 1), nn.Conv2d(1, 1, 2, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 1, 3, padding="same", dilation=2), nn.AvgPool2d(3, 1, 1), nn.Conv2d(1, 1, 2, 2)
+    )
     s = fastconv.summary(fastconv.convert(model), (1, 1, 16, 16))
     assert [field(row) for row in s.rows] == [
         (5, 1, 0),  # a dilated 3x3 spans 5 pixels; 'same' pads 2, centring it on pixel 0
@@ -125,7 +137,9 @@ def test_leaves_the_model_as_it_was():
 
 def test_table_and_errors():
     text = str(fastconv.summary(LeNet5(fastconv.nn), (1, 1, 32, 32)))
-    assert "features.0    Conv2d     1x6x28x28      156  239,904     18.4 KiB   5     1      2" in text
+    assert (
+        "features.0    Conv2d     1x6x28x28      156  239,904     18.4 KiB   5     1      2" in text
+    )
     assert "61,706 parameters" in text and "839,558 FLOPs" in text
     with pytest.raises(ValueError, match="optimizer must be one of"):
         fastconv.summary(LeNet5(fastconv.nn), (1, 1, 32, 32), optimizer="lbfgs")
@@ -157,16 +171,23 @@ def test_one_dimensional_layers():
     s = fastconv.summary(one_dimensional_model(), (2, 3, 64))
     assert [row.name for row in s.rows] == ["0", "1", "2", "3", "4", "5.pool", "5.unpool"]
     lengths = [32, 15, 7, 5, 10, 4, 9]  # (64 + 4 - 5) // 2 + 1, (32 + 2 - 4 - 1) // 2 + 1, ...
-    assert [row.output_shape[0] for row in s.rows] == [(2, 8, n) for n in lengths[:4]] + [(2, 4, n) for n in lengths[4:]]
+    assert [row.output_shape[0] for row in s.rows] == [(2, 8, n) for n in lengths[:4]] + [
+        (2, 4, n) for n in lengths[4:]
+    ]
     conv = s.rows[0]
     assert conv.parameters == 8 * 3 * 5 + 8
-    assert conv.flops == 2 * 8 * 32 * (2 * 3 * 5 + 1)  # each of 512 outputs: 15 multiply-adds and a bias
+    assert conv.flops == 2 * 8 * 32 * (
+        2 * 3 * 5 + 1
+    )  # each of 512 outputs: 15 multiply-adds and a bias
     transposed = s.rows[4]  # each of 2 * 8 * 5 inputs times 4 * 4 weights, and 2 * 4 * 10 biases
     assert transposed.parameters == 8 * 4 * 4 + 4
     assert transposed.flops == 2 * (2 * 8 * 5) * (4 * 4) + 2 * 4 * 10 == 2640
     assert [s.rows[i].flops for i in (1, 2, 3, 5, 6)] == [0] * 5  # pooling and unpooling count 0
 
-    fields = [(row.receptive_field.size[0], row.receptive_field.jump[0], row.receptive_field.start[0]) for row in s.rows]
+    fields = [
+        (row.receptive_field.size[0], row.receptive_field.jump[0], row.receptive_field.start[0])
+        for row in s.rows
+    ]
     assert fields == [
         (5, 2, 0),  # inputs -2..2 (padding 2)
         (5 + 4 * 2, 4, 0 + (2 - 1) * 2),  # taps -1, 1, 3 of the convolution (dilation 2, padding 1)
@@ -176,11 +197,23 @@ def test_one_dimensional_layers():
         # comes from inputs -1 and 0 (fields [-12, 20] and [-4, 28]); the jump halves.
         (41, 4, 8),
         (41 + 2 * 4, 8, 8 + 1 * 4),
-        # unpooling (kernel 3, stride 2): pooling windows -1 ([-20, 28]) and 0 ([-12, 36]) hold output 0
+        # unpooling (kernel 3, stride 2): pooling windows -1 ([-20, 28]) and 0 ([-12, 36]) hold
+        # output 0
         (57, 4, 8),
     ]
     line = next(line for line in str(s).splitlines() if line.startswith("4 "))
-    assert line.split() == ["4", "ConvTranspose1d", "2x4x10", "132", "2,640", "320", "B", "41", "4", "8"]
+    assert line.split() == [
+        "4",
+        "ConvTranspose1d",
+        "2x4x10",
+        "132",
+        "2,640",
+        "320",
+        "B",
+        "41",
+        "4",
+        "8",
+    ]
 
 
 def transposed_model():
@@ -195,10 +228,18 @@ def transposed_model():
 def test_transposed_two_dimensional_layers_and_lp_pooling():
     s = fastconv.summary(transposed_model(), (1, 2, 16, 16))
     # (16 - 1) * 2 + dilation * (kernel - 1) + 1: 35 rows (dilation 2), 32 columns
-    assert [row.output_shape[0] for row in s.rows] == [(1, 4, 35, 32), (1, 4, 17, 16), (1, 4, 5, 5), (1, 4, 2, 2), (1, 4, 4, 4)]
+    assert [row.output_shape[0] for row in s.rows] == [
+        (1, 4, 35, 32),
+        (1, 4, 17, 16),
+        (1, 4, 5, 5),
+        (1, 4, 2, 2),
+        (1, 4, 4, 4),
+    ]
     transposed = s.rows[0]
     assert transposed.parameters == 2 * 2 * 3 * 2  # (in, out / groups, 3, 2), no bias
-    assert transposed.flops == 2 * (2 * 16 * 16) * (2 * 3 * 2) == 12_288  # (out / groups) * kernel per input
+    assert (
+        transposed.flops == 2 * (2 * 16 * 16) * (2 * 3 * 2) == 12_288
+    )  # (out / groups) * kernel per input
 
     def fields(row):
         f = row.receptive_field
@@ -212,7 +253,11 @@ def test_transposed_two_dimensional_layers_and_lp_pooling():
     assert fields(s.rows[1]) == ((3, 1), (1, 1), (-1, 0))
     assert fields(s.rows[2]) == ((5, 3), (3, 3), (0, 1))  # 3x3 windows, stride 3
     assert fields(s.rows[3]) == ((8, 6), (6, 6), (1.5, 2.5))
-    assert fields(s.rows[4]) == ((8, 6), (3, 3), (1.5, 2.5))  # output 0 lies in pooling window 0 only
+    assert fields(s.rows[4]) == (
+        (8, 6),
+        (3, 3),
+        (1.5, 2.5),
+    )  # output 0 lies in pooling window 0 only
     assert all(row.flops == 0 for row in s.rows[1:])
 
 
@@ -233,17 +278,28 @@ def test_one_dimensional_fields_merge():
     s = fastconv.summary(model, (1, 2, 33))
     fields = [(row.name, row.receptive_field.size, row.receptive_field.jump) for row in s.rows]
     # the sum takes the main path's 3 + 2 * 2 + 4 * 2 = 15 over the shortcut's 3
-    assert fields == [("0", (3,), (2,)), ("1.conv1", (7,), (2,)), ("1.conv2", (15,), (2,)), ("2", (15,), (2,))]
+    assert fields == [
+        ("0", (3,), (2,)),
+        ("1.conv1", (7,), (2,)),
+        ("1.conv2", (15,), (2,)),
+        ("2", (15,), (2,)),
+    ]
 
 
-@pytest.mark.parametrize("build, input_size", [
-    (one_dimensional_model, (2, 3, 64)), (transposed_model, (1, 2, 16, 16)), (LeNet5, (1, 1, 32, 32)),
-])
+@pytest.mark.parametrize(
+    "build, input_size",
+    [
+        (one_dimensional_model, (2, 3, 64)),
+        (transposed_model, (1, 2, 16, 16)),
+        (LeNet5, (1, 1, 32, 32)),
+    ],
+)
 def test_converted_models_summarise_as_the_originals(build, input_size):
     # fastconv's modules subclass torch's, and may compute through other shapes (its 1-D
     # convolutions run on the 2-D kernels): the summary must not change.
     original = build(nn) if build is LeNet5 else build()
     rows = fastconv.summary(original, input_size).rows
     converted = fastconv.summary(fastconv.convert(original), input_size).rows
-    assert [(r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in converted] == [
-        (r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in rows]
+    assert [
+        (r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in converted
+    ] == [(r.name, r.output_shape, r.parameters, r.flops, r.receptive_field) for r in rows]

@@ -22,7 +22,9 @@ class EveryLayerKind(torch.nn.Module):
         super().__init__()
         self.same = torch.nn.Conv2d(3, 8, 3, padding="same")
         self.reflect = torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect")
-        self.valid = torch.nn.Conv2d(8, 8, (3, 2), stride=2, dilation=(1, 2), padding="valid", groups=2)
+        self.valid = torch.nn.Conv2d(
+            8, 8, (3, 2), stride=2, dilation=(1, 2), padding="valid", groups=2
+        )
         self.pool = torch.nn.MaxPool2d(2, return_indices=True)
         self.unpool = torch.nn.MaxUnpool2d(2)
         self.pool_pairs = torch.nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, ceil_mode=True)
@@ -40,7 +42,11 @@ def script(model):
 
 def fastconv_ops(scripted) -> set:
     graph = str(scripted.inlined_graph)
-    return {name for name in ("conv2d", "max_pool2d_with_indices", "max_unpool2d") if f"fastconv::{name}(" in graph}
+    return {
+        name
+        for name in ("conv2d", "max_pool2d_with_indices", "max_unpool2d")
+        if f"fastconv::{name}(" in graph
+    }
 
 
 def reloaded(scripted):
@@ -106,7 +112,9 @@ def test_traced_pooling_with_indices():
     x = torch.randn(2, 4, 11, 11)
     traced = torch.jit.trace(pool, x)
     values, indices = traced(x)
-    expected_values, expected_indices = torch.nn.functional.max_pool2d(x, 3, 2, 1, return_indices=True)
+    expected_values, expected_indices = torch.nn.functional.max_pool2d(
+        x, 3, 2, 1, return_indices=True
+    )
     assert torch.equal(values, expected_values) and torch.equal(indices, expected_indices)
 
 

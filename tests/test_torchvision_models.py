@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fastconv
-from conftest import TOLERANCES, assert_close
+from helpers import TOLERANCES, assert_close
 
 models = pytest.importorskip("torchvision.models")
 
@@ -18,8 +18,16 @@ models = pytest.importorskip("torchvision.models")
 # supports (googlenet's and squeezenet's pools use ceil_mode, fcn_resnet50's backbone dilation).
 MODELS = {
     "resnet18": (lambda: models.resnet18(), (2, 3, 64, 64), {"Conv2d": 20, "MaxPool2d": 1}),
-    "squeezenet1_1": (lambda: models.squeezenet1_1(), (2, 3, 64, 64), {"Conv2d": 26, "MaxPool2d": 3}),
-    "alexnet": (lambda: models.alexnet(), (2, 3, 64, 64), {"Conv2d": 5, "MaxPool2d": 3}),  # needs >= 63x63
+    "squeezenet1_1": (
+        lambda: models.squeezenet1_1(),
+        (2, 3, 64, 64),
+        {"Conv2d": 26, "MaxPool2d": 3},
+    ),
+    "alexnet": (
+        lambda: models.alexnet(),
+        (2, 3, 64, 64),
+        {"Conv2d": 5, "MaxPool2d": 3},
+    ),  # needs >= 63x63
     "vgg11_bn": (lambda: models.vgg11_bn(), (2, 3, 64, 64), {"Conv2d": 8, "MaxPool2d": 5}),
     "googlenet": (
         lambda: models.googlenet(aux_logits=False, init_weights=True),
@@ -28,7 +36,9 @@ MODELS = {
     ),
     "mobilenet_v2": (lambda: models.mobilenet_v2(), (2, 3, 64, 64), {"Conv2d": 52}),
     "fcn_resnet50": (  # ResNet-50 with dilation 2 and 4 in layer3 and layer4 (output stride 8)
-        lambda: models.segmentation.fcn_resnet50(weights=None, weights_backbone=None, aux_loss=False),
+        lambda: models.segmentation.fcn_resnet50(
+            weights=None, weights_backbone=None, aux_loss=False
+        ),
         (2, 3, 64, 64),
         {"Conv2d": 55, "MaxPool2d": 1},
     ),
@@ -38,7 +48,9 @@ CASES = [pytest.param(name, marks=() if name in QUICK else pytest.mark.slow) for
 
 
 def output_of(result):
-    return result["out"] if isinstance(result, dict) else result  # segmentation models return a dict
+    return (
+        result["out"] if isinstance(result, dict) else result
+    )  # segmentation models return a dict
 
 
 def calibrate_batchnorm(model, x):
@@ -55,7 +67,9 @@ def calibrate_batchnorm(model, x):
 
 
 def fastconv_module_counts(model):
-    return Counter(type(m).__name__ for m in model.modules() if type(m).__module__.startswith("fastconv"))
+    return Counter(
+        type(m).__name__ for m in model.modules() if type(m).__module__.startswith("fastconv")
+    )
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -75,7 +89,7 @@ def test_converted_model_matches_the_original(name):
 
     # Eval, float32: fastconv is as accurate as torch, measured against the same network evaluated
     # in float64. (Over fcn_resnet50's 53 convolutions torch's own float32 rounding reaches 1.3e-4,
-    # beyond conftest's float32 tolerance, so a direct comparison would test the depth, not fastconv.)
+    # beyond the float32 TOLERANCES, so a direct comparison would test the depth, not fastconv.)
     original.eval()
     model.eval()
     with torch.no_grad():
@@ -83,7 +97,10 @@ def test_converted_model_matches_the_original(name):
         exact = output_of(original.double()(x.double()))
     fastconv_error = (out.double() - exact).abs().max()
     torch_error = (expected.double() - exact).abs().max()
-    assert fastconv_error <= 2 * torch_error + 1e-6 * exact.abs().max(), (fastconv_error, torch_error)
+    assert fastconv_error <= 2 * torch_error + 1e-6 * exact.abs().max(), (
+        fastconv_error,
+        torch_error,
+    )
     assert not torch.allclose(exact[0], exact[1])  # the output depends on the input
 
     # Train mode (batch statistics; dropout draws the same masks after the same seed): the same
@@ -103,4 +120,6 @@ def test_converted_model_matches_the_original(name):
     expected.backward(grad)
     rtol, atol = TOLERANCES[torch.float64]
     for (param_name, p), q in zip(model.named_parameters(), original.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=rtol, atol=atol, msg=lambda m: f"{param_name}: {m}")
+        torch.testing.assert_close(
+            p.grad, q.grad, rtol=rtol, atol=atol, msg=lambda m: f"{param_name}: {m}"
+        )

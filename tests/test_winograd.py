@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import fastconv
+from helpers import results_per_thread_count
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # after the installed fastconv
 from bench.suites import SUITES  # noqa: E402
@@ -27,7 +28,9 @@ def paths(n, c, h, w, k, padding):
 def weight_path(n, c, h, w, k, padding):
     x = torch.empty(n, c, h, w, device="meta")
     weight = torch.empty(k, c, 3, 3, device="meta")
-    return fastconv._C._conv2d_cpu_paths(x, weight, [1, 1], [padding, padding], [1, 1], 1)["weight_backward"]
+    return fastconv._C._conv2d_cpu_paths(x, weight, [1, 1], [padding, padding], [1, 1], 1)[
+        "weight_backward"
+    ]
 
 
 def runs():
@@ -47,16 +50,18 @@ def test_which_layers_take_it():
     assert paths(2, 48, 9, 9, 128, 0) == ("winograd", "winograd_flipped")
     assert paths(2, 64, 20, 20, 64, 3)[0] == "winograd"
     assert paths(2, 64, 20, 20, 64, 3)[1] != "winograd_flipped"  # padding 3: no stride-1 form
-    assert paths(2, 47, 9, 9, 64, 1)[0] == "direct"               # too few input channels
-    assert paths(2, 64, 9, 9, 47, 1)[0] == "direct"               # too few output channels
-    assert paths(2, 256, 14, 14, 256, 1)[0] != "winograd"         # filters past L2
+    assert paths(2, 47, 9, 9, 64, 1)[0] == "direct"  # too few input channels
+    assert paths(2, 64, 9, 9, 47, 1)[0] == "direct"  # too few output channels
+    assert paths(2, 256, 14, 14, 256, 1)[0] != "winograd"  # filters past L2
     x, w = torch.empty(2, 64, 9, 9, device="meta"), torch.empty(64, 32, 3, 3, device="meta")
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "direct"
     w = torch.empty(64, 64, 3, 3, device="meta")
     assert fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"] == "direct"
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "direct"
     x, w = torch.empty(2, 64, 9, 9, dtype=torch.float64, device="meta"), w.double()
-    assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
+    assert (
+        fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 1)["forward"] == "im2col_blas"
+    )
 
 
 def test_which_layers_take_it_past_128_channels_and_for_the_weight_gradient():
@@ -65,11 +70,11 @@ def test_which_layers_take_it_past_128_channels_and_for_the_weight_gradient():
     gradient takes it up to 256 x 256 channels at any batch, never at 512 x 512."""
     assert paths(8, 256, 28, 28, 256, 1) == ("winograd", "winograd_flipped")  # 6272 pixels
     assert paths(8, 256, 14, 14, 256, 1) == ("winograd", "winograd_flipped")  # 1568
-    assert paths(1, 256, 14, 14, 256, 1)[0] != "winograd"                     # 196
+    assert paths(1, 256, 14, 14, 256, 1)[0] != "winograd"  # 196
     assert paths(4, 512, 14, 14, 512, 1) == ("winograd", "winograd_flipped")  # 784
-    assert paths(4, 384, 13, 13, 384, 1)[0] != "winograd"                     # 676
-    assert paths(16, 512, 7, 7, 512, 1)[0] != "winograd"                      # 7x7: 77% filled
-    assert paths(8, 1024, 14, 14, 1024, 1)[0] != "winograd"                   # past 512 x 512
+    assert paths(4, 384, 13, 13, 384, 1)[0] != "winograd"  # 676
+    assert paths(16, 512, 7, 7, 512, 1)[0] != "winograd"  # 7x7: 77% filled
+    assert paths(8, 1024, 14, 14, 1024, 1)[0] != "winograd"  # past 512 x 512
     assert weight_path(2, 64, 56, 56, 64, 1) == "winograd"
     assert weight_path(1, 256, 14, 14, 256, 1) == "winograd"
     assert weight_path(8, 512, 7, 7, 512, 1) == "packed_gemm"
@@ -79,8 +84,14 @@ def test_which_layers_take_it_past_128_channels_and_for_the_weight_gradient():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(16, 40), k=st.integers(16, 70), h=st.integers(1, 23),
-       w=st.integers(1, 41), padding=st.integers(0, 2))
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(16, 40),
+    k=st.integers(16, 70),
+    h=st.integers(1, 23),
+    w=st.integers(1, 41),
+    padding=st.integers(0, 2),
+)
 def test_weight_gradient_matches_torch(n, c, k, h, w, padding):
     """Tiles that hang over the output (odd sizes), maps smaller than a tile, blocks of tile rows
     that cross images, channel counts off the 12-row and 16-lane panels: the weight gradient
@@ -95,7 +106,9 @@ def test_weight_gradient_matches_torch(n, c, k, h, w, padding):
     (expected_grad,) = torch.autograd.grad(expected, weight, grad)
     w32 = weight.detach().float().requires_grad_()
     before = weight_runs()
-    (actual_grad,) = torch.autograd.grad(fastconv.conv2d(x.float(), w32, padding=padding), w32, grad.float())
+    (actual_grad,) = torch.autograd.grad(
+        fastconv.conv2d(x.float(), w32, padding=padding), w32, grad.float()
+    )
     assert weight_runs() > before
     # each element sums n * out_h * out_w products of unit-variance values
     scale = (n * expected.shape[2] * expected.shape[3]) ** 0.5
@@ -103,8 +116,15 @@ def test_weight_gradient_matches_torch(n, c, k, h, w, padding):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(48, 64), k=st.integers(48, 70), h=st.integers(1, 23),
-       w=st.integers(1, 41), padding=st.integers(0, 2), bias=st.booleans())
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(48, 64),
+    k=st.integers(48, 70),
+    h=st.integers(1, 23),
+    w=st.integers(1, 41),
+    padding=st.integers(0, 2),
+    bias=st.booleans(),
+)
 def test_values_and_input_gradient_match_torch(n, c, k, h, w, padding, bias):
     """Odd and even sizes (tiles that hang over the output), maps smaller than a tile, runs of
     tiles that cross images and panels: forward and input gradient against torch in float64."""
@@ -123,7 +143,9 @@ def test_values_and_input_gradient_match_torch(n, c, k, h, w, padding, bias):
     grad = torch.randn_like(expected)
     (actual_grad,) = torch.autograd.grad(actual, x32, grad.float())
     (expected_grad,) = torch.autograd.grad(expected, x, grad)
-    torch.testing.assert_close(actual_grad.double(), expected_grad, rtol=1e-5, atol=2e-6 * (9 * k) ** 0.5)
+    torch.testing.assert_close(
+        actual_grad.double(), expected_grad, rtol=1e-5, atol=2e-6 * (9 * k) ** 0.5
+    )
     after = runs()
     assert after[0] > before[0] and after[1] > before[1]
 
@@ -148,13 +170,25 @@ def winograd_layers():
                 continue
             for layer in suite.layers:
                 shape = (batch, layer.c, layer.h, layer.w, layer.k, layer.padding)
-                if layer.groups == 1 and layer.r == layer.s == 3 and layer.stride == 1 \
-                        and layer.dilation == 1 and (paths(*shape) == ("winograd", "winograd_flipped")
-                                                     or weight_path(*shape) == "winograd"):
-                    layers.setdefault((batch, layer.c, layer.h, layer.w, layer.k, layer.padding),
-                                      f"{suite.name}.{layer.name}")
-    return {shape: name for shape, name in layers.items()
-            if shape[0] == 1 or (1, *shape[1:]) not in layers}
+                if (
+                    layer.groups == 1
+                    and layer.r == layer.s == 3
+                    and layer.stride == 1
+                    and layer.dilation == 1
+                    and (
+                        paths(*shape) == ("winograd", "winograd_flipped")
+                        or weight_path(*shape) == "winograd"
+                    )
+                ):
+                    layers.setdefault(
+                        (batch, layer.c, layer.h, layer.w, layer.k, layer.padding),
+                        f"{suite.name}.{layer.name}",
+                    )
+    return {
+        shape: name
+        for shape, name in layers.items()
+        if shape[0] == 1 or (1, *shape[1:]) not in layers
+    }
 
 
 WINOGRAD_LAYERS = winograd_layers()
@@ -183,12 +217,17 @@ def test_accuracy_contract_on_suite_layers(shape):
         w32 = weight.detach().float().requires_grad_()
         out = conv(x32, w32, padding=padding)
         grads = torch.autograd.grad(out, (x32, w32), grad.float())
-        return [(a.double() - e).abs().max().item() for a, e in zip((out, *grads), (exact, *exact_grads))]
+        return [
+            (a.double() - e).abs().max().item()
+            for a, e in zip((out, *grads), (exact, *exact_grads))
+        ]
 
     ours, torchs = errors(fastconv.conv2d), errors(F.conv2d)
     # The passes that take Winograd at this batch (the direct paths' error is not this contract's).
-    taken = [path.startswith("winograd") for path in (*paths(batch, c, h, w, k, padding),
-                                                       weight_path(batch, c, h, w, k, padding))]
+    taken = [
+        path.startswith("winograd")
+        for path in (*paths(batch, c, h, w, k, padding), weight_path(batch, c, h, w, k, padding))
+    ]
     assert any(taken)
     assert all(o <= 4 * t for o, t, on in zip(ours, torchs, taken) if on), (ours, torchs, taken)
 
@@ -196,15 +235,12 @@ def test_accuracy_contract_on_suite_layers(shape):
 def test_results_do_not_depend_on_the_thread_count():
     x = torch.randn(3, 32, 21, 19, requires_grad=True)
     weight = torch.randn(48, 32, 3, 3, requires_grad=True)
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for count in (1, 2, 3):
-            torch.set_num_threads(count)
-            out = fastconv.conv2d(x, weight, padding=1)
-            results.append((out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out))))
-    finally:
-        torch.set_num_threads(threads)
+
+    def run():
+        out = fastconv.conv2d(x, weight, padding=1)
+        return (out, *torch.autograd.grad(out, (x, weight), torch.ones_like(out)))
+
+    results = results_per_thread_count(run, (1, 2, 3))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)

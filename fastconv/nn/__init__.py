@@ -18,8 +18,18 @@ from torch.nn.modules.utils import _single
 from .. import _conv_functional as conv_F, _pool_functional as pool_F
 
 __all__ = [
-    "Conv2d", "ConvTranspose2d", "Conv1d", "ConvTranspose1d", "MaxPool2d", "MaxUnpool2d",
-    "AvgPool2d", "LPPool2d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "LPPool1d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "Conv1d",
+    "ConvTranspose1d",
+    "MaxPool2d",
+    "MaxUnpool2d",
+    "AvgPool2d",
+    "LPPool2d",
+    "MaxPool1d",
+    "MaxUnpool1d",
+    "AvgPool1d",
+    "LPPool1d",
 ]
 
 
@@ -27,15 +37,24 @@ class Conv2d(torch.nn.Conv2d):
     """torch.nn.Conv2d computed by fastconv.conv2d. padding_mode 'reflect', 'replicate' and
     'circular' pad the input first, as torch does."""
 
-    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ):
         if self.padding_mode != "zeros":
-            input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return conv_F._conv2d_pairs(input, weight, bias, self.stride, [0, 0], self.dilation, self.groups)
+            input = torch_F.pad(
+                input, self._reversed_padding_repeated_twice, mode=self.padding_mode
+            )
+            return conv_F._conv2d_pairs(
+                input, weight, bias, self.stride, [0, 0], self.dilation, self.groups
+            )
         padding = self.padding
         if isinstance(padding, str):
-            return conv_F._conv2d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
-                                            self.groups)
-        return conv_F._conv2d_pairs(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+            return conv_F._conv2d_padding_string(
+                input, weight, bias, self.stride, padding, self.dilation, self.groups
+            )
+        return conv_F._conv2d_pairs(
+            input, weight, bias, self.stride, padding, self.dilation, self.groups
+        )
 
 
 class ConvTranspose2d(torch.nn.ConvTranspose2d):
@@ -45,25 +64,49 @@ class ConvTranspose2d(torch.nn.ConvTranspose2d):
     def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
         if self.padding_mode != "zeros":
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose2d")
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
-                                              self.kernel_size, 2, self.dilation)  # type: ignore[arg-type]
-        return conv_F._conv_transpose2d_pairs(input, self.weight, self.bias, self.stride, self.padding,
-                                         output_padding, self.groups, self.dilation)
+        output_padding = self._output_padding(
+            input,
+            output_size,
+            self.stride,  # type: ignore[arg-type]
+            self.padding,  # type: ignore[arg-type]
+            self.kernel_size,  # type: ignore[arg-type]
+            2,
+            self.dilation,  # type: ignore[arg-type]
+        )
+        return conv_F._conv_transpose2d_pairs(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
 class Conv1d(torch.nn.Conv1d):
     """torch.nn.Conv1d computed by fastconv.conv1d (fastconv's conv2d on (N, C, 1, L)).
     padding_mode 'reflect', 'replicate' and 'circular' pad the input first, as torch does."""
 
-    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+    def _conv_forward(
+        self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
+    ):
         if self.padding_mode != "zeros":
-            input = torch_F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return conv_F._conv1d_core(input, weight, bias, self.stride, [0], self.dilation, self.groups)
+            input = torch_F.pad(
+                input, self._reversed_padding_repeated_twice, mode=self.padding_mode
+            )
+            return conv_F._conv1d_core(
+                input, weight, bias, self.stride, [0], self.dilation, self.groups
+            )
         padding = self.padding
         if isinstance(padding, str):
-            return conv_F._conv1d_padding_string(input, weight, bias, self.stride, padding, self.dilation,
-                                            self.groups)
-        return conv_F._conv1d_core(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+            return conv_F._conv1d_padding_string(
+                input, weight, bias, self.stride, padding, self.dilation, self.groups
+            )
+        return conv_F._conv1d_core(
+            input, weight, bias, self.stride, padding, self.dilation, self.groups
+        )
 
 
 class ConvTranspose1d(torch.nn.ConvTranspose1d):
@@ -72,10 +115,25 @@ class ConvTranspose1d(torch.nn.ConvTranspose1d):
     def forward(self, input: torch.Tensor, output_size: Optional[List[int]] = None) -> torch.Tensor:
         if self.padding_mode != "zeros":
             raise ValueError("Only `zeros` padding mode is supported for ConvTranspose1d")
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding,  # type: ignore[arg-type]
-                                              self.kernel_size, 1, self.dilation)  # type: ignore[arg-type]
-        return conv_F._conv_transpose1d_core(input, self.weight, self.bias, self.stride, self.padding,
-                                        output_padding, self.groups, self.dilation)
+        output_padding = self._output_padding(
+            input,
+            output_size,
+            self.stride,  # type: ignore[arg-type]
+            self.padding,  # type: ignore[arg-type]
+            self.kernel_size,  # type: ignore[arg-type]
+            1,
+            self.dilation,  # type: ignore[arg-type]
+        )
+        return conv_F._conv_transpose1d_core(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
 class MaxPool2d(torch.nn.MaxPool2d):
@@ -83,8 +141,9 @@ class MaxPool2d(torch.nn.MaxPool2d):
     maxima)."""
 
     def forward(self, input: torch.Tensor):
-        output, indices = pool_F._max_pool2d_pairs(input, self.kernel_size, self.stride, self.padding,
-                                              self.dilation, self.ceil_mode)
+        output, indices = pool_F._max_pool2d_pairs(
+            input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
         if self.return_indices:
             return output, indices
         return output
@@ -99,23 +158,36 @@ class MaxUnpool2d(torch.nn.MaxUnpool2d):
     stride: Tuple[int, int]
     padding: Tuple[int, int]
 
-    def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
-        return pool_F._max_unpool2d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+    def forward(
+        self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None
+    ):
+        return pool_F._max_unpool2d_core(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )
 
 
 class AvgPool2d(torch.nn.AvgPool2d):
     """torch.nn.AvgPool2d computed by fastconv.avg_pool2d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return pool_F._avg_pool2d_pairs(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                                   self.count_include_pad, self.divisor_override)
+        return pool_F._avg_pool2d_pairs(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
 
 class LPPool2d(torch.nn.LPPool2d):
     """torch.nn.LPPool2d computed by fastconv.lp_pool2d (average pooling of x ** p)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return pool_F._lp_pool2d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return pool_F._lp_pool2d_core(
+            input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode
+        )
 
 
 class MaxPool1d(torch.nn.MaxPool1d):
@@ -123,8 +195,15 @@ class MaxPool1d(torch.nn.MaxPool1d):
     maxima along the length)."""
 
     def forward(self, input: torch.Tensor):
-        output, indices = pool_F._max_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding,
-                                             self.dilation, self.ceil_mode, self.return_indices)
+        output, indices = pool_F._max_pool1d_core(
+            input,
+            self.kernel_size,
+            _strides(self.stride),
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            self.return_indices,
+        )
         if self.return_indices:
             return output, indices
         return output
@@ -134,8 +213,14 @@ class AvgPool1d(torch.nn.AvgPool1d):
     """torch.nn.AvgPool1d computed by fastconv.avg_pool1d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return pool_F._avg_pool1d_core(input, self.kernel_size, _strides(self.stride), self.padding, self.ceil_mode,
-                                  self.count_include_pad)
+        return pool_F._avg_pool1d_core(
+            input,
+            self.kernel_size,
+            _strides(self.stride),
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+        )
 
 
 class MaxUnpool1d(torch.nn.MaxUnpool1d):
@@ -145,15 +230,21 @@ class MaxUnpool1d(torch.nn.MaxUnpool1d):
     stride: Tuple[int]
     padding: Tuple[int]
 
-    def forward(self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None):
-        return pool_F._max_unpool1d_core(input, indices, self.kernel_size, self.stride, self.padding, output_size)
+    def forward(
+        self, input: torch.Tensor, indices: torch.Tensor, output_size: Optional[List[int]] = None
+    ):
+        return pool_F._max_unpool1d_core(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )
 
 
 class LPPool1d(torch.nn.LPPool1d):
     """torch.nn.LPPool1d computed by fastconv.lp_pool1d."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return pool_F._lp_pool1d_core(input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode)
+        return pool_F._lp_pool1d_core(
+            input, float(self.norm_type), self.kernel_size, self.stride, self.ceil_mode
+        )
 
 
 def _strides(stride: BroadcastingList1[int]) -> List[int]:
