@@ -19,7 +19,7 @@ from helpers import results_per_thread_count, run_with_cpu_capability
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups): shapes chosen to hit the edges of the
 # packed GEMM's tiling (12-row weight panels, 16-pixel panels taken two at a time, 128-pixel
 # blocks, 256-deep blocks, row blocks), of the strided input's phase planes (pack_columns.h:
-# InputPlanes, and direct_planes.h), of the direct kernels' tiles (8 channels, 48-pixel tiles
+# InputPlanes, and phase_planes.h), of the direct kernels' tiles (8 channels, 48-pixel tiles
 # whose stores wrap rows, grids narrower than a vector) and of the depthwise kernels.
 EDGE_CASES = {
     "pixels_span_images": (5, 3, 7, 7, 7, 3, 3, 1, 1, 1, 1),  # 49-pixel planes in 128-pixel blocks

@@ -1,4 +1,4 @@
-"""The direct CPU conv2d kernels (csrc/ops/cpu/direct_conv2d.cpp, direct_weight_backward.cpp):
+"""The direct CPU conv2d kernels (csrc/ops/cpu/conv2d/direct/: the forward and weight gradient):
 which layers take them, values and both gradients against float64 over random geometries (groups,
 strides 1-4 as phase planes, dilation, padding, several blocks of input channels, batches that
 are empty or of one image), and fastconv.backends.direct. Bitwise AVX2 / AVX-512 agreement and

@@ -44,7 +44,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, groups, which, path", CASES)
-def test_packed_gemm_error_within_twice_torchs(x_shape, w_shape, stride, padding, groups, which, path):
+def test_packed_gemm_error_within_twice_torchs(
+    x_shape, w_shape, stride, padding, groups, which, path
+):
     torch.manual_seed(0)
     x, w = torch.randn(x_shape), torch.randn(w_shape)
     s, p = [stride] * 2, [padding] * 2

@@ -1,5 +1,5 @@
-"""The Winograd F(2x2, 3x3) paths of the CPU conv2d (csrc/ops/cpu/winograd_conv2d.cpp, and
-winograd_weight_backward.cpp for the weight gradient): where they are taken, values, input and
+"""The Winograd F(2x2, 3x3) paths of the CPU conv2d (csrc/ops/cpu/conv2d/winograd/: the forward, and
+the weight gradient): where they are taken, values, input and
 weight gradients against torch, the accuracy contract against float64 on every benchmark suite's
 layers they serve, thread-count independence, and fastconv.backends.winograd."""
 
