@@ -21,31 +21,6 @@ void fill_channel(const Conv2dGeometry& g, const DirectPlanes& l, const float* i
 
 }  // namespace
 
-void fill_phase_plane(const float* in, int64_t in_h, int64_t in_w, int64_t row0, int64_t col0,
-                      int64_t stride_h, int64_t stride_w, int64_t rows, int64_t cols, int64_t ld,
-                      float* out) {
-  // Plane columns [begin, end) read inside the input.
-  const auto [begin, end] = taps_inside(col0, stride_w, in_w, cols);
-  for (int64_t i = 0; i < rows; ++i) {
-    float* row = out + i * ld;
-    const int64_t ih = i * stride_h + row0;
-    if (ih < 0 || ih >= in_h) {
-      std::fill_n(row, cols, 0.f);
-      continue;
-    }
-    const float* source = in + ih * in_w + (col0 + begin * stride_w);
-    std::fill_n(row, begin, 0.f);
-    if (stride_w == 1) {
-      std::memcpy(row + begin, source, (end - begin) * sizeof(float));
-    } else if (stride_w == 2) {  // a constant stride, which the compiler vectorizes
-      for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[2 * j];
-    } else {
-      for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[j * stride_w];
-    }
-    std::fill_n(row + end, cols - end, 0.f);
-  }
-}
-
 AxisPhases::AxisPhases(int64_t kernel, int64_t dilation, int64_t stride) {
   std::fill_n(index_of, kMaxDirectStride, -1);
   for (int64_t k = 0; k < kernel; ++k) {

@@ -4,9 +4,11 @@
 // zero-padded plane (depthwise/depthwise.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "ops/cpu/common.h"
 #include "ops/geometry.h"
 
 namespace fastconv::cpu {
@@ -14,9 +16,33 @@ namespace fastconv::cpu {
 // A rows x cols plane (row stride ld) cut from an in_h x in_w input plane:
 // out[i * ld + j] = in[i * stride_h + row0][j * stride_w + col0], zero where that lies outside
 // the input. With a stride, each phase (row0, col0 modulo the stride) is a plane of its own.
-void fill_phase_plane(const float* in, int64_t in_h, int64_t in_w, int64_t row0, int64_t col0,
-                      int64_t stride_h, int64_t stride_w, int64_t rows, int64_t cols, int64_t ld,
-                      float* out);
+// Without write_zeros, only the values inside the input are written: the caller's plane holds
+// zeros everywhere else already (zeroed once, then refilled plane after plane).
+FASTCONV_ALWAYS_INLINE void fill_phase_plane(const float* in, int64_t in_h, int64_t in_w,
+                                             int64_t row0, int64_t col0, int64_t stride_h,
+                                             int64_t stride_w, int64_t rows, int64_t cols,
+                                             int64_t ld, float* out, bool write_zeros = true) {
+  // Plane columns [begin, end) read inside the input.
+  const auto [begin, end] = taps_inside(col0, stride_w, in_w, cols);
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = out + i * ld;
+    const int64_t ih = i * stride_h + row0;
+    if (ih < 0 || ih >= in_h) {
+      if (write_zeros) std::fill_n(row, cols, 0.f);
+      continue;
+    }
+    const float* source = in + ih * in_w + (col0 + begin * stride_w);
+    if (write_zeros) std::fill_n(row, begin, 0.f);
+    if (stride_w == 1) {  // short rows: an inlined copy, not a call to memcpy per row
+      std::copy_n(source, end - begin, row + begin);
+    } else if (stride_w == 2) {  // a constant stride, which the compiler vectorizes
+      for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[2 * j];
+    } else {
+      for (int64_t j = 0; j < end - begin; ++j) row[begin + j] = source[j * stride_w];
+    }
+    if (write_zeros) std::fill_n(row + end, cols - end, 0.f);
+  }
+}
 
 // The direct kernels' planes (direct/): each input channel copied once into stride_h x stride_w
 // zero-padded phase planes (one for stride 1) on a grid of output pixels, so that tap t of output

@@ -110,8 +110,9 @@ struct PaddedPlane {
   }
 
   void fill(const Conv2dGeometry& g, const float* plane) {
-    fill_phase_plane(plane, g.in_h, g.in_w, -g.pad_h, -g.pad_w, 1, 1, height, width, width,
-                     data.data());
+    // The image into the middle of the plane; the padding around it stays zero from the start.
+    fill_phase_plane(plane, g.in_h, g.in_w, 0, 0, 1, 1, g.in_h, g.in_w, width,
+                     data.data() + g.pad_h * width + g.pad_w, /*write_zeros=*/false);
   }
 
   // Where each tap (kernel row, kernel column: the weights' order) reads, relative to a window's
