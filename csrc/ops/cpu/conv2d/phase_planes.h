@@ -44,10 +44,7 @@ FASTCONV_ALWAYS_INLINE void fill_phase_plane(const float* in, int64_t in_h, int6
   }
 }
 
-// The direct kernels' planes (direct/): each input channel copied once into stride_h x stride_w
-// zero-padded phase planes (one for stride 1) on a grid of output pixels, so that tap t of output
-// pixel q reads plane[q + tap_offsets[t]] for every pixel.
-
+// The largest stride the direct kernels' phase planes take (DirectPlanes, below).
 constexpr int64_t kMaxDirectStride = 4;
 
 // The residues of kernel_offset * dilation modulo stride that one axis's taps read: each gets a
@@ -61,6 +58,9 @@ struct AxisPhases {
   AxisPhases(int64_t kernel, int64_t dilation, int64_t stride);
 };
 
+// The direct kernels' planes (direct/): each input channel copied once into stride_h x stride_w
+// zero-padded phase planes (one for stride 1) on a grid of output pixels, so that tap t of output
+// pixel q reads plane[q + tap_offsets[t]] for every pixel.
 // Output pixel (oh, ow) is grid pixel q = oh * grid_w + ow; the grid's last cols.halo columns lie
 // outside the output (computed and dropped by the forward, zero grad_output for the weight
 // gradient). Plane (phase_h, phase_w) of an input channel has plane_rows x grid_w values: row i
