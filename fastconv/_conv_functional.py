@@ -8,8 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import _arguments
-from ._extension import _C, ops
+from . import _arguments, _op_calls
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -85,37 +84,6 @@ def _check_conv_input(input: torch.Tensor, op_name: str = "conv2d") -> None:
         )
 
 
-@torch.jit.unused
-def _conv2d_eager(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    groups: int,
-) -> torch.Tensor:
-    """ops.conv2d outside TorchScript: through _C when eager (skipping torch.ops' own cost, a large
-    share of a small convolution's); through torch.ops under torch.compile, which traces it."""
-    if torch.compiler.is_compiling():
-        return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return _C._conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
-
-
-def _conv2d_op(
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    groups: int,
-) -> torch.Tensor:
-    if torch.jit.is_scripting():
-        return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return _conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
-
-
 def _conv2d_pairs(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -128,10 +96,10 @@ def _conv2d_pairs(
     """The op on 4-D or unbatched 3-D input, with stride, padding and dilation as pairs."""
     _check_conv_input(input)
     if input.dim() == 3:
-        return _conv2d_op(
+        return _op_calls.conv2d(
             input.unsqueeze(0), weight, bias, stride, padding, dilation, groups
         ).squeeze(0)
-    return _conv2d_op(input, weight, bias, stride, padding, dilation, groups)
+    return _op_calls.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv2d_padding_string(
@@ -155,7 +123,7 @@ def _conv2d_padding_string(
     if unbatched:
         input = input.unsqueeze(0)
     input, pairs = _pad_same(input, weight, dilation)
-    output = _conv2d_op(input, weight, bias, stride, pairs, dilation, groups)
+    output = _op_calls.conv2d(input, weight, bias, stride, pairs, dilation, groups)
     return output.squeeze(0) if unbatched else output
 
 
@@ -258,10 +226,10 @@ def _conv_transpose2d_pairs(
     pairs."""
     _check_conv_input(input, "conv_transpose2d")
     if input.dim() == 3:
-        return ops.conv_transpose2d(
+        return _op_calls.conv_transpose2d(
             input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups, dilation
         ).squeeze(0)
-    return ops.conv_transpose2d(
+    return _op_calls.conv_transpose2d(
         input, weight, bias, stride, padding, output_padding, groups, dilation
     )
 
@@ -518,7 +486,7 @@ def _conv1d_core(
     unbatched = input.dim() == 2
     batched = input.unsqueeze(0) if unbatched else input
     _check_1d_shapes(batched, weight, bias, stride, padding, [0], dilation, groups, False)
-    output = _conv2d_op(
+    output = _op_calls.conv2d(
         batched.unsqueeze(2),
         weight.unsqueeze(2),
         bias,
@@ -592,7 +560,7 @@ def _conv_transpose1d_core(
     unbatched = input.dim() == 2
     batched = input.unsqueeze(0) if unbatched else input
     _check_1d_shapes(batched, weight, bias, stride, padding, output_padding, dilation, groups, True)
-    output = ops.conv_transpose2d(
+    output = _op_calls.conv_transpose2d(
         batched.unsqueeze(2),
         weight.unsqueeze(2),
         bias,

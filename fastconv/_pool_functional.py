@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from torch.jit.annotations import BroadcastingList1, BroadcastingList2
 from torch.nn.modules.utils import _pair, _single
 
-from . import _arguments
-from ._extension import _C, ops
+from . import _arguments, _op_calls
 from ._ops import pool_output_size
 
 IntOrPair = Union[int, Sequence[int]]
@@ -98,7 +97,9 @@ def max_pool2d(
     )
     # Already pairs: straight to the op, without _max_pool2d_pairs' _pair calls (a noticeable share
     # of a small pooling's time).
-    output, indices = _max_pool2d_op(input, kernel_size, stride, padding, dilation, ceil_mode)
+    output, indices = _op_calls.max_pool2d_with_indices(
+        input, kernel_size, stride, padding, dilation, ceil_mode
+    )
     return (output, indices) if return_indices else output
 
 
@@ -116,39 +117,8 @@ def _max_pool2d_pairs(
     stride_pair = _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
-    return _max_pool2d_op(
+    return _op_calls.max_pool2d_with_indices(
         input, kernel_pair, stride_pair, _pair(padding), _pair(dilation), ceil_mode
-    )
-
-
-def _max_pool2d_op(
-    input: torch.Tensor,
-    kernel_size: List[int],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    ceil_mode: bool,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    if torch.jit.is_scripting():
-        return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_pool2d_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
-
-
-@torch.jit.unused
-def _max_pool2d_eager(
-    input: torch.Tensor,
-    kernel_size: List[int],
-    stride: List[int],
-    padding: List[int],
-    dilation: List[int],
-    ceil_mode: bool,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """ops.max_pool2d_with_indices outside TorchScript: through _C when eager (skipping torch.ops'
-    own cost); through torch.ops under torch.compile, which traces it."""
-    if torch.compiler.is_compiling():
-        return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
-    return _C._max_pool2d_with_indices_eager(
-        input, kernel_size, stride, padding, dilation, ceil_mode
     )
 
 
@@ -176,7 +146,7 @@ def _max_unpool2d_parsed(input, indices, size) -> torch.Tensor:
     ):
         _arguments.raise_like_torch(torch._C._nn.max_unpool2d, input, indices, size)
         size = _arguments.as_ints(size)
-    return ops.max_unpool2d(input, indices, list(size))
+    return _op_calls.max_unpool2d(input, indices, list(size))
 
 
 def max_unpool2d(
@@ -203,7 +173,7 @@ def _max_unpool2d_core(
 ) -> torch.Tensor:
     """max_unpool2d with kernel_size, stride (None: the kernel's) and padding as ints or pairs."""
     size = _unpool2d_output_size(input, kernel_size, stride, padding, output_size)
-    return ops.max_unpool2d(input, indices, [int(s) for s in size])
+    return _op_calls.max_unpool2d(input, indices, [int(s) for s in size])
 
 
 # ------------------------------------------------------------------------------- average pooling
@@ -277,7 +247,7 @@ def _avg_pool2d_pairs(
     stride_pair = kernel_pair if stride is None else _pair(stride)
     if len(stride_pair) == 0:
         stride_pair = kernel_pair
-    return ops.avg_pool2d(
+    return _op_calls.avg_pool2d(
         input,
         kernel_pair,
         stride_pair,
@@ -395,7 +365,7 @@ def _max_pool1d_core(
                 s = min(s, 2147483647)  # 2**31 - 1 (a float to TorchScript)
             if k == 1:
                 d = 1
-    output, indices = _max_pool2d_op(
+    output, indices = _op_calls.max_pool2d_with_indices(
         input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]], [1, d], ceil_mode
     )
     return output.squeeze(-2), indices.squeeze(-2)
@@ -441,7 +411,7 @@ def _avg_pool1d_core(
         input,
         [("kernel_size", kernel_size), ("stride", stride), ("padding", padding)],
     )
-    output = ops.avg_pool2d(
+    output = _op_calls.avg_pool2d(
         input.unsqueeze(-2),
         [1, kernel_size[0]],
         [1, stride[0]],
@@ -515,7 +485,7 @@ def _max_unpool1d_core(
     size = F._unpool_output_size(
         input, _single(kernel_size), _single(stride), _single(padding), output_size
     )
-    return ops.max_unpool2d(
+    return _op_calls.max_unpool2d(
         input.unsqueeze(-1), indices.unsqueeze(-1), [int(s) for s in size] + [1]
     ).squeeze(-1)
 

@@ -30,6 +30,21 @@ std::string legacy_type_name(const at::Tensor& t) {
   return name + c10::toString(t.scalar_type()) + "Tensor";
 }
 
+// A complex input reaches here only with parameters of other types (the Python entries convolve
+// complex tensors as three real convolutions). torch's complex_convolution checks their types
+// before the shapes.
+void check_complex_parameter_types(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor* bias) {
+  if (!input.is_complex()) {
+    return;
+  }
+  TORCH_CHECK(input.options().type_equal(weight.options()), "Input type (", legacy_type_name(input),
+              ") and weight type (", legacy_type_name(weight), ") should be the same");
+  TORCH_CHECK(bias == nullptr || input.options().type_equal(bias->options()), "Input type (",
+              legacy_type_name(input), ") and bias type (", legacy_type_name(*bias),
+              ") should be the same");
+}
+
 bool any_of(at::IntArrayRef values, bool (*pred)(int64_t)) {
   return std::any_of(values.begin(), values.end(), pred);
 }
@@ -163,6 +178,7 @@ Conv2dGeometry check_conv2d(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
   TORCH_CHECK(b == nullptr || b->dtype() == input.dtype(), "Input type (", input.dtype().name(),
               ") and bias type (", b->dtype().name(), ") should be the same");
+  check_complex_parameter_types(input, weight, b);
   const auto g =
       conv2d_geometry(input.sizes(), weight.sizes(), b, stride, padding, dilation, groups);
   // torch's backend selection: an empty batch or no channels give an empty result, other empty
@@ -404,6 +420,7 @@ ConvTranspose2dGeometry check_conv_transpose2d(const at::Tensor& input, const at
   const auto in = input.sizes();
   const auto w = weight.sizes();
   const at::Tensor* b = bias.has_value() && bias->defined() ? &*bias : nullptr;
+  check_complex_parameter_types(input, weight, b);
   const int64_t out_channels = check_transposed_arguments(input, weight, b, stride, padding,
                                                           output_padding, groups, dilation);
   const bool empty_batch_or_channels = in[0] == 0 || in[1] == 0;
