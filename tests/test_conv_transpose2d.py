@@ -106,6 +106,26 @@ def test_empty_batch():
     assert grad.shape == x.shape
 
 
+# Padding that leaves an output plane with no columns (or rows): torch (oneDNN, float32, where
+# groups > 1) returns the empty output and zero gradients; conv2d, which the input gradient runs
+# on, refuses an empty input plane.
+EMPTY_OUTPUT_PLANES = [
+    ((1, 2, 5, 4), (2, 1, 2, 1), dict(padding=2, groups=2)),  # 2 x 0
+    ((2, 6, 4, 1), (6, 1, 1, 2), dict(padding=(0, 1), groups=6)),  # 4 x 0
+    ((1, 4, 3, 3), (4, 2, 2, 3), dict(padding=(2, 1), groups=2)),  # 0 x 3
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", EMPTY_OUTPUT_PLANES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_empty_output_plane_gives_zero_gradients(x_shape, w_shape, kwargs, layout):
+    x = with_layout(torch.randn(x_shape), layout)
+    weight = torch.randn(w_shape)
+    bias = torch.randn(w_shape[1] * kwargs["groups"])
+    assert F.conv_transpose2d(x, weight, bias, **kwargs).numel() == 0
+    check_conv_transpose2d(x, weight, bias, kwargs)
+
+
 @pytest.mark.parametrize("case", [GRID[1], GRID[2], GRID[3], GRID[6], GRID[8]])
 def test_gradcheck_and_gradgradcheck(case):
     n, c, h, w, *rest = case

@@ -6,6 +6,7 @@
 //   db = gy summed over N, H, W
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/constant_pad_nd.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -60,13 +61,20 @@ class ConvTranspose2dFunction : public torch::autograd::Function<ConvTranspose2d
     const int64_t extra_h = output_padding[0] / args.stride[0];
     const int64_t extra_w = output_padding[1] / args.stride[1];
     at::Tensor grad_input, grad_weight, grad_bias;
-    if (ctx->needs_input_grad(0)) {
+    // An empty output plane (padding that eats the whole output) leaves nothing to convolve:
+    // torch's gradients are zeros there, while conv2d refuses an input with an empty plane.
+    const bool empty_output = grad.numel() == 0;
+    if (ctx->needs_input_grad(0) && empty_output) {
+      grad_input = at::zeros_like(input);
+    } else if (ctx->needs_input_grad(0)) {
       grad_input = conv2d_op(grad, weight, std::nullopt, args);
       if (extra_h != 0 || extra_w != 0) {
         grad_input = grad_input.narrow(2, 0, input.size(2)).narrow(3, 0, input.size(3));
       }
     }
-    if (ctx->needs_input_grad(1)) {
+    if (ctx->needs_input_grad(1) && empty_output) {
+      grad_weight = at::zeros_like(weight);
+    } else if (ctx->needs_input_grad(1)) {
       const auto padded_input = (extra_h != 0 || extra_w != 0)
           ? at::constant_pad_nd(input, {0, extra_w, 0, extra_h})
           : input;

@@ -1,5 +1,8 @@
 // The CPU conv2d kernels: each pass runs on the path conv2d_path.cpp chooses, and records it.
 // Layout is NCHW inside; the frontend (ops/conv2d.cpp) converts channels_last at the edges.
+#include <atomic>
+#include <cmath>
+
 #include "ops/conv2d_kernels.h"
 #include "ops/cpu/common.h"
 #include "ops/cpu/conv2d/conv2d_path.h"
@@ -19,20 +22,28 @@ constexpr int64_t kMinFlipFloatsPerTask = 4096;
 // weight[K, C/g, kh, kw] -> [C, K/g, kh, kw], flipped in both spatial dims, group by group: the
 // weights of the convolution that gives a stride-1 convolution's input gradient. One pass of
 // plain loops (ATen's transpose, flip and reshape cost a small layer a quarter of its time).
-void flip_transpose_weight(const Conv2dGeometry& g, const float* weight, float* flipped) {
+// Returns whether every weight is finite.
+bool flip_transpose_weight(const Conv2dGeometry& g, const float* weight, float* flipped) {
   const int64_t K = g.out_channels_per_group(), C = g.in_channels_per_group();
   const int64_t taps = g.kernel_h * g.kernel_w;
+  std::atomic<bool> finite{true};
   parallel_for(0, g.groups * C, grain_for(K * taps, kMinFlipFloatsPerTask),
                [&](int64_t begin, int64_t end) {
+                 bool all_finite = true;
                  for (int64_t group_c = begin; group_c < end; ++group_c) {
                    const int64_t group = group_c / C, c = group_c % C;
                    for (int64_t k = 0; k < K; ++k) {
                      const float* source = weight + ((group * K + k) * C + c) * taps;
                      float* target = flipped + (group_c * K + k) * taps;
-                     for (int64_t t = 0; t < taps; ++t) target[t] = source[taps - 1 - t];
+                     for (int64_t t = 0; t < taps; ++t) {
+                       target[t] = source[taps - 1 - t];
+                       all_finite &= std::isfinite(target[t]);
+                     }
                    }
                  }
+                 if (!all_finite) finite.store(false);
                });
+  return finite.load();
 }
 
 const float* float_data_or_null(const at::Tensor& t) {
@@ -78,7 +89,13 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
     case Conv2dPath::packed_gemm_flipped: {
       const auto t = input_backward_geometry(g);
       const Workspace<float> flipped(w.numel());
-      flip_transpose_weight(g, w.const_data_ptr<float>(), flipped.data());
+      if (!flip_transpose_weight(g, w.const_data_ptr<float>(), flipped.data())) {
+        // The forward over zero-padded grad_output would multiply a non-finite weight by the
+        // padding (outputs that do not exist: 0 x inf = NaN at the input's border); col2im adds
+        // only the products of real outputs, as torch's input gradient does.
+        im2col_blas_input_backward(g, gy, w, gx);
+        return;
+      }
       const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
           : path == Conv2dPath::winograd_flipped                 ? winograd_forward
           : path == Conv2dPath::direct_flipped                   ? direct_forward

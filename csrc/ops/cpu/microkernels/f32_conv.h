@@ -12,8 +12,9 @@
 //
 // Every output is start + the products over (input channel, tap) in that order, each added with
 // one rounding (an FMA) in the AVX2 and AVX-512 builds: those give bitwise the same results. A
-// call may cover a block of the input channels and continue (`accumulate`) from the outputs the
-// call for the block before stored, which keeps that order.
+// call may cover a block of the input channels and add (`accumulate`) its sum, summed from zero,
+// to the outputs the calls for the blocks before stored: blocked sums, so that a deep layer's
+// output is not one running total over all its channels.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,7 @@ struct ConvTile {
   float* output;         // output channel 0 of the tile; stores.offset is relative to it
   int64_t output_channel_stride;
   int64_t rows;     // output channels kept, 1 .. kConvTileChannels
-  bool accumulate;  // start from the stored outputs (an earlier block of channels)
+  bool accumulate;  // add the sum to the stored outputs (of the earlier blocks of channels)
 };
 
 using ConvMicroKernel = void (*)(const ConvTile& tile, const ConvTileStores& stores);

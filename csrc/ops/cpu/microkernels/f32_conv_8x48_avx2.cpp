@@ -28,18 +28,6 @@ FASTCONV_AVX2_INLINE void piece_4xv(const ConvTile& t, const ConvTileStores& sto
     const __m256 start =
         t.start != nullptr ? _mm256_set1_ps(t.start[row0 + m]) : _mm256_setzero_ps();
     for (int j = 0; j < kVectors; ++j) acc[m][j] = start;
-    if (t.accumulate && row0 + m < t.rows) {
-      const float* out = t.output + (row0 + m) * t.output_channel_stride;
-      for (int j = 0; j < kVectors; ++j) {
-        const int vector = vector0 + j;
-        for (int64_t r = 0; r < stores.runs[vector / 2]; ++r) {
-          const __m256i keep = lanes_of(stores, vector, r);
-          const __m256 stored =
-              _mm256_maskload_ps(out + stores.offset[vector / 2][r] + 8 * (vector % 2), keep);
-          acc[m][j] = _mm256_blendv_ps(acc[m][j], stored, _mm256_castsi256_ps(keep));
-        }
-      }
-    }
   }
   const float* w = t.weights + row0;
   const int64_t* offsets = t.tap_offsets;
@@ -60,8 +48,11 @@ FASTCONV_AVX2_INLINE void piece_4xv(const ConvTile& t, const ConvTileStores& sto
     for (int j = 0; j < kVectors; ++j) {
       const int vector = vector0 + j;
       for (int64_t r = 0; r < stores.runs[vector / 2]; ++r) {
-        _mm256_maskstore_ps(out + stores.offset[vector / 2][r] + 8 * (vector % 2),
-                            lanes_of(stores, vector, r), acc[m][j]);
+        float* target = out + stores.offset[vector / 2][r] + 8 * (vector % 2);
+        const __m256i keep = lanes_of(stores, vector, r);
+        const __m256 sum =
+            t.accumulate ? _mm256_add_ps(_mm256_maskload_ps(target, keep), acc[m][j]) : acc[m][j];
+        _mm256_maskstore_ps(target, keep, sum);
       }
     }
   }

@@ -14,15 +14,6 @@ FASTCONV_AVX512_INLINE void tile_8xv(const ConvTile& t, const ConvTileStores& st
   for (int m = 0; m < kRows; ++m) {
     const __m512 start = t.start != nullptr ? _mm512_set1_ps(t.start[m]) : _mm512_setzero_ps();
     for (int j = 0; j < kVectors; ++j) acc[m][j] = start;
-    if (t.accumulate && m < t.rows) {
-      const float* out = t.output + m * t.output_channel_stride;
-      for (int j = 0; j < kVectors; ++j) {
-        for (int64_t r = 0; r < stores.runs[j]; ++r) {
-          acc[m][j] = _mm512_mask_loadu_ps(acc[m][j], static_cast<__mmask16>(stores.mask[j][r]),
-                                           out + stores.offset[j][r]);
-        }
-      }
-    }
   }
   const float* w = t.weights;
   const int64_t* offsets = t.tap_offsets;
@@ -42,8 +33,12 @@ FASTCONV_AVX512_INLINE void tile_8xv(const ConvTile& t, const ConvTileStores& st
     float* out = t.output + m * t.output_channel_stride;
     for (int j = 0; j < kVectors; ++j) {
       for (int64_t r = 0; r < stores.runs[j]; ++r) {
-        _mm512_mask_storeu_ps(out + stores.offset[j][r], static_cast<__mmask16>(stores.mask[j][r]),
-                              acc[m][j]);
+        const auto keep = static_cast<__mmask16>(stores.mask[j][r]);
+        float* target = out + stores.offset[j][r];
+        const __m512 sum = t.accumulate
+            ? _mm512_add_ps(_mm512_maskz_loadu_ps(keep, target), acc[m][j])
+            : acc[m][j];
+        _mm512_mask_storeu_ps(target, keep, sum);
       }
     }
   }

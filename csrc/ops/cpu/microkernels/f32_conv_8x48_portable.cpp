@@ -11,20 +11,6 @@ void f32_conv_8x48_portable(const ConvTile& t, const ConvTileStores& stores) {
   for (int64_t m = 0; m < kConvTileChannels; ++m) {
     for (int64_t p = 0; p < pixels; ++p) acc[m][p] = t.start != nullptr ? t.start[m] : 0.f;
   }
-  if (t.accumulate) {
-    for (int64_t m = 0; m < t.rows; ++m) {
-      const float* out = t.output + m * t.output_channel_stride;
-      for (int64_t j = 0; j < stores.vectors; ++j) {
-        for (int64_t r = 0; r < stores.runs[j]; ++r) {
-          for (int64_t l = 0; l < kConvTileLanes; ++l) {
-            if (stores.mask[j][r] >> l & 1u) {
-              acc[m][j * kConvTileLanes + l] = out[stores.offset[j][r] + l];
-            }
-          }
-        }
-      }
-    }
-  }
   const float* w = t.weights;
   for (int64_t c = 0; c < t.channels; ++c) {
     for (int64_t tap = 0; tap < t.taps; ++tap, w += kConvTileChannels) {
@@ -40,7 +26,9 @@ void f32_conv_8x48_portable(const ConvTile& t, const ConvTileStores& stores) {
       for (int64_t r = 0; r < stores.runs[j]; ++r) {
         for (int64_t l = 0; l < kConvTileLanes; ++l) {
           if (stores.mask[j][r] >> l & 1u) {
-            out[stores.offset[j][r] + l] = acc[m][j * kConvTileLanes + l];
+            const float sum = acc[m][j * kConvTileLanes + l];
+            float& stored = out[stores.offset[j][r] + l];
+            stored = t.accumulate ? stored + sum : sum;
           }
         }
       }

@@ -16,17 +16,30 @@ namespace {
 constexpr int64_t kMaxDepthwiseTaps = 64;
 
 // The sum over i < length of a[i] * b[i * stride], in 16 fixed lanes (a sum the compiler can
-// vectorize, in the same order on every run).
+// vectorize, in the same order on every run). With `keep`, only the terms where keep[i] != 0:
+// a dropped term adds +0 even where b[i] is inf or NaN (0 x inf would be NaN), and for finite
+// values the sums are bitwise those without it (the lanes start at +0, so adding 0 changes none).
 template <int kStride>
 FASTCONV_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b,
-                                 int64_t length, int64_t stride) {
+                                 int64_t length, int64_t stride,
+                                 const float* __restrict keep = nullptr) {
   const int64_t s = kStride != 0 ? kStride : stride;
   float lanes[16] = {};
   int64_t i = 0;
-  for (; i + 16 <= length; i += 16) {
-    for (int64_t l = 0; l < 16; ++l) lanes[l] += a[i + l] * b[(i + l) * s];
+  if (keep != nullptr) {
+    for (; i + 16 <= length; i += 16) {
+      for (int64_t l = 0; l < 16; ++l) {
+        const float term = a[i + l] * b[(i + l) * s];
+        lanes[l] += keep[i + l] != 0.f ? term : 0.f;
+      }
+    }
+    for (; i < length; ++i) lanes[0] += keep[i] != 0.f ? a[i] * b[i * s] : 0.f;
+  } else {
+    for (; i + 16 <= length; i += 16) {
+      for (int64_t l = 0; l < 16; ++l) lanes[l] += a[i + l] * b[(i + l) * s];
+    }
+    for (; i < length; ++i) lanes[0] += a[i] * b[i * s];
   }
-  for (; i < length; ++i) lanes[0] += a[i] * b[i * s];
   float sum = 0.f;
   for (float lane : lanes) sum += lane;
   return sum;
@@ -250,14 +263,19 @@ FASTCONV_ALWAYS_INLINE void input_backward_planes(const Conv2dGeometry& g, const
 
 // The weight gradient of output channels [begin, end), each summed over the images in order:
 // per tap, the dot product of grad_output with the padded input plane shifted by the tap (with
-// stride 1, over whole planes: grad_output's rows are spread to the padded width, zeros between).
+// stride 1, over whole planes: grad_output's rows are spread to the padded width, and the columns
+// between them masked out, since a tap reads the next row's input there, which may be inf).
 FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g, const float* x,
                                                      const float* gy, float* gw, int64_t begin,
                                                      int64_t end) {
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   PaddedPlane padded(g);
   const bool whole_plane = whole_plane_stencil(g);
-  Workspace<float> wide_grad(whole_plane ? g.out_h * padded.width : 0, /*zeroed=*/true);
+  const int64_t wide = whole_plane ? g.out_h * padded.width : 0;
+  Workspace<float> wide_grad(wide, /*zeroed=*/true), keep(wide, /*zeroed=*/true);
+  for (int64_t oh = 0; oh < g.out_h && whole_plane; ++oh) {
+    std::fill_n(keep.data() + oh * padded.width, g.out_w, 1.f);
+  }
   int64_t offsets[kMaxDepthwiseTaps];
   padded.tap_offsets(g, offsets);
   for (int64_t k = begin; k < end; ++k) {
@@ -272,7 +290,7 @@ FASTCONV_ALWAYS_INLINE void weight_backward_channels(const Conv2dGeometry& g, co
         }
         for (int64_t t = 0; t < taps; ++t) {
           grad_weights[t] +=
-              dot<1>(wide_grad.data(), padded.data.data() + offsets[t], g.out_h * padded.width, 1);
+              dot<1>(wide_grad.data(), padded.data.data() + offsets[t], wide, 1, keep.data());
         }
         continue;
       }

@@ -8,6 +8,15 @@
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
 
+#include <algorithm>
+
+#include "ops/cpu/common.h"
+#include "ops/cpu/parallel.h"
+
+// MKL's thread count for the calling thread alone (0: back to the global one), which libtorch
+// exports where torch links MKL (its x86 builds); a weak reference, null where it does not.
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
 namespace fastconv::cpu {
 
 // A matrix of `rows` x `cols` stored row-major with row stride `ld`; `transposed` reads the
@@ -24,6 +33,12 @@ struct Matrix {
     return transposed ? at::from_blob(p, {rows, cols}, {1, ld}, options)
                       : at::from_blob(p, {rows, cols}, {ld, 1}, options);
   }
+
+  // Rows [row, row + count) and columns [col, col + cols_count) of the matrix as read.
+  Matrix block(int64_t row, int64_t count, int64_t col, int64_t cols_count) const {
+    const T* start = transposed ? data + col * ld + row : data + row * ld + col;
+    return {start, count, cols_count, ld, transposed};
+  }
 };
 
 template <typename T>
@@ -32,11 +47,29 @@ Matrix<T> transposed(Matrix<T> m) {
   return m;
 }
 
-// c = a * b, or c += a * b when `accumulate`. c is rows(a) x cols(b), row-major with stride ldc.
+// BLAS on the calling thread alone while it lives (MKL; other BLAS libraries keep their own
+// threads). MKL splits a GEMM's work, the sums included, differently for each thread count, and
+// runs it on one thread inside a parallel region but on all of them outside one.
+class SerialBlas {
+ public:
+  SerialBlas() : previous_(MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  ~SerialBlas() {
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+
+ private:
+  int previous_;
+};
+
+// c = a * b, or c += a * b when `accumulate`, by one BLAS call on the calling thread. c is
+// rows(a) x cols(b), row-major with stride ldc.
 template <typename T>
-void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
+void serial_gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
   // Plain buffers inside a kernel: no autograd to record, so skip its dispatch layer.
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const SerialBlas serial;
   const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   auto out = at::from_blob(c, {a.rows, b.cols}, {ldc, 1}, options);
   if (accumulate) {
@@ -44,6 +77,36 @@ void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumu
   } else {
     at::mm_out(out, a.view(), b.view());
   }
+}
+
+// The blocks of gemm(): c in tiles of kGemmRows x kGemmCols, one task each, and the depth in
+// blocks of kGemmDepth, each summed from zero by BLAS and then added to the tile, so that no
+// output is one running total over a long reduction (a 1x1 layer's input gradient sums 256 to
+// 2048 products). All fixed by the shape: the same BLAS calls, hence the same sums, at every
+// thread count.
+constexpr int64_t kGemmRows = 128;
+constexpr int64_t kGemmCols = 512;
+constexpr int64_t kGemmDepth = 128;
+
+// c = a * b, or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with stride
+// ldc): the tiles over the threads, each BLAS call on its own thread.
+template <typename T>
+void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
+  const int64_t row_tiles = ceil_div(a.rows, kGemmRows), col_tiles = ceil_div(b.cols, kGemmCols);
+  parallel_for(0, row_tiles * col_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t row = (tile / col_tiles) * kGemmRows, col = (tile % col_tiles) * kGemmCols;
+      const int64_t rows = std::min(kGemmRows, a.rows - row);
+      const int64_t cols = std::min(kGemmCols, b.cols - col);
+      T* c_tile = c + row * ldc + col;
+      // (An empty depth still makes one call, which writes the zeros of c = a * b.)
+      for (int64_t depth = 0; depth == 0 || depth < a.cols; depth += kGemmDepth) {
+        const int64_t part = std::min(kGemmDepth, a.cols - depth);
+        serial_gemm(a.block(row, rows, depth, part), b.block(depth, part, col, cols), c_tile, ldc,
+                    accumulate || depth > 0);
+      }
+    }
+  });
 }
 
 }  // namespace fastconv::cpu

@@ -47,17 +47,11 @@ bool batched_pointwise(const Conv2dGeometry& g) {
 }
 
 // out_images[N, B, P] = matrix[B, A] x in_images[N, A, P] (+ bias[B]) with the images side by
-// side ([A, N * P] and [B, N * P] in a workspace, copied by ATen): one task per kBatchedRows
-// output rows, each a GEMM per kBatchedDepth of the depth, accumulated in order. The fixed split
-// keeps the results independent of the thread count: BLAS's own threads split the sums
-// differently for each count, and so does MKL's single-threaded GEMM with a depth past 512, called
-// inside and outside a parallel region.
-constexpr int64_t kBatchedRows = 128;
-constexpr int64_t kBatchedDepth = 512;
-
+// side ([A, N * P] and [B, N * P] in a workspace, copied by ATen), as one gemm() (its fixed tiles
+// spread over the threads).
 template <typename scalar_t>
 void batched_pointwise_gemm(const Conv2dGeometry& g, const at::Tensor& in_images, int64_t a,
-                            const at::Tensor& matrix, const at::Tensor& bias,
+                            const Matrix<scalar_t>& matrix, const at::Tensor& bias,
                             at::Tensor& out_images, int64_t b) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const int64_t P = g.out_plane(), columns = g.batch * P;
@@ -66,23 +60,8 @@ void batched_pointwise_gemm(const Conv2dGeometry& g, const at::Tensor& in_images
   auto in = at::from_blob(buffer.data(), {a, columns}, options);
   auto out = at::from_blob(buffer.data() + a * columns, {b, columns}, options);
   in.view({a, g.batch, P}).copy_(in_images.view({g.batch, a, P}).transpose(0, 1));
-  parallel_for(0, ceil_div(b, kBatchedRows), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      const int64_t row = chunk * kBatchedRows, rows = std::min(kBatchedRows, b - row);
-      auto out_rows = out.narrow(0, row, rows);
-      const auto matrix_rows = matrix.narrow(0, row, rows);
-      for (int64_t depth = 0; depth < a; depth += kBatchedDepth) {
-        const int64_t part = std::min(kBatchedDepth, a - depth);
-        const auto product_a = matrix_rows.narrow(1, depth, part);
-        const auto product_b = in.narrow(0, depth, part);
-        if (depth == 0) {
-          at::mm_out(out_rows, product_a, product_b);
-        } else {
-          out_rows.addmm_(product_a, product_b);
-        }
-      }
-    }
-  });
+  gemm(matrix, Matrix<scalar_t>{buffer.data(), a, columns, columns}, buffer.data() + a * columns,
+       columns, false);
   if (bias.defined()) out.add_(bias.view({b, 1}));
   out_images.view({g.batch, b, P}).copy_(out.view({b, g.batch, P}).transpose(0, 1));
 }
@@ -190,9 +169,9 @@ void im2col_blas_forward(const Conv2dGeometry& g, const at::Tensor& x, const at:
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, x.scalar_type(), "slow_conv2d_cpu", [&] {
         if (batched_pointwise(g)) {
-          batched_pointwise_gemm<scalar_t>(g, x, g.in_channels,
-                                           w.view({g.out_channels, g.in_channels}), bias, y,
-                                           g.out_channels);
+          const Matrix<scalar_t> weights{w.const_data_ptr<scalar_t>(), g.out_channels,
+                                         g.in_channels, g.in_channels};
+          batched_pointwise_gemm<scalar_t>(g, x, g.in_channels, weights, bias, y, g.out_channels);
           return;
         }
         const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
@@ -219,9 +198,10 @@ void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, c
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, gy.scalar_type(), "conv2d_input_backward", [&] {
         if (batched_pointwise(g)) {
-          batched_pointwise_gemm<scalar_t>(g, gy, g.out_channels,
-                                           w.view({g.out_channels, g.in_channels}).t(),
-                                           at::Tensor(), gx, g.in_channels);
+          const auto weights_t = transposed(Matrix<scalar_t>{
+              w.const_data_ptr<scalar_t>(), g.in_channels, g.out_channels, g.in_channels});
+          batched_pointwise_gemm<scalar_t>(g, gy, g.out_channels, weights_t, at::Tensor(), gx,
+                                           g.in_channels);
           return;
         }
         const int64_t band_rows = rows_per_band(g, sizeof(scalar_t));
