@@ -164,6 +164,10 @@ TORCH_BUG_MESSAGES = re.compile(
     r"DefaultCPUAllocator: can't allocate memory|"
     r"could not construct a memory descriptor using a format tag|"
     r"could not create a primitive descriptor for the convolution|"
+    # conv_transpose2d's oneDNN path on a negative output size or an empty kernel
+    # (docs/compatibility.md: fastconv raises the slow kernel's words there)
+    r"could not create a primitive descriptor for the deconvolution|"
+    r"^numel: integer multiplication overflow$|"
     r"invalid shape dimension -\d+|"
     r"^Stride calculation overflowed$|"
     r"calculated output size -\d+ -?\d+ is too small|"
