@@ -1,7 +1,9 @@
 """Hostile calls of fastconv's ops (issue 13), each compared with what torch does for the same call.
 
-Each case is a function of a namespace `f` holding conv2d, max_pool2d and max_unpool2d (and the
-ops underneath): called once with torch's and once with fastconv's. fastconv must raise what torch
+Each case is a function of a namespace `f` holding every op of fastconv.functional (and the 2-d
+ops underneath): called once with torch's and once with fastconv's. This file holds the cases of
+conv2d, max_pool2d and max_unpool2d; hostile_cases_conv.py and hostile_cases_pool.py those of the
+other ops, in the same registry (hostile_table.py). fastconv must raise what torch
 raises (exception type and message) or return what torch returns. Where torch's own behaviour is a
 bug, the case carries `expect`, a documented check of fastconv's answer in place of torch's.
 
@@ -14,14 +16,15 @@ see the same values.
 
 import os
 import sys
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+import hostile_cases_conv  # noqa: F401  the table of conv1d and the transposed convolutions
+import hostile_cases_pool  # noqa: F401  the table of the average, power-average and 1-d poolings
 import hostile_harness
+import hostile_table
 from helpers import strided
 from hostile_harness import (
     describe_mismatch,
@@ -30,58 +33,7 @@ from hostile_harness import (
     raises_runtime_error,
     torch_or_exact_output_size,
 )
-
-
-@dataclass
-class Case:
-    name: str
-    fn: Callable
-    # None: compare with torch. Otherwise expect(fast_result, fast_error, torch_result,
-    # torch_error) -> None or a mismatch description, for a documented difference from torch.
-    expect: Optional[Callable] = None
-    why: str = ""
-
-
-CASES = {}
-
-
-def case(name, fn, expect=None, why=""):
-    assert name not in CASES, name
-    CASES[name] = Case(name, fn, expect, why)
-
-
-# ------------------------------------------------------------------------------------- inputs
-
-_generator = torch.Generator()
-
-
-def x(*shape, dtype=torch.float32, cl=False, grad=False):
-    t = torch.randn(*shape, generator=_generator, dtype=torch.float64).to(dtype)
-    if cl:
-        t = t.contiguous(memory_format=torch.channels_last)
-    return t.requires_grad_(grad)
-
-
-def ints(*shape, dtype, high=100, cl=False):
-    t = torch.randint(0, high, shape, generator=_generator).to(dtype)
-    return t.contiguous(memory_format=torch.channels_last) if cl else t
-
-
-def meta(*shape, dtype=torch.float32):
-    return torch.empty(*shape, dtype=dtype, device="meta")
-
-
-def pooled(shape=(1, 2, 4, 4), kernel=2, **kwargs):
-    """(values, indices) of torch's max_pool2d: the unpooling inputs, the same for both libraries."""
-    return F.max_pool2d(x(*shape), kernel, return_indices=True, **kwargs)
-
-
-def grads(output, *inputs):
-    """Gradients of the sum of output (or of its first element, a pooling's values)."""
-    if isinstance(output, tuple):
-        output = output[0]
-    return torch.autograd.grad(output.sum(), inputs, allow_unused=True)
-
+from hostile_table import BIG, CASES, case, forms, grads, ints, meta, pooled, x
 
 # The table: one case a line, as written (the formatter would spread most rows over several lines).
 # fmt: off
@@ -92,10 +44,6 @@ def grads(output, *inputs):
 
 WRAPS = "torch's dilation * (kernel - 1) wraps around int64 and it answers from the wrapped value"
 
-BIG = {
-    "2**31-1": 2**31 - 1, "2**31": 2**31, "2**32": 2**32, "2**62": 2**62, "2**63-1": 2**63 - 1,
-    "2**63": 2**63, "-1": -1, "-2**31": -(2**31), "-2**63": -(2**63),
-}
 
 # Out-of-bounds read (garbage values and indices), segfault, hangs.
 case("pool dilation 2**62+1 reads out of bounds",
@@ -487,10 +435,6 @@ def _set_index(indices, value):
 # ------------------------------------------------- huge and negative values in every argument
 
 
-def _forms(value):
-    return {"": value, "(v,1)": (value, 1), "(1,v)": (1, value)}
-
-
 _CONVS = {
     "dense": lambda: (x(1, 2, 5, 5), x(3, 2, 3, 3), {}),
     "depthwise": lambda: (x(1, 2, 5, 5), x(2, 1, 3, 3), {"groups": 2}),
@@ -499,7 +443,7 @@ _CONVS = {
 for _kind, _make in _CONVS.items():
     for _arg in ("stride", "padding", "dilation"):
         for _label, _v in BIG.items():
-            for _form, _value in _forms(_v).items():
+            for _form, _value in forms(_v).items():
                 def _conv(f, make=_make, arg=_arg, value=_value):
                     a, w, kw = make()
                     return f.conv2d(a, w, **kw, **{arg: value})
@@ -528,7 +472,7 @@ _POOL_LAYOUTS = {"nchw": False, "channels_last": True}
 for _layout, _cl in _POOL_LAYOUTS.items():
     for _arg in ("kernel_size", "stride", "padding", "dilation"):
         for _label, _v in BIG.items():
-            for _form, _value in _forms(_v).items():
+            for _form, _value in forms(_v).items():
                 def _pool(f, cl=_cl, arg=_arg, value=_value):
                     kw = {"kernel_size": 3, arg: value}
                     return f.max_pool2d(x(1, 4, 5, 5, cl=cl), return_indices=True, **kw)
@@ -557,7 +501,7 @@ for _layout, _cl in _POOL_LAYOUTS.items():
 
 for _arg in ("kernel_size", "stride", "padding"):
     for _label, _v in BIG.items():
-        for _form, _value in _forms(_v).items():
+        for _form, _value in forms(_v).items():
             def _unpool(f, arg=_arg, value=_value):
                 kw = {"kernel_size": 2, arg: value}
                 return f.max_unpool2d(*pooled((1, 2, 4, 4)), **kw)
@@ -576,12 +520,37 @@ for _label, _v in BIG.items():
 
 
 def _call(fn, lib):
-    _generator.manual_seed(0)
+    hostile_table._generator.manual_seed(0)
     torch.manual_seed(0)
     try:
         return fn(lib), None
     except Exception as error:  # noqa: BLE001  the exception is the result under test
         return None, error
+
+
+FUNCTIONS = (
+    "conv2d",
+    "conv1d",
+    "conv_transpose2d",
+    "conv_transpose1d",
+    "max_pool2d",
+    "max_pool1d",
+    "avg_pool2d",
+    "avg_pool1d",
+    "lp_pool2d",
+    "lp_pool1d",
+)
+
+
+def _functions(lib, invalid):
+    """The functional ops of `lib` (fastconv or torch.nn.functional) the cases call; the unpoolings
+    record the invalid indices they are given (see hostile_harness._INVALID_INDEX)."""
+    functions = {name: getattr(lib, name) for name in FUNCTIONS}
+    functions["max_unpool2d"] = hostile_harness.with_invalid_indices(lib.max_unpool2d, invalid)
+    functions["max_unpool1d"] = hostile_harness.with_invalid_indices(
+        lib.max_unpool1d, invalid, dims=1
+    )
+    return functions
 
 
 def run_case(name):
@@ -592,9 +561,7 @@ def run_case(name):
     invalid = set()
     ops, aten = torch.ops.fastconv, torch.ops.aten
     fast_lib = SimpleNamespace(
-        conv2d=fastconv.conv2d,
-        max_pool2d=fastconv.max_pool2d,
-        max_unpool2d=hostile_harness.with_invalid_indices(fastconv.max_unpool2d, invalid),
+        **_functions(fastconv, invalid),
         conv2d_op=ops.conv2d,
         pool_op=ops.max_pool2d_with_indices,
         pool_backward_op=ops.max_pool2d_with_indices_backward,
@@ -602,9 +569,7 @@ def run_case(name):
         is_torch=False,
     )
     torch_lib = SimpleNamespace(
-        conv2d=F.conv2d,
-        max_pool2d=F.max_pool2d,
-        max_unpool2d=hostile_harness.with_invalid_indices(F.max_unpool2d, invalid),
+        **_functions(F, invalid),
         conv2d_op=aten.conv2d,
         pool_op=aten.max_pool2d_with_indices,
         pool_backward_op=aten.max_pool2d_with_indices_backward,

@@ -93,32 +93,37 @@ _INVALID_INDEX = re.compile(
 )
 
 
-def invalid_indices(input, indices, kernel_size, stride=None, padding=0, output_size=None):
-    """The distinct invalid values in max_unpool2d's indices, for the plane torch unpools into
-    (None where that cannot be worked out: the call is malformed before the indices matter)."""
+def invalid_indices(input, indices, kernel_size, stride=None, padding=0, output_size=None, dims=2):
+    """The distinct invalid values in max_unpool2d's (dims 2) or max_unpool1d's (dims 1) indices,
+    for the plane torch unpools into (None where that cannot be worked out: the call is malformed
+    before the indices matter)."""
     try:
-        from torch.nn.modules.utils import _pair
+        from torch.nn.modules.utils import _pair, _single
 
-        kernel = _pair(kernel_size)
+        expand = _pair if dims == 2 else _single
+        kernel = expand(kernel_size)
         size = F._unpool_output_size(
             input,
             kernel,
-            _pair(stride) if stride is not None else kernel,
-            _pair(padding),
+            expand(stride) if stride is not None else kernel,
+            expand(padding),
             output_size,
         )
-        plane = int(size[-2]) * int(size[-1])
+        plane = 1
+        for s in size[-dims:]:
+            plane *= int(s)
         flat = indices.detach().reshape(-1)
         return set(flat[(flat < 0) | (flat >= plane)].tolist())
     except Exception:  # noqa: BLE001
         return None
 
 
-def with_invalid_indices(unpool, record):
-    """max_unpool2d that first adds the invalid values of its indices to `record`."""
+def with_invalid_indices(unpool, record, dims=2):
+    """max_unpool2d (max_unpool1d with dims 1) that first adds the invalid values of its indices to
+    `record`."""
 
     def wrapped(*args, **kwargs):
-        found = invalid_indices(*args, **kwargs)
+        found = invalid_indices(*args, **kwargs, dims=dims)
         if found:
             record.update(found)
         return unpool(*args, **kwargs)
@@ -159,6 +164,10 @@ TORCH_BUG_MESSAGES = re.compile(
     r"DefaultCPUAllocator: can't allocate memory|"
     r"could not construct a memory descriptor using a format tag|"
     r"could not create a primitive descriptor for the convolution|"
+    # conv_transpose2d's oneDNN path on a negative output size or an empty kernel
+    # (docs/compatibility.md: fastconv raises the slow kernel's words there)
+    r"could not create a primitive descriptor for the deconvolution|"
+    r"^numel: integer multiplication overflow$|"
     r"invalid shape dimension -\d+|"
     r"^Stride calculation overflowed$|"
     r"calculated output size -\d+ -?\d+ is too small|"
