@@ -55,6 +55,15 @@ def raise_like_torch(torch_function, *args, **kwargs) -> None:
         pass
 
 
+def refuse_non_tensor(op_name: str, input) -> None:
+    """torch's parser's TypeError for an input that is not a tensor (a module called with None):
+    the cores that fastconv.nn's modules call take their arguments unparsed."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(
+            f"{op_name}(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}"
+        )
+
+
 def as_ints(value):
     """An argument torch's parser accepted, as plain ints (a list for a sequence)."""
     if isinstance(value, (list, tuple)):

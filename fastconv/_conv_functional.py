@@ -75,6 +75,8 @@ def _check_weight_rank_and_groups(weight: torch.Tensor, groups: int) -> None:
 
 
 def _check_conv_input(input: torch.Tensor, op_name: str = "conv2d") -> None:
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor(op_name, input)
     if input.dim() != 3 and input.dim() != 4:
         raise RuntimeError(
             "Expected 3D (unbatched) or 4D (batched) input to "
@@ -329,6 +331,8 @@ _TYPE_META_NAMES = {
 
 
 def _check_1d_input(input: torch.Tensor, op_name: str) -> None:
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor(op_name, input)
     if input.dim() != 2 and input.dim() != 3:
         raise RuntimeError(
             "Expected 2D (unbatched) or 3D (batched) input to "
@@ -486,6 +490,7 @@ def _conv1d_core(
     unbatched = input.dim() == 2
     batched = input.unsqueeze(0) if unbatched else input
     _check_1d_shapes(batched, weight, bias, stride, padding, [0], dilation, groups, False)
+    batched = batched.contiguous()  # torch's: a permuted 1-d input does not make the output NHWC
     output = _op_calls.conv2d(
         batched.unsqueeze(2),
         weight.unsqueeze(2),
@@ -560,6 +565,7 @@ def _conv_transpose1d_core(
     unbatched = input.dim() == 2
     batched = input.unsqueeze(0) if unbatched else input
     _check_1d_shapes(batched, weight, bias, stride, padding, output_padding, dilation, groups, True)
+    batched = batched.contiguous()  # torch's: a permuted 1-d input does not make the output NHWC
     output = _op_calls.conv_transpose2d(
         batched.unsqueeze(2),
         weight.unsqueeze(2),

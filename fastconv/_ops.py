@@ -7,17 +7,15 @@ Each op's kernels live in C++ (csrc/ops/cpu, csrc/ops/cuda), and so does its aut
 """
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from ._extension import ops
 
 
 def _is_channels_last(t: torch.Tensor) -> bool:
-    # The same rule as is_channels_last in csrc/ops/shape_checks.cpp.
-    return (
-        t.dim() == 4
-        and not t.is_contiguous()
-        and t.is_contiguous(memory_format=torch.channels_last)
-    )
+    # The same rule as is_channels_last in csrc/ops/shape_checks.cpp: torch's
+    # suggest_memory_format() == ChannelsLast.
+    return t.dim() == 4 and suggest_memory_format(t) == torch.channels_last
 
 
 def _layout(channels_last: bool):
@@ -47,10 +45,6 @@ def pool_output_size(
     return out
 
 
-def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return pool_output_size(size, kernel, stride, padding, dilation, ceil_mode=False)
-
-
 # ---------------------------------------------------------------------------------------- conv2d
 
 
@@ -58,19 +52,12 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
     if input.device.type != "meta":  # torch takes a meta input with weights elsewhere
         _check_same_device(input, weight, bias)
-    # torch's own meta checks, so that meta tensors get torch's errors (the result is not used:
-    # fastconv's shape differs for inputs without channels).
-    torch.ops.aten.convolution.default(
+    # torch's own meta checks, so that meta tensors get torch's errors, and torch's output shape
+    # (no output channels for an input without channels).
+    reference = torch.ops.aten.convolution.default(
         input, weight, bias, stride, padding, dilation, False, [0, 0], groups
     )
-    n, _, h, w = input.shape
-    k, _, r, s = weight.shape
-    size = (
-        n,
-        k,
-        conv_output_size(h, r, stride[0], padding[0], dilation[0]),
-        conv_output_size(w, s, stride[1], padding[1], dilation[1]),
-    )
+    size = reference.shape
     layout = _layout(_is_channels_last(input) or _is_channels_last(weight))
     return input.new_empty(size).contiguous(memory_format=layout)
 

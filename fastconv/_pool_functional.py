@@ -113,6 +113,8 @@ def _max_pool2d_pairs(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(values, indices); kernel_size, stride (empty: the kernel's), padding, dilation as ints or
     pairs (what torch.nn.MaxPool2d holds)."""
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor("max_pool2d", input)
     kernel_pair = _pair(kernel_size)
     stride_pair = _pair(stride)
     if len(stride_pair) == 0:
@@ -243,6 +245,8 @@ def _avg_pool2d_pairs(
 ) -> torch.Tensor:
     """kernel_size, stride (None or empty: the kernel's) and padding as ints or pairs (what
     torch.nn.AvgPool2d holds)."""
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor("avg_pool2d", input)
     kernel_pair = _pair(kernel_size)
     stride_pair = kernel_pair if stride is None else _pair(stride)
     if len(stride_pair) == 0:
@@ -338,7 +342,12 @@ def _max_pool1d_core(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(values, indices, flat over the length); stride empty for the kernel's. Without indices,
     torch.max_pool1d's checks and dtypes; with them, torch.max_pool1d_with_indices's."""
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor("max_pool1d", input)
     kernel_size, padding, dilation = _single(kernel_size), _single(padding), _single(dilation)
+    # torch's own 1-d kernel (CPU, no indices, no gradient) gives a contiguous output; the 2-d op
+    # would keep a length-major input's layout.
+    one_d_kernel = False
     if return_indices:
         stride = kernel_size if len(stride) == 0 else stride
         _check_pool1d_arguments(
@@ -358,6 +367,7 @@ def _max_pool1d_core(
             torch.max_pool1d(torch.zeros([1, 1, 1], dtype=input.dtype), [1])  # torch's dtype error
         k, s, d = kernel_size[0], stride[0] if len(stride) == 1 else kernel_size[0], dilation[0]
         if not (input.requires_grad and torch.is_grad_enabled()):
+            one_d_kernel = input.device.type == "cpu"
             # torch computes this case with a 1-d kernel that holds no argument in int: a stride or
             # dilation past the 2-d op's int range that cannot change the result is brought within
             # it (a stride past int32 leaves one window, as int32's largest does).
@@ -368,6 +378,8 @@ def _max_pool1d_core(
     output, indices = _op_calls.max_pool2d_with_indices(
         input.unsqueeze(-2), [1, k], [1, s], [0, padding[0]], [1, d], ceil_mode
     )
+    if one_d_kernel:
+        return output.squeeze(-2).contiguous(), indices.squeeze(-2)
     return output.squeeze(-2), indices.squeeze(-2)
 
 
@@ -404,6 +416,8 @@ def _avg_pool1d_core(
     count_include_pad: bool,
 ) -> torch.Tensor:
     """torch.avg_pool1d; stride empty for the kernel's."""
+    if not torch.jit.is_scripting():
+        _arguments.refuse_non_tensor("avg_pool1d", input)
     kernel_size, padding = _single(kernel_size), _single(padding)
     stride = kernel_size if len(stride) == 0 else stride
     _check_pool1d_arguments(

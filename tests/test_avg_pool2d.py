@@ -361,3 +361,12 @@ def test_cuda_errors_and_double_backward():
     assert torch.autograd.gradgradcheck(
         lambda t: fastconv.avg_pool2d(t, 3, 2, 1, True, False), (x,)
     )
+
+
+def test_sliced_channels_last_input_gives_channels_last_output():
+    """torch's layout rule (suggest_memory_format): a channels_last input sliced along H is still
+    channels_last to torch, and so is its average pooling."""
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64).to(memory_format=torch.channels_last)
+    x = x[:, :, ::2]
+    _, (_, (expected,)) = check_against_torch(fastconv.avg_pool2d, F.avg_pool2d, x, 2)
+    assert expected.is_contiguous(memory_format=torch.channels_last)

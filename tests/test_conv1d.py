@@ -287,3 +287,26 @@ def test_conv_transpose1d_module_output_size_error():
     )
     x = torch.randn(2, 4, 6, dtype=torch.float64)
     assert_raises_like_torch(lambda: fast(x, [20]), lambda: ref(x, [20]))
+
+
+@pytest.mark.parametrize("permuted", ["input", "weight", "both"])
+@pytest.mark.parametrize("name", ["conv1d", "conv_transpose1d"])
+def test_length_major_tensors_give_torchs_layout(name, permuted):
+    """torch makes a 1-d convolution's input contiguous (a length-major input does not make the
+    output length-major), not its weight (a length-major weight does)."""
+
+    def length_major(t):
+        return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+    x = torch.randn(2, 8, 10, dtype=torch.float64)
+    weight = torch.randn(
+        (8, 4, 3) if name == "conv_transpose1d" else (4, 8, 3), dtype=torch.float64
+    )
+    if permuted in ("input", "both"):
+        x = length_major(x)
+    if permuted in ("weight", "both"):
+        weight = length_major(weight)
+    (_, (fast,)), (_, (expected,)) = check_against_torch(
+        getattr(fastconv, name), getattr(F, name), x, weight
+    )
+    assert fast.stride() == expected.stride()

@@ -78,13 +78,45 @@ def test_unbatched_input():
     check_conv2d(x[0], weight, bias, kwargs)
 
 
-def test_no_input_channels_gives_bias():
-    x = torch.randn(2, 0, 5, 5)
-    weight = torch.randn(3, 0, 3, 3)
-    bias = torch.randn(3)
-    out = fastconv.conv2d(x, weight, bias)
-    assert out.shape == (2, 3, 3, 3)
-    torch.testing.assert_close(out, bias.view(1, 3, 1, 1).expand(2, 3, 3, 3))
+# An input without channels: torch's Empty backend gives no output channels either, (N, 0, ...),
+# whatever the weight's; gradients zero (the bias's of its own size). conv_transpose refuses it.
+NO_CHANNEL_CALLS = {
+    "conv1d stride 2": ("conv1d", (2, 0, 15), (8, 0, 2), dict(stride=2)),
+    "conv1d groups 2": ("conv1d", (2, 0, 15), (8, 0, 2), dict(groups=2)),
+    "conv1d same": ("conv1d", (2, 0, 15), (8, 0, 4), dict(padding="same")),
+    "conv1d empty batch": ("conv1d", (0, 0, 15), (8, 0, 2), {}),
+    "conv2d": ("conv2d", (2, 0, 5, 6), (3, 0, 3, 2), dict(padding=1)),
+    "conv2d groups 2": ("conv2d", (2, 0, 5, 5), (4, 0, 3, 3), dict(groups=2, stride=2)),
+    "conv2d unbatched": ("conv2d", (0, 5, 5), (4, 0, 3, 3), {}),
+    "conv2d empty batch": ("conv2d", (0, 0, 5, 5), (4, 0, 3, 3), {}),
+    "conv2d channels_last": ("conv2d", (2, 0, 5, 5), (4, 0, 1, 1), dict(channels_last=True)),
+    "conv_transpose2d": ("conv_transpose2d", (2, 0, 5, 5), (0, 4, 3, 3), {}),
+    "conv_transpose1d groups 2": ("conv_transpose1d", (2, 0, 5), (0, 4, 3), dict(groups=2)),
+}
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("call", NO_CHANNEL_CALLS.values(), ids=list(NO_CHANNEL_CALLS))
+def test_no_input_channels_like_torch(call, bias):
+    name, x_shape, w_shape, kwargs = call
+    kwargs = dict(kwargs)
+    x = torch.randn(x_shape, dtype=torch.float64)
+    if kwargs.pop("channels_last", False):
+        x = x.to(memory_format=torch.channels_last)
+    weight = torch.randn(w_shape, dtype=torch.float64)
+    out_channels = w_shape[1] * kwargs.get("groups", 1) if "transpose" in name else w_shape[0]
+    b = torch.randn(out_channels, dtype=torch.float64) if bias else None
+    runs = check_against_torch(
+        getattr(fastconv, name), getattr(F, name), x, weight, b, kwargs=kwargs, errors=True
+    )
+    if runs is not None:
+        (fast_inputs, fast), (_, expected) = runs
+        channel_dim = 1 if x.dim() == weight.dim() else 0
+        assert fast[0].shape == expected[0].shape and fast[0].shape[channel_dim] == 0
+        assert fast[0].stride() == expected[0].stride()
+        if bias:  # zero, of the bias's size: the bias reaches no output
+            assert fast_inputs[2].grad.shape == (out_channels,)
+            assert not fast_inputs[2].grad.any()
 
 
 def test_large_image_runs_in_bands():
@@ -165,3 +197,34 @@ def test_random_configurations(cfg):
     bias = torch.randn(cfg["k"], dtype=torch.float64) if cfg["bias"] else None
     kwargs = {key: cfg[key] for key in ("stride", "padding", "dilation", "groups")}
     check_conv2d(x, weight, bias, kwargs, errors=True)
+
+
+# torch's output layout: channels_last where input or weight suggests it (suggest_memory_format),
+# also for a weight that is both contiguous and channels_last (one input channel per group, or a
+# 1x1 kernel) once converted, and for a sliced channels_last input.
+LAYOUT_CALLS = {
+    "depthwise weight": ((2, 8, 6, 6), (8, 1, 3, 3), 8, "weight"),
+    "1x1 weight": ((2, 8, 6, 6), (4, 8, 1, 1), 1, "weight"),
+    "one input channel": ((2, 1, 6, 6), (4, 1, 3, 3), 1, "weight"),
+    "sliced input": ((2, 8, 12, 6), (4, 8, 3, 3), 1, "sliced"),
+    "1x1 image input": ((2, 8, 1, 1), (4, 8, 1, 1), 1, "input"),
+}
+
+
+@pytest.mark.parametrize("call", LAYOUT_CALLS.values(), ids=list(LAYOUT_CALLS))
+def test_output_layout_follows_torchs_rule(call):
+    x_shape, w_shape, groups, which = call
+    x = torch.randn(x_shape, dtype=torch.float64)
+    weight = torch.randn(w_shape, dtype=torch.float64)
+    if which == "weight":
+        weight = weight.to(memory_format=torch.channels_last)
+    elif which == "input":
+        x = x.to(memory_format=torch.channels_last)
+    else:
+        x = x.to(memory_format=torch.channels_last)[:, :, ::2]
+    (_, (fast,)), (_, (expected,)) = check_against_torch(
+        fastconv.conv2d, F.conv2d, x, weight, kwargs=dict(groups=groups)
+    )
+    # The same strides (those of dims of size 1 say nothing).
+    for size, actual, torch_stride in zip(fast.shape, fast.stride(), expected.stride()):
+        assert size == 1 or actual == torch_stride, (fast.stride(), expected.stride())

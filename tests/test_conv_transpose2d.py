@@ -342,3 +342,15 @@ def test_module_is_torchs_and_scripts():
 def test_module_padding_mode_error():
     with pytest.raises(ValueError):
         fastconv.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
+
+
+def test_output_layout_follows_torchs_rule():
+    """A weight both contiguous and channels_last (one output channel per group), converted:
+    torch's output is channels_last (its suggest_memory_format rule)."""
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    weight = torch.randn(8, 1, 3, 3, dtype=torch.float64).to(memory_format=torch.channels_last)
+    (_, (fast,)), (_, (expected,)) = check_against_torch(
+        fastconv.conv_transpose2d, F.conv_transpose2d, x, weight, kwargs=dict(groups=8)
+    )
+    assert expected.is_contiguous(memory_format=torch.channels_last)
+    assert fast.stride() == expected.stride()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from helpers import assert_raises_like_torch
+from helpers import assert_raises_like_torch, call
 
 
 def x4(*shape, dtype=torch.float32):
@@ -136,3 +136,46 @@ def test_unsupported_dtype_is_a_clear_error():
         fastconv.conv2d(
             torch.ones(1, 1, 3, 3, dtype=torch.long), torch.ones(1, 1, 1, 1, dtype=torch.long)
         )
+
+
+# A module called without a tensor: the TypeError of torch's parser (conv1d and conv2d, which have
+# several signatures, word it differently); LPPool and MaxUnpool fail alike in Python.
+NON_TENSOR_MODULES = [
+    ("Conv2d", (3, 3, 3)),
+    ("Conv1d", (3, 3, 3)),
+    ("ConvTranspose2d", (3, 3, 3)),
+    ("ConvTranspose1d", (3, 3, 3)),
+    ("MaxPool2d", (2,)),
+    ("MaxPool1d", (2,)),
+    ("AvgPool2d", (2,)),
+    ("AvgPool1d", (2,)),
+    ("LPPool2d", (2, 2)),
+    ("LPPool1d", (2, 2)),
+]
+
+
+@pytest.mark.parametrize("name, args", NON_TENSOR_MODULES, ids=[n for n, _ in NON_TENSOR_MODULES])
+def test_module_called_with_none_raises_like_torch(name, args):
+    _, torch_error = call(lambda: getattr(torch.nn, name)(*args)(None))
+    _, fast_error = call(lambda: getattr(fastconv.nn, name)(*args)(None))
+    assert type(fast_error) is type(torch_error), f"{fast_error!r} vs torch's {torch_error!r}"
+    if name not in ("Conv2d", "Conv1d"):
+        assert str(fast_error) == str(torch_error)
+
+
+SPARSE_CALLS = {
+    "conv2d input": lambda f: f.conv2d(x4(1, 3, 5, 5).to_sparse(), x4(4, 3, 3, 3)),
+    "conv2d weight": lambda f: f.conv2d(x4(1, 3, 5, 5), x4(4, 3, 3, 3).to_sparse()),
+    "conv2d unbatched": lambda f: f.conv2d(x4(3, 5, 5).to_sparse(), x4(4, 3, 3, 3)),
+    "conv1d input": lambda f: f.conv1d(x4(1, 3, 5).to_sparse(), x4(4, 3, 3)),
+    "conv_transpose2d input": lambda f: f.conv_transpose2d(
+        x4(1, 3, 5, 5).to_sparse(), x4(3, 4, 3, 3)
+    ),
+    "conv_transpose1d input": lambda f: f.conv_transpose1d(x4(1, 3, 5).to_sparse(), x4(3, 4, 3)),
+}
+
+
+@pytest.mark.parametrize("case", SPARSE_CALLS.values(), ids=list(SPARSE_CALLS))
+def test_sparse_tensors_are_refused_like_torch(case):
+    """torch's dense convolution asks the sparse tensor for its memory format and fails."""
+    assert_raises_like_torch(lambda: case(fastconv), lambda: case(F))

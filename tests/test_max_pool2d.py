@@ -421,3 +421,19 @@ def test_backward_with_any_indices(dtype, layout, args):
             expected, _ = reference_grad(x, s, grad_output.double())
             assert_close(actual, expected.to(dtype))
             assert is_channels_last(actual) == (layout == "channels_last")
+
+
+@pytest.mark.parametrize("return_indices", [False, True])
+def test_sliced_channels_last_input_gives_channels_last_outputs(return_indices):
+    """torch's layout rule (suggest_memory_format): a channels_last input sliced along H is still
+    channels_last to torch, and so are its values, indices and gradient."""
+    x = torch.randn(2, 8, 8, 8, dtype=torch.float64).to(memory_format=torch.channels_last)
+    x = x[:, :, ::2]
+    _, (_, expected) = check_against_torch(
+        fastconv.max_pool2d,
+        F.max_pool2d,
+        x,
+        2,
+        kwargs=dict(return_indices=return_indices),
+    )
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in expected)

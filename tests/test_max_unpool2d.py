@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
-from helpers import is_channels_last, with_layout
+from helpers import check_against_torch, is_channels_last, with_layout
 
 
 def pooled(shape, kernel, stride=None, padding=0, layout="contiguous"):
@@ -76,3 +76,20 @@ def test_module_pair_like_torch():
         *torch.nn.MaxPool2d(2, return_indices=True)(x), output_size=x.size()
     )
     assert torch.equal(unpool(out, idx, output_size=x.size()), expected)
+
+
+def test_sliced_channels_last_input_gives_channels_last_output():
+    """torch's layout rule (suggest_memory_format) for a sliced channels_last input."""
+    x = torch.randn(2, 8, 4, 8, dtype=torch.float64)
+    pooled, indices = F.max_pool2d(x, 2, return_indices=True)
+
+    def sliced(t):  # the same values in every other row of a channels_last buffer
+        wide = torch.zeros(2, 8, 4, 4, dtype=t.dtype).to(memory_format=torch.channels_last)
+        wide[:, :, ::2] = t
+        return wide[:, :, ::2]
+
+    # (torch's own backward fails on this input: a view of the sliced gradient)
+    _, (_, (expected,)) = check_against_torch(
+        fastconv.max_unpool2d, F.max_unpool2d, sliced(pooled), sliced(indices), 2, backward=False
+    )
+    assert expected.is_contiguous(memory_format=torch.channels_last)

@@ -351,3 +351,46 @@ def test_random_1d_configurations(cfg):
     )
     avg_args = common + (cfg["ceil_mode"], cfg["count_include_pad"])
     check_pool(lambda t: fastconv.avg_pool1d(t, *avg_args), lambda t: F.avg_pool1d(t, *avg_args), x)
+
+
+def _length_major(t):
+    """The same values stored (N, L, C): a transposed tensor, as after a sequence model."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+# Indices for max_unpool1d of (2, 8, 5) input with kernel 2: one per window, stored length-major.
+_UNPOOL_INDICES = _length_major((2 * torch.arange(5) + torch.arange(5) % 2).repeat(2, 8, 1))
+
+# torch's 1-d pooling without indices or gradient (on the CPU) runs a 1-d kernel with a contiguous
+# output, also for a length-major input; with them, its 2-d kernel keeps that layout. max_unpool1d
+# views the length as the height of one-column planes, which torch takes as contiguous.
+LENGTH_MAJOR_CALLS = {
+    "max_pool1d": lambda f, x: f.max_pool1d(x, 2),
+    "max_pool1d with indices": lambda f, x: f.max_pool1d(x, 2, return_indices=True),
+    "max_pool1d requiring grad": lambda f, x: f.max_pool1d(x.requires_grad_(), 2),
+    "lp_pool1d inf": lambda f, x: f.lp_pool1d(x, float("inf"), 2),
+    "lp_pool1d inf requiring grad": lambda f, x: f.lp_pool1d(x.requires_grad_(), float("inf"), 2),
+    "lp_pool1d 2": lambda f, x: f.lp_pool1d(x, 2, 2),
+    "avg_pool1d": lambda f, x: f.avg_pool1d(x, 2),
+    "max_unpool1d": lambda f, x: f.max_unpool1d(x[..., :5], _UNPOOL_INDICES, 2),
+}
+
+
+@pytest.mark.parametrize("call", LENGTH_MAJOR_CALLS.values(), ids=list(LENGTH_MAJOR_CALLS))
+def test_length_major_input_gives_torchs_layout(call):
+    x = _length_major(torch.randn(2, 8, 10, dtype=torch.float64))
+    fast, expected = call(fastconv, x.detach().clone()), call(F, x.detach().clone())
+    fast = fast if isinstance(fast, tuple) else (fast,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for actual, reference in zip(fast, expected):
+        torch.testing.assert_close(actual, reference)
+        assert actual.stride() == reference.stride()
+
+
+def test_max_unpool1d_dtype_error_names_torchs_kernel():
+    """An int64 input stored length-major: torch's dtype error names its contiguous kernel."""
+    x = _length_major(torch.randint(9, (2, 8, 5)))
+    assert_raises_like_torch(
+        lambda: fastconv.max_unpool1d(x, _UNPOOL_INDICES, 2),
+        lambda: F.max_unpool1d(x, _UNPOOL_INDICES, 2),
+    )

@@ -1,6 +1,7 @@
 // conv2d and its two backward ops: schemas, and the frontend shared by every backend. The frontend
 // checks the arguments as torch does (shape_checks.h), picks the device, allocates the result,
-// handles empty and zero-channel cases and the memory format, then hands NCHW contiguous tensors
+// handles empty and zero-channel cases (torch's: no input channels give no output channels) and
+// the memory format, then hands NCHW contiguous tensors
 // to the backend's kernels (conv2d_kernels.h). Autograd: autograd/conv2d_autograd.cpp; fake
 // (meta) kernels: fastconv/_ops.py.
 //
@@ -48,17 +49,13 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
                   at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const auto g = check_conv2d(input, weight, bias, stride, padding, dilation, groups);
   const c10::OptionalDeviceGuard device_guard(at::device_of(input));
+  if (g.in_channels == 0) {  // torch's Empty backend: no channels in, none out
+    return at::empty({g.batch, 0, g.out_h, g.out_w}, input.options());
+  }
   const auto memory_format = conv2d_output_memory_format(input, weight);
   auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
   const bool has_bias = bias.has_value() && bias->defined();
   if (output.numel() == 0) {
-    return output.contiguous(memory_format);
-  }
-  if (g.column_rows() == 0) {  // no input channels: every output is the empty sum (plus bias)
-    output.zero_();
-    if (has_bias) {
-      output.add_(bias->view({1, -1, 1, 1}));
-    }
     return output.contiguous(memory_format);
   }
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
@@ -112,3 +109,35 @@ void register_conv2d(torch::Library& m) {
 }  // namespace fastconv
 
 FASTCONV_REGISTER_FRONTEND(fastconv::register_conv2d)
+
+namespace fastconv {
+namespace {
+
+// torch's dense convolution asks a sparse input, weight or bias for its memory format, which fails
+// with these words; fastconv's convolutions refuse sparse tensors alike (rather than with the
+// dispatcher's "Could not run 'fastconv::conv2d' with arguments from the 'SparseCPU' backend").
+[[noreturn]] void refuse_sparse() {
+  TORCH_CHECK(false, "unsupported memory format option Contiguous");
+}
+
+at::Tensor conv2d_sparse(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                         at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t) {
+  refuse_sparse();
+}
+
+at::Tensor conv_transpose2d_sparse(const at::Tensor&, const at::Tensor&,
+                                   const std::optional<at::Tensor>&, at::IntArrayRef,
+                                   at::IntArrayRef, at::IntArrayRef, int64_t, at::IntArrayRef) {
+  refuse_sparse();
+}
+
+void register_sparse_convolutions(torch::Library& m) {
+  m.impl("conv2d", &conv2d_sparse);
+  m.impl("conv_transpose2d", &conv_transpose2d_sparse);
+}
+
+}  // namespace
+}  // namespace fastconv
+
+TORCH_LIBRARY_IMPL(fastconv, SparseCPU, m) { fastconv::register_sparse_convolutions(m); }
+TORCH_LIBRARY_IMPL(fastconv, SparseCUDA, m) { fastconv::register_sparse_convolutions(m); }

@@ -52,7 +52,7 @@ bool any_of(at::IntArrayRef values, bool (*pred)(int64_t)) {
 }  // namespace
 
 bool is_channels_last(const at::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+  return t.dim() == 4 && t.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
 }
 
 at::MemoryFormat layout_of(const at::Tensor& t) {
@@ -241,7 +241,9 @@ Conv2dGeometry conv2d_backward_geometry(const at::Tensor& grad_output, at::IntAr
       conv2d_geometry(input_size, weight_size, nullptr, stride, padding, dilation, groups);
   TORCH_CHECK(g.batch == 0 || g.in_channels == 0 || (g.dilation_h > 0 && g.dilation_w > 0),
               "dilation should be greater than zero, but got ", dilation);
-  const std::array<int64_t, 4> expected{g.batch, g.out_channels, g.out_h, g.out_w};
+  // No input channels: the forward gave no output channels either (torch's Empty backend).
+  const std::array<int64_t, 4> expected{g.batch, g.in_channels == 0 ? 0 : g.out_channels, g.out_h,
+                                        g.out_w};
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected),
               "conv2d backward: expected grad_output of size ", at::IntArrayRef(expected),
               ", but got ", grad_output.sizes());

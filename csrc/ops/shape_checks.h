@@ -33,10 +33,15 @@ Conv2dGeometry conv2d_backward_geometry(const at::Tensor& grad_output, at::IntAr
                                         at::IntArrayRef padding, at::IntArrayRef dilation,
                                         int64_t groups);
 
-// Torch returns a channels_last convolution output when input or weight is channels_last.
+// Torch returns a channels_last convolution output when input or weight is channels_last
+// (is_channels_last), as its CPU backends (thnn_conv_use_channels_last, and
+// mkldnn_conv_use_channels_last) decide.
 at::MemoryFormat conv2d_output_memory_format(const at::Tensor& input, const at::Tensor& weight);
 
-// True for a 4-D tensor laid out channels_last and not also plain contiguous.
+// torch's test for channels_last, suggest_memory_format() == ChannelsLast, on a 4-D tensor: true
+// for strides in channels_last order, also for a view that is not dense (a slice of a
+// channels_last tensor) and for a tensor that is both contiguous and channels_last (C or H and W
+// of size 1) once converted with .to(memory_format=torch.channels_last).
 bool is_channels_last(const at::Tensor& t);
 
 // ChannelsLast where is_channels_last(t), else Contiguous: the layout torch gives results.

@@ -40,7 +40,9 @@ class Conv2dFunction : public torch::autograd::Function<Conv2dFunction> {
       grad_weight = weight_backward_op(grad, input, weight.sym_sizes(), args);
     }
     if (ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)) {
-      grad_bias = grad.sum({0, 2, 3});
+      // No input channels, no output channels (torch's Empty backend): the bias was not used.
+      grad_bias = input.sym_size(1) == 0 ? at::zeros({weight.size(0)}, grad.options())
+                                         : grad.sum({0, 2, 3});
     }
     return {grad_input, grad_weight, grad_bias, at::Tensor()};
   }
