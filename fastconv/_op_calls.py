@@ -25,11 +25,18 @@ def conv2d(
     dilation: List[int],
     groups: int,
 ) -> torch.Tensor:
-    if _is_complex_convolution(input, weight, bias):
+    if torch.jit.is_scripting():
+        if _is_complex_convolution(input, weight, bias):
+            return _complex_convolution(
+                False, input, weight, bias, stride, padding, [0, 0], groups, dilation
+            )
+        return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    # The eager path's checks, cheapest first: a small convolution costs tens of microseconds.
+    if input.is_complex() and _is_complex_convolution(input, weight, bias):
         return _complex_convolution(
             False, input, weight, bias, stride, padding, [0, 0], groups, dilation
         )
-    return _real_conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return _real_conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
 
 
 def _real_conv2d(
@@ -43,11 +50,11 @@ def _real_conv2d(
 ) -> torch.Tensor:
     if torch.jit.is_scripting():
         return ops.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return _conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
+    return _real_conv2d_eager(input, weight, bias, stride, padding, dilation, groups)
 
 
 @torch.jit.unused
-def _conv2d_eager(
+def _real_conv2d_eager(
     input: torch.Tensor,
     weight: torch.Tensor,
     bias: Optional[torch.Tensor],
