@@ -4,6 +4,7 @@ TorchScript-compatible cores (_max_pool2d_pairs, _max_unpool2d_core, _avg_pool2d
 _max_pool1d_core, _avg_pool1d_core, _max_unpool1d_core, _lp_pool2d_core, _lp_pool1d_core) that
 fastconv.nn's modules call."""
 
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -577,8 +578,10 @@ def _check_norm_type(norm_type) -> bool:
 # arguments meet the same checks in the same order.
 
 
-def _lp_pool(max_pool, avg_pool, input, norm_type, kernel_size, stride, ceil_mode, window):
-    """torch's lp_pool1d and lp_pool2d on fastconv's public max_pool and avg_pool (1-d or 2-d)."""
+def _lp_pool(max_pool, avg_pool, input, norm_type, kernel_size, stride, ceil_mode, window_sides):
+    """torch's lp_pool1d and lp_pool2d on fastconv's public max_pool and avg_pool (1-d or 2-d).
+    The window's size is taken after pooling, as torch does: a bad kernel_size gets the pool's
+    argument error."""
     if _check_norm_type(norm_type):  # +-inf
         if norm_type > 0:
             return max_pool(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
@@ -587,7 +590,7 @@ def _lp_pool(max_pool, avg_pool, input, norm_type, kernel_size, stride, ceil_mod
         average = avg_pool(input.pow(norm_type), kernel_size, stride, 0, ceil_mode)
     else:
         average = avg_pool(input.pow(norm_type), kernel_size, padding=0, ceil_mode=ceil_mode)
-    return _lp_from_average(average, norm_type, window)
+    return _lp_from_average(average, norm_type, math.prod(window_sides))
 
 
 def lp_pool2d(
@@ -598,9 +601,8 @@ def lp_pool2d(
     ceil_mode: bool = False,
 ) -> torch.Tensor:
     """2-D power-average pooling as torch.nn.functional.lp_pool2d (p = 2: L2 pooling)."""
-    kw, kh = _pair(kernel_size)
     return _lp_pool(
-        max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, kw * kh
+        max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, _pair(kernel_size)
     )
 
 
@@ -613,5 +615,5 @@ def lp_pool1d(
 ) -> torch.Tensor:
     """1-D power-average pooling as torch.nn.functional.lp_pool1d."""
     return _lp_pool(
-        max_pool1d, avg_pool1d, input, norm_type, kernel_size, stride, ceil_mode, kernel_size
+        max_pool1d, avg_pool1d, input, norm_type, kernel_size, stride, ceil_mode, [kernel_size]
     )

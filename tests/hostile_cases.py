@@ -267,7 +267,7 @@ case("conv 5-D weight, 5-D input, stride pair", lambda f: f.conv2d(x(1, 2, 5, 5,
 case("conv 3-D weight, 4-D input, stride triple", lambda f: f.conv2d(x(1, 2, 5, 5), x(3, 2, 3), stride=(1, 1, 1)))
 case("conv 1-D weight", lambda f: f.conv2d(x(1, 2, 5, 5), x(3)))
 case("conv 0-D weight", lambda f: f.conv2d(x(1, 2, 5, 5), x()))
-NO_INTEGER_CONV = "fastconv has no integer or complex convolution kernels (README); torch has slow ones"
+NO_INTEGER_CONV = "fastconv has no integer convolution kernels (README); torch has slow ones"
 case("conv long channels_last",
      lambda f: f.conv2d(ints(1, 2, 5, 5, dtype=torch.long, cl=True), ints(3, 2, 3, 3, dtype=torch.long, cl=True)),
      expect=raises_not_implemented, why=NO_INTEGER_CONV)
@@ -277,8 +277,7 @@ case("conv int channels_last",
 case("conv bool", lambda f: f.conv2d(torch.ones(1, 2, 5, 5, dtype=torch.bool), torch.ones(3, 2, 3, 3, dtype=torch.bool)))
 case("conv complex channels_last",
      lambda f: f.conv2d(x(1, 2, 5, 5).to(torch.complex64).contiguous(memory_format=torch.channels_last),
-                        x(3, 2, 3, 3).to(torch.complex64)),
-     expect=raises_not_implemented, why=NO_INTEGER_CONV)
+                        x(3, 2, 3, 3).to(torch.complex64)))
 case("pool long channels_last", lambda f: f.max_pool2d(ints(1, 2, 5, 5, dtype=torch.long, cl=True), 2, return_indices=True))
 case("pool half channels_last", lambda f: f.max_pool2d(x(1, 2, 5, 5, dtype=torch.float16, cl=True), 2, return_indices=True))
 case("unpool long channels_last", lambda f: f.max_unpool2d(

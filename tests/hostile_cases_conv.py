@@ -7,11 +7,9 @@ import torch
 
 from helpers import strided
 from hostile_harness import raises_not_implemented, raises_runtime_error
-from hostile_table import BIG, CASES, case, defect, document, forms, grads, ints, meta, x
+from hostile_table import BIG, CASES, case, document, forms, grads, ints, meta, x
 
-NO_INTEGER_CONV = (
-    "fastconv has no integer or complex convolution kernels (README); torch has slow ones"
-)
+NO_INTEGER_CONV = "fastconv has no integer convolution kernels (README); torch has slow ones"
 
 # Each op's plain call: (input, weight, its keyword arguments); `make(op, **shape)` for others.
 # conv1d: weight (out, in / groups, k); the transposed ones: weight (in, out / groups, k...).
@@ -126,8 +124,7 @@ for _op in SHAPES:
     for _dtype in (torch.int64, torch.int32, torch.int8):
         case(f"{_op} {_dtype}", call(_op, inp=lambda s=_in, d=_dtype: ints(*s, dtype=d, high=5), weight=lambda s=_w, d=_dtype: ints(*s, dtype=d, high=5)),
              expect=raises_not_implemented, why=NO_INTEGER_CONV)
-    case(f"{_op} complex64", call(_op, inp=lambda s=_in: x(*s).to(torch.complex64), weight=lambda s=_w: x(*s).to(torch.complex64)),
-         expect=raises_not_implemented, why=NO_INTEGER_CONV)
+    case(f"{_op} complex64", call(_op, inp=lambda s=_in: x(*s).to(torch.complex64), weight=lambda s=_w: x(*s).to(torch.complex64)))
     case(f"{_op} bool", call(_op, inp=lambda s=_in: torch.ones(s, dtype=torch.bool), weight=lambda s=_w: torch.ones(s, dtype=torch.bool)))
     case(f"{_op} int input float weight", call(_op, inp=lambda s=_in: ints(*s, dtype=torch.int64)))
     # Layouts: strided, expanded (zero strides), transposed views, channels_last.
@@ -243,11 +240,5 @@ for _op in TRANSPOSED:
         document([f"{_op} stride {_label} dilation {_label}", f"{_op} padding={_label} stride={_label}", f"{_op} stride {_label} backward",
                   f"{_op} stride {_label} output_padding {_label}-1", f"{_op} dilation {_label} output_padding {_label}-1"],
                  raises_runtime_error, INT32)
-
-# --------------------------------------------------------------------------- known defects
-
-defect(["conv_transpose2d bool", "conv_transpose1d bool"],
-       "a bool conv_transpose raises NotImplementedError naming fastconv's kernel ('\"conv2d_input_backward\" "
-       "not implemented for 'Bool'') where torch names its own ('\"slow_conv_transpose2d_out_cpu\" ...')")
 
 # fmt: on

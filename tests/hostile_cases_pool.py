@@ -277,8 +277,4 @@ defect([f"max_pool1d padding={form}" for label in ("2**31-1", "2**31", "2**32") 
        "('value cannot be converted to type int without overflow') where torch's 1-d kernel answers (one window "
        "over the whole padded input here)")
 
-defect(["lp_pool2d kernel None"],
-       "lp_pool2d multiplies the kernel's sides before pooling, so a kernel_size of None raises Python's TypeError "
-       "'unsupported operand type(s) for *' instead of avg_pool2d's argument error, as torch does")
-
 # fmt: on

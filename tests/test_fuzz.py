@@ -231,7 +231,7 @@ def _first(result):
     return result
 
 
-# Known defects (being fixed): (name, predicate of (op, cfg, verdict, info)). A configuration whose
+# Known differences: (name, predicate of (op, cfg, verdict, info)). A configuration whose
 # difference matches one is reported as that defect; its test xfails (not strict) if all do.
 def _depthwise(cfg):
     groups = cfg.get("groups")
@@ -239,31 +239,6 @@ def _depthwise(cfg):
 
 
 KNOWN_DEFECTS = [
-    (
-        "im2col_blas results depend on the thread count (bitwise)",
-        lambda op, cfg, v, i: (
-            v.startswith("thread counts") and any("im2col_blas" in p for p in i.get("paths", ()))
-        ),
-    ),
-    (
-        "depthwise weight gradient turns inf into NaN",
-        lambda op, cfg, v, i: (
-            cfg.get("values") in ("inf", "nan") and _depthwise(cfg) and "result[1]" in v
-        ),
-    ),
-    (
-        "conv_transpose backward with an empty output plane raises",
-        lambda op, cfg, v, i: (
-            op.startswith("conv_transpose")
-            and cfg.get("grad")
-            and i.get("ref_empty")
-            and "fastconv raised" in v
-        ),
-    ),
-    (
-        "a convolution of zero input channels gets the wrong output shape",
-        lambda op, cfg, v, i: op in CONV_OPS and cfg.get("channels") == 0 and "shape" in v,
-    ),
     (
         "max_pool1d without indices refuses a kernel of 2**31 or more taps (hostile table)",
         lambda op, cfg, v, i: (
@@ -289,7 +264,7 @@ KNOWN_DEFECTS = [
         ),
     ),
     (
-        "new: the Winograd weight gradient spreads a NaN or inf input to other channels' weights",
+        "documented: Winograd's transforms spread a NaN or inf input within a tile (design.md)",
         lambda op, cfg, v, i: (
             cfg.get("values") in ("nan", "inf")
             and "weight_backward/winograd" in i.get("paths", ())
@@ -299,10 +274,6 @@ KNOWN_DEFECTS = [
     (
         "new: max_pool1d's output-size message for a huge dilated kernel [seed 11100098]",
         lambda op, cfg, v, i: op == "max_pool1d" and "Invalid computed output size" in v,
-    ),
-    (
-        "1-d outputs are not contiguous",
-        lambda op, cfg, v, i: op in ONE_D and v.startswith("layout"),
     ),
 ]
 

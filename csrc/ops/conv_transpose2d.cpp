@@ -41,6 +41,10 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight,
   if (t.extra_h != 0 || t.extra_w != 0) {
     grad_output = at::constant_pad_nd(grad_output, {0, t.extra_w, 0, t.extra_h});
   }
+  // The kernel is conv2d's input gradient: dtypes it lacks get the words of torch's own kernel.
+  TORCH_CHECK_NOT_IMPLEMENTED(input.is_cuda() || at::isFloatingType(input.scalar_type()),
+                              "\"slow_conv_transpose2d_out_cpu\" not implemented for '",
+                              input.scalar_type(), "'");
   FASTCONV_CALL_BACKEND(input, conv2d_input_backward, t.conv, grad_output, weight.contiguous(),
                         output);
   if (bias.has_value() && bias->defined()) {
