@@ -601,8 +601,9 @@ def lp_pool2d(
     ceil_mode: bool = False,
 ) -> torch.Tensor:
     """2-D power-average pooling as torch.nn.functional.lp_pool2d (p = 2: L2 pooling)."""
+    kw, kh = _pair(kernel_size)  # torch unpacks first (its ValueError), multiplies after pooling
     return _lp_pool(
-        max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, _pair(kernel_size)
+        max_pool2d, avg_pool2d, input, norm_type, kernel_size, stride, ceil_mode, (kw, kh)
     )
 
 

@@ -194,6 +194,10 @@ class ConvTranspose2d(_Function):
         needs = ctx.needs_input_grad
         extra_h, extra_w = ctx.extra
         grad_input = grad_weight = grad_bias = None
+        if grad.numel() == 0:  # an empty output plane: zero gradients, as the C++ autograd gives
+            grad_input = torch.zeros_like(input) if needs[0] else None
+            grad_weight = torch.zeros_like(weight) if needs[1] else None
+            needs = (False, False, needs[2])
         if needs[0]:
             grad_input = Conv2d.apply(grad, weight, None, ctx.conv_args)
             if extra_h or extra_w:

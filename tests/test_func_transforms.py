@@ -227,3 +227,17 @@ def test_eager_calls_keep_the_cpp_autograd():
     with fwAD.dual_level():
         dual = FC.conv2d(fwAD.make_dual(x.detach(), torch.ones_like(x)), torch.ones(3, 2, 3, 3))
         assert fwAD.unpack_dual(dual).tangent is not None
+
+
+def test_conv_transpose2d_empty_output_plane_under_grad():
+    """padding that eats the whole output: zero gradients, as torch's (and the C++ autograd's).
+    float32: torch's float64 kernel refuses the shape."""
+    x, w = torch.randn(1, 2, 5, 4), torch.randn(2, 1, 2, 1)
+
+    def loss(lib):
+        return lambda x, w: lib.conv_transpose2d(x, w, padding=2, groups=2).sum()
+
+    expected = grad(loss(F), argnums=(0, 1))(x, w)
+    actual = grad(loss(FC), argnums=(0, 1))(x, w)
+    _close(actual, expected)
+    assert not any(t.any() for t in actual)

@@ -63,7 +63,7 @@ class ConvTranspose2dFunction : public torch::autograd::Function<ConvTranspose2d
     at::Tensor grad_input, grad_weight, grad_bias;
     // An empty output plane (padding that eats the whole output) leaves nothing to convolve:
     // torch's gradients are zeros there, while conv2d refuses an input with an empty plane.
-    const bool empty_output = grad.numel() == 0;
+    const bool empty_output = grad.sym_numel() == 0;
     if (ctx->needs_input_grad(0) && empty_output) {
       grad_input = at::zeros_like(input);
     } else if (ctx->needs_input_grad(0)) {
