@@ -514,7 +514,8 @@ def _conv1d_padding_string(
 ) -> torch.Tensor:
     """conv1d with padding 'valid' or 'same', torch's checks in its order (its convolution_same)."""
     _check_1d_input(input, "conv1d")
-    if padding == "valid":
+    if padding == "valid":  # torch's conv1d with padding 0, which checks the weight's rank first
+        _check_weight_rank_and_groups(weight, groups)
         return _conv1d_core(input, weight, bias, stride, [0], dilation, groups)
     if padding != "same":
         raise RuntimeError("Invalid padding string: '" + padding + "'")

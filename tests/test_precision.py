@@ -80,6 +80,7 @@ PATH_CASES = [
     ((4, 256, 14, 14), (1024, 256, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
     ((8, 2048, 7, 7), (512, 2048, 1, 1), 1, 0, 1, "forward", "im2col_blas"),
     ((8, 2048, 7, 7), (512, 2048, 1, 1), 1, 0, 1, "input_backward", "im2col_blas"),
+    ((8, 2048, 7, 7), (512, 2048, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "forward", "depthwise"),
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "input_backward", "depthwise_flipped"),
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "weight_backward", "depthwise"),
@@ -88,11 +89,10 @@ PATH_CASES = [
 ]
 
 # Still over 2x torch's error (seed 0): ResNeXt's grouped 3x3 with 4 channels per group (36-term
-# sums, one block: 1.7-2.1x, the direct forward's own error; torch's backward-data sums these more
-# finely) and the packed weight gradient of a 1x1 2048 -> 512 layer at 7x7, batch 8 (2.3x).
+# sums, one block: 1.7-2.1x over seeds, the direct forward's own error; torch's backward-data sums
+# these more finely).
 OVER_TWICE = [
     ((8, 128, 14, 14), (128, 4, 3, 3), 1, 1, 32, "input_backward", "direct_flipped"),
-    ((8, 2048, 7, 7), (512, 2048, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
 ]
 
 

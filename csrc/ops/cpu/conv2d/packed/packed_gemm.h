@@ -61,9 +61,9 @@ inline std::pair<int64_t, int64_t> panel_block(int64_t b, int64_t blocks, int64_
   return {first, std::min(n, (b + 1) * panels / blocks * kNR) - first};
 }
 
-// Depth blocks of equal size, at most kKC, rather than a short last one.
-inline int64_t block_depth_of(int64_t depth) {
-  const int64_t blocks = std::max<int64_t>(ceil_div(depth, kKC), 1);
+// Depth blocks of equal size, at most max_block, rather than a short last one.
+inline int64_t block_depth_of(int64_t depth, int64_t max_block = kKC) {
+  const int64_t blocks = std::max<int64_t>(ceil_div(depth, max_block), 1);
   return ceil_div(depth, blocks);
 }
 
