@@ -40,7 +40,14 @@ FASTCONV_CLASS = {
 }
 TORCH_CLASS = {fast: torch_cls for torch_cls, fast in FASTCONV_CLASS.items()}
 
-CONV_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+CONV_DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.complex64,
+    torch.complex128,
+)
 
 Selector = Union[str, type]  # an fnmatch pattern for a qualified module name, or a module class
 
@@ -140,7 +147,10 @@ def _unsupported(module: torch.nn.Module, model_device: Optional[torch.device]) 
         )
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         if module.weight.dtype not in CONV_DTYPES:
-            return f"dtype {module.weight.dtype}: fastconv convolves floating-point tensors only"
+            return (
+                f"dtype {module.weight.dtype}: fastconv convolves floating-point and complex "
+                "tensors only"
+            )
         return _device_problem(module.weight.device)
     # Pooling layers hold no tensors: they are checked against the device the model is on.
     return _device_problem(model_device) if model_device is not None else None

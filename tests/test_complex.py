@@ -90,6 +90,7 @@ def test_complex_modules_scripted_and_converted():
         torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ConvTranspose2d(3, 2, 2, stride=2)
     ).to(torch.complex64)
     converted = fastconv.convert(model)
+    assert fastconv.conversion_report(converted).converted == ["0", "1"]
     x = torch.randn(2, 2, 5, 5, dtype=torch.complex64)
     expected = model(x)
     torch.testing.assert_close(converted(x), expected, rtol=1e-5, atol=1e-5)

@@ -120,10 +120,12 @@ def test_converts_a_bare_module():
 
 
 def test_reports_what_it_leaves_alone():
+    integer_conv = nn.Conv2d(2, 2, 3)
+    integer_conv.weight = nn.Parameter(integer_conv.weight.detach().to(torch.int32), False)
     model = nn.Sequential(
         nn.Conv2d(1, 2, 3),
         SubclassedConv(2, 2, 3),
-        nn.Conv2d(2, 2, 3, dtype=torch.complex64),
+        integer_conv,
         nn.Sequential(nn.Conv2d(2, 2, 1), nn.MaxPool2d(2)),
         nn.Conv2d(2, 2, 1),
     )
@@ -138,7 +140,7 @@ def test_reports_what_it_leaves_alone():
     ]
     reasons = [s.reason for s in report.skipped]
     assert "subclass of torch.nn.Conv2d" in reasons[0]
-    assert "dtype torch.complex64" in reasons[1]
+    assert "dtype torch.int32" in reasons[1]
     assert reasons[2:] == ["excluded by '3'", "excluded by '3'"]  # a name matches what it contains
     assert "3.1 (MaxPool2d): excluded by '3'" in str(report)
     assert type(model[1]) is SubclassedConv and type(model[3][1]) is nn.MaxPool2d
