@@ -111,11 +111,11 @@ class InputBackward(_Function):
     @staticmethod
     def backward(ctx, grad):
         grad_output, weight = ctx.saved_tensors
-        size, *conv = ctx.args.values
+        conv = _Args(*ctx.args.values[1:])
         needs = ctx.needs_input_grad
-        d_grad_output = Conv2d.apply(grad, weight, None, _Args(*conv)) if needs[0] else None
+        d_grad_output = Conv2d.apply(grad, weight, None, conv) if needs[0] else None
         d_weight = (
-            WeightBackward.apply(grad_output, grad, _Args(list(weight.shape), *conv))
+            WeightBackward.apply(grad_output, grad, conv.with_size(weight.shape))
             if needs[1]
             else None
         )
@@ -146,11 +146,11 @@ class WeightBackward(_Function):
     @staticmethod
     def backward(ctx, grad):
         grad_output, input = ctx.saved_tensors
-        size, *conv = ctx.args.values
+        conv = _Args(*ctx.args.values[1:])
         needs = ctx.needs_input_grad
-        d_grad_output = Conv2d.apply(input, grad, None, _Args(*conv)) if needs[0] else None
+        d_grad_output = Conv2d.apply(input, grad, None, conv) if needs[0] else None
         d_input = (
-            InputBackward.apply(grad_output, grad, _Args(list(input.shape), *conv))
+            InputBackward.apply(grad_output, grad, conv.with_size(input.shape))
             if needs[1]
             else None
         )
