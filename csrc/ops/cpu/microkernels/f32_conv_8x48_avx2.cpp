@@ -43,15 +43,22 @@ FASTCONV_AVX2_INLINE void piece_4xv(const ConvTile& t, const ConvTileStores& sto
       }
     }
   }
+  // The sums leave the registers through a buffer: indexing acc by the run-time row count below
+  // would make the compiler keep acc in memory, storing every accumulator at every step.
+  alignas(32) float sums[4][kVectors][8];
+  for (int m = 0; m < 4; ++m) {
+    for (int j = 0; j < kVectors; ++j) _mm256_store_ps(sums[m][j], acc[m][j]);
+  }
   for (int m = 0; m < 4 && row0 + m < t.rows; ++m) {
     float* out = t.output + (row0 + m) * t.output_channel_stride;
     for (int j = 0; j < kVectors; ++j) {
       const int vector = vector0 + j;
+      const __m256 acc_mj = _mm256_load_ps(sums[m][j]);
       for (int64_t r = 0; r < stores.runs[vector / 2]; ++r) {
         float* target = out + stores.offset[vector / 2][r] + 8 * (vector % 2);
         const __m256i keep = lanes_of(stores, vector, r);
         const __m256 sum =
-            t.accumulate ? _mm256_add_ps(_mm256_maskload_ps(target, keep), acc[m][j]) : acc[m][j];
+            t.accumulate ? _mm256_add_ps(_mm256_maskload_ps(target, keep), acc_mj) : acc_mj;
         _mm256_maskstore_ps(target, keep, sum);
       }
     }
