@@ -29,7 +29,7 @@ def test_which_layers_take_it():
     assert paths(8, 512, 14, 14, 512, 3, 1, 1, groups=32) == ("direct", "direct_flipped", "direct")
     assert paths(8, 128, 56, 56, 128, 3, 1, 1, groups=32) == ("direct", "direct_flipped", "direct")
     assert paths(8, 256, 56, 56, 256, 3, 2, 1, groups=32) == ("direct", "im2col_blas", "direct")
-    assert paths(8, 128, 28, 28, 32, 3, 1, 1)[:2] == ("direct", "direct_flipped")  # DenseNet growth
+    assert paths(8, 128, 7, 7, 32, 3, 1, 1)[:2] == ("direct", "direct_flipped")  # DenseNet, 7x7
     assert paths(8, 3, 224, 224, 64, 7, 2, 3) == ("direct", "im2col_blas", "packed_gemm")  # stem
     assert paths(8, 3, 32, 32, 6, 5) == ("direct", "direct_flipped", "direct")  # LeNet
     assert paths(8, 64, 56, 56, 64, 3, 1, 1)[0] == "winograd"

@@ -44,14 +44,20 @@ def weight_runs():
 
 def test_which_layers_take_it():
     """3x3, stride 1, dilation 1, one group, 48+ channels on both sides and K x C <= 128 x 128;
-    the input gradient when its own convolution qualifies (padding <= 2). The shallow layers it
-    turns down take the direct kernel."""
+    16 to 47 channels on one side from 768 output pixels on, on planes the tiles fill (DenseNet's
+    128 -> 32 layers); the input gradient when its own convolution qualifies (padding <= 2). The
+    shallow layers it turns down take the direct kernel."""
     assert paths(2, 64, 56, 56, 64, 1) == ("winograd", "winograd_flipped")
     assert paths(2, 48, 9, 9, 128, 0) == ("winograd", "winograd_flipped")
     assert paths(2, 64, 20, 20, 64, 3)[0] == "winograd"
     assert paths(2, 64, 20, 20, 64, 3)[1] != "winograd_flipped"  # padding 3: no stride-1 form
     assert paths(2, 47, 9, 9, 64, 1)[0] == "direct"  # too few input channels
     assert paths(2, 64, 9, 9, 47, 1)[0] == "direct"  # too few output channels
+    assert paths(8, 128, 28, 28, 32, 1) == ("winograd", "winograd_flipped")  # DenseNet, 6272 pixels
+    assert paths(8, 16, 16, 16, 16, 1) == ("winograd", "winograd_flipped")  # 2048 pixels
+    assert paths(1, 128, 14, 14, 32, 1)[0] == "direct"  # 196 pixels
+    assert paths(16, 128, 7, 7, 32, 1)[0] == "direct"  # 7x7: 16 tiles for 49 pixels
+    assert paths(8, 15, 28, 28, 64, 1)[0] == "direct"  # too few input channels
     assert paths(2, 256, 14, 14, 256, 1)[0] != "winograd"  # filters past L2
     x, w = torch.empty(2, 64, 9, 9, device="meta"), torch.empty(64, 32, 3, 3, device="meta")
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "direct"

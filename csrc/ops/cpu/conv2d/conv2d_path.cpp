@@ -38,12 +38,13 @@ bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
 // Winograd's transforms cost a few additions per input and output value, which the 16 / 36
 // multiplications repay only with enough channels on both sides. Its GEMMs run point by point
 // over a task's tiles, each point's transformed filters (K x C floats) streaming past the tiles
-// once. Up to 128 x 128 channels that pays at any size. Past that, the transformed filters
-// (16 x K x C floats, made once per call) and the tiles' padding must be repaid by enough output
-// pixels, on planes that the 2x2 tiles fill well (not 7x7, whose 16 tiles cover 64 outputs for
-// 49). Below 48 channels on either side the direct kernel (direct_pays_off) is faster.
+// once. From 48 x 48 up to 128 x 128 channels that pays at any size. Past that, and with fewer
+// channels on one side (down to 16: DenseNet's 128 -> 32 layers, the input gradient of 32 -> 128),
+// the transformed filters (16 x K x C floats, made once per call) and the tiles' transforms must
+// be repaid by enough output pixels, on planes that the 2x2 tiles fill well (not 7x7, whose 16
+// tiles cover 64 outputs for 49). There it beats the direct kernel on AVX2 by 1.8-3.5x.
 constexpr int64_t kWinogradMinChannels = 16;
-constexpr int64_t kWinogradForwardMinChannels = 48;
+constexpr int64_t kWinogradAnySizeMinChannels = 48;
 constexpr int64_t kWinogradCachedFilterProducts = 128 * 128;  // K x C
 constexpr int64_t kWinogradMaxFilterProducts = 512 * 512;
 constexpr int64_t kWinogradWeightMaxFilterProducts = 256 * 256;
@@ -62,12 +63,15 @@ bool winograd_weight_pays_off(const Conv2dGeometry& g) {
 }
 
 bool winograd_pays_off(const Conv2dGeometry& g) {
-  if (!winograd_on.load() || !winograd_supported(g) ||
-      g.in_channels < kWinogradForwardMinChannels || g.out_channels < kWinogradForwardMinChannels) {
+  if (!winograd_on.load() || !winograd_supported(g) || g.in_channels < kWinogradMinChannels ||
+      g.out_channels < kWinogradMinChannels) {
     return false;
   }
   const int64_t filter_products = g.in_channels * g.out_channels;
-  if (filter_products <= kWinogradCachedFilterProducts) return true;
+  if (filter_products <= kWinogradCachedFilterProducts &&
+      std::min(g.in_channels, g.out_channels) >= kWinogradAnySizeMinChannels) {
+    return true;
+  }
   const int64_t tiles_per_image = ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
   return filter_products <= kWinogradMaxFilterProducts &&
       g.batch * g.out_plane() >= kWinogradMinOutputPixels &&
