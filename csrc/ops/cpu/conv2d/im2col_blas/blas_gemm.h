@@ -79,25 +79,61 @@ void serial_gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool
   }
 }
 
-// The blocks of gemm(): c in tiles of kGemmRows x kGemmCols, one task each, and the depth in
-// blocks of kGemmDepth, each summed from zero by BLAS and then added to the tile, so that no
+// The blocks of gemm(): c in tiles of at most kGemmRows x kGemmCols, one task each, and the depth
+// in blocks of kGemmDepth, each summed from zero by BLAS and then added to the tile, so that no
 // output is one running total over a long reduction (a 1x1 layer's input gradient sums 256 to
 // 2048 products). All fixed by the shape: the same BLAS calls, hence the same sums, at every
 // thread count.
 constexpr int64_t kGemmRows = 128;
 constexpr int64_t kGemmCols = 512;
 constexpr int64_t kGemmDepth = 128;
+// A GEMM of fewer tiles (DenseNet's 1x1 layers at 7x7: 128 x 992 x 392, one tile) would leave
+// threads idle: its tiles are halved, columns first, down to kGemmMinTiles tiles or to tiles of
+// kGemmMinTileProducts multiply-adds, whichever comes first. kGemmMinTiles serves up to 8 threads
+// and, being a constant, keeps the tiles (and sums) the same at every thread count.
+constexpr int64_t kGemmMinTiles = 8;
+constexpr int64_t kGemmMinTileCols = 64;
+constexpr int64_t kGemmMinTileRows = 32;
+constexpr int64_t kGemmMinTileProducts = 1 << 20;
+
+struct GemmTiles {
+  int64_t rows, cols, row_tiles, col_tiles;
+
+  GemmTiles(int64_t m, int64_t n, int64_t depth)
+      : rows(std::clamp<int64_t>(m, 1, kGemmRows)), cols(std::clamp<int64_t>(n, 1, kGemmCols)) {
+    count(m, n);
+    if (m == 0 || n == 0) return;  // no tiles
+    const int64_t products_per_output = std::max<int64_t>(depth, 1);
+    while (row_tiles * col_tiles < kGemmMinTiles &&
+           rows * cols * products_per_output >= 2 * kGemmMinTileProducts) {
+      if (cols >= 2 * kGemmMinTileCols) {
+        cols = round_up(ceil_div(cols, 2), 16);
+      } else if (rows >= 2 * kGemmMinTileRows) {
+        rows = round_up(ceil_div(rows, 2), 8);
+      } else {
+        break;
+      }
+      count(m, n);
+    }
+    // The same number of tiles, evened out.
+    rows = ceil_div(m, row_tiles), cols = ceil_div(n, col_tiles);
+  }
+
+ private:
+  void count(int64_t m, int64_t n) { row_tiles = ceil_div(m, rows), col_tiles = ceil_div(n, cols); }
+};
 
 // c = a * b, or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with stride
 // ldc): the tiles over the threads, each BLAS call on its own thread.
 template <typename T>
 void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
-  const int64_t row_tiles = ceil_div(a.rows, kGemmRows), col_tiles = ceil_div(b.cols, kGemmCols);
-  parallel_for(0, row_tiles * col_tiles, 1, [&](int64_t begin, int64_t end) {
+  const GemmTiles tiles(a.rows, b.cols, a.cols);
+  parallel_for(0, tiles.row_tiles * tiles.col_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t row = (tile / col_tiles) * kGemmRows, col = (tile % col_tiles) * kGemmCols;
-      const int64_t rows = std::min(kGemmRows, a.rows - row);
-      const int64_t cols = std::min(kGemmCols, b.cols - col);
+      const int64_t row = (tile / tiles.col_tiles) * tiles.rows;
+      const int64_t col = (tile % tiles.col_tiles) * tiles.cols;
+      const int64_t rows = std::min(tiles.rows, a.rows - row);
+      const int64_t cols = std::min(tiles.cols, b.cols - col);
       T* c_tile = c + row * ldc + col;
       // (An empty depth still makes one call, which writes the zeros of c = a * b.)
       for (int64_t depth = 0; depth == 0 || depth < a.cols; depth += kGemmDepth) {
