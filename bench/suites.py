@@ -287,6 +287,24 @@ def resnext50_32x4d() -> List[Conv]:
     return layers
 
 
+def densenet121() -> List[Conv]:
+    """Huang et al. 2017, DenseNet-121 as torchvision builds it (growth 32, bottleneck 4 x 32,
+    blocks of 6, 12, 24, 16 layers): each layer a 1x1 convolution to 128 channels over everything
+    concatenated so far (64 + 32 i: odd counts such as 96, 160, 224) and a 3x3 to 32 channels;
+    each transition a 1x1 halving the channels (then a 2x2 average pool)."""
+    layers, channels, size = [resnet_stem()], 64, 56
+    for block, repeats in enumerate((6, 12, 24, 16), start=1):
+        for i in range(repeats):
+            prefix = f"denseblock{block}.layer{i + 1}"
+            layers.append(conv(f"{prefix}.conv1", channels, size, 128, 1))
+            layers.append(conv(f"{prefix}.conv2", 128, size, 32, 3))
+            channels += 32
+        if block < 4:
+            layers.append(conv(f"transition{block}.conv", channels, size, channels // 2, 1))
+            channels, size = channels // 2, size // 2
+    return layers
+
+
 def held_out() -> List[Conv]:
     """Classic layer kinds at sizes and channel counts no other suite has, timed at an odd batch:
     a check that speed-ups are not tied to the suites' shapes and batches."""
@@ -424,6 +442,14 @@ SUITES: Dict[str, Suite] = {
             tuple(resnext50_32x4d()),
             {"cpu": 8, "cuda": 64},
             ("layer1.0.conv2", "layer3.1.conv2"),
+        ),
+        Suite(
+            "densenet121",
+            "conv2d",
+            "Huang et al. 2017 (torchvision densenet121)",
+            tuple(densenet121()),
+            {"cpu": 8, "cuda": 64},
+            ("denseblock1.layer1.conv2", "denseblock3.layer5.conv1", "denseblock4.layer16.conv1"),
         ),
         Suite(
             "heldout",
