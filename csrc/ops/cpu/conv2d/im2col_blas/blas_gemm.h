@@ -88,9 +88,11 @@ constexpr int64_t kGemmRows = 128;
 constexpr int64_t kGemmCols = 512;
 constexpr int64_t kGemmDepth = 128;
 // A GEMM of fewer tiles (DenseNet's 1x1 layers at 7x7: 128 x 992 x 392, one tile) would leave
-// threads idle: its tiles are halved, columns first, down to kGemmMinTiles tiles or to tiles of
-// kGemmMinTileProducts multiply-adds, whichever comes first. kGemmMinTiles serves up to 8 threads
-// and, being a constant, keeps the tiles (and sums) the same at every thread count.
+// threads idle: unless its caller runs it on one thread (`spread` false: one image of a batch
+// whose images share out the threads), its tiles are halved, columns first, down to kGemmMinTiles
+// tiles or to tiles of kGemmMinTileProducts multiply-adds, whichever comes first. kGemmMinTiles
+// serves up to 8 threads and, being a constant, keeps the tiles (and sums) the same at every
+// thread count.
 constexpr int64_t kGemmMinTiles = 8;
 constexpr int64_t kGemmMinTileCols = 64;
 constexpr int64_t kGemmMinTileRows = 32;
@@ -99,10 +101,10 @@ constexpr int64_t kGemmMinTileProducts = 1 << 20;
 struct GemmTiles {
   int64_t rows, cols, row_tiles, col_tiles;
 
-  GemmTiles(int64_t m, int64_t n, int64_t depth)
+  GemmTiles(int64_t m, int64_t n, int64_t depth, bool spread)
       : rows(std::clamp<int64_t>(m, 1, kGemmRows)), cols(std::clamp<int64_t>(n, 1, kGemmCols)) {
     count(m, n);
-    if (m == 0 || n == 0) return;  // no tiles
+    if (m == 0 || n == 0 || !spread) return;
     const int64_t products_per_output = std::max<int64_t>(depth, 1);
     while (row_tiles * col_tiles < kGemmMinTiles &&
            rows * cols * products_per_output >= 2 * kGemmMinTileProducts) {
@@ -126,8 +128,9 @@ struct GemmTiles {
 // c = a * b, or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with stride
 // ldc): the tiles over the threads, each BLAS call on its own thread.
 template <typename T>
-void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate) {
-  const GemmTiles tiles(a.rows, b.cols, a.cols);
+void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate,
+          bool spread = true) {
+  const GemmTiles tiles(a.rows, b.cols, a.cols, spread);
   parallel_for(0, tiles.row_tiles * tiles.col_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t row = (tile / tiles.col_tiles) * tiles.rows;

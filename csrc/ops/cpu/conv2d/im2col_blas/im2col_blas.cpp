@@ -82,6 +82,7 @@ void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x
                    const scalar_t* bias, scalar_t* y, scalar_t* columns) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
                 rows = g.column_rows();
+  const bool spread = g.batch == 1;  // else the images share out the threads
   if (bias != nullptr) {
     for (int64_t k = 0; k < g.out_channels; ++k) {
       std::fill_n(y + k * P, P, bias[k]);
@@ -92,14 +93,16 @@ void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x
     const Matrix<scalar_t> w_g{w + group * K * rows, K, rows, rows};
     scalar_t* y_g = y + group * K * P;
     if (g.is_pointwise()) {
-      gemm(w_g, Matrix<scalar_t>{x + group * C * g.in_plane(), C, P, P}, y_g, P, accumulate);
+      gemm(w_g, Matrix<scalar_t>{x + group * C * g.in_plane(), C, P, P}, y_g, P, accumulate,
+           spread);
       continue;
     }
     for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
       const int64_t oh_end = std::min(g.out_h, oh + band_rows);
       const int64_t band = (oh_end - oh) * g.out_w;
       im2col(x + group * C * g.in_plane(), C, g, oh, oh_end, columns);
-      gemm(w_g, Matrix<scalar_t>{columns, rows, band, band}, y_g + oh * g.out_w, P, accumulate);
+      gemm(w_g, Matrix<scalar_t>{columns, rows, band, band}, y_g + oh * g.out_w, P, accumulate,
+           spread);
     }
   }
 }
@@ -109,18 +112,19 @@ void input_backward_image(const Conv2dGeometry& g, int64_t band_rows, const scal
                           const scalar_t* w, scalar_t* gx, scalar_t* columns) {
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
                 rows = g.column_rows();
+  const bool spread = g.batch == 1;  // else the images share out the threads
   for (int64_t group = 0; group < g.groups; ++group) {
     const auto w_t = transposed(Matrix<scalar_t>{w + group * K * rows, rows, K, rows});
     const scalar_t* gy_g = gy + group * K * P;
     scalar_t* gx_g = gx + group * C * g.in_plane();
     if (g.is_pointwise()) {
-      gemm(w_t, Matrix<scalar_t>{gy_g, K, P, P}, gx_g, P, false);
+      gemm(w_t, Matrix<scalar_t>{gy_g, K, P, P}, gx_g, P, false, spread);
       continue;
     }
     for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
       const int64_t oh_end = std::min(g.out_h, oh + band_rows);
       const int64_t band = (oh_end - oh) * g.out_w;
-      gemm(w_t, Matrix<scalar_t>{gy_g + oh * g.out_w, K, band, P}, columns, band, false);
+      gemm(w_t, Matrix<scalar_t>{gy_g + oh * g.out_w, K, band, P}, columns, band, false, spread);
       col2im_gather(columns, C, g, oh, oh_end, gx_g);
     }
   }
