@@ -51,7 +51,7 @@ PATH_CASES = {
         ("direct", "direct_flipped", "direct"),
     ),
     "direct_strided_dilated": (
-        (2, 4, 19, 17),
+        (2, 4, 31, 29),
         (7, 4, 3, 2),
         dict(stride=3, padding=2, dilation=2),
         ("direct", "im2col_blas", "direct"),

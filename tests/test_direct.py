@@ -99,7 +99,7 @@ def test_values_and_gradients_match_float64(
         # columns mix-up in the phase planes or the tap offsets shows
         (2, 6, 13, 17, 10, (3, 5), (2, 1), (1, 2), (1, 2), 2),
         (1, 4, 19, 11, 8, (2, 3), (1, 3), (0, 1), (3, 1), 1),
-        (3, 9, 9, 23, 6, (5, 2), (3, 2), (2, 0), (1, 1), 3),
+        (3, 9, 27, 23, 6, (5, 2), (3, 2), (2, 0), (1, 1), 3),
         # a grid past 1,024 pixels: the weight gradient's calls take 64 vectors at a time
         (2, 5, 40, 45, 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         # 40 channels x 9 taps: two blocks of input channels, the second continuing the first's sums

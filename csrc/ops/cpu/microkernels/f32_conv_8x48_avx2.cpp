@@ -11,12 +11,10 @@ namespace {
 
 constexpr int kRows = static_cast<int>(kConvTileChannels);
 
-// The lanes of ymm vector `vector` that run `run` stores: lanes 8 (vector % 2) .. + 7 of the
-// 16-lane vector vector / 2.
-FASTCONV_AVX2_INLINE __m256i lanes_of(const ConvTileStores& stores, int vector, int64_t run) {
-  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const int bits = static_cast<int>(stores.mask[vector / 2][run] >> (8 * (vector % 2))) & 0xff;
-  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), lane_bits), lane_bits);
+// The lanes of ymm vector `vector` that run `run` stores (bit l: lane l): lanes 8 (vector % 2) ..
+// + 7 of the 16-lane vector vector / 2.
+FASTCONV_AVX2_INLINE int lanes_of(const ConvTileStores& stores, int vector, int64_t run) {
+  return static_cast<int>(stores.mask[vector / 2][run] >> (8 * (vector % 2))) & 0xff;
 }
 
 // Output channels [row0, row0 + 4) x ymm vectors [vector0, vector0 + kVectors) of the tile.
@@ -53,13 +51,22 @@ FASTCONV_AVX2_INLINE void piece_4xv(const ConvTile& t, const ConvTileStores& sto
     float* out = t.output + (row0 + m) * t.output_channel_stride;
     for (int j = 0; j < kVectors; ++j) {
       const int vector = vector0 + j;
-      const __m256 acc_mj = _mm256_load_ps(sums[m][j]);
       for (int64_t r = 0; r < stores.runs[vector / 2]; ++r) {
         float* target = out + stores.offset[vector / 2][r] + 8 * (vector % 2);
-        const __m256i keep = lanes_of(stores, vector, r);
-        const __m256 sum =
-            t.accumulate ? _mm256_add_ps(_mm256_maskload_ps(target, keep), acc_mj) : acc_mj;
-        _mm256_maskstore_ps(target, keep, sum);
+        const int lanes = lanes_of(stores, vector, r);
+        // Whole vectors by plain loads and stores, the lanes of a partial one by scalars: masked
+        // moves are microcoded on AMD's Zen (a masked store costs tens of cycles).
+        if (lanes == 0xff) {
+          const __m256 sum = _mm256_load_ps(sums[m][j]);
+          _mm256_storeu_ps(target,
+                           t.accumulate ? _mm256_add_ps(_mm256_loadu_ps(target), sum) : sum);
+          continue;
+        }
+        for (int l = 0; l < 8; ++l) {
+          if ((lanes >> l & 1) != 0) {
+            target[l] = t.accumulate ? target[l] + sums[m][j][l] : sums[m][j][l];
+          }
+        }
       }
     }
   }

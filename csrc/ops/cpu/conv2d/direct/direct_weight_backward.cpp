@@ -6,6 +6,7 @@
 // channels (ResNeXt's groups).
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "ops/cpu/common.h"
@@ -93,29 +94,40 @@ void direct_weight_backward(const Conv2dGeometry& g, const float* x, const float
           const int64_t group = task / (C * k_tiles), c = task / k_tiles % C;
           const int64_t k0 = task % k_tiles * kWeightTileChannels;
           const int64_t rows = std::min(kWeightTileChannels, K - k0);
-          std::fill_n(sums.data(), tap_blocks * kTileSums, 0.f);
           // Every sum runs over the images and the pixels in order, in any cut of them.
           const int64_t images_per_call =
               vectors >= kVectorsPerCall ? 1 : std::max<int64_t>(1, kVectorsPerCall / vectors);
-          for (int64_t n0 = 0; n0 < g.batch; n0 += images_per_call) {
-            for (int64_t v0 = 0; v0 < vectors; v0 += kVectorsPerCall) {
-              for (int64_t block = 0; block < tap_blocks; ++block) {
-                ConvWeightTile tile;
-                tile.grad_output = grid.data() +
-                    (n0 * g.out_channels + group * K + k0) * channel_size + v0 * kConvTileLanes;
-                tile.grad_output_stride = channel_size;
-                tile.grad_output_image_stride = g.out_channels * channel_size;
-                tile.input = planes.data() +
-                    (n0 * g.in_channels + group * C + c) * l.channel_stride + v0 * kConvTileLanes;
-                tile.input_image_stride = g.in_channels * l.channel_stride;
-                tile.tap_offsets = offsets.data() + block * kWeightTileTaps;
-                tile.lanes = lanes.data() + v0;
-                tile.images = std::min(images_per_call, g.batch - n0);
-                tile.vectors = std::min(kVectorsPerCall, vectors - v0);
-                tile.sums = sums.data() + block * kTileSums;
-                kernel(tile);
+          const auto run_calls = [&](bool finite_input) {
+            std::fill_n(sums.data(), tap_blocks * kTileSums, 0.f);
+            for (int64_t n0 = 0; n0 < g.batch; n0 += images_per_call) {
+              for (int64_t v0 = 0; v0 < vectors; v0 += kVectorsPerCall) {
+                for (int64_t block = 0; block < tap_blocks; ++block) {
+                  ConvWeightTile tile;
+                  tile.grad_output = grid.data() +
+                      (n0 * g.out_channels + group * K + k0) * channel_size + v0 * kConvTileLanes;
+                  tile.grad_output_stride = channel_size;
+                  tile.grad_output_image_stride = g.out_channels * channel_size;
+                  tile.input = planes.data() +
+                      (n0 * g.in_channels + group * C + c) * l.channel_stride + v0 * kConvTileLanes;
+                  tile.input_image_stride = g.in_channels * l.channel_stride;
+                  tile.tap_offsets = offsets.data() + block * kWeightTileTaps;
+                  tile.lanes = lanes.data() + v0;
+                  tile.finite_input = finite_input;
+                  tile.images = std::min(images_per_call, g.batch - n0);
+                  tile.vectors = std::min(kVectorsPerCall, vectors - v0);
+                  tile.sums = sums.data() + block * kTileSums;
+                  kernel(tile);
+                }
               }
             }
+          };
+          // First as if every input value were finite (a build may then skip the masks: 0 x a
+          // finite value adds nothing, so the sums are the same); a non-finite sum may instead
+          // hold 0 x inf from outside the output pixels, and is computed again with the masks.
+          run_calls(true);
+          if (!std::all_of(sums.data(), sums.data() + tap_blocks * kTileSums,
+                           [](float s) { return std::isfinite(s); })) {
+            run_calls(false);
           }
           for (int64_t block = 0; block < tap_blocks; ++block) {
             const int64_t block_taps = std::min(kWeightTileTaps, taps - block * kWeightTileTaps);
