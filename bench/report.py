@@ -330,19 +330,31 @@ def _column_name(pass_name: str, batch: Optional[int], rows: List[dict]) -> str:
     )
 
 
+def _speedups(rows: List[dict], field: str) -> Dict[tuple, float]:
+    """{(model, pass, batch or None for training): the NCHW original's row's `field`}."""
+    return {
+        (r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r[field]
+        for r in rows
+        if r["impl"] == "torch" and r.get(field) is not None
+    }
+
+
 def summarize_models(rows: List[dict]) -> List[dict]:
-    """Geometric means of the converted networks' speedup (original's time / converted's time):
-    per inference batch, over all inference cases, and over the training steps."""
-    speedups = [
-        (r["pass"], r["batch"], r["fastconv_speedup"]) for r in rows if r["impl"] == "torch"
-    ]
-    groups: Dict[tuple, List[float]] = defaultdict(list)
-    for pass_name, batch, speedup in speedups:
-        if pass_name == "infer":
-            groups[(pass_name, batch)].append(speedup)
-        groups[(pass_name, "all")].append(speedup)
-    return [
-        {
+    """Geometric means of the converted networks' speedup (original's time / converted's time, both
+    NCHW; and torch's faster layout against fastconv's, where both were timed): per inference
+    batch, over all inference cases, and over the training steps."""
+    groups: Dict[tuple, List[tuple]] = defaultdict(list)
+    for r in rows:
+        if r["impl"] != "torch":
+            continue
+        pair = (r["fastconv_speedup"], r.get("fastconv_best_speedup"))
+        if r["pass"] == "infer":
+            groups[(r["pass"], r["batch"])].append(pair)
+        groups[(r["pass"], "all")].append(pair)
+    summaries = []
+    for (pass_name, batch), pairs in groups.items():
+        values = [p[0] for p in pairs]
+        entry = {
             "suite": "models",
             "op": "model",
             "pass": pass_name,
@@ -351,72 +363,77 @@ def summarize_models(rows: List[dict]) -> List[dict]:
             "speedup_vs_torch_geomean": geomean(values),
             "speedup_vs_torch_min": min(values),
         }
-        for (pass_name, batch), values in groups.items()
-    ]
+        best = [p[1] for p in pairs if p[1] is not None]
+        if best and len(best) == len(pairs):
+            entry["speedup_vs_best_torch_layout_geomean"] = geomean(best)
+            entry["speedup_vs_best_torch_layout_min"] = min(best)
+        summaries.append(entry)
+    return summaries
 
 
 def models_table(rows: List[dict], context: str) -> Table:
-    """Every network case: both times, images per second, the speedup and the check's errors."""
-    headers = [
-        "model",
-        "pass",
-        "N",
-        "fastconv ms",
-        "torch ms",
-        "fastconv img/s",
-        "torch img/s",
-        "vs torch",
-        "layers converted",
-        "error (fastconv / torch)",
-    ]
+    """Every network case: the times in both layouts, images per second, the speedups and the
+    check's errors."""
+    cases = _models_by_case(rows)
+    with_cl = all("fastconv_cl" in impls and "torch_cl" in impls for impls in cases.values())
+    headers = ["model", "pass", "N", "fastconv ms", "torch ms"]
+    if with_cl:
+        headers += ["fastconv CL ms", "torch CL ms"]
+    headers += ["fastconv img/s", "torch img/s", "vs torch"]
+    if with_cl:
+        headers += ["vs torch (CL)", "vs best"]
+    headers += ["layers converted", "error (fastconv / torch)"]
     table_rows = []
-    for (model, pass_name, batch), impls in _models_by_case(rows).items():
+    for (model, pass_name, batch), impls in cases.items():
         fast, ref = impls["fastconv"], impls["torch"]
         check = fast.get("check") or {}
         errors = "; ".join(
             f"{group} {c['fastconv']:.1e} / {c['torch']:.1e}" for group, c in check.items()
         )
-        table_rows.append(
-            [
-                model,
-                pass_name,
-                str(batch),
-                f"{1e3 * fast['median_s']:.1f}",
-                f"{1e3 * ref['median_s']:.1f}",
-                f"{fast['images_per_s']:.1f}",
-                f"{ref['images_per_s']:.1f}",
-                _speedup(ref["fastconv_speedup"]),
-                str(fast.get("layers_converted", "-")),
-                errors or "-",
+        row = [model, pass_name, str(batch)]
+        row += [f"{1e3 * fast['median_s']:.1f}", f"{1e3 * ref['median_s']:.1f}"]
+        if with_cl:
+            row += [f"{1e3 * impls[i]['median_s']:.1f}" for i in ("fastconv_cl", "torch_cl")]
+        row += [f"{fast['images_per_s']:.1f}", f"{ref['images_per_s']:.1f}"]
+        row.append(_speedup(ref["fastconv_speedup"]))
+        if with_cl:
+            row += [
+                _speedup(impls["torch_cl"]["fastconv_speedup"]),
+                _speedup(ref.get("fastconv_best_speedup")),
             ]
-        )
+        row += [str(fast.get("layers_converted", "-")), errors or "-"]
+        table_rows.append(row)
     shapes = ", ".join(sorted({str(r.get("shape")) for r in rows}))
     caption = (
         "vs torch = the original network's time / the converted network's time (>1: fastconv "
-        f"faster), medians of interleaved rounds; input {shapes} per image. infer: eval mode, "
-        "no_grad; train: one step (train mode, forward, cross-entropy, backward; no optimizer "
-        "step). Error against the network in float64: output, the largest deviation relative to "
-        "the largest value; grads, the worst parameter gradient's deviation relative to its norm."
+        f"faster), medians of interleaved rounds; input {shapes} per image. "
+        + (
+            "CL: network and input in channels_last; vs best = torch in its faster layout "
+            "against fastconv in its faster one. "
+            if with_cl
+            else ""
+        )
+        + "infer: eval mode, no_grad; train: one step (train mode, forward, cross-entropy, "
+        "backward; no optimizer step). Error against the network in float64 (the worse of "
+        "fastconv's two layouts): output, the largest deviation relative to the largest value; "
+        "grads, the worst parameter gradient's deviation relative to its norm."
     )
     return Table(
         f"models: torchvision networks converted vs original ({context})",
         headers,
         table_rows,
         caption,
-        markdown_only=["layers converted", "error (fastconv / torch)"],
+        markdown_only=[
+            "fastconv img/s",
+            "torch img/s",
+            "layers converted",
+            "error (fastconv / torch)",
+        ],
     )
 
 
-def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
-    """The whole-network table: one row per network, a column per (pass, batch), and geomeans."""
-    if not rows:
-        return []
+def _speedup_summary(rows: List[dict], speedup: Dict[tuple, float], title: str, what: str) -> Table:
     columns = _model_columns(rows)
-    speedup = {
-        (r["model"], r["pass"], r["batch"] if r["pass"] == "infer" else None): r["fastconv_speedup"]
-        for r in rows
-        if r["impl"] == "torch"
-    }
     train_batch = {r["model"]: r["batch"] for r in rows if r["pass"] == "train"}
     usual = max(train_batch.values(), default=0)
     models = list(dict.fromkeys(r["model"] for r in rows))
@@ -447,12 +464,40 @@ def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
         for p in dict.fromkeys(column[0] for column in columns)
     ]
     caption = (
-        "Speedup of fastconv.convert(model) = the original's time / the converted network's time, "
-        "measured side by side (interleaved rounds, medians); >1 means converting makes the "
-        f"network faster. Geomeans over all cases: {', '.join(overall)}."
+        f"Speedup of fastconv.convert(model) = {what}, measured side by side (interleaved rounds, "
+        "medians); >1 means converting makes the network faster. Geomeans over all cases: "
+        f"{', '.join(overall)}."
     )
     headers = ["model", *[_column_name(*column, rows) for column in columns]]
-    return [Table(f"Summary: whole networks ({context})", headers, table_rows, caption)]
+    return Table(title, headers, table_rows, caption)
+
+
+def models_summary_tables(rows: List[dict], context: str) -> List[Table]:
+    """The whole-network tables: one row per network, a column per (pass, batch), and geomeans;
+    against torch's faster layout first, where both layouts were timed, then NCHW against NCHW."""
+    if not rows:
+        return []
+    tables = []
+    best = _speedups(rows, "fastconv_best_speedup")
+    if best:
+        tables.append(
+            _speedup_summary(
+                rows,
+                best,
+                f"Summary: whole networks against torch's best layout ({context})",
+                "torch's time in its faster layout (NCHW or channels_last) / the converted "
+                "network's time in its faster layout",
+            )
+        )
+    tables.append(
+        _speedup_summary(
+            rows,
+            _speedups(rows, "fastconv_speedup"),
+            f"Summary: whole networks ({context})",
+            "the original's time / the converted network's time, both on NCHW input",
+        )
+    )
+    return tables
 
 
 def beyond_cache_table(

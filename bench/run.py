@@ -107,7 +107,8 @@ def suites_help() -> str:
         "",
         textwrap.fill(
             f"{MODELS_SUITE} (torchvision, random weights, 224x224): {networks}; each converted by "
-            "fastconv.convert() against the original, passes infer (eval, no_grad, N=1 and N=8) "
+            "fastconv.convert() against the original, each on NCHW and on channels_last input "
+            "(network and input), passes infer (eval, no_grad, N=1 and N=8) "
             "and train (train mode: forward, cross-entropy, backward; N=8 unless noted). --suite "
             "models (or --full) runs every network; the default run and --quick only resnet18 "
             "infer N=1 (so does --suite models --quick; with --pass train, resnet18 train N=8). "
@@ -367,6 +368,18 @@ def measure_model_case(case: ModelCase, args: argparse.Namespace, timer: Timer) 
     checks = workload.check()  # raises CorrectnessError before anything is timed
     candidates = {impl: workload.candidate(impl) for impl in workload.models}
     timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
+
+    def fastconv_speedup(impl: str) -> Optional[float]:
+        """An original's time over the converted network's in the same layout (>1: fastconv
+        faster); on the NCHW original's row also `best`: torch's faster layout against
+        fastconv's."""
+        if impl.startswith("fastconv"):
+            return None
+        return timings[impl].median / timings[impl.replace("torch", "fastconv")].median
+
+    def best(prefix: str) -> float:
+        return min(t.median for impl, t in timings.items() if impl.startswith(prefix))
+
     rows = []
     for impl, timing in timings.items():
         rows.append(
@@ -388,11 +401,11 @@ def measure_model_case(case: ModelCase, args: argparse.Namespace, timer: Timer) 
                 "iters": timing.iters,
                 "repeats": len(timing.samples),
                 "images_per_s": case.batch / timing.median,
-                # The original's time over the converted network's: >1 means fastconv is faster.
-                "fastconv_speedup": None
-                if impl == "fastconv"
-                else timing.median / timings["fastconv"].median,
-                "layers_converted": workload.converted if impl == "fastconv" else None,
+                "fastconv_speedup": fastconv_speedup(impl),
+                "fastconv_best_speedup": best("torch") / best("fastconv")
+                if impl == "torch"
+                else None,
+                "layers_converted": workload.converted if impl.startswith("fastconv") else None,
                 "check": checks if impl == "fastconv" else None,
             }
         )

@@ -135,12 +135,23 @@ def test_a_tiny_run_writes_rows_tables_and_plot(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "results.json").read_text())["results"]
     assert {(r["model"], r["pass"], r["batch"], r["impl"]) for r in rows} == {
-        ("resnet18", "infer", 1, "fastconv"),
-        ("resnet18", "infer", 1, "torch"),
+        ("resnet18", "infer", 1, impl) for impl in ("fastconv", "torch", "fastconv_cl", "torch_cl")
     }
-    fast, original = sorted(rows, key=lambda r: r["impl"])
+    by_impl = {r["impl"]: r for r in rows}
+    fast, original = by_impl["fastconv"], by_impl["torch"]
     assert original["fastconv_speedup"] == pytest.approx(original["median_s"] / fast["median_s"])
+    assert by_impl["torch_cl"]["fastconv_speedup"] == pytest.approx(
+        by_impl["torch_cl"]["median_s"] / by_impl["fastconv_cl"]["median_s"]
+    )
+    fastest = {
+        lib: min(by_impl[lib]["median_s"], by_impl[f"{lib}_cl"]["median_s"])
+        for lib in ("fastconv", "torch")
+    }
+    assert original["fastconv_best_speedup"] == pytest.approx(
+        fastest["torch"] / fastest["fastconv"]
+    )
     assert fast["fastconv_speedup"] is None and fast["layers_converted"] == 21
+    assert by_impl["fastconv_cl"]["backend"].endswith("channels_last)")
     assert fast["check"]["output"]["fastconv"] <= fast["check"]["output"]["tolerance"]
     assert all(
         r["threads"] == 1 and len(r["samples_s"]) == 2 and r["shape"] == "3x64x64" for r in rows
@@ -150,7 +161,9 @@ def test_a_tiny_run_writes_rows_tables_and_plot(tmp_path):
     )  # median of 2 rounds
     summary = (out / "summary.md").read_text()
     first_table = summary.split("**")[1]
-    assert first_table.startswith("Summary: whole networks")  # the whole networks come first
+    # the whole networks come first, against torch's best layout, then NCHW against NCHW
+    assert first_table.startswith("Summary: whole networks against torch's best layout")
+    assert f"| resnet18 | {original['fastconv_best_speedup']:.2f}x |" in summary
     assert f"| resnet18 | {original['fastconv_speedup']:.2f}x |" in summary
     assert (
         max(len(line) for line in result.stdout.splitlines() if "/" not in line)
@@ -206,3 +219,24 @@ def test_model_tables_fit_120_columns_with_geomeans_per_pass():
 
 
 MODELS_ORDER = list(MODELS)
+
+
+def test_model_tables_with_both_layouts_lead_with_torchs_best_layout():
+    rows = []
+    for row in fake_model_rows():
+        rows.append(row)
+        cl = dict(row, impl=row["impl"] + "_cl", median_s=row["median_s"] / 2)
+        rows.append(cl)
+        if row["impl"] == "torch":  # torch 2x faster in channels_last, fastconv too
+            row["fastconv_best_speedup"] = row["fastconv_speedup"]
+    tables = [report.models_table(rows, CONTEXT), *report.models_summary_tables(rows, CONTEXT)]
+    for table in tables:
+        assert max(map(len, table.terminal().splitlines())) <= report.TERMINAL_WIDTH, table.title
+    assert "vs best" in tables[0].headers and "torch CL ms" in tables[0].headers
+    assert [t.title.split(" (")[0] for t in tables[1:]] == [
+        "Summary: whole networks against torch's best layout",
+        "Summary: whole networks",
+    ]
+    assert tables[1].rows[-1] == ["geomean", "2.00x", "2.00x", "0.50x"]
+    entries = {(e["pass"], e["batch"]): e for e in report.summarize_models(rows)}
+    assert math.isclose(entries[("train", "all")]["speedup_vs_best_torch_layout_geomean"], 0.5)
