@@ -38,6 +38,15 @@ PATH_CASES = {
         dict(padding=1),
         ("winograd", "winograd_flipped", "winograd"),
     ),
+    # dilated: Winograd on the phase planes (unequal dilations and paddings)
+    "winograd_dilated": (
+        (2, 48, 13, 11),
+        (48, 48, 3, 3),
+        dict(padding=(3, 1), dilation=(2, 3)),
+        ("winograd", "winograd_flipped", "packed_gemm"),
+    ),
+    # a stride and no padding: a pointwise convolution of the pixels it reads
+    "pointwise_strided": ((2, 24, 13, 12), (20, 24, 1, 1), dict(stride=(2, 3)), POINTWISE),
     "direct": (
         (2, 12, 11, 9),
         (24, 12, 3, 3),

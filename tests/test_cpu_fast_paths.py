@@ -31,7 +31,8 @@ EDGE_CASES = {
     "stride_3_dilation_2": (2, 4, 19, 17, 7, 3, 2, 3, 2, 2, 1),
     "stride_3_phase_planes": (2, 5, 17, 16, 9, 3, 3, 3, 1, 1, 1),  # 17 rows: a short last phase
     "stride_4_kernel_5": (1, 3, 23, 22, 40, 5, 5, 4, 2, 1, 1),
-    "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),  # one phase read: not split
+    # a pointwise convolution of the pixels it reads (is_subsampled_pointwise)
+    "stride_2_pointwise": (2, 6, 9, 11, 20, 1, 1, 2, 0, 1, 1),
     "stride_2_dilation_2": (2, 3, 13, 12, 8, 3, 3, 2, 2, 2, 1),  # one phase read: not split
     # pointwise weight gradients read the input's planes in place (132 and 144 pixels), a last
     # partial panel of 5 channels copied
@@ -66,7 +67,7 @@ EXPECTED_PATHS = {  # name: (direct on, direct off)
     "stride_3_dilation_2": (STRIDED_DIRECT, STRIDED_PACKED),
     "stride_3_phase_planes": (STRIDED_DIRECT, STRIDED_PACKED),
     "stride_4_kernel_5": (("direct", "im2col_blas", "packed_gemm"), STRIDED_PACKED),  # 40 outputs
-    "stride_2_pointwise": (STRIDED_PACKED,) * 2,  # one tap: not direct
+    "stride_2_pointwise": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,  # as pointwise
     "stride_2_dilation_2": (STRIDED_DIRECT, STRIDED_PACKED),
     "pointwise_in_place": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,
     "pointwise_in_place_grouped": (("im2col_blas", "im2col_blas", "packed_gemm"),) * 2,
@@ -274,6 +275,17 @@ def test_workspace_is_what_the_kernel_allocates_and_bounded(
         "direct": 2 * 64 * 98 * 98 * 4 + 64 * 64 * 9 * 4 + (64 << 10),
     }.get(expected_path, 0)
     assert figure <= torch.get_num_threads() * per_thread + fixed
+
+
+def test_dilated_winograd_workspace_is_its_phase_planes_and_bounded():
+    """A dilated layer on Winograd holds the zero-padded input as phase planes and their outputs
+    (about the input and output, with the padding), and Winograd's own workspace."""
+    x, weight = torch.randn(2, 64, 40, 40), torch.randn(64, 64, 3, 3)
+    assert cpu_paths((2, 64, 40, 40, 64, 3, 3, 1, 2, 2, 1))[0] == "winograd"
+    peak, figure = measured_forward_workspace(x, weight, padding=2, dilation=2)
+    assert 0 < peak <= figure
+    planes = 2 * 64 * 44 * 44 * 4 + 2 * 64 * 4 * 20 * 20 * 4  # the padded input, the outputs
+    assert figure <= planes + 16 * 64 * 64 * 4 + torch.get_num_threads() * (1 << 20)
 
 
 PORTABLE_KERNEL_CHECK = """

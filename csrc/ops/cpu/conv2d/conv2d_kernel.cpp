@@ -1,5 +1,7 @@
 // The CPU conv2d kernels: each pass runs on the path conv2d_path.cpp chooses, and records it.
 // Layout is NCHW inside; the frontend (ops/conv2d.cpp) converts channels_last at the edges.
+#include <ATen/ops/empty.h>
+
 #include <atomic>
 #include <cmath>
 
@@ -50,10 +52,21 @@ const float* float_data_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<float>() : nullptr;
 }
 
+// The pixels a subsampled pointwise convolution reads (is_subsampled_pointwise), as a view.
+at::Tensor subsampled_pixels(const Conv2dGeometry& g, const at::Tensor& planes) {
+  return planes.slice(2, 0, (g.out_h - 1) * g.stride_h + 1, g.stride_h)
+      .slice(3, 0, (g.out_w - 1) * g.stride_w + 1, g.stride_w);
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
                     const at::Tensor& bias, at::Tensor& y) {
+  if (is_subsampled_pointwise(g)) {
+    conv2d_forward(subsampled_pointwise_geometry(g), subsampled_pixels(g, x).contiguous(), w, bias,
+                   y);
+    return;
+  }
   const auto path = choose_path(Conv2dPass::forward, g, x.scalar_type());
   record_run(Conv2dPass::forward, path);
   switch (path) {
@@ -66,8 +79,9 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
                      float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
     case Conv2dPath::winograd:
-      winograd_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
-                       float_data_or_null(bias), y.mutable_data_ptr<float>());
+      (winograd_dilated_supported(g) ? winograd_dilated_forward : winograd_forward)(
+          g, x.const_data_ptr<float>(), w.const_data_ptr<float>(), float_data_or_null(bias),
+          y.mutable_data_ptr<float>());
       return;
     case Conv2dPath::direct:
       direct_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
@@ -80,6 +94,13 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
 
 void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const at::Tensor& w,
                            at::Tensor& gx) {
+  if (is_subsampled_pointwise(g)) {
+    auto pixels = at::empty({g.batch, g.in_channels, g.out_h, g.out_w}, gx.options());
+    conv2d_input_backward(subsampled_pointwise_geometry(g), gy, w, pixels);
+    gx.zero_();
+    subsampled_pixels(g, gx).copy_(pixels);
+    return;
+  }
   const auto path = choose_path(Conv2dPass::input_backward, g, gy.scalar_type());
   record_run(Conv2dPass::input_backward, path);
   switch (path) {
@@ -97,9 +118,10 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
         return;
       }
       const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
-          : path == Conv2dPath::winograd_flipped                 ? winograd_forward
-          : path == Conv2dPath::direct_flipped                   ? direct_forward
-                                                                 : packed_forward;
+          : path == Conv2dPath::winograd_flipped
+          ? (winograd_dilated_supported(t) ? winograd_dilated_forward : winograd_forward)
+          : path == Conv2dPath::direct_flipped ? direct_forward
+                                               : packed_forward;
       forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr, gx.mutable_data_ptr<float>());
       return;
     }
@@ -114,6 +136,11 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
 
 void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
                             at::Tensor& gw) {
+  if (is_subsampled_pointwise(g)) {
+    conv2d_weight_backward(subsampled_pointwise_geometry(g), subsampled_pixels(g, x).contiguous(),
+                           gy, gw);
+    return;
+  }
   const auto path = choose_path(Conv2dPass::weight_backward, g, x.scalar_type());
   record_run(Conv2dPass::weight_backward, path);
   switch (path) {

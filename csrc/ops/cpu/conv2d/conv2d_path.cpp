@@ -41,14 +41,18 @@ bool input_backward_is_a_convolution(const Conv2dGeometry& g) {
 // once. From 48 x 48 up to 128 x 128 channels that pays at any size. Past that, and with fewer
 // channels on one side (down to 16: DenseNet's 128 -> 32 layers, the input gradient of 32 -> 128),
 // the transformed filters (16 x K x C floats, made once per call) and the tiles' transforms must
-// be repaid by enough output pixels, on planes that the 2x2 tiles fill well (not 7x7, whose 16
-// tiles cover 64 outputs for 49). There it beats the direct kernel on AVX2 by 1.8-3.5x.
+// be repaid by enough output pixels (from 192: ResNet-50's 256 x 256 at 14x14 and VGG's 512 x 512
+// at batch 1, AlexNet's 384 x 384 at batch 4: 5-30% faster than the GEMMs on AVX2; with 16-47
+// channels on one side, from 768: below that the direct kernel is up to 1.8x faster, above it
+// Winograd by 1.2-1.8x), on planes that the 2x2 tiles fill well (not 7x7, whose 16 tiles cover 64
+// outputs for 49).
 constexpr int64_t kWinogradMinChannels = 16;
 constexpr int64_t kWinogradAnySizeMinChannels = 48;
 constexpr int64_t kWinogradCachedFilterProducts = 128 * 128;  // K x C
 constexpr int64_t kWinogradMaxFilterProducts = 512 * 512;
 constexpr int64_t kWinogradWeightMaxFilterProducts = 256 * 256;
-constexpr int64_t kWinogradMinOutputPixels = 768;
+constexpr int64_t kWinogradMinOutputPixels = 192;
+constexpr int64_t kWinogradNarrowMinOutputPixels = 768;
 constexpr double kWinogradMinTileFill = 0.85;  // outputs / (4 x tiles)
 
 std::atomic<bool> winograd_on{true};
@@ -63,18 +67,18 @@ bool winograd_weight_pays_off(const Conv2dGeometry& g) {
 }
 
 bool winograd_pays_off(const Conv2dGeometry& g) {
+  if (winograd_dilated_supported(g)) return winograd_pays_off(dilated_phases_geometry(g));
   if (!winograd_on.load() || !winograd_supported(g) || g.in_channels < kWinogradMinChannels ||
       g.out_channels < kWinogradMinChannels) {
     return false;
   }
   const int64_t filter_products = g.in_channels * g.out_channels;
-  if (filter_products <= kWinogradCachedFilterProducts &&
-      std::min(g.in_channels, g.out_channels) >= kWinogradAnySizeMinChannels) {
-    return true;
-  }
+  const bool narrow = std::min(g.in_channels, g.out_channels) < kWinogradAnySizeMinChannels;
+  if (filter_products <= kWinogradCachedFilterProducts && !narrow) return true;
   const int64_t tiles_per_image = ((g.out_h + 1) / 2) * ((g.out_w + 1) / 2);
   return filter_products <= kWinogradMaxFilterProducts &&
-      g.batch * g.out_plane() >= kWinogradMinOutputPixels &&
+      g.batch * g.out_plane() >=
+      (narrow ? kWinogradNarrowMinOutputPixels : kWinogradMinOutputPixels) &&
       g.out_plane() >= kWinogradMinTileFill * 4 * tiles_per_image;
 }
 
@@ -95,15 +99,17 @@ bool direct_pays_off(const Conv2dGeometry& g) {
 // The direct weight gradient (2 output channels x 9 taps of one input channel per tile, each sum
 // over all images and pixels) beats the packed GEMM's where a group has few output channels, which
 // leave the GEMM's 16-wide panels mostly empty (ResNeXt-50's grouped 3x3, LeNet); with 64 or more
-// output channels (the stem, a strided 3x3) the packed GEMM is faster. So it is on planes of
-// fewer than 64 outputs (ResNeXt's 7x7 stage: 9.4 against 15.2 ms on AVX2), whose tiles hold a
-// few pixels each, and whose vectors the grid's extra columns fill with padding.
+// output channels (the stem, a strided 3x3) the packed GEMM is faster. So it is with 16 or more
+// on planes of fewer than 64 outputs (ResNeXt's 7x7 stage: 9.4 against 15.2 ms on AVX2), whose
+// tiles hold a few pixels each and whose vectors the grid's extra columns pad.
 constexpr int64_t kDirectWeightMaxOutputs = 32;
-constexpr int64_t kDirectWeightMinOutputPixels = 64;
+constexpr int64_t kDirectWeightSmallPlane = 64;
+constexpr int64_t kDirectWeightSmallPlaneMaxOutputs = 15;
 
 bool direct_weight_pays_off(const Conv2dGeometry& g) {
-  return direct_pays_off(g) && g.out_channels_per_group() <= kDirectWeightMaxOutputs &&
-      g.out_plane() >= kDirectWeightMinOutputPixels;
+  const int64_t outputs = g.out_channels_per_group();
+  return direct_pays_off(g) && outputs <= kDirectWeightMaxOutputs &&
+      (g.out_plane() >= kDirectWeightSmallPlane || outputs <= kDirectWeightSmallPlaneMaxOutputs);
 }
 
 std::atomic<int64_t> run_counts[3][kConv2dPaths];
@@ -157,8 +163,23 @@ Conv2dGeometry input_backward_geometry(const Conv2dGeometry& g) {
   return t;
 }
 
+bool is_subsampled_pointwise(const Conv2dGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0 &&
+      (g.stride_h > 1 || g.stride_w > 1);
+}
+
+Conv2dGeometry subsampled_pointwise_geometry(const Conv2dGeometry& g) {
+  Conv2dGeometry t = g;
+  t.in_h = g.out_h, t.in_w = g.out_w;
+  t.stride_h = t.stride_w = t.dilation_h = t.dilation_w = 1;
+  return t;
+}
+
 // float32 has kernels of its own; other dtypes take im2col + ATen's BLAS.
 Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType dtype) {
+  if (is_subsampled_pointwise(g)) {
+    return choose_path(pass, subsampled_pointwise_geometry(g), dtype);
+  }
   if (dtype != at::kFloat) {
     return Conv2dPath::im2col_blas;
   }
@@ -191,6 +212,9 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
 }
 
 int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype) {
+  if (is_subsampled_pointwise(g)) {
+    return conv2d_forward_workspace_bytes(subsampled_pointwise_geometry(g), dtype);
+  }
   const int64_t threads = num_threads();
   switch (choose_path(Conv2dPass::forward, g, dtype)) {
     case Conv2dPath::depthwise:
@@ -200,7 +224,8 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
     case Conv2dPath::direct:
       return direct_forward_workspace_bytes(g);
     case Conv2dPath::winograd:
-      return winograd_forward_workspace_bytes(g, threads);
+      return winograd_dilated_supported(g) ? winograd_dilated_forward_workspace_bytes(g, threads)
+                                           : winograd_forward_workspace_bytes(g, threads);
     default:
       return im2col_blas_forward_workspace_bytes(g, c10::elementSize(dtype), threads);
   }

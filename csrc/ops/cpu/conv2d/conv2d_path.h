@@ -51,6 +51,12 @@ void set_direct_enabled(bool enabled);
 // convolved with the flipped, transposed weights, padded by dilation * (kernel - 1) - padding.
 Conv2dGeometry input_backward_geometry(const Conv2dGeometry& g);
 
+// A 1x1 convolution with a stride and no padding (ResNet's downsampling layers) reads every
+// stride-th pixel only: the kernels copy those out (an ATen tensor, not counted as workspace)
+// and run a pointwise convolution of them, on that geometry's paths; choose_path reports those.
+bool is_subsampled_pointwise(const Conv2dGeometry& g);
+Conv2dGeometry subsampled_pointwise_geometry(const Conv2dGeometry& g);
+
 // Peak bytes of workspace the forward allocates for this geometry and dtype, with the current
 // thread count (what Workspace counts while it runs).
 int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType dtype);

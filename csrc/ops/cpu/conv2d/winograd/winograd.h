@@ -36,4 +36,14 @@ void winograd_weight_backward(const Conv2dGeometry& g, const float* x, const flo
 // Peak workspace bytes of winograd_forward with `threads` threads.
 int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads);
 
+// Dilated 3x3 stride-1 convolutions (one group, up to 64 phases) as dense ones on d_h x d_w
+// phase planes of the padded input (winograd_dilated.cpp): the dense geometry they run as
+// (batch N x d_h x d_w), the forward and its workspace. conv2d_path.cpp weighs the dense
+// geometry as it would weigh a dense layer.
+bool winograd_dilated_supported(const Conv2dGeometry& g);
+Conv2dGeometry dilated_phases_geometry(const Conv2dGeometry& g);
+void winograd_dilated_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                              const float* bias, float* y);
+int64_t winograd_dilated_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads);
+
 }  // namespace fastconv::cpu
