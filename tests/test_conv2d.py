@@ -228,3 +228,20 @@ def test_output_layout_follows_torchs_rule(call):
     # The same strides (those of dims of size 1 say nothing).
     for size, actual, torch_stride in zip(fast.shape, fast.stride(), expected.stride()):
         assert size == 1 or actual == torch_stride, (fast.stride(), expected.stride())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [False, True])
+def test_channels_last_pointwise_keeps_its_layout(dtype, bias):
+    """A channels_last 1x1 convolution runs as one GEMM over the pixels (no conversion to NCHW
+    and back): values, both gradients and the layouts as torch's, over more pixels than a tile
+    (1,024) and channels that fill no vector."""
+    x = torch.randn(3, 37, 23, 19, dtype=dtype).to(memory_format=torch.channels_last)
+    weight = torch.randn(21, 37, 1, 1, dtype=dtype)
+    b = torch.randn(21, dtype=dtype) if bias else None
+    before = fastconv._C._conv2d_cpu_path_runs()
+    (_, (fast,)), (_, (expected,)) = check_against_torch(fastconv.conv2d, F.conv2d, x, weight, b)
+    runs = fastconv._C._conv2d_cpu_path_runs()
+    assert runs["forward", "im2col_blas"] > before["forward", "im2col_blas"]
+    assert runs["input_backward", "im2col_blas"] > before["input_backward", "im2col_blas"]
+    assert fast.is_contiguous(memory_format=torch.channels_last)

@@ -1,9 +1,9 @@
 // conv2d and its two backward ops: schemas, and the frontend shared by every backend. The frontend
 // checks the arguments as torch does (shape_checks.h), picks the device, allocates the result,
 // handles empty and zero-channel cases (torch's: no input channels give no output channels) and
-// the memory format, then hands NCHW contiguous tensors
-// to the backend's kernels (conv2d_kernels.h). Autograd: autograd/conv2d_autograd.cpp; fake
-// (meta) kernels: fastconv/_ops.py.
+// the memory format, then hands NCHW contiguous tensors to the backend's kernels
+// (conv2d_kernels.h); on the CPU a channels_last pointwise convolution keeps its layout. Autograd:
+// autograd/conv2d_autograd.cpp; fake (meta) kernels: fastconv/_ops.py.
 //
 // The two backward ops are linear in each of their tensor arguments, so their own derivatives are
 // again conv2d and the backward ops: gradients of any order need no further kernels.
@@ -59,6 +59,12 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
     return output.contiguous(memory_format);
   }
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
+  if (input.is_cpu() && memory_format == at::MemoryFormat::ChannelsLast &&
+      cpu::channels_last_pointwise_supported(g, input)) {
+    output = at::empty(output.sizes(), output.options().memory_format(memory_format));
+    cpu::channels_last_pointwise_forward(g, input, weight.contiguous(), b, output);
+    return output;
+  }
   FASTCONV_CALL_BACKEND(input, conv2d_forward, g, input.contiguous(), weight.contiguous(), b,
                         output);
   return output.contiguous(memory_format);
@@ -77,6 +83,12 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
   }
   check_same_dtype_and_device(grad_output, weight, "weight");
   auto grad_input = at::empty(input_size, grad_output.options());
+  if (grad_output.is_cpu() && memory_format == at::MemoryFormat::ChannelsLast &&
+      cpu::channels_last_pointwise_supported(g, grad_output)) {
+    grad_input = at::empty(input_size, grad_output.options().memory_format(memory_format));
+    cpu::channels_last_pointwise_input_backward(g, grad_output, weight.contiguous(), grad_input);
+    return grad_input;
+  }
   FASTCONV_CALL_BACKEND(grad_output, conv2d_input_backward, g, grad_output.contiguous(),
                         weight.contiguous(), grad_input);
   return grad_input.contiguous(memory_format);

@@ -22,6 +22,16 @@
 namespace fastconv {
 namespace cpu {
 FASTCONV_DECLARE_CONV2D_KERNELS
+
+// CPU only: a pointwise convolution of channels_last tensors as one GEMM over the pixels, with no
+// layout conversion (cpu/conv2d/im2col_blas/channels_last_pointwise.cpp). The frontend calls the
+// two passes with channels_last x (or gy) and y (or gx) where channels_last_pointwise_supported
+// holds for that input; the weight gradient takes the NCHW kernels.
+bool channels_last_pointwise_supported(const Conv2dGeometry& g, const at::Tensor& t);
+void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& x,
+                                     const at::Tensor& w, const at::Tensor& bias, at::Tensor& y);
+void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
+                                            const at::Tensor& w, at::Tensor& gx);
 }  // namespace cpu
 namespace cuda {
 FASTCONV_DECLARE_CONV2D_KERNELS

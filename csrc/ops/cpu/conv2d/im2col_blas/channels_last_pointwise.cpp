@@ -1,0 +1,55 @@
+// A pointwise convolution of channels_last tensors: with the channels of each pixel contiguous,
+// the input is a [pixels x C] matrix and the output [pixels x K], so the forward is one GEMM
+// over all the batch's pixels, y = x * w^T, and the input gradient gx = gy * w, with no layout
+// conversion around them (conv2d_kernels.h). The GEMMs are blas_gemm.h's: fixed tiles and
+// 128-deep blocks, the same sums at every thread count.
+#include <ATen/Dispatch.h>
+
+#include <algorithm>
+
+#include "ops/conv2d_kernels.h"
+#include "ops/cpu/conv2d/conv2d_path.h"
+#include "ops/cpu/conv2d/im2col_blas/blas_gemm.h"
+
+namespace fastconv::cpu {
+namespace {
+
+// Pixels per GEMM tile: the products are pixels x channels, with few channels (16 to 2048).
+constexpr int64_t kPixelsPerTile = 1024;
+
+}  // namespace
+
+bool channels_last_pointwise_supported(const Conv2dGeometry& g, const at::Tensor& t) {
+  return g.is_pointwise() && g.groups == 1 &&
+      (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
+      t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& x,
+                                     const at::Tensor& w, const at::Tensor& bias, at::Tensor& y) {
+  record_run(Conv2dPass::forward, Conv2dPath::im2col_blas);
+  const int64_t pixels = g.batch * g.out_plane(), C = g.in_channels, K = g.out_channels;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "slow_conv2d_cpu", [&] {
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    if (bias.defined()) {
+      const scalar_t* b = bias.const_data_ptr<scalar_t>();
+      for (int64_t p = 0; p < pixels; ++p) std::copy_n(b, K, out + p * K);
+    }
+    const Matrix<scalar_t> image{x.const_data_ptr<scalar_t>(), pixels, C, C};
+    const auto weights_t = transposed(Matrix<scalar_t>{w.const_data_ptr<scalar_t>(), C, K, C});
+    gemm(image, weights_t, out, K, bias.defined(), true, kPixelsPerTile);
+  });
+}
+
+void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
+                                            const at::Tensor& w, at::Tensor& gx) {
+  record_run(Conv2dPass::input_backward, Conv2dPath::im2col_blas);
+  const int64_t pixels = g.batch * g.out_plane(), C = g.in_channels, K = g.out_channels;
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_input_backward", [&] {
+    const Matrix<scalar_t> grad{gy.const_data_ptr<scalar_t>(), pixels, K, K};
+    const Matrix<scalar_t> weights{w.const_data_ptr<scalar_t>(), K, C, C};
+    gemm(grad, weights, gx.mutable_data_ptr<scalar_t>(), C, false, true, kPixelsPerTile);
+  });
+}
+
+}  // namespace fastconv::cpu
