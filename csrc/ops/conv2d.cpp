@@ -53,15 +53,18 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
     return at::empty({g.batch, 0, g.out_h, g.out_w}, input.options());
   }
   const auto memory_format = conv2d_output_memory_format(input, weight);
-  auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
+  const bool keeps_channels_last = input.is_cpu() &&
+      memory_format == at::MemoryFormat::ChannelsLast &&
+      cpu::channels_last_pointwise_supported(g, input);
+  auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
+                          input.options().memory_format(
+                              keeps_channels_last ? memory_format : at::MemoryFormat::Contiguous));
   const bool has_bias = bias.has_value() && bias->defined();
   if (output.numel() == 0) {
     return output.contiguous(memory_format);
   }
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
-  if (input.is_cpu() && memory_format == at::MemoryFormat::ChannelsLast &&
-      cpu::channels_last_pointwise_supported(g, input)) {
-    output = at::empty(output.sizes(), output.options().memory_format(memory_format));
+  if (keeps_channels_last) {
     cpu::channels_last_pointwise_forward(g, input, weight.contiguous(), b, output);
     return output;
   }
@@ -82,13 +85,13 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
     return at::zeros(input_size, grad_output.options()).contiguous(memory_format);
   }
   check_same_dtype_and_device(grad_output, weight, "weight");
-  auto grad_input = at::empty(input_size, grad_output.options());
   if (grad_output.is_cpu() && memory_format == at::MemoryFormat::ChannelsLast &&
       cpu::channels_last_pointwise_supported(g, grad_output)) {
-    grad_input = at::empty(input_size, grad_output.options().memory_format(memory_format));
+    auto grad_input = at::empty(input_size, grad_output.options().memory_format(memory_format));
     cpu::channels_last_pointwise_input_backward(g, grad_output, weight.contiguous(), grad_input);
     return grad_input;
   }
+  auto grad_input = at::empty(input_size, grad_output.options());
   FASTCONV_CALL_BACKEND(grad_output, conv2d_input_backward, g, grad_output.contiguous(),
                         weight.contiguous(), grad_input);
   return grad_input.contiguous(memory_format);

@@ -79,9 +79,8 @@ void conv2d_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tens
                      float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
     case Conv2dPath::winograd:
-      (winograd_dilated_supported(g) ? winograd_dilated_forward : winograd_forward)(
-          g, x.const_data_ptr<float>(), w.const_data_ptr<float>(), float_data_or_null(bias),
-          y.mutable_data_ptr<float>());
+      winograd_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                       float_data_or_null(bias), y.mutable_data_ptr<float>());
       return;
     case Conv2dPath::direct:
       direct_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
@@ -118,10 +117,9 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
         return;
       }
       const auto forward = path == Conv2dPath::depthwise_flipped ? depthwise_forward
-          : path == Conv2dPath::winograd_flipped
-          ? (winograd_dilated_supported(t) ? winograd_dilated_forward : winograd_forward)
-          : path == Conv2dPath::direct_flipped ? direct_forward
-                                               : packed_forward;
+          : path == Conv2dPath::winograd_flipped                 ? winograd_forward
+          : path == Conv2dPath::direct_flipped                   ? direct_forward
+                                                                 : packed_forward;
       forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr, gx.mutable_data_ptr<float>());
       return;
     }

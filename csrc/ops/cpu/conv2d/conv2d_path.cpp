@@ -224,8 +224,7 @@ int64_t conv2d_forward_workspace_bytes(const Conv2dGeometry& g, c10::ScalarType 
     case Conv2dPath::direct:
       return direct_forward_workspace_bytes(g);
     case Conv2dPath::winograd:
-      return winograd_dilated_supported(g) ? winograd_dilated_forward_workspace_bytes(g, threads)
-                                           : winograd_forward_workspace_bytes(g, threads);
+      return winograd_forward_workspace_bytes(g, threads);
     default:
       return im2col_blas_forward_workspace_bytes(g, c10::elementSize(dtype), threads);
   }

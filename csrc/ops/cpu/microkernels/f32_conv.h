@@ -78,8 +78,9 @@ struct ConvWeightTile {
   // and input are read as zeros (an input value there, met by a pixel outside the output, may be
   // an inf, and 0 x inf would poison the sum).
   const uint16_t* lanes;
-  // Set where the caller knows every input value the tile reads to be finite: then a build may
-  // read the other lanes as they are (0 x a finite value adds nothing), unmasked.
+  // Set, a build may read the other lanes of the input as they are, unmasked: the same sums where
+  // every input value the tile reads is finite (0 x a finite value adds nothing). A caller that
+  // sets it computes a tile whose sums are not all finite again without it.
   bool finite_input = false;
   int64_t images, vectors;
   float* sums;  // [kWeightTileChannels][kWeightTileTaps][kConvTileLanes]

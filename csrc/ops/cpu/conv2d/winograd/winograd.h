@@ -26,7 +26,8 @@ inline int64_t point_stride_for(int64_t n) { return ((n + 15) / 16 | 1) * 16; }
 // padding).
 bool winograd_supported(const Conv2dGeometry& g);
 
-// y = conv2d(x, w) + bias (bias may be null).
+// y = conv2d(x, w) + bias (bias may be null); a dilated layer (winograd_dilated_supported) on its
+// phase planes.
 void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y);
 
@@ -38,8 +39,8 @@ int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t thread
 
 // Dilated 3x3 stride-1 convolutions (one group, up to 64 phases) as dense ones on d_h x d_w
 // phase planes of the padded input (winograd_dilated.cpp): the dense geometry they run as
-// (batch N x d_h x d_w), the forward and its workspace. conv2d_path.cpp weighs the dense
-// geometry as it would weigh a dense layer.
+// (batch N x d_h x d_w), the forward and its workspace, which winograd_forward and its workspace
+// figure hand over to. conv2d_path.cpp weighs the dense geometry as it would weigh a dense layer.
 bool winograd_dilated_supported(const Conv2dGeometry& g);
 Conv2dGeometry dilated_phases_geometry(const Conv2dGeometry& g);
 void winograd_dilated_forward(const Conv2dGeometry& g, const float* x, const float* w,

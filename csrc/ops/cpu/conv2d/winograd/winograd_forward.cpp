@@ -326,6 +326,10 @@ bool winograd_supported(const Conv2dGeometry& g) {
 
 void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
                       float* y) {
+  if (winograd_dilated_supported(g)) {
+    winograd_dilated_forward(g, x, w, bias, y);
+    return;
+  }
   const int64_t K = g.out_channels, C = g.in_channels, padded_k = round_up(K, kMR);
   const Tiling tiling(g, num_threads());
   const Workspace<float> filters(filter_elements(g), /*zeroed=*/true);
@@ -379,6 +383,7 @@ void winograd_forward(const Conv2dGeometry& g, const float* x, const float* w, c
 }
 
 int64_t winograd_forward_workspace_bytes(const Conv2dGeometry& g, int64_t threads) {
+  if (winograd_dilated_supported(g)) return winograd_dilated_forward_workspace_bytes(g, threads);
   const Tiling tiling(g, threads);
   return workspace_bytes(filter_elements(g), sizeof(float)) +
       std::min(threads, tiling.tasks()) *
