@@ -101,8 +101,8 @@ constexpr int64_t kGemmMinTileProducts = 1 << 20;
 struct GemmTiles {
   int64_t rows, cols, row_tiles, col_tiles;
 
-  GemmTiles(int64_t m, int64_t n, int64_t depth, bool spread, int64_t max_rows)
-      : rows(std::clamp<int64_t>(m, 1, max_rows)), cols(std::clamp<int64_t>(n, 1, kGemmCols)) {
+  GemmTiles(int64_t m, int64_t n, int64_t depth, bool spread)
+      : rows(std::clamp<int64_t>(m, 1, kGemmRows)), cols(std::clamp<int64_t>(n, 1, kGemmCols)) {
     count(m, n);
     if (m == 0 || n == 0 || !spread) return;
     const int64_t products_per_output = std::max<int64_t>(depth, 1);
@@ -126,13 +126,11 @@ struct GemmTiles {
 };
 
 // c = a * b, or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with stride
-// ldc): the tiles over the threads, each BLAS call on its own thread. Tiles of up to `max_rows`
-// rows (a tall, narrow product, such as a channels_last layer's pixels x channels, runs far
-// below BLAS's peak in 128-row calls).
+// ldc): the tiles over the threads, each BLAS call on its own thread.
 template <typename T>
 void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate,
-          bool spread = true, int64_t max_rows = kGemmRows) {
-  const GemmTiles tiles(a.rows, b.cols, a.cols, spread, max_rows);
+          bool spread = true) {
+  const GemmTiles tiles(a.rows, b.cols, a.cols, spread);
   parallel_for(0, tiles.row_tiles * tiles.col_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t row = (tile / tiles.col_tiles) * tiles.rows;

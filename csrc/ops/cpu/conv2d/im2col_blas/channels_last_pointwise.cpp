@@ -12,12 +12,6 @@
 #include "ops/cpu/conv2d/im2col_blas/blas_gemm.h"
 
 namespace fastconv::cpu {
-namespace {
-
-// Pixels per GEMM tile: the products are pixels x channels, with few channels (16 to 2048).
-constexpr int64_t kPixelsPerTile = 1024;
-
-}  // namespace
 
 bool channels_last_pointwise_supported(const Conv2dGeometry& g, const at::Tensor& t) {
   return g.is_pointwise() && g.groups == 1 &&
@@ -37,7 +31,7 @@ void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& 
     }
     const Matrix<scalar_t> image{x.const_data_ptr<scalar_t>(), pixels, C, C};
     const auto weights_t = transposed(Matrix<scalar_t>{w.const_data_ptr<scalar_t>(), C, K, C});
-    gemm(image, weights_t, out, K, bias.defined(), true, kPixelsPerTile);
+    gemm(image, weights_t, out, K, bias.defined());
   });
 }
 
@@ -48,7 +42,7 @@ void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::T
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_input_backward", [&] {
     const Matrix<scalar_t> grad{gy.const_data_ptr<scalar_t>(), pixels, K, K};
     const Matrix<scalar_t> weights{w.const_data_ptr<scalar_t>(), K, C, C};
-    gemm(grad, weights, gx.mutable_data_ptr<scalar_t>(), C, false, true, kPixelsPerTile);
+    gemm(grad, weights, gx.mutable_data_ptr<scalar_t>(), C, false);
   });
 }
 
