@@ -169,11 +169,11 @@ def max_pool2d_with_indices(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     if torch.jit.is_scripting():
         return ops.max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_pool2d_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return max_pool2d_with_indices_eager(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.jit.unused
-def _max_pool2d_eager(
+def max_pool2d_with_indices_eager(
     input: torch.Tensor,
     kernel_size: List[int],
     stride: List[int],

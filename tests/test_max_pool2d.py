@@ -208,8 +208,9 @@ def test_random_configurations(cfg):
 
 # ------------------------------------------------------------------------------------------------
 # The CPU kernels' float32 vector paths (AVX2, where torch's CPU capability allows it): NCHW does
-# interior output columns 8 at a time (column stride 1 or 2: one masked block when fewer than 8,
-# an overlapping last block otherwise) and borders one by one; channels_last does 8 to 32 channels
+# interior output columns 8 at a time (column stride 1 or 2: one partial block when fewer than 8,
+# its taps loaded masked only where whole vectors would read past the input tensor; an overlapping
+# last block otherwise) and borders one by one; channels_last does 8 to 32 channels
 # at a time, the rest masked. These tests aim at their edges, in float32; the same cases also run
 # on the generic loops in a subprocess with ATEN_CPU_CAPABILITY=default.
 
@@ -218,7 +219,9 @@ VECTOR_CASES = [
     ((2, 3, 9, 30), 3, 2, 1, 1, False),  # ResNet-like: left border, 8 + overlapping block
     ((1, 2, 9, 17), 2, 2, 0, 1, False),  # VGG-like, odd width: last column unused
     ((1, 2, 8, 16), 2, 2, 0, 1, False),  # interior exactly 8 columns
-    ((1, 2, 13, 13), 3, 2, 0, 1, False),  # AlexNet pool5: 6 columns, one masked block
+    ((1, 2, 13, 13), 3, 2, 0, 1, False),  # AlexNet pool5: 6 columns, one partial block
+    ((1, 4, 4, 9), 3, 1, 0, 1, False),  # 7 columns: whole loads, masked in the last plane's end
+    ((1, 1, 2, 6), 2, 2, 0, 1, False),  # one output row, 3 columns: masked loads only
     ((1, 2, 5, 3), 3, 1, 1, 1, False),  # a single interior column
     ((1, 2, 6, 4), 2, 2, 0, 1, True),  # ceil mode: a window past the right edge
     ((1, 3, 11, 27), 3, 2, 0, 1, True),

@@ -9,6 +9,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "ops/autograd/autograd_needed.h"
 #include "ops/autograd/conv2d_calls.h"
 
 namespace fastconv {
@@ -108,6 +109,10 @@ ConvArgs conv_args(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArray
 at::Tensor conv2d_autograd(const at::Tensor& input, const at::Tensor& weight,
                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  if (!autograd_needed(input, weight, bias)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return conv2d_op(input, weight, bias, conv_args(stride, padding, dilation, groups));
+  }
   return Conv2dFunction::apply(input, weight, bias, conv_args(stride, padding, dilation, groups));
 }
 

@@ -13,6 +13,7 @@
 
 #include <tuple>
 
+#include "ops/autograd/autograd_needed.h"
 #include "ops/autograd/pool_calls.h"
 
 namespace fastconv {
@@ -120,6 +121,11 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_autograd(const at::Tensor& input,
                                                        at::IntArrayRef stride,
                                                        at::IntArrayRef padding,
                                                        at::IntArrayRef dilation, bool ceil_mode) {
+  if (!autograd_needed(input)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return max_pool2d_op(
+        input, PoolArgs{kernel_size.vec(), stride.vec(), padding.vec(), dilation.vec(), ceil_mode});
+  }
   auto results = MaxPool2dFunction::apply(
       input, PoolArgs{kernel_size.vec(), stride.vec(), padding.vec(), dilation.vec(), ceil_mode});
   return {results[0], results[1]};

@@ -155,16 +155,18 @@ FASTCONV_AVX2_INLINE Best row_maximum(const Pool2dGeometry& g, const float* row,
 }
 
 // Outputs [ow0, ow0 + n) of one output row whose window rows are `rows` (n = 8 unless kPartial),
-// all interior columns.
-template <int S, int KW, bool kPartial>
+// all interior columns. A partial block loads its taps masked (kMaskLoads) only where whole
+// vectors would read past the input tensor: masked loads are microcoded on AMD, and the lanes past
+// n, which whole loads fill from the next row, are never stored.
+template <int S, int KW, bool kPartial, bool kMaskLoads = kPartial>
 FASTCONV_AVX2_INLINE void pool_block_nchw(const Pool2dGeometry& g, const float* x, WindowTaps rows,
                                           int64_t ow0, int n, float* y, int64_t* indices) {
-  const BlockMasks masks = kPartial ? block_masks<S>(n) : BlockMasks{};
+  const BlockMasks masks = kMaskLoads ? block_masks<S>(n) : BlockMasks{};
   const __m256i lanes = lane_offsets<S>();
   const int64_t col0 = ow0 * S - g.pad_w, W = g.in_w;
-#define FASTCONV_ROW(ih)                                                                      \
-  row_maximum<S, KW, kPartial>(g, x + (ih) * W + col0, static_cast<int32_t>((ih) * W + col0), \
-                               masks, lanes)
+#define FASTCONV_ROW(ih)                                                                        \
+  row_maximum<S, KW, kMaskLoads>(g, x + (ih) * W + col0, static_cast<int32_t>((ih) * W + col0), \
+                                 masks, lanes)
   Best best = FASTCONV_ROW(rows.begin);
   int64_t ih = rows.begin + g.dilation_h;
   for (; ih + g.dilation_h < rows.end; ih += 2 * g.dilation_h) {  // two rows at a time
@@ -197,6 +199,10 @@ FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* i
                                          int64_t* indices, int64_t begin, int64_t end) {
   const OutputRange interior = interior_columns(g);
   const int64_t width = interior.end - interior.begin;
+  // A narrow interior's taps as whole vectors: the farthest element read past a window row's first
+  // interior column, and the input's end, which no load may pass.
+  const int64_t block_reach = (g.kernel_w - 1) * g.dilation_w + 8 * S;
+  const float* input_end = input + g.batch * g.channels * g.in_plane();
   for (int64_t plane = begin; plane < end; ++plane) {
     const float* x = input + plane * g.in_plane();
     float* y_plane = output + plane * g.out_plane();
@@ -221,7 +227,13 @@ FASTCONV_AVX2 void pool_planes_nchw_avx2(const Pool2dGeometry& g, const float* i
         pool_row_generic(g, x, oh, 0, interior.begin, y_plane, s_plane);
       }
       if (width < 8) {
-        pool_block_nchw<S, KW, true>(g, x, rows, interior.begin, static_cast<int>(width), y, s);
+        const int n = static_cast<int>(width);
+        const int64_t last_row_end = (rows.end - 1) * g.in_w + interior.begin * S - g.pad_w;
+        if (block_reach <= input_end - (x + last_row_end)) {
+          pool_block_nchw<S, KW, true, false>(g, x, rows, interior.begin, n, y, s);
+        } else {
+          pool_block_nchw<S, KW, true>(g, x, rows, interior.begin, n, y, s);
+        }
       } else {
         int64_t ow = interior.begin;
         for (; ow + 8 <= interior.end; ow += 8) {
