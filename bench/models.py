@@ -1,5 +1,7 @@
-"""The models suite: whole torchvision networks, converted by fastconv.convert() against the same
-networks with torch's own layers (random weights, nothing downloaded).
+"""The models suite: whole torchvision networks, converted by fastconv.convert(model,
+fold_batchnorm=True) against the same networks with torch's own layers (random weights, nothing
+downloaded). The folding acts in eval mode only: inference runs each BatchNorm that follows a
+convolution inside it, the training step runs every BatchNorm as torch does.
 
 Passes of a network (names distinct from the layer suites' fwd / bwd / fwdbwd, as they differ in
 kind, not only in scope):
@@ -171,7 +173,7 @@ class ModelWorkload:
         # Each network in both layouts: torch's best eager layout is channels_last for some
         # networks, NCHW for others, and a user would pick it (as fastconv's).
         self.models = {
-            "fastconv": fastconv.convert(original).to(device, dtype),
+            "fastconv": fastconv.convert(original, fold_batchnorm=True).to(device, dtype),
             "torch": copy.deepcopy(original).to(device, dtype),
         }
         for impl in IMPLS[:2]:
@@ -184,7 +186,8 @@ class ModelWorkload:
             else self.x
             for impl in self.models
         }
-        self.converted = len(fastconv.conversion_report(self.models["fastconv"]).converted)
+        report = fastconv.conversion_report(self.models["fastconv"])
+        self.converted, self.folded = len(report.converted), len(report.folded)
         for model in self.models.values():
             model.train(case.pass_name == "train")
 
@@ -297,7 +300,8 @@ class ModelWorkload:
     def backend(self, impl: str) -> str:
         layout = ", channels_last" if impl.endswith(CHANNELS_LAST) else ""
         if impl.startswith("fastconv"):
-            return f"fastconv ({self.converted} layers converted{layout})"
+            folded = f", {self.folded} BatchNorms folded" if self.case.pass_name == "infer" else ""
+            return f"fastconv ({self.converted} layers converted{folded}{layout})"
         return f"torch{layout}"
 
 

@@ -464,8 +464,9 @@ def _speedup_summary(rows: List[dict], speedup: Dict[tuple, float], title: str, 
         for p in dict.fromkeys(column[0] for column in columns)
     ]
     caption = (
-        f"Speedup of fastconv.convert(model) = {what}, measured side by side (interleaved rounds, "
-        "medians); >1 means converting makes the network faster. Geomeans over all cases: "
+        f"Speedup of fastconv.convert(model, fold_batchnorm=True) (folding acts in inference "
+        f"only) = {what}, measured side by side (interleaved rounds, medians); >1 means "
+        "converting makes the network faster. Geomeans over all cases: "
         f"{', '.join(overall)}."
     )
     headers = ["model", *[_column_name(*column, rows) for column in columns]]

@@ -6,18 +6,19 @@ A replacement is a new module object of the other class that takes over the repl
 state by reference: its parameter, buffer, submodule and hook dictionaries are the very same
 objects, so `new.weight is old.weight`, hooks keep firing (and their handles still remove them),
 and requires_grad, device, dtype and training mode carry over. Only the class, and so the forward,
-changes.
+changes. With fold_batchnorm=True, each converted Conv2d followed by a BatchNorm2d also takes that
+BatchNorm into its weights while it is in eval mode (batchnorm_folding.py).
 """
 
 import copy
 import fnmatch
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Type, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Type, Union
 
 import torch
 
-from . import nn as fastconv_nn
+from . import batchnorm_folding, nn as fastconv_nn
 from ._extension import build_info
 
 __all__ = ["convert", "revert", "conversion_report", "ConversionReport", "Skipped"]
@@ -67,11 +68,14 @@ class ConversionReport:
 
     converted: List[str] = field(default_factory=list)
     skipped: List[Skipped] = field(default_factory=list)
+    # (convolution, BatchNorm) names of the pairs folded by fold_batchnorm=True
+    folded: List[Tuple[str, str]] = field(default_factory=list)
 
     def __str__(self):
+        folded = f", {len(self.folded)} BatchNorms folded" if self.folded else ""
         lines = [
-            f"fastconv.convert: {len(self.converted)} modules converted, {len(self.skipped)} left "
-            "alone"
+            f"fastconv.convert: {len(self.converted)} modules converted{folded}, "
+            f"{len(self.skipped)} left alone"
         ]
         lines += [f"  {s.name or '(model)'} ({s.type}): {s.reason}" for s in self.skipped]
         return "\n".join(lines)
@@ -194,6 +198,7 @@ def convert(
     inplace: bool = False,
     include: Union[Selector, Iterable[Selector], None] = None,
     exclude: Union[Selector, Iterable[Selector], None] = None,
+    fold_batchnorm: bool = False,
 ) -> torch.nn.Module:
     """Replaces every torch.nn convolution and pooling layer of FASTCONV_CLASS in `model` (exact
     classes) by fastconv's module, where fastconv supports its configuration, and returns the model.
@@ -205,6 +210,12 @@ def convert(
     inside a module of that name ("features", "layer4.*", "*.downsample.0"): only modules matching
     include (when given) and not matching exclude are converted.
 
+    fold_batchnorm=True: each converted Conv2d whose output goes only to a BatchNorm2d (as
+    torch.fx traces the model) computes with that BatchNorm folded into its weights while the
+    BatchNorm is in eval mode, which then passes its input through: inference without BatchNorm's
+    pass over the activations. In train mode both compute as before; parameters, buffers and
+    state_dict stay as they are (fastconv/batchnorm_folding.py).
+
     fastconv.conversion_report(returned_model) lists what was converted and, with the reason,
     every such layer (or subclass) left alone. fastconv.revert undoes it.
     """
@@ -213,6 +224,8 @@ def convert(
         model = copy.deepcopy(model)
     model_device = _first_tensor_device(model)
     report = ConversionReport()
+    # Traced before the replacement: torch's layers are calls of their own to torch.fx.
+    pairs = batchnorm_folding.conv_batchnorm_pairs(model) if fold_batchnorm else []
 
     def replacement(name: str, module: torch.nn.Module) -> Optional[torch.nn.Module]:
         if not isinstance(module, tuple(FASTCONV_CLASS)) or isinstance(module, tuple(TORCH_CLASS)):
@@ -231,8 +244,23 @@ def convert(
         return _rebuilt_as(module, FASTCONV_CLASS[type(module)])
 
     model = _replace_modules(model, replacement)
+    if pairs:
+        model = _fold(model, pairs, report)
     _reports[model] = report
     return model
+
+
+def _fold(model: torch.nn.Module, pairs, report: ConversionReport) -> torch.nn.Module:
+    """Puts the folded pairs whose convolution was converted in place of their two modules."""
+    converted = set(report.converted)
+    replacements = {}
+    for conv_name, batchnorm_name in pairs:
+        if conv_name in converted:
+            conv, batchnorm = model.get_submodule(conv_name), model.get_submodule(batchnorm_name)
+            folded_conv, folded_batchnorm = batchnorm_folding.folded_modules(conv, batchnorm)
+            replacements[id(conv)], replacements[id(batchnorm)] = folded_conv, folded_batchnorm
+            report.folded.append((conv_name, batchnorm_name))
+    return _replace_modules(model, lambda name, module: replacements.get(id(module)))
 
 
 def revert(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
@@ -243,6 +271,11 @@ def revert(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
         model = copy.deepcopy(model)
 
     def replacement(name: str, module: torch.nn.Module) -> Optional[torch.nn.Module]:
+        unfolded = batchnorm_folding.UNFOLDED_CLASS.get(type(module))
+        if unfolded is not None:
+            module = batchnorm_folding.unfolded(module, unfolded)
+            if unfolded is torch.nn.BatchNorm2d:
+                return module
         torch_class = TORCH_CLASS.get(type(module))
         return None if torch_class is None else _rebuilt_as(module, torch_class)
 
