@@ -7,9 +7,11 @@ drifts; measure_peaks gives the run's headline figures."""
 import datetime
 import os
 import platform
+import re
 import subprocess
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -60,6 +62,57 @@ def git_commit() -> Optional[str]:
         return None
 
 
+# The variables that cap each library's instruction set: with all three, an AVX-512 machine runs
+# every party's AVX2 code (torch's ATen kernels and fastconv's follow ATEN_CPU_CAPABILITY).
+ISA_VARIABLES: Dict[str, Dict[str, str]] = {
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    },
+}
+
+# One oneDNN convolution and one MKL GEMM, in a process of their own with the libraries' verbose
+# output on: the first lines say which instruction set each picked.
+_ISA_PROBE = """
+import torch
+x, w = torch.randn(1, 8, 8, 8), torch.randn(8, 8, 3, 3)
+torch.ops.aten.mkldnn_convolution(x, w, None, [0, 0], [1, 1], [1, 1], 1)
+torch.mm(torch.randn(64, 64), torch.randn(64, 64))
+"""
+
+
+def libraries_isa() -> Dict[str, str]:
+    """The instruction set each library's CPU code runs here, under this process's environment:
+    torch's ATen kernels (its CPU capability), fastconv's kernels, oneDNN's (from its verbose
+    output) and MKL's (from its verbose banner, which names it on Intel CPUs only)."""
+    isa = {
+        "aten": torch.backends.cpu.get_cpu_capability(),
+        "fastconv": fastconv.build_info()["cpu_gemm_kernel"],
+        "onednn": "unknown",
+        "mkl": "unknown",
+    }
+    env = dict(os.environ, ONEDNN_VERBOSE="1", MKL_VERBOSE="1", OMP_NUM_THREADS="1")
+    try:
+        lines = subprocess.run(
+            [sys.executable, "-c", _ISA_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return isa
+    for line in lines:
+        found = re.search(r"onednn_verbose.*,isa:(.*)$", line)
+        if found:
+            isa["onednn"] = found.group(1).strip()
+        found = re.search(r"MKL_VERBOSE .*\((Intel\(R\) [^)]*)\) enabled processors", line)
+        if found:
+            isa["mkl"] = found.group(1)
+    return isa
+
+
 def machine_info(device: torch.device) -> dict:
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -78,6 +131,8 @@ def machine_info(device: torch.device) -> dict:
         "fastconv_build_info": fastconv.build_info(),
         "git_commit": git_commit(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "isa": libraries_isa() if device.type == "cpu" else None,
+        "isa_variables": {k: os.environ[k] for k in ISA_VARIABLES["avx2"] if k in os.environ},
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -7,6 +7,7 @@ originals, after checking that their results agree.
     python bench/run.py --full              # every distinct layer and every network
     python bench/run.py --device cpu --quick --out DIR  # a one-minute subset (CI's smoke step)
     python bench/run.py --device cuda --suite resnet50,maxpool --pass fwd
+    python bench/run.py --isa avx2          # every library held to AVX2 (on an AVX-512 machine)
 
 It benchmarks the fastconv that Python imports from outside the source folder (the installed one,
 editable or not; the source folder's own only where none is installed) and says which. Exits
@@ -15,6 +16,7 @@ non-zero when fastconv disagrees with torch on any case (or fails to run one).
 
 import argparse
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -29,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable as a p
 import torch  # noqa: E402
 
 from bench import report  # noqa: E402
-from bench.machine import PeakCandidates, machine_info, measure_peaks  # noqa: E402
+from bench.machine import ISA_VARIABLES, PeakCandidates, machine_info, measure_peaks  # noqa: E402
 from bench.models import (  # noqa: E402
     IMAGE_SIZE,
     MODEL_PASSES,
@@ -228,6 +230,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         metavar="PIXELS",
         help=f"input height and width of the {MODELS_SUITE} suite's networks (default: "
         "%(default)s; smaller sizes are for smoke tests)",
+    )
+    parser.add_argument(
+        "--isa",
+        choices=["native", *ISA_VARIABLES],
+        default="native",
+        help="instruction set of every library's CPU code: native (default: the best this CPU "
+        "has), or avx2: the run goes on in a new process with "
+        + ", ".join(f"{k}={v}" for k, v in ISA_VARIABLES["avx2"].items())
+        + " (how an AVX-512 machine runs what an AVX2 one would); the header says what each "
+        "library used",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench_out"), help="output folder (default: bench_out/)"
@@ -439,8 +451,55 @@ def clear_outputs(out: Path) -> List[str]:
     return removed
 
 
+def without_isa_option(argv: List[str]) -> List[str]:
+    """argv less its --isa option (as `--isa X` or `--isa=X`)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--isa":
+            skip = True
+        elif not arg.startswith("--isa="):
+            kept.append(arg)
+    return kept
+
+
+def rerun_with_isa(isa: str, argv: List[str]) -> int:
+    """The run in a new process whose libraries are held to `isa` (they read the variables when
+    they load)."""
+    env = dict(os.environ, **ISA_VARIABLES[isa])
+    command = [sys.executable, str(Path(__file__).resolve()), *without_isa_option(argv)]
+    print(f"--isa {isa}: running {' '.join(command[1:])} with {ISA_VARIABLES[isa]}", flush=True)
+    return subprocess.run(command, env=env).returncode
+
+
+def isa_label(isa: dict) -> str:
+    """The instruction set the run used, as the tables name it: torch's CPU capability, which
+    fastconv's kernels follow (isa_problems checks that the others did)."""
+    return {"AVX512": "AVX-512", "AVX2": "AVX2"}.get(isa["aten"], isa["aten"])
+
+
+def isa_problems(isa: dict, variables: dict) -> List[str]:
+    """Where a library ignored the ISA variables in force."""
+    if variables.get("ATEN_CPU_CAPABILITY", "").lower() != "avx2":
+        return []
+    problems = []
+    if isa["aten"] != "AVX2":
+        problems.append(f"torch's CPU capability is {isa['aten']}")
+    if isa["fastconv"] != "avx2_fma":
+        problems.append(f"fastconv's kernels are {isa['fastconv']}")
+    if "512" in isa["onednn"] or isa["onednn"] == "unknown":
+        problems.append(f"oneDNN's ISA is {isa['onednn']}")
+    if "512" in isa["mkl"]:
+        problems.append(f"MKL's ISA is {isa['mkl']}")
+    return problems
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.isa != "native":
+        return rerun_with_isa(args.isa, argv)
     configure_torch(args)
     started = time.perf_counter()
     device = torch.device(args.device)
@@ -450,6 +509,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak_candidates = PeakCandidates(device, DTYPES[args.dtype])
     peaks = measure_peaks(peak_candidates, timer, repeats=3)
     hardware = machine.get("gpu_name") or machine["cpu_model"]
+    if machine["isa"]:
+        hardware += f", {isa_label(machine['isa'])}"
     context = (
         f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, "
         f"{machine['date'][:10]}"
@@ -460,6 +521,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{peaks['copy_gbs']:.3g} GB/s\n"
         f"fastconv from {machine['fastconv_path']}"
     )
+    if machine["isa"]:
+        isa = machine["isa"]
+        print(
+            f"ISA: torch {isa['aten']}, fastconv {isa['fastconv']}, oneDNN {isa['onednn']}, MKL "
+            f"{isa['mkl']}"
+            + (f" (variables: {machine['isa_variables']})" if machine["isa_variables"] else "")
+        )
+        problems = isa_problems(isa, machine["isa_variables"])
+        if problems:
+            print(f"error: ATEN_CPU_CAPABILITY=avx2, but {'; '.join(problems)}", file=sys.stderr)
+            return 2
     if args.models_skipped:
         print(f"note: torchvision is not installed: the {MODELS_SUITE} suite is left out")
     load = machine["load_average_at_start"]

@@ -8,12 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # after the installed fastconv, as bench/run.py does
 
 from bench import report  # noqa: E402
-from bench.run import OUTPUT_FILES, clear_outputs, parse_args  # noqa: E402
+from bench.run import (  # noqa: E402
+    OUTPUT_FILES,
+    clear_outputs,
+    isa_problems,
+    parse_args,
+    without_isa_option,
+)
 from bench.suites import SUITES  # noqa: E402
 
 
@@ -182,3 +189,30 @@ def test_clear_outputs_removes_nothing_else(tmp_path):
     assert sorted(clear_outputs(tmp_path)) == ["resnet18_peak.png", "results.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.md", "other.png"]
     assert "summary.md" in OUTPUT_FILES
+
+
+def test_isa_option_reruns_with_every_library_held_to_avx2(tmp_path):
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU has no AVX2")
+    result = run_bench(
+        ["--quick", "--suite", "lenet5", "--pass", "fwd", "--repeats", "1", "--threads", "1"]
+        + ["--isa", "avx2", "--out", str(tmp_path / "out")],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ISA: torch AVX2, fastconv avx2_fma, oneDNN Intel AVX2" in result.stdout
+    assert "(cpu: " in result.stdout and ", AVX2, 1 threads," in result.stdout
+
+
+def test_isa_helpers():
+    assert without_isa_option(["--quick", "--isa", "avx2", "--isa=avx2", "--out", "x"]) == [
+        "--quick",
+        "--out",
+        "x",
+    ]
+    held = {"ATEN_CPU_CAPABILITY": "avx2"}
+    good = {"aten": "AVX2", "fastconv": "avx2_fma", "onednn": "Intel AVX2", "mkl": "unknown"}
+    assert isa_problems(good, held) == []
+    assert isa_problems(dict(good, aten="AVX512", onednn="Intel AVX-512"), {}) == []
+    problems = isa_problems(dict(good, fastconv="avx512f", onednn="Intel AVX-512 with ..."), held)
+    assert problems == ["fastconv's kernels are avx512f", "oneDNN's ISA is Intel AVX-512 with ..."]
