@@ -159,8 +159,9 @@ class ModelWorkload:
         device: torch.device,
         dtype: torch.dtype,
         image_size: int = IMAGE_SIZE,
+        compiled: bool = False,
     ):
-        self.case, self.device, self.dtype = case, device, dtype
+        self.case, self.device, self.dtype, self.compiled = case, device, dtype, compiled
         torch.manual_seed(0)  # the same weights and input in every run
         original = MODELS[case.model].build()
         self.x = torch.randn(case.batch, 3, image_size, image_size)
@@ -190,6 +191,10 @@ class ModelWorkload:
         self.converted, self.folded = len(report.converted), len(report.folded)
         for model in self.models.values():
             model.train(case.pass_name == "train")
+        if (
+            compiled
+        ):  # both sides, each layout: torch.compile's defaults (Inductor), as a user would
+            self.models = {impl: torch.compile(model) for impl, model in self.models.items()}
 
     def candidate(self, impl: str) -> Candidate:
         model, x = self.models[impl], self.inputs[impl]
@@ -299,6 +304,7 @@ class ModelWorkload:
 
     def backend(self, impl: str) -> str:
         layout = ", channels_last" if impl.endswith(CHANNELS_LAST) else ""
+        layout += ", torch.compile" if self.compiled else ""
         if impl.startswith("fastconv"):
             folded = f", {self.folded} BatchNorms folded" if self.case.pass_name == "infer" else ""
             return f"fastconv ({self.converted} layers converted{folded}{layout})"

@@ -232,6 +232,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "%(default)s; smaller sizes are for smoke tests)",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help=f"the {MODELS_SUITE} suite's networks under torch.compile (its defaults), fastconv's "
+        "and torch's alike; the first call of each compiles (tens of seconds per network on 2 "
+        "cores), outside the timings",
+    )
+    parser.add_argument(
         "--isa",
         choices=["native", *ISA_VARIABLES],
         default="native",
@@ -376,7 +383,9 @@ def measure_case(
 def measure_model_case(case: ModelCase, args: argparse.Namespace, timer: Timer) -> List[dict]:
     """Checks one network case, then times the converted network and the original in interleaved
     rounds: one row each."""
-    workload = ModelWorkload(case, torch.device(args.device), DTYPES[args.dtype], args.image_size)
+    workload = ModelWorkload(
+        case, torch.device(args.device), DTYPES[args.dtype], args.image_size, args.compile
+    )
     checks = workload.check()  # raises CorrectnessError before anything is timed
     candidates = {impl: workload.candidate(impl) for impl in workload.models}
     timings = interleaved(candidates, timer, args.repeats, args.warmup, args.min_sample_s)
@@ -513,7 +522,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         hardware += f", {isa_label(machine['isa'])}"
     context = (
         f"{args.device}: {hardware}, {torch.get_num_threads()} threads, {args.dtype}, "
-        f"{machine['date'][:10]}"
+        f"{machine['date'][:10]}" + (", torch.compile" if args.compile else "")
     )
     print(
         f"fastconv benchmark ({args.scope} run) on {context}\n"

@@ -100,6 +100,20 @@ def test_check_passes_a_correct_conversion_and_catches_a_wrong_output(one_thread
         workload.check()
 
 
+@pytest.mark.slow
+def test_compiled_networks_are_checked_and_run(one_thread):
+    """--compile: all four networks under torch.compile, checked like the eager ones."""
+    workload = ModelWorkload(
+        ModelCase("resnet18", "infer", 2), torch.device("cpu"), torch.float32, 32, compiled=True
+    )
+    checks = workload.check()
+    assert checks["output"]["fastconv"] <= checks["output"]["tolerance"]
+    assert all(hasattr(model, "_orig_mod") for model in workload.models.values())
+    assert workload.backend("fastconv_cl").endswith("channels_last, torch.compile)")
+    with torch.no_grad():
+        assert workload.candidate("fastconv").fn().shape == (2, 1000)
+
+
 def test_check_catches_a_wrong_gradient(one_thread):
     workload = small_workload("train")
     checks = workload.check()

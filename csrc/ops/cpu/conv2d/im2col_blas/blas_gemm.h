@@ -125,11 +125,34 @@ struct GemmTiles {
   void count(int64_t m, int64_t n) { row_tiles = ceil_div(m, rows), col_tiles = ceil_div(n, cols); }
 };
 
-// c = a * b, or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with stride
-// ldc): the tiles over the threads, each BLAS call on its own thread.
+// A bias gemm() adds to c: values[i] to row i of c (per_row) or to column i.
+template <typename T>
+struct GemmBias {
+  const T* values = nullptr;
+  bool per_row = true;
+};
+
+// c[rows x cols] (stride ldc) += the bias of its rows or columns.
+template <typename T>
+void add_bias(T* c, int64_t rows, int64_t cols, int64_t ldc, const T* values, bool per_row) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* c_row = c + r * ldc;
+    if (per_row) {
+      const T v = values[r];
+      for (int64_t j = 0; j < cols; ++j) c_row[j] += v;
+    } else {
+      for (int64_t j = 0; j < cols; ++j) c_row[j] += values[j];
+    }
+  }
+}
+
+// c = a * b (+ bias), or c += a * b when `accumulate` (c is rows(a) x cols(b), row-major with
+// stride ldc): the tiles over the threads, each BLAS call on its own thread. The bias is added to
+// each tile after its last depth block, while the tile is in cache: a pass of its own over c (or
+// c filled with it, then summed into) costs a memory-bound layer a third of its time.
 template <typename T>
 void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate,
-          bool spread = true) {
+          bool spread = true, GemmBias<T> bias = {}) {
   const GemmTiles tiles(a.rows, b.cols, a.cols, spread);
   parallel_for(0, tiles.row_tiles * tiles.col_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -143,6 +166,9 @@ void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumu
         const int64_t part = std::min(kGemmDepth, a.cols - depth);
         serial_gemm(a.block(row, rows, depth, part), b.block(depth, part, col, cols), c_tile, ldc,
                     accumulate || depth > 0);
+      }
+      if (bias.values != nullptr) {
+        add_bias(c_tile, rows, cols, ldc, bias.values + (bias.per_row ? row : col), bias.per_row);
       }
     }
   });

@@ -24,14 +24,10 @@ void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& 
   record_run(Conv2dPass::forward, Conv2dPath::im2col_blas);
   const int64_t pixels = g.batch * g.out_plane(), C = g.in_channels, K = g.out_channels;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "slow_conv2d_cpu", [&] {
-    scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    if (bias.defined()) {
-      const scalar_t* b = bias.const_data_ptr<scalar_t>();
-      for (int64_t p = 0; p < pixels; ++p) std::copy_n(b, K, out + p * K);
-    }
     const Matrix<scalar_t> image{x.const_data_ptr<scalar_t>(), pixels, C, C};
     const auto weights_t = transposed(Matrix<scalar_t>{w.const_data_ptr<scalar_t>(), C, K, C});
-    gemm(image, weights_t, out, K, bias.defined());
+    gemm(image, weights_t, y.mutable_data_ptr<scalar_t>(), K, false, true,
+         GemmBias<scalar_t>{bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, false});
   });
 }
 

@@ -61,8 +61,8 @@ void batched_pointwise_gemm(const Conv2dGeometry& g, const at::Tensor& in_images
   auto out = at::from_blob(buffer.data() + a * columns, {b, columns}, options);
   in.view({a, g.batch, P}).copy_(in_images.view({g.batch, a, P}).transpose(0, 1));
   gemm(matrix, Matrix<scalar_t>{buffer.data(), a, columns, columns}, buffer.data() + a * columns,
-       columns, false);
-  if (bias.defined()) out.add_(bias.view({b, 1}));
+       columns, false, true,
+       GemmBias<scalar_t>{bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr});
   out_images.view({g.batch, b, P}).copy_(out.view({b, g.batch, P}).transpose(0, 1));
 }
 
@@ -83,26 +83,21 @@ void forward_image(const Conv2dGeometry& g, int64_t band_rows, const scalar_t* x
   const int64_t P = g.out_plane(), K = g.out_channels_per_group(), C = g.in_channels_per_group(),
                 rows = g.column_rows();
   const bool spread = g.batch == 1;  // else the images share out the threads
-  if (bias != nullptr) {
-    for (int64_t k = 0; k < g.out_channels; ++k) {
-      std::fill_n(y + k * P, P, bias[k]);
-    }
-  }
-  const bool accumulate = bias != nullptr;
   for (int64_t group = 0; group < g.groups; ++group) {
     const Matrix<scalar_t> w_g{w + group * K * rows, K, rows, rows};
     scalar_t* y_g = y + group * K * P;
+    const GemmBias<scalar_t> bias_g{bias != nullptr ? bias + group * K : nullptr};
     if (g.is_pointwise()) {
-      gemm(w_g, Matrix<scalar_t>{x + group * C * g.in_plane(), C, P, P}, y_g, P, accumulate,
-           spread);
+      gemm(w_g, Matrix<scalar_t>{x + group * C * g.in_plane(), C, P, P}, y_g, P, false, spread,
+           bias_g);
       continue;
     }
     for (int64_t oh = 0; oh < g.out_h; oh += band_rows) {
       const int64_t oh_end = std::min(g.out_h, oh + band_rows);
       const int64_t band = (oh_end - oh) * g.out_w;
       im2col(x + group * C * g.in_plane(), C, g, oh, oh_end, columns);
-      gemm(w_g, Matrix<scalar_t>{columns, rows, band, band}, y_g + oh * g.out_w, P, accumulate,
-           spread);
+      gemm(w_g, Matrix<scalar_t>{columns, rows, band, band}, y_g + oh * g.out_w, P, false, spread,
+           bias_g);
     }
   }
 }
