@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 import fastconv
-from helpers import results_per_thread_count
+from helpers import results_per_thread_count, run_with_cpu_capability
 
 
 def paths(n, c, h, w, k, kernel, stride=1, padding=0, dilation=1, groups=1):
@@ -40,6 +40,35 @@ def test_which_layers_take_it():
     with fastconv.backends.direct.flags(enabled=False):
         assert "direct" not in paths(8, 512, 14, 14, 512, 3, 1, 1, groups=32)[0]
         assert paths(8, 3, 32, 32, 6, 5)[2] == "packed_gemm"
+
+
+AVX2_RULES = """
+import torch, fastconv
+
+def forward(n, c, h, k, stride, groups=1):
+    x, w = torch.empty(n, c, h, h, device="meta"), torch.empty(k, c // groups, 3, 3, device="meta")
+    return fastconv._C._conv2d_cpu_paths(x, w, [stride] * 2, [1, 1], [1, 1], groups)["forward"]
+
+assert fastconv.build_info()["cpu_gemm_kernel"] == "avx2_fma"
+assert forward(1, 64, 56, 64, 2) == "packed_gemm"  # strided, 48+ channels
+assert forward(8, 48, 56, 64, 2) == "packed_gemm"
+assert forward(1, 32, 112, 32, 2) == "direct"  # fewer channels
+assert forward(8, 256, 56, 256, 2, groups=32) == "direct"  # 8 per group
+assert forward(1, 64, 9, 32, 1) == "direct"  # stride 1
+assert forward(1, 256, 28, 256, 2) == "packed_gemm"  # deep, 196 pixels, strided
+assert forward(1, 512, 7, 512, 1) == "im2col_blas"  # deep, 49 pixels, stride 1
+print("ok")
+"""
+
+
+def test_avx2_strided_and_deep_layer_rules():
+    """The AVX2 kernels' own rules (conv2d_path.cpp): strided layers of 48 or more channels per
+    group take the packed GEMM rather than the direct kernel, and deep strided ones do at any pixel
+    count. Run with ATEN_CPU_CAPABILITY=avx2, so that an AVX-512 machine checks them too."""
+    if fastconv.build_info()["cpu_gemm_kernel"] == "portable":
+        pytest.skip("this CPU (or torch's capability) has no AVX2")
+    result = run_with_cpu_capability("avx2", AVX2_RULES)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,6 +17,8 @@ from helpers import results_per_thread_count
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # after the installed fastconv
 from bench.suites import SUITES  # noqa: E402
 
+AVX512 = fastconv.build_info()["cpu_gemm_kernel"] == "avx512f"
+
 
 def paths(n, c, h, w, k, padding, dilation=1):
     x = torch.empty(n, c, h, w, device="meta")
@@ -65,7 +67,9 @@ def test_which_layers_take_it():
     x, w = torch.empty(2, 64, 9, 9, device="meta"), torch.empty(64, 32, 3, 3, device="meta")
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [1, 1], 2)["forward"] == "direct"
     w = torch.empty(64, 64, 3, 3, device="meta")
-    assert fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"] == "direct"
+    strided = fastconv._C._conv2d_cpu_paths(x, w, [2, 2], [1, 1], [1, 1], 1)["forward"]
+    # (AVX2: the packed GEMM, test_direct.py::test_avx2_strided_and_deep_layer_rules)
+    assert strided == ("direct" if AVX512 else "packed_gemm")
     # dilated: the dense convolutions of its phase planes (4 images of 6x6 each here) qualify
     assert fastconv._C._conv2d_cpu_paths(x, w, [1, 1], [1, 1], [2, 2], 1)["forward"] == "winograd"
     assert paths(2, 512, 33, 33, 512, 2, dilation=2) == ("winograd", "winograd_flipped")

@@ -10,6 +10,7 @@
 #include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
 #include "ops/cpu/conv2d/packed/packed.h"
 #include "ops/cpu/conv2d/winograd/winograd.h"
+#include "ops/cpu/isa.h"
 #include "ops/cpu/parallel.h"
 
 namespace fastconv::cpu {
@@ -26,6 +27,15 @@ constexpr int64_t kDeepMinPixels = 384;
 bool packed_gemm_pays_off(const Conv2dGeometry& g) {
   return !g.is_pointwise() &&
       (g.column_rows() < kDeepColumnRows || g.batch * g.out_plane() >= kDeepMinPixels);
+}
+
+// The deep-layer rule above was measured against MKL's AVX-512 GEMM. On AVX2 (Zen 1) the packed
+// forward of a deep strided layer was ahead at few pixels too (ResNet-50's 256 x 256 3x3 stride 2
+// at batch 1: 3.6-4.1 against 4.2-4.7 ms), where on stride-1 layers (512-1024 channels at 7x7)
+// im2col + MKL kept up or led.
+bool packed_forward_pays_off(const Conv2dGeometry& g) {
+  const bool strided = g.stride_h > 1 || g.stride_w > 1;
+  return packed_gemm_pays_off(g) || (strided && !g.is_pointwise() && !cpu_uses_avx512());
 }
 
 // A stride-1 convolution's input gradient is itself a convolution (input_backward_geometry),
@@ -94,6 +104,18 @@ std::atomic<bool> direct_on{true};
 bool direct_pays_off(const Conv2dGeometry& g) {
   return direct_on.load() && direct_supported(g) && g.kernel_h * g.kernel_w > 1 &&
       g.column_rows() <= kDirectMaxColumnRows;
+}
+
+// The AVX2 direct forward runs strided layers on phase planes at 65-75% of the packed GEMM's rate
+// once they have 48 or more input channels per group (stride 2, 3x3, batch 1-8, Zen 1): those take
+// the packed GEMM there. The AVX-512 kernel was measured ahead of it.
+constexpr int64_t kDirectStridedMaxChannelsAvx2 = 48;
+
+bool direct_forward_pays_off(const Conv2dGeometry& g) {
+  const bool strided = g.stride_h > 1 || g.stride_w > 1;
+  return direct_pays_off(g) &&
+      !(strided && !cpu_uses_avx512() &&
+        g.in_channels_per_group() >= kDirectStridedMaxChannelsAvx2);
 }
 
 // The direct weight gradient (2 output channels x 9 taps of one input channel per tile, each sum
@@ -185,17 +207,17 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
   }
   switch (pass) {
     case Conv2dPass::forward:
-      return depthwise_supported(g) ? Conv2dPath::depthwise
-          : winograd_pays_off(g)    ? Conv2dPath::winograd
-          : direct_pays_off(g)      ? Conv2dPath::direct
-          : packed_gemm_pays_off(g) ? Conv2dPath::packed_gemm
-                                    : Conv2dPath::im2col_blas;
+      return depthwise_supported(g)    ? Conv2dPath::depthwise
+          : winograd_pays_off(g)       ? Conv2dPath::winograd
+          : direct_forward_pays_off(g) ? Conv2dPath::direct
+          : packed_forward_pays_off(g) ? Conv2dPath::packed_gemm
+                                       : Conv2dPath::im2col_blas;
     case Conv2dPass::input_backward: {
       if (input_backward_is_a_convolution(g)) {
         const auto t = input_backward_geometry(g);
         if (depthwise_supported(t)) return Conv2dPath::depthwise_flipped;
         if (winograd_pays_off(t)) return Conv2dPath::winograd_flipped;
-        if (direct_pays_off(t)) return Conv2dPath::direct_flipped;
+        if (direct_forward_pays_off(t)) return Conv2dPath::direct_flipped;
         if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
       }
       return depthwise_supported(g) ? Conv2dPath::depthwise_scatter : Conv2dPath::im2col_blas;
