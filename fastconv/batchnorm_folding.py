@@ -14,8 +14,11 @@ The fold is made at each call, from the modules' current state, so the model sta
   .to() and revert() (which gives back torch's Conv2d and BatchNorm2d) work as before;
 - the folded weights are cached, for calls that record no gradient, until a parameter or running
   statistic changes (identity, storage and version of each); calls that need gradients of the
-  parameters (frozen BatchNorm while fine-tuning), torch.func transforms, tracing and
-  torch.compile fold afresh, differentiably;
+  parameters (frozen BatchNorm while fine-tuning), torch.func transforms and tracing fold afresh,
+  differentiably;
+- under torch.compile (and torch.export) both compute unfolded: the graph would fold the weights
+  again at every call (12 ms of a 60 ms resnet18 inference at batch 1), where Inductor fuses the
+  BatchNorm into one pass with what follows it;
 - torch.jit.script scripts the two modules as a plain Conv2d and BatchNorm2d (same results,
   unfolded); torch puts what __prepare_scriptable__ returns into the model being scripted, so
   that model's pairs are unfolded from then on too.
@@ -86,7 +89,7 @@ class BatchNormFoldedConv2d(Conv2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         batchnorm = self._folded_batchnorm
-        if _uses_batch_statistics(batchnorm):
+        if _uses_batch_statistics(batchnorm) or torch.compiler.is_compiling():
             return self._conv_forward(input, self.weight, self.bias)
         weight, bias = self._folded(batchnorm)
         return self._conv_forward(input, weight, bias)
@@ -94,8 +97,7 @@ class BatchNormFoldedConv2d(Conv2d):
     def _folded(self, batchnorm: torch.nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
         sources = _fold_sources(self, batchnorm)
         if (
-            torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
+            torch.jit.is_tracing()
             or _transforms.active()
             or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in sources))
         ):
@@ -116,10 +118,11 @@ class BatchNormFoldedConv2d(Conv2d):
 
 class FoldedBatchNorm2d(torch.nn.BatchNorm2d):
     """A BatchNorm2d folded into the convolution before it: the identity while in eval mode with
-    running statistics (the convolution applied it), torch's BatchNorm2d otherwise."""
+    running statistics (the convolution applied it), torch's BatchNorm2d otherwise (and under
+    torch.compile, where the convolution does not fold)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if _uses_batch_statistics(self):
+        if _uses_batch_statistics(self) or torch.compiler.is_compiling():
             return super().forward(input)
         self._check_input_dim(input)
         return input

@@ -232,10 +232,22 @@ def test_scripts_as_unfolded_modules():
         assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_compiles_with_fullgraph():
+def test_compiles_with_fullgraph_unfolded():
+    """Under torch.compile the pairs compute unfolded (the graph would fold the weights at every
+    call): the captured graph holds the BatchNorms."""
     model = randomise_batchnorms(conv_bn(bias=True)).eval()
     folded = fastconv.convert(model, fold_batchnorm=True)
+    graphs = []
+
+    def backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module
+
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
-        compiled = torch.compile(folded, fullgraph=True, backend="aot_eager")
+        compiled = torch.compile(folded, fullgraph=True, backend=backend)
         assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+    code = "".join(graph.code for graph in graphs)
+    assert code.count("batch_norm") == 2 and "fastconv" in code
+    with torch.no_grad():  # eager calls still fold
+        assert_close(folded(x), model(x), rtol=1e-5, atol=1e-6)
