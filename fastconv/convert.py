@@ -251,12 +251,12 @@ def convert(
 
 
 def _fold(model: torch.nn.Module, pairs, report: ConversionReport) -> torch.nn.Module:
-    """Puts the folded pairs whose convolution was converted in place of their two modules."""
-    converted = set(report.converted)
+    """Puts the folded pairs whose convolution is fastconv's (converted now or before) in place of
+    their two modules."""
     replacements = {}
     for conv_name, batchnorm_name in pairs:
-        if conv_name in converted:
-            conv, batchnorm = model.get_submodule(conv_name), model.get_submodule(batchnorm_name)
+        conv, batchnorm = model.get_submodule(conv_name), model.get_submodule(batchnorm_name)
+        if type(conv) is fastconv_nn.Conv2d:
             folded_conv, folded_batchnorm = batchnorm_folding.folded_modules(conv, batchnorm)
             replacements[id(conv)], replacements[id(batchnorm)] = folded_conv, folded_batchnorm
             report.folded.append((conv_name, batchnorm_name))

@@ -122,10 +122,12 @@ def test_untraceable_model_is_converted_unfolded_with_a_warning():
     assert type(model.conv) is fastconv.nn.Conv2d and type(model.bn) is nn.BatchNorm2d
 
 
-def test_excluded_convolution_keeps_its_batchnorm():
+def test_excluded_convolution_keeps_its_batchnorm_and_a_converted_model_folds():
     model = fastconv.convert(conv_bn().eval(), exclude="3", fold_batchnorm=True)
     assert fastconv.conversion_report(model).folded == [("0", "1")]
     assert type(model[3]) is nn.Conv2d and type(model[4]) is nn.BatchNorm2d
+    model = fastconv.convert(fastconv.convert(conv_bn().eval()), fold_batchnorm=True)
+    assert fastconv.conversion_report(model).folded == [("0", "1"), ("3", "4")]
 
 
 def test_train_mode_is_unfolded_batchnorm():
