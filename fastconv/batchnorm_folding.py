@@ -36,6 +36,7 @@ import torch
 import torch.fx
 
 from . import _transforms
+from ._rebuild import rebuilt_as
 from .nn import Conv2d
 
 
@@ -133,8 +134,7 @@ class FoldedBatchNorm2d(torch.nn.BatchNorm2d):
 
 def unfolded(module: torch.nn.Module, cls: type) -> torch.nn.Module:
     """`module` as class `cls`, sharing its state, without the folding's attributes."""
-    plain = cls.__new__(cls)
-    plain.__dict__.update(module.__dict__)
+    plain = rebuilt_as(module, cls)
     plain.__dict__.pop("_folded_batchnorm", None)
     plain.__dict__.pop("_fold_cache", None)
     return plain
@@ -191,9 +191,7 @@ def folded_modules(
     conv: Conv2d, batchnorm: torch.nn.BatchNorm2d
 ) -> Tuple[BatchNormFoldedConv2d, FoldedBatchNorm2d]:
     """The two replacements, sharing the modules' state (as convert's replacements do)."""
-    folded_batchnorm = FoldedBatchNorm2d.__new__(FoldedBatchNorm2d)
-    folded_batchnorm.__dict__.update(batchnorm.__dict__)
-    folded_conv = BatchNormFoldedConv2d.__new__(BatchNormFoldedConv2d)
-    folded_conv.__dict__.update(conv.__dict__)
+    folded_batchnorm = rebuilt_as(batchnorm, FoldedBatchNorm2d)
+    folded_conv = rebuilt_as(conv, BatchNormFoldedConv2d)
     folded_conv.__dict__["_folded_batchnorm"] = folded_batchnorm  # a reference, not a submodule
     return folded_conv, folded_batchnorm

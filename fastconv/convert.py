@@ -14,12 +14,13 @@ import copy
 import fnmatch
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Tuple, Type, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 import torch
 
 from . import batchnorm_folding, nn as fastconv_nn
 from ._extension import build_info
+from ._rebuild import rebuilt_as
 
 __all__ = ["convert", "revert", "conversion_report", "ConversionReport", "Skipped"]
 
@@ -160,14 +161,6 @@ def _unsupported(module: torch.nn.Module, model_device: Optional[torch.device]) 
     return _device_problem(model_device) if model_device is not None else None
 
 
-def _rebuilt_as(module: torch.nn.Module, cls: Type[torch.nn.Module]) -> torch.nn.Module:
-    """A module of class `cls` with the same state as `module`, by reference (see the module
-    docstring): the attribute dictionary is copied, the containers in it are shared."""
-    rebuilt = cls.__new__(cls)
-    rebuilt.__dict__.update(module.__dict__)
-    return rebuilt
-
-
 def _replace_modules(
     model: torch.nn.Module, replacement: Callable[[str, torch.nn.Module], Optional[torch.nn.Module]]
 ) -> torch.nn.Module:
@@ -241,7 +234,7 @@ def convert(
             report.skipped.append(Skipped(name, type(module).__name__, reason))
             return None
         report.converted.append(name)
-        return _rebuilt_as(module, FASTCONV_CLASS[type(module)])
+        return rebuilt_as(module, FASTCONV_CLASS[type(module)])
 
     model = _replace_modules(model, replacement)
     if pairs:
@@ -277,6 +270,6 @@ def revert(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
             if unfolded is torch.nn.BatchNorm2d:
                 return module
         torch_class = TORCH_CLASS.get(type(module))
-        return None if torch_class is None else _rebuilt_as(module, torch_class)
+        return None if torch_class is None else rebuilt_as(module, torch_class)
 
     return _replace_modules(model, replacement)
