@@ -96,12 +96,9 @@ def max_pool2d(
     """
     kernel_size, stride, padding = _pool_pairs("max_pool2d", kernel_size, stride, padding)
     stride = kernel_size if stride is None else stride
-    if type(dilation) is int:
-        dilation = [dilation, dilation]
-    else:
-        dilation = _pool_pair(
-            dilation, "max_pool2d", "dilation must be either a single int, or a tuple of two ints"
-        )
+    dilation = _pool_pair(
+        dilation, "max_pool2d", "dilation must be either a single int, or a tuple of two ints"
+    )
     # Already pairs, and eager Python (not TorchScript): straight to the eager call, without
     # _max_pool2d_pairs' _pair calls (a noticeable share of a small pooling's time).
     output, indices = _op_calls.max_pool2d_with_indices_eager(

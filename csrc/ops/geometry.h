@@ -18,6 +18,7 @@ struct Conv2dGeometry {
   int64_t out_plane() const { return out_h * out_w; }
   // Rows of one group's im2col matrix: one per (input channel, kernel row, kernel column).
   int64_t column_rows() const { return in_channels_per_group() * kernel_h * kernel_w; }
+  bool is_strided() const { return stride_h > 1 || stride_w > 1; }
   // A 1x1, stride-1, unpadded convolution can use the image itself as its column matrix.
   bool is_pointwise() const {
     return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 &&

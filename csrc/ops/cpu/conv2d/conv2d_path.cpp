@@ -34,8 +34,7 @@ bool packed_gemm_pays_off(const Conv2dGeometry& g) {
 // at batch 1: 3.6-4.1 against 4.2-4.7 ms), where on stride-1 layers (512-1024 channels at 7x7)
 // im2col + MKL kept up or led.
 bool packed_forward_pays_off(const Conv2dGeometry& g) {
-  const bool strided = g.stride_h > 1 || g.stride_w > 1;
-  return packed_gemm_pays_off(g) || (strided && !g.is_pointwise() && !cpu_uses_avx512());
+  return packed_gemm_pays_off(g) || (g.is_strided() && !g.is_pointwise() && !cpu_uses_avx512());
 }
 
 // A stride-1 convolution's input gradient is itself a convolution (input_backward_geometry),
@@ -112,9 +111,8 @@ bool direct_pays_off(const Conv2dGeometry& g) {
 constexpr int64_t kDirectStridedMaxChannelsAvx2 = 48;
 
 bool direct_forward_pays_off(const Conv2dGeometry& g) {
-  const bool strided = g.stride_h > 1 || g.stride_w > 1;
   return direct_pays_off(g) &&
-      !(strided && !cpu_uses_avx512() &&
+      !(g.is_strided() && !cpu_uses_avx512() &&
         g.in_channels_per_group() >= kDirectStridedMaxChannelsAvx2);
 }
 
@@ -186,8 +184,7 @@ Conv2dGeometry input_backward_geometry(const Conv2dGeometry& g) {
 }
 
 bool is_subsampled_pointwise(const Conv2dGeometry& g) {
-  return g.kernel_h == 1 && g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0 &&
-      (g.stride_h > 1 || g.stride_w > 1);
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.pad_h == 0 && g.pad_w == 0 && g.is_strided();
 }
 
 Conv2dGeometry subsampled_pointwise_geometry(const Conv2dGeometry& g) {

@@ -68,8 +68,7 @@ class InputPlanes {
   }
 
   static bool worth_splitting(const Conv2dGeometry& g) {
-    return (g.stride_h > 1 || g.stride_w > 1) && g.stride_h <= kMaxSplitStride &&
-        g.stride_w <= kMaxSplitStride &&
+    return g.is_strided() && g.stride_h <= kMaxSplitStride && g.stride_w <= kMaxSplitStride &&
         reads_every_phase(g.kernel_h, g.dilation_h, g.pad_h, g.stride_h) &&
         reads_every_phase(g.kernel_w, g.dilation_w, g.pad_w, g.stride_w);
   }
