@@ -7,6 +7,13 @@ import fastconv
 
 PACKED = ("packed_gemm", "packed_gemm_flipped", "packed_gemm")
 POINTWISE = ("im2col_blas", "im2col_blas", "packed_gemm")
+# The weight gradient of a pointwise layer on planes of 256+ pixels: dot products of the planes
+# (csrc/ops/cpu/conv2d/pointwise/) where fastconv runs its AVX2 or portable kernels; AVX-512 keeps
+# the packed GEMM.
+POINTWISE_WEIGHT = (
+    "packed_gemm" if fastconv.build_info()["cpu_gemm_kernel"] == "avx512f" else "pointwise"
+)
+POINTWISE_PLANES = ("im2col_blas", "im2col_blas", POINTWISE_WEIGHT)
 
 PATH_CASES = {
     "packed": ((2, 64, 9, 9), (48, 64, 5, 5), dict(padding=2), PACKED),
@@ -26,6 +33,9 @@ PATH_CASES = {
     "pointwise_batched": ((9, 37, 7, 5), (10, 37, 1, 1), {}, POINTWISE),
     "pointwise": ((3, 29, 12, 11), (40, 29, 1, 1), {}, POINTWISE),
     "pointwise_grouped": ((2, 24, 16, 9), (36, 12, 1, 1), dict(groups=2), POINTWISE),
+    # 289 pixels: a tail after the vectors; 14 and 5 output channels: partial 3-row tiles
+    "pointwise_planes": ((2, 20, 17, 17), (14, 20, 1, 1), {}, POINTWISE_PLANES),
+    "pointwise_planes_grouped": ((3, 18, 17, 19), (15, 6, 1, 1), dict(groups=3), POINTWISE_PLANES),
     "deep_few_pixels": (
         (1, 256, 5, 5),
         (32, 256, 3, 3),

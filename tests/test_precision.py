@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import fastconv
+from conv_path_cases import POINTWISE_WEIGHT
 
 ops = torch.ops.fastconv
 
@@ -34,9 +35,12 @@ def _errors(x, w, go, stride, padding, groups, which):
 
 # (x shape, w shape, stride, padding, groups, pass, the path it must take). Each case summed one
 # running total over its whole reduction before the blocked sums: 7x, 9x and 4x torch's error.
+# The pointwise weight gradients (on AVX2, dot products of planes) sum their blocks the same way.
 CASES = [
-    ((11, 22, 15, 39), (12, 22, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
-    ((16, 64, 56, 56), (64, 64, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
+    ((11, 22, 15, 39), (12, 22, 1, 1), 1, 0, 1, "weight_backward", POINTWISE_WEIGHT),
+    ((16, 64, 56, 56), (64, 64, 1, 1), 1, 0, 1, "weight_backward", POINTWISE_WEIGHT),
+    ((8, 16, 112, 112), (96, 16, 1, 1), 1, 0, 1, "weight_backward", POINTWISE_WEIGHT),
+    ((64, 48, 15, 15), (40, 48, 1, 1), 1, 0, 1, "weight_backward", "packed_gemm"),
     ((8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, "input_backward", "packed_gemm_flipped"),
     ((1, 155, 5, 13), (21, 155, 3, 3), 2, 1, 1, "forward", "packed_gemm"),
     ((8, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, "forward", "packed_gemm"),

@@ -12,6 +12,7 @@
 #include "ops/cpu/conv2d/direct/direct.h"
 #include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
 #include "ops/cpu/conv2d/packed/packed.h"
+#include "ops/cpu/conv2d/pointwise/pointwise.h"
 #include "ops/cpu/conv2d/winograd/winograd.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/workspace.h"
@@ -153,6 +154,10 @@ void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const 
     case Conv2dPath::direct:
       direct_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
                              gw.mutable_data_ptr<float>());
+      return;
+    case Conv2dPath::pointwise:
+      pointwise_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                                gw.mutable_data_ptr<float>());
       return;
     case Conv2dPath::packed_gemm:
       packed_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),

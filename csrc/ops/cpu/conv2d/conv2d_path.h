@@ -28,8 +28,10 @@ enum class Conv2dPath : int {
   // stride-1 convolution as its forward.
   direct,
   direct_flipped,
+  // The weight gradient of a pointwise layer as dot products of whole planes (pointwise/).
+  pointwise,
 };
-constexpr int kConv2dPaths = 10;
+constexpr int kConv2dPaths = 11;
 
 const char* name_of(Conv2dPass pass);
 const char* name_of(Conv2dPath path);
