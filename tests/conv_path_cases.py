@@ -91,7 +91,7 @@ PATH_CASES = {
         (2, 8, 14, 15),
         (8, 1, 3, 3),
         dict(stride=2, padding=1, groups=8),
-        ("depthwise", "depthwise_scatter", "depthwise"),
+        ("depthwise", "depthwise_gather", "depthwise"),
     ),
     "depthwise_multiplier": (
         (2, 4, 9, 9),

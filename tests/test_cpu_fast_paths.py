@@ -75,13 +75,13 @@ EXPECTED_PATHS = {  # name: (direct on, direct off)
     "grouped_16_per_group": (DIRECT, PACKED),
     "weight_grad_by_image_chunks": (DIRECT, PACKED),
     "depthwise": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
-    "depthwise_stride_2": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
+    "depthwise_stride_2": (("depthwise", "depthwise_gather", "depthwise"),) * 2,
     # 3 channels per group back
     "depthwise_multiplier": (
         ("depthwise", "direct_flipped", "depthwise"),
         ("depthwise", "packed_gemm_flipped", "depthwise"),
     ),
-    "depthwise_dilated_big_pad": (("depthwise", "depthwise_scatter", "depthwise"),) * 2,
+    "depthwise_dilated_big_pad": (("depthwise", "depthwise_gather", "depthwise"),) * 2,
     "depthwise_7x7_plane": (("depthwise", "depthwise_flipped", "depthwise"),) * 2,
 }
 PASSES = ("forward", "input_backward", "weight_backward")

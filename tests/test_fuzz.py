@@ -401,7 +401,7 @@ PATHS = [
     "forward/depthwise", "forward/winograd", "forward/direct", "forward/packed_gemm",
     "forward/im2col_blas", "input_backward/depthwise_flipped", "input_backward/winograd_flipped",
     "input_backward/direct_flipped", "input_backward/packed_gemm_flipped",
-    "input_backward/depthwise_scatter", "input_backward/im2col_blas", "weight_backward/depthwise",
+    "input_backward/depthwise_gather", "input_backward/im2col_blas", "weight_backward/depthwise",
     "weight_backward/winograd", "weight_backward/direct", "weight_backward/packed_gemm",
 ]  # fmt: skip
 
@@ -438,7 +438,7 @@ def test_fuzz_reaches_every_conv2d_path(fuzz_runs):
     # conv2d itself reaches each forward path, the transposed convolutions each flipped one
     for path in ("winograd", "direct", "depthwise", "packed_gemm", "im2col_blas"):
         assert counts["conv2d"].get("forward/" + path, 0) >= 3, (path, counts["conv2d"])
-    for path in ("winograd_flipped", "direct_flipped", "depthwise_scatter"):
+    for path in ("winograd_flipped", "direct_flipped", "depthwise_gather"):
         assert counts["conv_transpose2d"].get("input_backward/" + path, 0) >= 1, path
 
 

@@ -88,7 +88,7 @@ PATH_CASES = [
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "forward", "depthwise"),
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "input_backward", "depthwise_flipped"),
     ((16, 32, 112, 112), (32, 1, 3, 3), 1, 1, 32, "weight_backward", "depthwise"),
-    ((4, 64, 56, 56), (64, 1, 5, 5), 2, 2, 64, "input_backward", "depthwise_scatter"),
+    ((4, 64, 56, 56), (64, 1, 5, 5), 2, 2, 64, "input_backward", "depthwise_gather"),
     ((4, 64, 56, 56), (64, 1, 5, 5), 2, 2, 64, "weight_backward", "depthwise"),
 ]
 

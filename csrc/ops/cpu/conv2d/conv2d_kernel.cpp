@@ -124,7 +124,7 @@ void conv2d_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, const 
       forward(t, gy.const_data_ptr<float>(), flipped.data(), nullptr, gx.mutable_data_ptr<float>());
       return;
     }
-    case Conv2dPath::depthwise_scatter:
+    case Conv2dPath::depthwise_gather:
       depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
                                gx.mutable_data_ptr<float>());
       return;

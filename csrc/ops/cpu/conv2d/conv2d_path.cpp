@@ -170,8 +170,8 @@ const char* name_of(Conv2dPath path) {
       return "depthwise_flipped";
     case Conv2dPath::packed_gemm_flipped:
       return "packed_gemm_flipped";
-    case Conv2dPath::depthwise_scatter:
-      return "depthwise_scatter";
+    case Conv2dPath::depthwise_gather:
+      return "depthwise_gather";
     case Conv2dPath::im2col_blas:
       return "im2col_blas";
     case Conv2dPath::winograd:
@@ -231,7 +231,7 @@ Conv2dPath choose_path(Conv2dPass pass, const Conv2dGeometry& g, c10::ScalarType
         if (direct_forward_pays_off(t)) return Conv2dPath::direct_flipped;
         if (packed_gemm_pays_off(t)) return Conv2dPath::packed_gemm_flipped;
       }
-      return depthwise_supported(g) ? Conv2dPath::depthwise_scatter : Conv2dPath::im2col_blas;
+      return depthwise_supported(g) ? Conv2dPath::depthwise_gather : Conv2dPath::im2col_blas;
     }
     case Conv2dPass::weight_backward:
       // The packed weight gradient (and Winograd's) sums in a fixed order whatever the thread

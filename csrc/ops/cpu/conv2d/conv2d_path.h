@@ -19,10 +19,10 @@ enum class Conv2dPath : int {
   // weights flipped and transposed (input_backward_geometry), on a forward kernel.
   depthwise_flipped,
   packed_gemm_flipped,
-  depthwise_scatter,  // the input gradient of a strided depthwise convolution
-  im2col_blas,        // any pass and dtype: im2col bands and ATen's BLAS (im2col_blas/)
-  winograd,           // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd/)
-  winograd_flipped,   // a 3x3 stride-1 input gradient, as winograd's forward
+  depthwise_gather,  // a strided depthwise input gradient, each input gathering its taps
+  im2col_blas,       // any pass and dtype: im2col bands and ATen's BLAS (im2col_blas/)
+  winograd,          // 3x3 stride 1: Winograd F(2x2, 3x3) on our GEMM (winograd/)
+  winograd_flipped,  // a 3x3 stride-1 input gradient, as winograd's forward
   // Shallow layers (grouped ones, few channels, the stem): 8 x 48 register tiles summed from
   // zero-padded input planes, no im2col (direct/); and the input gradient of such a
   // stride-1 convolution as its forward.

@@ -7,20 +7,6 @@
 #include "ops/cpu/parallel.h"
 
 namespace fastconv::cpu {
-namespace {
-
-void fill_channel(const Conv2dGeometry& g, const DirectPlanes& l, const float* in, float* planes) {
-  for (int64_t ph = 0; ph < l.rows.count; ++ph) {
-    for (int64_t pw = 0; pw < l.cols.count; ++pw) {
-      fill_phase_plane(in, g.in_h, g.in_w, l.rows.residue[ph] - g.pad_h,
-                       l.cols.residue[pw] - g.pad_w, g.stride_h, g.stride_w, l.plane_rows, l.grid_w,
-                       l.grid_w, planes + (ph * l.cols.count + pw) * l.plane_rows * l.grid_w);
-    }
-  }
-}
-
-}  // namespace
-
 AxisPhases::AxisPhases(int64_t kernel, int64_t dilation, int64_t stride) {
   std::fill_n(index_of, kMaxDirectStride, -1);
   for (int64_t k = 0; k < kernel; ++k) {
@@ -46,13 +32,22 @@ DirectPlanes::DirectPlanes(const Conv2dGeometry& g)
   }
 }
 
+void DirectPlanes::fill_channel(const Conv2dGeometry& g, const float* in, float* planes) const {
+  for (int64_t ph = 0; ph < rows.count; ++ph) {
+    for (int64_t pw = 0; pw < cols.count; ++pw) {
+      fill_phase_plane(in, g.in_h, g.in_w, rows.residue[ph] - g.pad_h, cols.residue[pw] - g.pad_w,
+                       g.stride_h, g.stride_w, plane_rows, grid_w, grid_w,
+                       planes + (ph * cols.count + pw) * plane_rows * grid_w);
+    }
+  }
+}
+
 void DirectPlanes::fill(const Conv2dGeometry& g, const float* x, float* planes) const {
-  const int64_t tail = kTailPixels + cols.halo;
-  std::fill_n(planes + elements - tail, tail, 0.f);
+  std::fill_n(planes + elements - tail(), tail(), 0.f);
   const int64_t grain = grain_for(channel_stride, kMinFloatsPerTask);
   parallel_for(0, g.batch * g.in_channels, grain, [&](int64_t begin, int64_t end) {
     for (int64_t channel = begin; channel < end; ++channel) {
-      fill_channel(g, *this, x + channel * g.in_plane(), planes + channel * channel_stride);
+      fill_channel(g, x + channel * g.in_plane(), planes + channel * channel_stride);
     }
   });
 }

@@ -1,7 +1,7 @@
 // Input planes copied into the layout a kernel reads at stride 1 and without bounds checks: the
 // one builder (fill_phase_plane) behind the packed path's phase planes (packed/pack_columns.h),
-// the direct path's zero-padded phase planes (DirectPlanes, below) and the depthwise path's
-// zero-padded plane (depthwise/depthwise.cpp).
+// the direct path's zero-padded phase planes (DirectPlanes, below), which the depthwise path
+// (depthwise/depthwise.cpp) fills one channel at a time, and its zero-padded plane.
 #pragma once
 
 #include <algorithm>
@@ -81,6 +81,11 @@ struct DirectPlanes {
 
   // Fills `planes` (elements floats) from the input x, all images and channels.
   void fill(const Conv2dGeometry& g, const float* x, float* planes) const;
+  // Fills one input channel's planes (channel_stride floats) from its in_h x in_w plane; every
+  // value is written.
+  void fill_channel(const Conv2dGeometry& g, const float* in, float* planes) const;
+  // Floats past a channel's planes that the kernels read (for pixels they drop): a zero tail.
+  int64_t tail() const { return kTailPixels + cols.halo; }
 };
 
 }  // namespace fastconv::cpu
