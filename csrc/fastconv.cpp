@@ -6,6 +6,7 @@
 
 #include "ops/autograd/conv2d_calls.h"
 #include "ops/autograd/pool_calls.h"
+#include "ops/conv2d_kernels.h"
 #include "ops/cpu/conv2d/conv2d_path.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/workspace.h"
@@ -101,12 +102,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         const auto g =
             fastconv::check_conv2d(input, weight, std::nullopt, stride, padding, dilation, groups);
         pybind11::dict paths;
+        // A channels_last output: the passes the channels_last kernels take where the input is
+        // channels_last too (grad_output having the output's layout).
+        const bool channels_last =
+            fastconv::conv2d_output_memory_format(input, weight) == at::MemoryFormat::ChannelsLast;
         for (const auto pass : kPasses) {
-          paths[name_of(pass)] = name_of(choose_path(pass, g, input.scalar_type()));
+          const bool native = channels_last && fastconv::cpu::channels_last_supported(g, input);
+          paths[name_of(pass)] = name_of(native ? fastconv::cpu::channels_last_path(g, input)
+                                                : choose_path(pass, g, input.scalar_type()));
         }
         return paths;
       },
-      "Testing hook: the CPU kernel path each conv2d pass takes for these arguments.");
+      "Testing hook: the CPU kernel path each conv2d pass takes for these arguments (with "
+      "channels_last input, those of the channels_last kernels where they apply).");
 
   m.def(
       "_conv2d_cpu_path_runs",

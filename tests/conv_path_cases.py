@@ -3,6 +3,8 @@
 paths of (forward, input_backward, weight_backward) as fastconv._C._conv2d_cpu_paths names them
 (float64 and the half types take im2col_blas for every pass)."""
 
+import torch
+
 import fastconv
 
 PACKED = ("packed_gemm", "packed_gemm_flipped", "packed_gemm")
@@ -117,3 +119,18 @@ def conv2d_paths(x, w, kwargs):
         kwargs.get("groups", 1),
     )
     return paths["forward"], paths["input_backward"], paths["weight_backward"]
+
+
+def expected_paths(case, dtype, layout="contiguous"):
+    """The paths of PATH_CASES[case] for this dtype and input layout: channels_last input takes the
+    channels_last kernels where they apply (float32 depthwise layers of one output channel per
+    input channel; unstrided, unpadded pointwise layers without groups, float32 and float64)."""
+    x_shape, w_shape, kwargs, expected = PATH_CASES[case]
+    groups = kwargs.get("groups", 1)
+    if layout == "channels_last":
+        if dtype == torch.float32 and groups == x_shape[1] == w_shape[0]:
+            return ("depthwise_channels_last",) * 3
+        pointwise = tuple(w_shape[2:]) == (1, 1) and kwargs.get("stride", 1) in (1, (1, 1))
+        if pointwise and groups == 1 and kwargs.get("padding", 0) in (0, (0, 0)):
+            return ("im2col_blas",) * 3
+    return expected if dtype == torch.float32 else ("im2col_blas",) * 3

@@ -94,3 +94,93 @@ def test_results_do_not_depend_on_the_thread_count(name):
     one, three = results_per_thread_count(run, (1, 3))
     for a, b in zip(one, three):
         assert torch.equal(a, b)
+
+
+# channels_last layers: (n, c, h, w, kernel, stride, padding, dilation); one output channel per
+# input channel, the channel counts on either side of the kernels' 32-, 16- and 8-channel blocks
+CHANNELS_LAST_CASES = [
+    (2, 32, 13, 11, 3, 1, 1, 1),
+    (2, 40, 16, 16, 3, 2, 1, 1),
+    (3, 19, 9, 10, 5, 2, 2, 1),
+    (2, 24, 12, 12, 3, 1, 2, 2),
+    (1, 8, 7, 7, 3, 3, 0, 1),
+    (2, 7, 9, 8, 3, 1, 1, 1),
+    (0, 16, 8, 8, 3, 1, 1, 1),
+    (2, 50, 5, 6, 3, 1, 3, 1),  # padding past the kernel: no interior
+]
+
+
+@pytest.mark.parametrize("case", CHANNELS_LAST_CASES)
+def test_channels_last_values_gradients_and_layout(case):
+    """channels_last depthwise layers run on the NHWC kernels (no conversion): values and the three
+    gradients against float64, outputs and input gradient channels_last."""
+    n, c, h, w, kernel, stride, padding, dilation = case
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(n, c, h, w, dtype=torch.float64).contiguous(memory_format=cl)
+    weight = torch.randn(c, 1, kernel, kernel, dtype=torch.float64)
+    bias = torch.randn(c, dtype=torch.float64)
+    args = (stride, padding, dilation, c)
+    leaves64 = [t.requires_grad_() for t in (x, weight, bias)]
+    leaves32 = [t.detach().float().requires_grad_() for t in (x, weight, bias)]
+    leaves32[0] = x.detach().float().contiguous(memory_format=cl).requires_grad_()
+    expected = F.conv2d(*leaves64, *args)
+    before = fastconv._C._conv2d_cpu_path_runs()
+    actual = fastconv.conv2d(*leaves32, *args)
+    assert n == 0 or actual.is_contiguous(memory_format=cl)
+    scale = kernel * kernel
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-6 * scale)
+    if n == 0:
+        return
+    go = torch.randn_like(expected)
+    grads64 = torch.autograd.grad(expected, leaves64, go)
+    grads32 = torch.autograd.grad(actual, leaves32, go.float().contiguous(memory_format=cl))
+    after = fastconv._C._conv2d_cpu_path_runs()
+    for which in ("forward", "input_backward", "weight_backward"):
+        key = (which, "depthwise_channels_last")
+        assert after[key] == before[key] + 1, which
+    assert grads32[0].is_contiguous(memory_format=cl)
+    for a, e in zip(grads32, grads64):
+        sums = (e.numel() and n * h * w) ** 0.5 + scale
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-6 * sums)
+
+
+def test_channels_last_non_finite_values_reach_what_reads_them():
+    """The inf/NaN rule of tests/test_nonfinite.py, against torch's float64 evaluation: a non-finite
+    weight times the zero padding is NaN in the forward, an inf grad_output at the border reaches
+    the weight gradient of the taps reading padding (inf x 0), the input gradient adds real
+    outputs only."""
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(2, 16, 7, 7).contiguous(memory_format=cl)
+    weight = torch.randn(16, 1, 3, 3)
+    weight[3, 0, 0, 0] = float("inf")
+    go = torch.randn(2, 16, 7, 7)
+    go[1, 5, 0, 0] = float("inf")
+    go = go.contiguous(memory_format=cl)
+    for stride in (1, 2):
+        g = go[:, :, ::stride, ::stride].contiguous(memory_format=cl)
+        xs, ws = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        ours = fastconv.conv2d(xs, ws, None, stride, 1, 1, 16)
+        ours_grads = torch.autograd.grad(ours, (xs, ws), g)
+        xt, wt = x.double().requires_grad_(), weight.double().requires_grad_()
+        theirs = F.conv2d(xt, wt, None, stride, 1, 1, 16)
+        theirs_grads = torch.autograd.grad(theirs, (xt, wt), g.double())
+        for a, e in zip((ours, *ours_grads), (theirs, *theirs_grads)):
+            assert torch.equal(a.isnan(), e.isnan()) and torch.equal(a.isinf(), e.isinf())
+
+
+def test_channels_last_results_do_not_depend_on_the_thread_count():
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    x = torch.randn(3, 56, 20, 20).contiguous(memory_format=cl).requires_grad_()
+    weight = torch.randn(56, 1, 3, 3, requires_grad=True)
+
+    def run():
+        y = fastconv.conv2d(x, weight, None, 2, 1, 1, 56)
+        go = torch.ones_like(y).contiguous(memory_format=cl)
+        return (y, *torch.autograd.grad(y, (x, weight), go))
+
+    one, three = results_per_thread_count(run, (1, 3))
+    for a, b in zip(one, three):
+        assert torch.equal(a, b)

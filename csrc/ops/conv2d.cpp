@@ -54,8 +54,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
   }
   const auto memory_format = conv2d_output_memory_format(input, weight);
   const bool keeps_channels_last = input.is_cpu() &&
-      memory_format == at::MemoryFormat::ChannelsLast &&
-      cpu::channels_last_pointwise_supported(g, input);
+      memory_format == at::MemoryFormat::ChannelsLast && cpu::channels_last_supported(g, input);
   auto output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
                           input.options().memory_format(
                               keeps_channels_last ? memory_format : at::MemoryFormat::Contiguous));
@@ -65,7 +64,7 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
   }
   const auto b = has_bias ? bias->contiguous() : at::Tensor();
   if (keeps_channels_last) {
-    cpu::channels_last_pointwise_forward(g, input, weight.contiguous(), b, output);
+    cpu::channels_last_forward(g, input, weight.contiguous(), b, output);
     return output;
   }
   FASTCONV_CALL_BACKEND(input, conv2d_forward, g, input.contiguous(), weight.contiguous(), b,
@@ -86,9 +85,9 @@ at::Tensor conv2d_input_backward(const at::Tensor& grad_output, const at::Tensor
   }
   check_same_dtype_and_device(grad_output, weight, "weight");
   if (grad_output.is_cpu() && memory_format == at::MemoryFormat::ChannelsLast &&
-      cpu::channels_last_pointwise_supported(g, grad_output)) {
+      cpu::channels_last_supported(g, grad_output)) {
     auto grad_input = at::empty(input_size, grad_output.options().memory_format(memory_format));
-    cpu::channels_last_pointwise_input_backward(g, grad_output, weight.contiguous(), grad_input);
+    cpu::channels_last_input_backward(g, grad_output, weight.contiguous(), grad_input);
     return grad_input;
   }
   auto grad_input = at::empty(input_size, grad_output.options());
@@ -109,6 +108,11 @@ at::Tensor conv2d_weight_backward(const at::Tensor& grad_output, const at::Tenso
   }
   check_same_dtype_and_device(grad_output, input, "input");
   auto grad_weight = at::empty(weight_size, grad_output.options());
+  if (grad_output.is_cpu() && layout_of(grad_output) == at::MemoryFormat::ChannelsLast &&
+      cpu::channels_last_supported(g, grad_output) && cpu::channels_last_supported(g, input)) {
+    cpu::channels_last_weight_backward(g, input, grad_output, grad_weight);
+    return grad_weight;
+  }
   FASTCONV_CALL_BACKEND(grad_output, conv2d_weight_backward, g, input.contiguous(),
                         grad_output.contiguous(), grad_weight);
   return grad_weight;

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "ops/cpu/conv2d/conv2d_path.h"
 #include "ops/shape_checks.h"
 
 #define FASTCONV_DECLARE_CONV2D_KERNELS                                                           \
@@ -23,15 +24,20 @@ namespace fastconv {
 namespace cpu {
 FASTCONV_DECLARE_CONV2D_KERNELS
 
-// CPU only: a pointwise convolution of channels_last tensors as one GEMM over the pixels, with no
-// layout conversion (cpu/conv2d/im2col_blas/channels_last_pointwise.cpp). The frontend calls the
-// two passes with channels_last x (or gy) and y (or gx) where channels_last_pointwise_supported
-// holds for that input; the weight gradient takes the NCHW kernels.
-bool channels_last_pointwise_supported(const Conv2dGeometry& g, const at::Tensor& t);
-void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& x,
-                                     const at::Tensor& w, const at::Tensor& bias, at::Tensor& y);
-void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
-                                            const at::Tensor& w, at::Tensor& gx);
+// CPU only: kernels that take channels_last tensors as they are, with no layout conversion
+// (cpu/conv2d/conv2d_kernel.cpp): pointwise layers as GEMMs over the pixels, float32 depthwise
+// layers of one output channel per group. The frontend calls a pass's kernel with channels_last
+// tensors (x or gy, and y, gx or x) where channels_last_supported holds for each of them.
+bool channels_last_supported(const Conv2dGeometry& g, const at::Tensor& t);
+// The path those kernels record (for the tests' hooks): depthwise_channels_last, or im2col_blas
+// for the pointwise GEMMs.
+Conv2dPath channels_last_path(const Conv2dGeometry& g, const at::Tensor& t);
+void channels_last_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& bias, at::Tensor& y);
+void channels_last_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
+                                  const at::Tensor& w, at::Tensor& gx);
+void channels_last_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
+                                   const at::Tensor& gy, at::Tensor& gw);
 }  // namespace cpu
 namespace cuda {
 FASTCONV_DECLARE_CONV2D_KERNELS

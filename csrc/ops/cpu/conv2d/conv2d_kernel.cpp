@@ -1,5 +1,6 @@
 // The CPU conv2d kernels: each pass runs on the path conv2d_path.cpp chooses, and records it.
-// Layout is NCHW inside; the frontend (ops/conv2d.cpp) converts channels_last at the edges.
+// Layout is NCHW inside, but for the channels_last kernels at the end of this file; for other
+// layers the frontend (ops/conv2d.cpp) converts channels_last at the edges.
 #include <ATen/ops/empty.h>
 
 #include <atomic>
@@ -47,6 +48,11 @@ bool flip_transpose_weight(const Conv2dGeometry& g, const float* weight, float* 
                  if (!all_finite) finite.store(false);
                });
   return finite.load();
+}
+
+// A layer the channels_last depthwise kernels take (depthwise/depthwise_channels_last.cpp).
+bool channels_last_depthwise_applies(const Conv2dGeometry& g, const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat && channels_last_depthwise_supported(g);
 }
 
 const float* float_data_or_null(const at::Tensor& t) {
@@ -166,6 +172,52 @@ void conv2d_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const 
     default:
       im2col_blas_weight_backward(g, x, gy, gw);
   }
+}
+
+// channels_last tensors as they are (conv2d_kernels.h): pointwise layers on BLAS GEMMs over the
+// pixels (im2col_blas/channels_last_pointwise.cpp), depthwise ones on per-pixel channel vectors.
+bool channels_last_supported(const Conv2dGeometry& g, const at::Tensor& t) {
+  if (!t.is_contiguous(at::MemoryFormat::ChannelsLast)) return false;
+  return channels_last_depthwise_applies(g, t) ||
+      channels_last_pointwise_supported(g, t.scalar_type());
+}
+
+Conv2dPath channels_last_path(const Conv2dGeometry& g, const at::Tensor& t) {
+  return channels_last_depthwise_applies(g, t) ? Conv2dPath::depthwise_channels_last
+                                               : Conv2dPath::im2col_blas;
+}
+
+void channels_last_forward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& bias, at::Tensor& y) {
+  if (!channels_last_depthwise_applies(g, x)) {
+    channels_last_pointwise_forward(g, x, w, bias, y);
+    return;
+  }
+  record_run(Conv2dPass::forward, Conv2dPath::depthwise_channels_last);
+  channels_last_depthwise_forward(g, x.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                                  float_data_or_null(bias), y.mutable_data_ptr<float>());
+}
+
+void channels_last_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
+                                  const at::Tensor& w, at::Tensor& gx) {
+  if (!channels_last_depthwise_applies(g, gy)) {
+    channels_last_pointwise_input_backward(g, gy, w, gx);
+    return;
+  }
+  record_run(Conv2dPass::input_backward, Conv2dPath::depthwise_channels_last);
+  channels_last_depthwise_input_backward(g, gy.const_data_ptr<float>(), w.const_data_ptr<float>(),
+                                         gx.mutable_data_ptr<float>());
+}
+
+void channels_last_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
+                                   const at::Tensor& gy, at::Tensor& gw) {
+  if (!channels_last_depthwise_applies(g, gy)) {
+    channels_last_pointwise_weight_backward(g, x, gy, gw);
+    return;
+  }
+  record_run(Conv2dPass::weight_backward, Conv2dPath::depthwise_channels_last);
+  channels_last_depthwise_weight_backward(g, x.const_data_ptr<float>(), gy.const_data_ptr<float>(),
+                                          gw.mutable_data_ptr<float>());
 }
 
 }  // namespace fastconv::cpu

@@ -184,6 +184,8 @@ const char* name_of(Conv2dPath path) {
       return "direct_flipped";
     case Conv2dPath::pointwise:
       return "pointwise";
+    case Conv2dPath::depthwise_channels_last:
+      return "depthwise_channels_last";
   }
   return "?";
 }

@@ -30,8 +30,11 @@ enum class Conv2dPath : int {
   direct_flipped,
   // The weight gradient of a pointwise layer as dot products of whole planes (pointwise/).
   pointwise,
+  // Every pass of a depthwise layer on channels_last tensors (depthwise/depthwise_channels_last),
+  // which the frontend calls for such input (conv2d_kernel.cpp); choose_path never returns it.
+  depthwise_channels_last,
 };
-constexpr int kConv2dPaths = 11;
+constexpr int kConv2dPaths = 12;
 
 const char* name_of(Conv2dPass pass);
 const char* name_of(Conv2dPath path);

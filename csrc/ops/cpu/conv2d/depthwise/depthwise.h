@@ -28,4 +28,14 @@ void depthwise_input_backward(const Conv2dGeometry& g, const float* gy, const fl
 // gw = the weight gradient, written whole.
 void depthwise_weight_backward(const Conv2dGeometry& g, const float* x, const float* gy, float* gw);
 
+// The same three passes on channels_last (NHWC) tensors, for layers of one output channel per
+// group (depthwise_channels_last.cpp); gx is written whole.
+bool channels_last_depthwise_supported(const Conv2dGeometry& g);
+void channels_last_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                                     const float* bias, float* y);
+void channels_last_depthwise_input_backward(const Conv2dGeometry& g, const float* gy,
+                                            const float* w, float* gx);
+void channels_last_depthwise_weight_backward(const Conv2dGeometry& g, const float* x,
+                                             const float* gy, float* gw);
+
 }  // namespace fastconv::cpu

@@ -150,9 +150,12 @@ void add_bias(T* c, int64_t rows, int64_t cols, int64_t ldc, const T* values, bo
 // stride ldc): the tiles over the threads, each BLAS call on its own thread. The bias is added to
 // each tile after its last depth block, while the tile is in cache: a pass of its own over c (or
 // c filled with it, then summed into) costs a memory-bound layer a third of its time.
+//
+// depth_block may be longer than kGemmDepth where the depth is a whole batch's pixels (a weight
+// gradient): 128-deep blocks would make thousands of BLAS calls of a few microseconds' work each.
 template <typename T>
 void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumulate,
-          bool spread = true, GemmBias<T> bias = {}) {
+          bool spread = true, GemmBias<T> bias = {}, int64_t depth_block = kGemmDepth) {
   const GemmTiles tiles(a.rows, b.cols, a.cols, spread);
   parallel_for(0, tiles.row_tiles * tiles.col_tiles, 1, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -162,8 +165,8 @@ void gemm(const Matrix<T>& a, const Matrix<T>& b, T* c, int64_t ldc, bool accumu
       const int64_t cols = std::min(tiles.cols, b.cols - col);
       T* c_tile = c + row * ldc + col;
       // (An empty depth still makes one call, which writes the zeros of c = a * b.)
-      for (int64_t depth = 0; depth == 0 || depth < a.cols; depth += kGemmDepth) {
-        const int64_t part = std::min(kGemmDepth, a.cols - depth);
+      for (int64_t depth = 0; depth == 0 || depth < a.cols; depth += depth_block) {
+        const int64_t part = std::min(depth_block, a.cols - depth);
         serial_gemm(a.block(row, rows, depth, part), b.block(depth, part, col, cols), c_tile, ldc,
                     accumulate || depth > 0);
       }

@@ -1,22 +1,20 @@
 // A pointwise convolution of channels_last tensors: with the channels of each pixel contiguous,
 // the input is a [pixels x C] matrix and the output [pixels x K], so the forward is one GEMM
 // over all the batch's pixels, y = x * w^T, and the input gradient gx = gy * w, with no layout
-// conversion around them (conv2d_kernels.h). The GEMMs are blas_gemm.h's: fixed tiles and
+// conversion around them (conv2d_kernel.cpp). The GEMMs are blas_gemm.h's: fixed tiles and
 // 128-deep blocks, the same sums at every thread count.
 #include <ATen/Dispatch.h>
 
 #include <algorithm>
 
-#include "ops/conv2d_kernels.h"
 #include "ops/cpu/conv2d/conv2d_path.h"
 #include "ops/cpu/conv2d/im2col_blas/blas_gemm.h"
+#include "ops/cpu/conv2d/im2col_blas/im2col_blas.h"
 
 namespace fastconv::cpu {
 
-bool channels_last_pointwise_supported(const Conv2dGeometry& g, const at::Tensor& t) {
-  return g.is_pointwise() && g.groups == 1 &&
-      (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) &&
-      t.is_contiguous(at::MemoryFormat::ChannelsLast);
+bool channels_last_pointwise_supported(const Conv2dGeometry& g, c10::ScalarType dtype) {
+  return g.is_pointwise() && g.groups == 1 && (dtype == at::kFloat || dtype == at::kDouble);
 }
 
 void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& x,
@@ -39,6 +37,21 @@ void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::T
     const Matrix<scalar_t> grad{gy.const_data_ptr<scalar_t>(), pixels, K, K};
     const Matrix<scalar_t> weights{w.const_data_ptr<scalar_t>(), K, C, C};
     gemm(grad, weights, gx.mutable_data_ptr<scalar_t>(), C, false);
+  });
+}
+
+// gw = gy^T * x over all the batch's pixels, in depth blocks of kWeightDepthBlock pixels.
+constexpr int64_t kWeightDepthBlock = 512;
+
+void channels_last_pointwise_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
+                                             const at::Tensor& gy, at::Tensor& gw) {
+  record_run(Conv2dPass::weight_backward, Conv2dPath::im2col_blas);
+  const int64_t pixels = g.batch * g.out_plane(), C = g.in_channels, K = g.out_channels;
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_weight_backward", [&] {
+    const auto grad_t = transposed(Matrix<scalar_t>{gy.const_data_ptr<scalar_t>(), K, pixels, K});
+    const Matrix<scalar_t> image{x.const_data_ptr<scalar_t>(), pixels, C, C};
+    gemm(grad_t, image, gw.mutable_data_ptr<scalar_t>(), C, false, true, GemmBias<scalar_t>{},
+         kWeightDepthBlock);
   });
 }
 

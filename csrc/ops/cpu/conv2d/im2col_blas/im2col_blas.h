@@ -22,4 +22,15 @@ void im2col_blas_input_backward(const Conv2dGeometry& g, const at::Tensor& gy, c
 void im2col_blas_weight_backward(const Conv2dGeometry& g, const at::Tensor& x, const at::Tensor& gy,
                                  at::Tensor& gw);
 
+// A pointwise layer of channels_last tensors (channels_last_pointwise.cpp): the forward as one
+// GEMM over all the batch's pixels, y = x * w^T, the input gradient gx = gy * w and the weight
+// gradient gw = gy^T * x.
+bool channels_last_pointwise_supported(const Conv2dGeometry& g, c10::ScalarType dtype);
+void channels_last_pointwise_forward(const Conv2dGeometry& g, const at::Tensor& x,
+                                     const at::Tensor& w, const at::Tensor& bias, at::Tensor& y);
+void channels_last_pointwise_input_backward(const Conv2dGeometry& g, const at::Tensor& gy,
+                                            const at::Tensor& w, at::Tensor& gx);
+void channels_last_pointwise_weight_backward(const Conv2dGeometry& g, const at::Tensor& x,
+                                             const at::Tensor& gy, at::Tensor& gw);
+
 }  // namespace fastconv::cpu
