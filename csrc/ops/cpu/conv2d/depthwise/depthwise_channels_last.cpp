@@ -86,23 +86,34 @@ FASTCONV_ALWAYS_INLINE void interior_pixel(const float* base, const int64_t* off
   if (c0 < C) interior_channels<0>(base, offsets, taps, start, c0, C - c0, out);
 }
 
+// Every tap of the kernel, in order, with its weights' channel vector; offsets[t] is where tap t
+// reads relative to a window's first pixel in a plane `width` pixels wide, times `direction` (-1:
+// the input gradient reads the outputs before its pixel).
+PixelTaps kernel_taps(const Conv2dGeometry& g, const float* weights_t, int64_t width,
+                      int64_t direction, std::vector<int64_t>& offsets) {
+  const int64_t C = g.in_channels;
+  PixelTaps taps(g.kernel_h * g.kernel_w);
+  taps.count = g.kernel_h * g.kernel_w;
+  offsets.resize(taps.count);
+  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const int64_t t = kh * g.kernel_w + kw;
+      taps.weights[t] = weights_t + t * C;
+      offsets[t] = direction * (kh * g.dilation_h * width + kw * g.dilation_w) * C;
+    }
+  }
+  return taps;
+}
+
 // Forward rows [begin, end) of (image, output row): y = bias + the taps of each output pixel. The
 // pixels whose taps all lie inside the input read them at fixed offsets; the border's taps that
 // read padding add weight x 0.
 FASTCONV_ALWAYS_INLINE void forward_rows(const Conv2dGeometry& g, const float* x,
                                          const float* weights_t, const float* bias, float* y,
                                          int64_t begin, int64_t end) {
-  const int64_t C = g.in_channels, taps_count = g.kernel_h * g.kernel_w;
-  PixelTaps taps(taps_count);
-  taps.count = taps_count;
-  std::vector<int64_t> offsets(taps_count);
-  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const int64_t t = kh * g.kernel_w + kw;
-      taps.weights[t] = weights_t + t * C;
-      offsets[t] = (kh * g.dilation_h * g.in_w + kw * g.dilation_w) * C;
-    }
-  }
+  const int64_t C = g.in_channels;
+  std::vector<int64_t> offsets;
+  PixelTaps taps = kernel_taps(g, weights_t, g.in_w, 1, offsets);
   const auto rows_inside = outputs_inside(-g.pad_h, (g.kernel_h - 1) * g.dilation_h - g.pad_h,
                                           g.stride_h, g.in_h, g.out_h);
   const auto cols_inside = outputs_inside(-g.pad_w, (g.kernel_w - 1) * g.dilation_w - g.pad_w,
@@ -138,17 +149,10 @@ FASTCONV_ALWAYS_INLINE void forward_rows(const Conv2dGeometry& g, const float* x
 FASTCONV_ALWAYS_INLINE void input_backward_rows(const Conv2dGeometry& g, const float* gy,
                                                 const float* weights_t, float* gx, int64_t begin,
                                                 int64_t end) {
-  const int64_t C = g.in_channels, taps_count = g.kernel_h * g.kernel_w;
-  PixelTaps taps(taps_count), all_taps(taps_count);
-  all_taps.count = taps_count;
-  std::vector<int64_t> offsets(taps_count);
-  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const int64_t t = kh * g.kernel_w + kw;
-      all_taps.weights[t] = weights_t + t * C;
-      offsets[t] = -(kh * g.dilation_h * g.out_w + kw * g.dilation_w) * C;
-    }
-  }
+  const int64_t C = g.in_channels;
+  std::vector<int64_t> offsets;
+  const PixelTaps all_taps = kernel_taps(g, weights_t, g.out_w, -1, offsets);
+  PixelTaps taps(all_taps.count);
   // Input pixels ih whose outputs ih + pad - kh * dilation all exist (stride 1).
   const bool stride_1 = g.stride_h == 1 && g.stride_w == 1;
   const auto rows_inside =
