@@ -136,7 +136,7 @@ bool direct_weight_pays_off(const Conv2dGeometry& g) {
 // AVX2 on Zen 1, batch 8: 4.7x on MobileNetV2's 16 -> 96 at 112 x 112 (packing grad_output cost
 // more than multiplying), 1.3-2x with up to 32 channels on either side at 20 x 20 to 56 x 56,
 // level on deep layers (512 -> 256 at 28 x 28). Smaller planes ran slower where they are deep,
-// even taken several images per kernel call with masked loads for the tails (tried, not kept):
+// even taken several images per kernel call with masked loads for the tails (measured, not used):
 // 14 x 14, 576 -> 96 3.9 against 3.0 ms, 1024 -> 256 18.7 against 13.9; 7 x 7 1.7-2.2x the
 // packed GEMM's time. AVX-512 keeps the packed GEMM (12 x 32 zmm tiles), unmeasured against the
 // dot products.

@@ -51,7 +51,7 @@ struct PaddedPlane {
 // (DirectPlanes, one channel at a time), where every tap of every output reads at stride 1: a whole
 // plane is then one stencil over the grid's rows laid end to end (out_h rows of grid_w outputs,
 // of which the first out_w of each are kept), vectorised whatever the stride; strided rows read
-// at stride 2 took MobileNetV2's strided layers 1.7-5x torch's time. Larger strides read the
+// at stride 2 take MobileNetV2's strided layers 1.7-5x torch's time. Larger strides read the
 // zero-padded plane row by row.
 bool phase_planes_fit(const Conv2dGeometry& g) {
   return g.stride_h <= kMaxDirectStride && g.stride_w <= kMaxDirectStride;

@@ -3,8 +3,8 @@
 // and iw = j * stride_w + phase_w takes tap (kh, kw) from output (i + shift_h, j + shift_w) where
 // that phase's residue matches the tap's, so each phase of the input is a stride-1 stencil of
 // zero-padded grad_output with the taps of its phase: whole-plane stencils as the forward runs,
-// whose results are interleaved into the input rows. The per-output scatter into every stride-th
-// input that this replaces ran at a third of the forward's rate (MobileNetV2's strided layers).
+// whose results are interleaved into the input rows. A per-output scatter into every stride-th
+// input runs at a third of the forward's rate on MobileNetV2's strided layers.
 #include <algorithm>
 #include <cmath>
 #include <vector>
